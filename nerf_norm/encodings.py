@@ -1,0 +1,74 @@
+"""Input encodings for coordinate networks.
+
+* :class:`PositionalEncoding`: NeRF-style, ``[x, sin(2^k pi x), cos(2^k pi x)]`` for ``k < L``.
+* :class:`GaussianFourierFeatures`: Tancik et al. 2020, ``[sin(2 pi B x), cos(2 pi B x)]`` with a fixed
+  ``B ~ N(0, scale^2)`` (the paper's "PE" method, scale 10).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["PositionalEncoding", "GaussianFourierFeatures"]
+
+
+class PositionalEncoding(nn.Module):
+    """``[..., D] -> [..., D (1 + 2L)]`` (``[..., 2 D L]`` without the input): frequencies ``2^k pi``, k < L."""
+
+    def __init__(self, in_dim: int, num_frequencies: int, include_input: bool = True) -> None:
+        super().__init__()
+        if in_dim < 1 or num_frequencies < 0:
+            raise ValueError(f"PositionalEncoding: need in_dim >= 1 and num_frequencies >= 0, got "
+                             f"{in_dim}, {num_frequencies}")
+        self.in_dim = in_dim
+        self.num_frequencies = num_frequencies
+        self.include_input = include_input
+        self.register_buffer("freqs", math.pi * 2.0 ** torch.arange(num_frequencies, dtype=torch.float32),
+                             persistent=False)
+
+    @property
+    def out_dim(self) -> int:
+        return self.in_dim * (2 * self.num_frequencies + int(self.include_input))
+
+    def forward(self, x: Tensor) -> Tensor:
+        scaled = (x.unsqueeze(-1) * self.freqs.to(x.dtype)).flatten(-2)  # [..., D * L]
+        parts = [torch.sin(scaled), torch.cos(scaled)]
+        if self.include_input:
+            parts.insert(0, x)
+        return torch.cat(parts, dim=-1)
+
+    def extra_repr(self) -> str:
+        return f"in_dim={self.in_dim}, num_frequencies={self.num_frequencies}, include_input={self.include_input}"
+
+
+class GaussianFourierFeatures(nn.Module):
+    """``[..., D] -> [..., 2 m]``: ``[sin(2 pi x B^T), cos(2 pi x B^T)]``, ``B [m, D] ~ N(0, scale^2)``.
+
+    ``B`` is a fixed buffer (saved with the model, not trained, so not counted as a parameter). ``seed``
+    makes it reproducible independently of the global RNG.
+    """
+
+    def __init__(self, in_dim: int, num_features: int = 256, scale: float = 10.0, seed: Optional[int] = None):
+        super().__init__()
+        if in_dim < 1 or num_features < 1:
+            raise ValueError(f"GaussianFourierFeatures: need in_dim, num_features >= 1, got {in_dim}, {num_features}")
+        self.in_dim = in_dim
+        self.num_features = num_features
+        self.scale = scale
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.register_buffer("B", torch.randn(num_features, in_dim, generator=gen) * scale)
+
+    @property
+    def out_dim(self) -> int:
+        return 2 * self.num_features
+
+    def forward(self, x: Tensor) -> Tensor:
+        proj = (2.0 * math.pi) * (x @ self.B.to(x.dtype).t())
+        return torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)
+
+    def extra_repr(self) -> str:
+        return f"in_dim={self.in_dim}, num_features={self.num_features}, scale={self.scale}"

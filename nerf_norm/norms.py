@@ -1,0 +1,665 @@
+"""Normalization layers for coordinate networks (paper sections 4.1-4.3).
+
+Every layer takes activations of shape ``[..., C]``, flattens them to ``[T, C]`` (T samples of the batch,
+C channels) for its statistics and restores the shape on output. Statistics are always computed in at
+least float32, with autocast disabled inside the layer, and the output is cast back to the input dtype.
+
+=============  =====================================  ===========================  ==============
+layer          statistics for element (t, i)          paper                        batch-coupled
+=============  =====================================  ===========================  ==============
+BatchNorm      column i (the T samples of channel i)  Eq. 8                        yes
+LayerNorm      row t (the C channels of sample t)     Eq. 16                       no
+GlobalNorm     all T x C elements                     Eq. 23                       yes
+CrossNorm      row t together with column i           Eq. 24                       yes
+=============  =====================================  ===========================  ==============
+
+Train/eval semantics follow ``torch.nn.BatchNorm1d``: in training the batch statistics are used; with
+``track_running_stats=True`` running estimates of the batch-dimension statistics are kept (``momentum``,
+``None`` for a cumulative average) and used in eval mode, so a sample's output does not depend on which
+other samples share its batch. The per-sample (row) part of CrossNorm and LayerNorm is always computed
+from the sample itself. Without running statistics, eval mode uses batch statistics, which is the paper's
+full-batch fitting setting.
+
+Each module has a functional twin (:func:`batch_norm`, :func:`layer_norm`, :func:`global_norm`,
+:func:`cross_norm`) taking every tensor explicitly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Literal, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "NORM_NAMES",
+    "CN_VARIANTS",
+    "BatchNorm",
+    "LayerNorm",
+    "GlobalNorm",
+    "CrossNorm",
+    "make_norm",
+    "batch_norm",
+    "layer_norm",
+    "global_norm",
+    "cross_norm",
+    "cross_norm_autograd",
+]
+
+NormName = Literal["none", "bn", "ln", "gn", "cn"]
+NORM_NAMES: Tuple[str, ...] = ("none", "bn", "ln", "gn", "cn")
+CNVariant = Literal["paper", "reference"]
+CN_VARIANTS: Tuple[str, ...] = ("paper", "reference")
+
+# Column statistics of CrossNorm, as (column sum, column sum of squares, number of samples n).
+ColumnSums = Tuple[Tensor, Tensor, float]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# shared helpers
+
+
+def _as_2d(x: Tensor, num_features: int, layer: str) -> Tensor:
+    """Flattens ``[..., C]`` to ``[T, C]``, checking C."""
+    if x.dim() < 1 or x.shape[-1] != num_features:
+        raise ValueError(
+            f"{layer}: expected input of shape [..., {num_features}] (channels last), got {tuple(x.shape)}"
+        )
+    return x.reshape(-1, num_features)
+
+
+def _stats_dtype(x: Tensor) -> torch.dtype:
+    """Statistics are computed in float32 at least (float64 inputs stay float64, e.g. for gradcheck)."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+@contextlib.contextmanager
+def _no_autocast(x: Tensor):
+    """Disables autocast so that reductions and the small matmuls below run in the statistics dtype."""
+    device_type = x.device.type if x.device.type in ("cuda", "cpu", "xpu", "mps") else "cpu"
+    with torch.autocast(device_type=device_type, enabled=False):
+        yield
+
+
+def _check_batch(num_samples: int, training: bool, layer: str, shape: torch.Size) -> None:
+    if training and num_samples < 2:
+        raise ValueError(
+            f"{layer}: expected more than 1 sample per channel when training, got input of shape {tuple(shape)}; "
+            "batch statistics of a single sample are undefined (call .eval() with track_running_stats=True, "
+            "or use a larger batch)"
+        )
+
+
+def _ema_factor(module: "_RunningStatsNorm") -> float:
+    """Update factor of the running statistics, as torch's BatchNorm computes it."""
+    if not (module.training and module.track_running_stats):
+        return 0.0
+    module.num_batches_tracked.add_(1)
+    if module.momentum is None:
+        return 1.0 / float(module.num_batches_tracked)
+    return module.momentum
+
+
+class _RunningStatsNorm(nn.Module):
+    """Common parts of the batch-coupled norms: affine parameters and running-stat buffers."""
+
+    def __init__(
+        self,
+        num_features: int,
+        stat_size: int,
+        eps: float = 1e-5,
+        momentum: Optional[float] = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = False,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        if num_features < 1:
+            raise ValueError(f"num_features must be positive, got {num_features}")
+        factory = {"device": device, "dtype": dtype}
+        self.num_features = num_features
+        self.eps = eps
+        self.momentum = momentum
+        self.affine = affine
+        self.track_running_stats = track_running_stats
+        if affine:
+            self.weight = nn.Parameter(torch.empty(num_features, **factory))
+            self.bias = nn.Parameter(torch.empty(num_features, **factory))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(stat_size, **factory))
+            self.register_buffer("running_var", torch.ones(stat_size, **factory))
+            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+        self.reset_parameters()
+
+    def reset_running_stats(self) -> None:
+        if self.track_running_stats:
+            self.running_mean.zero_()
+            self.running_var.fill_(1)
+            self.num_batches_tracked.zero_()
+
+    def reset_parameters(self) -> None:
+        self.reset_running_stats()
+        if self.affine:
+            nn.init.ones_(self.weight)
+            nn.init.zeros_(self.bias)
+
+    def _use_batch_stats(self) -> bool:
+        return self.training or not self.track_running_stats
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+            f"track_running_stats={self.track_running_stats}"
+        )
+
+
+def _affine(y: Tensor, weight: Optional[Tensor], bias: Optional[Tensor]) -> Tensor:
+    if weight is None:
+        return y if bias is None else y + bias
+    if bias is None:
+        return y * weight
+    return torch.addcmul(bias.to(y.dtype), y, weight.to(y.dtype))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# BatchNorm (Eq. 8) and LayerNorm (Eq. 16): torch's native kernels do exactly these.
+
+
+def batch_norm(
+    x: Tensor,
+    running_mean: Optional[Tensor] = None,
+    running_var: Optional[Tensor] = None,
+    weight: Optional[Tensor] = None,
+    bias: Optional[Tensor] = None,
+    training: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Batch normalization, paper Eq. 8, for ``x`` of shape ``[..., C]``.
+
+    Each channel i is normalized by the mean and biased variance of its T samples. With ``training=False``
+    and running statistics given, those are used instead (the running variance is unbiased, as in torch).
+    """
+    C = x.shape[-1]
+    x2 = _as_2d(x, C, "batch_norm")
+    use_batch = training or running_mean is None
+    _check_batch(x2.shape[0], use_batch, "batch_norm", x.shape)
+    with _no_autocast(x):
+        y = F.batch_norm(
+            x2.to(_stats_dtype(x)), running_mean, running_var, weight, bias, use_batch, momentum, eps
+        )
+    return y.to(x.dtype).reshape(x.shape)
+
+
+def layer_norm(
+    x: Tensor, weight: Optional[Tensor] = None, bias: Optional[Tensor] = None, eps: float = 1e-5
+) -> Tensor:
+    """Layer normalization, paper Eq. 16: each sample normalized over its C channels. ``x``: ``[..., C]``."""
+    C = x.shape[-1]
+    with _no_autocast(x):
+        y = F.layer_norm(x.to(_stats_dtype(x)), (C,), weight, bias, eps)
+    return y.to(x.dtype)
+
+
+class BatchNorm(_RunningStatsNorm):
+    """Batch normalization over the T samples of each channel (paper Eq. 8).
+
+    Shapes: input ``[..., C]``, output the same. Arguments as ``torch.nn.BatchNorm1d``, except that
+    ``track_running_stats`` defaults to ``False`` (full-batch fitting uses batch statistics in eval too).
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
+                 affine: bool = True, track_running_stats: bool = False, device=None, dtype=None) -> None:
+        super().__init__(num_features, num_features, eps, momentum, affine, track_running_stats, device, dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        factor = _ema_factor(self)
+        return batch_norm(
+            x,
+            self.running_mean if self.track_running_stats else None,
+            self.running_var if self.track_running_stats else None,
+            self.weight,
+            self.bias,
+            self._use_batch_stats(),
+            factor,
+            self.eps,
+        )
+
+
+class LayerNorm(nn.Module):
+    """Layer normalization over the C channels of each sample (paper Eq. 16). Input ``[..., C]``.
+
+    It has no batch statistics, so train and eval behave alike.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, affine: bool = True, device=None, dtype=None):
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        self.num_features = num_features
+        self.eps = eps
+        self.affine = affine
+        if affine:
+            self.weight = nn.Parameter(torch.empty(num_features, **factory))
+            self.bias = nn.Parameter(torch.empty(num_features, **factory))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self.affine:
+            nn.init.ones_(self.weight)
+            nn.init.zeros_(self.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _as_2d(x, self.num_features, "LayerNorm")
+        return layer_norm(x, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, affine={self.affine}"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# GlobalNorm (Eq. 23): one mean and variance over all T x C elements, then the per-channel affine.
+
+
+def global_norm(
+    x: Tensor,
+    running_mean: Optional[Tensor] = None,
+    running_var: Optional[Tensor] = None,
+    weight: Optional[Tensor] = None,
+    bias: Optional[Tensor] = None,
+    training: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Global normalization, paper Eq. 23, for ``x`` of shape ``[..., C]``.
+
+    All T x C elements share one mean and (biased) variance; the running statistics are one-element
+    tensors. The affine transform is per channel.
+    """
+    C = x.shape[-1]
+    x2 = _as_2d(x, C, "global_norm")
+    use_batch = training or running_mean is None
+    if use_batch and x2.numel() < 2:
+        raise ValueError(f"global_norm: expected more than 1 element when training, got shape {tuple(x.shape)}")
+    with _no_autocast(x):
+        # One "channel" holding every element: torch's native batch norm computes exactly Eq. 23's statistics
+        # (and keeps the running estimates) in a single fused pass.
+        flat = x2.to(_stats_dtype(x)).reshape(1, 1, -1)
+        y = F.batch_norm(flat, running_mean, running_var, None, None, use_batch, momentum, eps)
+        y = _affine(y.reshape(x2.shape), weight, bias)
+    return y.to(x.dtype).reshape(x.shape)
+
+
+class GlobalNorm(_RunningStatsNorm):
+    """Global normalization: one mean/variance over all T x C elements (paper Eq. 23). Input ``[..., C]``."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
+                 affine: bool = True, track_running_stats: bool = False, device=None, dtype=None) -> None:
+        super().__init__(num_features, 1, eps, momentum, affine, track_running_stats, device, dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _as_2d(x, self.num_features, "GlobalNorm")
+        factor = _ema_factor(self)
+        return global_norm(
+            x,
+            self.running_mean if self.track_running_stats else None,
+            self.running_var if self.track_running_stats else None,
+            self.weight,
+            self.bias,
+            self._use_batch_stats(),
+            factor,
+            self.eps,
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# CrossNorm (Eq. 24)
+#
+# For element (t, i) of x [T, C] the statistics cover row t (C elements) and column i (n elements, n = T
+# in training or the tracked batch size with running statistics), N = C + n.
+#
+# variant "paper" (Eq. 24): the multiset row t + column i, x[t, i] counted twice.
+#     mu = (r1_t + s1_i) / N,   var = (r2_t + s2_i) / N - mu^2
+#   with r1/r2 the row sums of x and x^2 and s1/s2 the column sums. The variance is evaluated in Chan's
+#   stable pooled form  var = (C vr_t + n vc_i) / N + (C n / N^2) (mr_t - mc_i)^2  from row and column
+#   means (mr, mc) and biased variances (vr, vc), so no catastrophic cancellation occurs.
+# variant "reference" (the authors' released code):
+#     mu = (r1_t + s1_i - x) / N,   sigma^2 = var_unbiased(column i) + var_unbiased(row t)
+#
+# y = (x - mu) / sqrt(var + eps) * weight + bias.
+#
+# Backward (closed form). With g = dL/dy * weight, u = g * rstd and c = dL/dvar = -u * xhat * rstd / 2:
+#   paper:      dx = u + [dr1_t + B ds1_i] + 2 x [dr2_t + B ds2_i]
+#               dr1_t = (-sum_i u - 2 sum_i mu c) / N,  dr2_t = sum_i c / N    (and the same over columns)
+#   reference:  dx = (1 + 1/N) u - [sum_i u + B sum_t u] / N
+#                    + 2 sum_i c (x - mr_t) / (C - 1) + B 2 sum_t c (x - mc_i) / (n - 1)
+# where B = 1 when the column statistics come from the batch and 0 when they are running estimates.
+# The sums of mu * c need no [T, C] mu: sum_i mu_ti c_ti = (r1_t sum_i c_ti + (c @ s1)_t) / N.
+
+
+def _row_stats(x: Tensor, correction: int) -> Tuple[Tensor, Tensor]:
+    var, mean = torch.var_mean(x, dim=1, correction=correction)
+    return mean, var
+
+
+def _column_stats_from_batch(x: Tensor, correction: int) -> Tuple[Tensor, Tensor]:
+    var, mean = torch.var_mean(x, dim=0, correction=correction)
+    return mean, var
+
+
+def _outer_sum(row: Tensor, col: Tensor) -> Tensor:
+    """``[T] x [C] -> [T, C]`` with element (t, i) = row[t] + col[i]."""
+    return torch.add(row.unsqueeze(1), col.unsqueeze(0))
+
+
+def _cn_forward(x: Tensor, col_mean: Optional[Tensor], col_var: Optional[Tensor], n: Optional[float],
+                variant: str, eps: float):
+    """Returns (xhat [T, C], rstd [T, C], row mean [T], col mean [C], n) of CrossNorm, without affine.
+
+    ``col_mean``/``col_var`` (``[C]``, variance with the variant's correction) and ``n`` are given when
+    running statistics replace the batch's columns; otherwise they are computed from ``x``.
+    """
+    T, C = x.shape
+    paper = variant == "paper"
+    correction = 0 if paper else 1
+    if col_mean is None:
+        col_mean, col_var = _column_stats_from_batch(x, correction)
+        n = float(T)
+    row_mean, row_var = _row_stats(x, correction)
+    N = C + n
+    if paper:
+        diff = _outer_sum(row_mean, -col_mean)
+        var = diff.mul_(diff).mul_(C * n / (N * N))
+        var.add_(row_var.mul(C / N).unsqueeze(1)).add_(col_var.mul(n / N).unsqueeze(0))
+        rstd = var.add_(eps).rsqrt_()
+        # x - mu, mu = (C mr_t + n mc_i) / N
+        xhat = _outer_sum(row_mean.mul(-C / N), col_mean.mul(-n / N)).add_(x)
+    else:
+        rstd = _outer_sum(row_var, col_var).add_(eps).rsqrt_()
+        # x - mu, mu = (C mr_t + n mc_i - x) / N
+        xhat = _outer_sum(row_mean.mul(-C / N), col_mean.mul(-n / N)).add_(x, alpha=1.0 + 1.0 / N)
+    xhat.mul_(rstd)
+    return xhat, rstd, row_mean, col_mean, n
+
+
+def _cn_backward(x: Tensor, xhat: Tensor, rstd: Tensor, row_mean: Tensor, col_mean: Tensor, n: float,
+                 g: Tensor, batch_columns: bool, variant: str) -> Tensor:
+    """dL/dx of CrossNorm (before affine) given g = dL/dxhat, all ``[T, C]``. See the derivation above."""
+    T, C = x.shape
+    N = C + n
+    u = g.mul(rstd)
+    c = u.mul(xhat).mul_(rstd).mul_(-0.5)  # dL/dvar
+    c_row = c.sum(dim=1)
+    u_row = u.sum(dim=1)
+    if variant == "paper":
+        r1, s1 = row_mean * C, col_mean * n
+        # row coefficients: dL/dr1_t and dL/dr2_t
+        d_r1 = (u_row.neg() - (2.0 / N) * (r1 * c_row + torch.mv(c, s1))) / N
+        d_r2 = c_row / N
+        if batch_columns:
+            c_col = c.sum(dim=0)
+            d_s1 = (u.sum(dim=0).neg() - (2.0 / N) * (s1 * c_col + torch.mv(c.t(), r1))) / N
+            d_s2 = c_col / N
+        else:
+            d_s1 = d_s2 = torch.zeros_like(col_mean)
+        dx = u.add_(_outer_sum(d_r1, d_s1))
+        dx.addcmul_(x, _outer_sum(d_r2, d_s2), value=2.0)
+        return dx
+    # reference variant
+    a_row = c_row * (2.0 / (C - 1))
+    lin_row = u_row.neg() / N - a_row * row_mean
+    if batch_columns:
+        c_col = c.sum(dim=0)
+        a_col = c_col * (2.0 / (n - 1))
+        lin_col = u.sum(dim=0).neg() / N - a_col * col_mean
+    else:
+        a_col = lin_col = torch.zeros_like(col_mean)
+    dx = u.mul_(1.0 + 1.0 / N).add_(_outer_sum(lin_row, lin_col))
+    dx.addcmul_(x, _outer_sum(a_row, a_col))
+    return dx
+
+
+class _CrossNormFunction(torch.autograd.Function):
+    """CrossNorm with a closed-form backward: a few fused passes over ``[T, C]`` instead of autograd's graph.
+
+    Second-order gradients (``create_graph=True``, e.g. eikonal losses) re-derive the backward through the
+    straightforward differentiable formulation, so they are exact too.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, col_mean, col_var, n, variant, eps):
+        xhat, rstd, row_mean, col_mean_used, n_used = _cn_forward(x, col_mean, col_var, n, variant, eps)
+        y = _affine(xhat, weight, bias)
+        ctx.save_for_backward(x, xhat, rstd, row_mean, col_mean_used, weight, col_mean, col_var)
+        ctx.n = n_used
+        ctx.n_given = n
+        ctx.variant = variant
+        ctx.eps = eps
+        ctx.batch_columns = col_mean is None
+        ctx.has_bias = bias is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, xhat, rstd, row_mean, col_mean, weight, col_mean_in, col_var_in = ctx.saved_tensors
+        if torch.is_grad_enabled():  # double backward: differentiate the plain formulation instead
+            return _CrossNormFunction._backward_by_autograd(ctx, gy)
+        gy = gy.to(xhat.dtype)
+        g = gy if weight is None else gy * weight
+        dx = _cn_backward(x, xhat, rstd, row_mean, col_mean, ctx.n, g, ctx.batch_columns, ctx.variant)
+        dw = db = None
+        if weight is not None and ctx.needs_input_grad[1]:
+            dw = (gy * xhat).sum(dim=0)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            db = gy.sum(dim=0)
+        return dx, dw, db, None, None, None, None, None
+
+    @staticmethod
+    def _backward_by_autograd(ctx, gy):
+        x, _, _, _, _, weight, col_mean_in, col_var_in = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        # The bias enters additively, so its gradient does not depend on its value: a zero stand-in will do.
+        bias = torch.zeros(x.shape[1], dtype=x.dtype, device=x.device, requires_grad=True) if ctx.has_bias else None
+        if not x.requires_grad:
+            x = x.detach().requires_grad_(True)
+        y = _cross_norm_plain(x, weight, bias, col_mean_in, col_var_in, ctx.n_given, ctx.variant, ctx.eps)
+        wanted = [(0, x, need_x), (1, weight, need_w), (2, bias, need_b)]
+        inputs = [t for _, t, need in wanted if need and t is not None and t.requires_grad]
+        grads = iter(torch.autograd.grad(y, inputs, gy, create_graph=True, allow_unused=True))
+        out = [next(grads) if (need and t is not None and t.requires_grad) else None for _, t, need in wanted]
+        return (*out, None, None, None, None, None)
+
+
+def _cross_norm_plain(x, weight, bias, col_mean, col_var, n, variant, eps):
+    """Straightforward differentiable CrossNorm on ``[T, C]`` (autograd builds the backward)."""
+    T, C = x.shape
+    if col_mean is None:
+        n = float(T)
+        s1 = x.sum(dim=0)
+        s2 = (x * x).sum(dim=0)
+        col_var_u = x.var(dim=0, correction=1) if variant == "reference" else None
+    else:
+        if variant == "paper":
+            s1 = col_mean * n
+            s2 = (col_var + col_mean * col_mean) * n
+        else:
+            s1 = col_mean * n
+            col_var_u = col_var
+    N = C + n
+    r1 = x.sum(dim=1, keepdim=True)
+    if variant == "paper":
+        r2 = (x * x).sum(dim=1, keepdim=True)
+        mu = (r1 + s1) / N
+        var = ((r2 + s2) / N - mu * mu).clamp_min(0.0)
+        y = (x - mu) / torch.sqrt(var + eps)
+    else:
+        mu = (r1 + s1 - x) / N
+        var = x.var(dim=1, correction=1, keepdim=True) + col_var_u
+        y = (x - mu) / torch.sqrt(var + eps)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def _cn_running_columns(running_mean: Tensor, running_var: Tensor, running_n: Tensor, variant: str,
+                        dtype: torch.dtype) -> Tuple[Tensor, Tensor, float]:
+    """Column statistics (mean, variance with the variant's correction, n) from running estimates."""
+    n = float(running_n)
+    mean = running_mean.to(dtype)
+    var_unbiased = running_var.to(dtype)
+    var = var_unbiased if variant == "reference" else var_unbiased * ((n - 1.0) / n)
+    return mean, var, n
+
+
+def _cn_update_running(x2: Tensor, running_mean: Tensor, running_var: Tensor, running_n: Tensor,
+                       factor: float) -> None:
+    with torch.no_grad():
+        var, mean = torch.var_mean(x2, dim=0, correction=1)
+        running_mean.lerp_(mean.to(running_mean.dtype), factor)
+        running_var.lerp_(var.to(running_var.dtype), factor)
+        running_n.lerp_(torch.full_like(running_n, float(x2.shape[0])), factor)
+
+
+def cross_norm(
+    x: Tensor,
+    running_mean: Optional[Tensor] = None,
+    running_var: Optional[Tensor] = None,
+    running_batch_size: Optional[Tensor] = None,
+    weight: Optional[Tensor] = None,
+    bias: Optional[Tensor] = None,
+    training: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    variant: str = "paper",
+) -> Tensor:
+    """Cross normalization, paper Eq. 24 (``variant="paper"``) or the authors' code (``"reference"``).
+
+    ``x``: ``[..., C]``. Running statistics (``[C]`` mean, ``[C]`` unbiased variance, ``[]`` batch size) are
+    updated in training with ``momentum`` and, with ``training=False``, replace the batch's column
+    statistics; the row statistics always come from the sample itself.
+    """
+    if variant not in CN_VARIANTS:
+        raise ValueError(f"cross_norm: unknown variant {variant!r}; expected one of {CN_VARIANTS}")
+    C = x.shape[-1]
+    x2 = _as_2d(x, C, "cross_norm")
+    if C < 2 and variant == "reference":
+        raise ValueError("cross_norm: the reference variant needs at least 2 channels (unbiased row variance)")
+    use_batch = training or running_mean is None
+    _check_batch(x2.shape[0], use_batch, "cross_norm", x.shape)
+    dtype = _stats_dtype(x)
+    with _no_autocast(x):
+        xs = x2.to(dtype)
+        col_mean = col_var = n = None
+        if use_batch:
+            if training and running_mean is not None and momentum > 0:
+                _cn_update_running(xs, running_mean, running_var, running_batch_size, momentum)
+        else:
+            col_mean, col_var, n = _cn_running_columns(running_mean, running_var, running_batch_size, variant, dtype)
+        w = weight.to(dtype) if weight is not None else None
+        b = bias.to(dtype) if bias is not None else None
+        y = _CrossNormFunction.apply(xs, w, b, col_mean, col_var, n, variant, eps)
+    return y.to(x.dtype).reshape(x.shape)
+
+
+def cross_norm_autograd(
+    x: Tensor,
+    weight: Optional[Tensor] = None,
+    bias: Optional[Tensor] = None,
+    eps: float = 1e-5,
+    variant: str = "paper",
+) -> Tensor:
+    """The straightforward autograd formulation of CrossNorm with batch statistics (for tests and the speed
+    benchmark; :func:`cross_norm` computes the same values with a closed-form backward). ``x``: ``[..., C]``."""
+    C = x.shape[-1]
+    x2 = _as_2d(x, C, "cross_norm_autograd")
+    with _no_autocast(x):
+        y = _cross_norm_plain(x2.to(_stats_dtype(x)), weight, bias, None, None, None, variant, eps)
+    return y.to(x.dtype).reshape(x.shape)
+
+
+class CrossNorm(_RunningStatsNorm):
+    """Cross normalization (paper Eq. 24): element (t, i) is normalized by the statistics of the cross formed
+    by its sample's row and its channel's column. Input ``[..., C]``, output the same.
+
+    Args:
+        num_features: C.
+        eps: added to the variance.
+        affine: learnable per-channel ``weight`` (init 1) and ``bias`` (init 0).
+        track_running_stats: keep running column mean/variance and batch size, used in eval mode.
+        momentum: update factor of the running statistics (``None``: cumulative average).
+        variant: ``"paper"`` (Eq. 24 exactly) or ``"reference"`` (the authors' released formulation).
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, affine: bool = True,
+                 track_running_stats: bool = False, momentum: Optional[float] = 0.1,
+                 variant: CNVariant = "paper", device=None, dtype=None) -> None:
+        if variant not in CN_VARIANTS:
+            raise ValueError(f"CrossNorm: unknown variant {variant!r}; expected one of {CN_VARIANTS}")
+        self.variant = variant
+        super().__init__(num_features, num_features, eps, momentum, affine, track_running_stats, device, dtype)
+        if track_running_stats:
+            self.register_buffer("running_batch_size", torch.ones((), device=device, dtype=dtype))
+        else:
+            self.register_buffer("running_batch_size", None)
+
+    def reset_running_stats(self) -> None:
+        super().reset_running_stats()
+        if getattr(self, "running_batch_size", None) is not None:
+            self.running_batch_size.fill_(1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _as_2d(x, self.num_features, "CrossNorm")
+        factor = _ema_factor(self)
+        return cross_norm(
+            x,
+            self.running_mean if self.track_running_stats else None,
+            self.running_var if self.track_running_stats else None,
+            self.running_batch_size if self.track_running_stats else None,
+            self.weight,
+            self.bias,
+            self._use_batch_stats(),
+            factor,
+            self.eps,
+            self.variant,
+        )
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", variant={self.variant!r}"
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+
+def make_norm(name: str, num_features: int, **kwargs) -> nn.Module:
+    """Builds the norm called ``name`` (``none | bn | ln | gn | cn``) for ``num_features`` channels.
+
+    Keyword arguments go to the layer; ``track_running_stats``/``momentum`` are ignored by ``ln``/``none``
+    and ``variant`` by all but ``cn``, so one set of options can configure every norm.
+    """
+    key = name.lower()
+    if key == "none":
+        return nn.Identity()
+    if key == "ln":
+        kwargs = {k: v for k, v in kwargs.items() if k in ("eps", "affine", "device", "dtype")}
+        return LayerNorm(num_features, **kwargs)
+    if key in ("bn", "gn"):
+        kwargs = {k: v for k, v in kwargs.items() if k != "variant"}
+        return (BatchNorm if key == "bn" else GlobalNorm)(num_features, **kwargs)
+    if key == "cn":
+        return CrossNorm(num_features, **kwargs)
+    raise ValueError(f"unknown norm {name!r}; expected one of {', '.join(NORM_NAMES)}")

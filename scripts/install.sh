@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs nerf_norm and its dependencies into .venv/ at the repository root. Idempotent: a second run only
+# checks that the environment matches pyproject.toml. Needs python3.11 (or python3 >= 3.10) and, for
+# open3d (pulled in by nerfstudio), Debian's libusb-1.0-0, which it installs when run as root.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "[install] installing Debian package libusb-1.0-0 (needed by open3d)"
+        apt-get install -y -q libusb-1.0-0 >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q libusb-1.0-0 >/dev/null; }
+    else
+        echo "[install] warning: libusb-1.0 not found; open3d (nerfstudio) may fail to import. Install libusb-1.0-0." >&2
+    fi
+fi
+
+py="${PYTHON:-}"
+if [ -z "$py" ]; then
+    for cand in python3.11 python3; do command -v "$cand" >/dev/null && { py="$cand"; break; }; done
+fi
+[ -x .venv/bin/python ] || { echo "[install] creating .venv with $py"; "$py" -m venv .venv; }
+
+stamp=.venv/.nerf_norm_installed
+want="$(cat pyproject.toml scripts/install.sh | sha256sum | cut -d' ' -f1)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && .venv/bin/python -c "import nerf_norm, torch, nerfstudio" 2>/dev/null; then
+    echo "[install] .venv is up to date"
+    exit 0
+fi
+echo "[install] installing nerf_norm and dependencies into .venv (first time: ~5 minutes, ~8 GB)"
+.venv/bin/python -m pip install -q --upgrade pip setuptools wheel
+.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -c "import nerf_norm, torch, nerfstudio; print('[install] ok: torch', torch.__version__)"
+echo "$want" > "$stamp"

@@ -1,0 +1,246 @@
+"""Norm layers: hand-computed values, invariances, gradients, running statistics, autocast."""
+
+import math
+
+import pytest
+import torch
+
+from nerf_norm.norms import (
+    BatchNorm,
+    CrossNorm,
+    GlobalNorm,
+    LayerNorm,
+    cross_norm,
+    cross_norm_autograd,
+    make_norm,
+)
+
+X = torch.tensor([[0.0, 2.0], [2.0, 4.0]])  # T = 2 samples, C = 2 channels
+X3 = torch.tensor([[0.0, 2.0], [2.0, 4.0], [4.0, 0.0]])  # T = 3, C = 2
+
+
+def test_batch_norm_hand_values():
+    # column 0 = {0, 2}: mean 1, var 1; column 1 = {2, 4}: mean 3, var 1
+    y = BatchNorm(2, eps=1e-12)(X)
+    assert torch.allclose(y, torch.tensor([[-1.0, -1.0], [1.0, 1.0]]))
+
+
+def test_layer_norm_hand_values():
+    # row 0 = {0, 2}: mean 1, var 1; row 1 = {2, 4}: mean 3, var 1
+    y = LayerNorm(2, eps=1e-12)(X)
+    assert torch.allclose(y, torch.tensor([[-1.0, 1.0], [-1.0, 1.0]]))
+
+
+def test_global_norm_hand_values():
+    # all of {0, 2, 2, 4}: mean 2, var 2
+    y = GlobalNorm(2, eps=1e-12)(X)
+    assert torch.allclose(y, (X - 2.0) / math.sqrt(2.0))
+
+
+def test_cross_norm_paper_hand_values():
+    # (0,0): row {0,2} + column {0,2} = {0,2,0,2}: mean 1, var 1 -> -1
+    # (0,1): {0,2} + {2,4}: mean 2, E[x^2] = 24/4 = 6, var 2 -> 0;  (1,0) likewise 0
+    # (1,1): {2,4} + {2,4}: mean 3, var 1 -> 1
+    y = CrossNorm(2, eps=1e-12, variant="paper")(X)
+    assert torch.allclose(y, torch.tensor([[-1.0, 0.0], [0.0, 1.0]]), atol=1e-6)
+    # non-square: (0,0) of X3 covers row {0,2} and column {0,2,4}: N = 5, mean 8/5, E[x^2] = 24/5
+    y3 = CrossNorm(2, eps=1e-12, variant="paper")(X3)
+    assert y3[0, 0].item() == pytest.approx((0 - 8 / 5) / math.sqrt(24 / 5 - (8 / 5) ** 2), rel=1e-6)
+    # (2,1) of X3: row {4,0}, column {2,4,0}: {4,0,2,4,0}, mean 2, E[x^2] = 36/5
+    assert y3[2, 1].item() == pytest.approx((0 - 2) / math.sqrt(36 / 5 - 4), rel=1e-6)
+
+
+def test_cross_norm_reference_hand_values():
+    # mean = (row sum + column sum - x) / (T + C); sigma^2 = unbiased var(column) + unbiased var(row)
+    # (0,0): (2 + 2 - 0)/4 = 1, sigma^2 = 2 + 2 -> (0 - 1)/2;  (0,1): (2 + 6 - 2)/4 = 1.5 -> (2 - 1.5)/2
+    # (1,0): (6 + 2 - 2)/4 = 1.5 -> 0.25;  (1,1): (6 + 6 - 4)/4 = 2 -> (4 - 2)/2
+    y = CrossNorm(2, eps=1e-12, variant="reference")(X)
+    assert torch.allclose(y, torch.tensor([[-0.5, 0.25], [0.25, 1.0]]), atol=1e-6)
+    # non-square (0,0) of X3: mean (2 + 6 - 0)/5, column {0,2,4} var 4, row {0,2} var 2
+    y3 = CrossNorm(2, eps=1e-12, variant="reference")(X3)
+    assert y3[0, 0].item() == pytest.approx((0 - 8 / 5) / math.sqrt(4 + 2), rel=1e-6)
+
+
+def _rand(T=64, C=16, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(T, C, generator=g, dtype=dtype) * 3 + 1.5
+
+
+def test_batch_norm_per_channel_shift_invariance():
+    x = _rand()
+    shift = torch.linspace(-5, 5, x.shape[1])
+    bn = BatchNorm(x.shape[1])
+    assert torch.allclose(bn(x), bn(x + shift), atol=1e-4)
+    assert not torch.allclose(LayerNorm(x.shape[1])(x), LayerNorm(x.shape[1])(x + shift), atol=1e-2)
+
+
+def test_layer_norm_per_sample_shift_invariance():
+    x = _rand()
+    shift = torch.linspace(-5, 5, x.shape[0]).unsqueeze(1)
+    ln = LayerNorm(x.shape[1])
+    assert torch.allclose(ln(x), ln(x + shift), atol=1e-4)
+
+
+@pytest.mark.parametrize("layer", ["gn", "cn"])
+def test_global_shift_and_scale_invariance(layer):
+    x = _rand()
+    norm = make_norm(layer, x.shape[1], eps=1e-12)
+    y = norm(x)
+    assert torch.allclose(y, norm(x + 7.25), atol=1e-4)
+    assert torch.allclose(y, norm(x * 3.5), atol=1e-4)
+
+
+def test_reference_variant_is_scale_but_not_shift_invariant():
+    # the released formulation subtracts (row + column - x)/(T + C): a shift by a moves the mean by
+    # a (T + C - 1)/(T + C), so the output moves by a / ((T + C) sigma) -- measured here, not assumed away
+    x = _rand(T=8, C=4)
+    cn = CrossNorm(4, eps=1e-12, variant="reference")
+    y = cn(x)
+    assert torch.allclose(y, cn(x * 2.0), atol=1e-5)
+    a = 10.0
+    sigma2 = x.var(dim=0, keepdim=True) + x.var(dim=1, keepdim=True)
+    expected_shift = a / ((8 + 4) * sigma2.sqrt())
+    assert torch.allclose(cn(x + a) - y, expected_shift, atol=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["paper", "reference"])
+def test_fast_cross_norm_matches_autograd_formulation(variant):
+    x = _rand(T=257, C=19).requires_grad_(True)
+    w = torch.randn(19, requires_grad=True)
+    b = torch.randn(19, requires_grad=True)
+    gy = torch.randn(257, 19)
+    y_fast = cross_norm(x, weight=w, bias=b, variant=variant)
+    grads_fast = torch.autograd.grad(y_fast, (x, w, b), gy)
+    y_ref = cross_norm_autograd(x, w, b, variant=variant)
+    grads_ref = torch.autograd.grad(y_ref, (x, w, b), gy)
+    assert torch.allclose(y_fast, y_ref, atol=1e-5)
+    for gf, gr in zip(grads_fast, grads_ref):
+        assert torch.allclose(gf, gr, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["paper", "reference"])
+def test_fast_cross_norm_gradcheck(variant):
+    x = _rand(T=7, C=5, dtype=torch.float64).requires_grad_(True)
+    w = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    f = lambda x, w, b: cross_norm(x, weight=w, bias=b, variant=variant)  # noqa: E731
+    assert torch.autograd.gradcheck(f, (x, w, b))
+    assert torch.autograd.gradgradcheck(f, (x, w, b))
+
+
+@pytest.mark.parametrize("variant", ["paper", "reference"])
+def test_fast_cross_norm_gradcheck_with_running_columns(variant):
+    cn = CrossNorm(5, track_running_stats=True, variant=variant).double()
+    for seed in range(3):
+        cn(_rand(T=11, C=5, seed=seed, dtype=torch.float64))
+    cn.eval()
+    x = _rand(T=6, C=5, seed=9, dtype=torch.float64).requires_grad_(True)
+    assert torch.autograd.gradcheck(cn, (x,))
+    assert torch.autograd.gradgradcheck(cn, (x,))
+
+
+@pytest.mark.parametrize("name", ["bn", "gn", "cn"])
+def test_eval_with_running_stats_is_chunk_invariant(name):
+    norm = make_norm(name, 8, track_running_stats=True)
+    for seed in range(5):
+        norm(_rand(T=128, C=8, seed=seed))
+    norm.eval()
+    x = _rand(T=96, C=8, seed=42)
+    full = norm(x)
+    chunks = torch.cat([norm(c) for c in x.split(17)])
+    single = torch.cat([norm(x[i : i + 1]) for i in range(3)])
+    assert torch.allclose(full, chunks, atol=1e-5)
+    assert torch.allclose(full[:3], single, atol=1e-5)
+
+
+def test_cross_norm_running_stats_track_the_batch():
+    cn = CrossNorm(4, track_running_stats=True, momentum=None)  # cumulative average
+    batches = [_rand(T=50 + 10 * k, C=4, seed=k) for k in range(3)]
+    for xb in batches:
+        cn(xb)
+    assert torch.allclose(cn.running_mean, torch.stack([xb.mean(0) for xb in batches]).mean(0), atol=1e-5)
+    assert torch.allclose(cn.running_var, torch.stack([xb.var(0) for xb in batches]).mean(0), atol=1e-4)
+    assert cn.running_batch_size.item() == pytest.approx(60.0)
+    assert int(cn.num_batches_tracked) == 3
+
+
+@pytest.mark.parametrize("name", ["bn", "gn", "cn"])
+def test_eval_without_running_stats_equals_full_batch_training(name):
+    norm = make_norm(name, 8)
+    x = _rand(T=40, C=8)
+    y_train = norm(x)
+    norm.eval()
+    assert torch.allclose(norm(x), y_train)
+
+
+def test_cross_norm_eval_row_part_comes_from_the_sample():
+    # with running stats, changing one sample's other channels changes its output; other samples don't
+    cn = CrossNorm(4, track_running_stats=True)
+    cn(_rand(T=32, C=4))
+    cn.eval()
+    x = _rand(T=5, C=4, seed=3)
+    y = cn(x)
+    x2 = x.clone()
+    x2[0, 1:] += 5.0
+    y2 = cn(x2)
+    assert not torch.allclose(y[0, 0], y2[0, 0])
+    assert torch.allclose(y[1:], y2[1:])
+
+
+@pytest.mark.parametrize("name", ["bn", "cn"])
+def test_single_sample_training_is_a_clear_error(name):
+    with pytest.raises(ValueError, match="more than 1 sample"):
+        make_norm(name, 4)(torch.randn(1, 4))
+
+
+@pytest.mark.parametrize("name", ["bn", "ln", "gn", "cn"])
+def test_statistics_in_float32_under_autocast(name):
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(3, 16)
+    norm = make_norm(name, 16)
+    x = torch.randn(300, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = lin(x)
+        assert h.dtype == torch.bfloat16
+        y = norm(h)
+    assert y.dtype == torch.bfloat16
+    expected = norm(h.float()).to(torch.bfloat16)
+    assert torch.equal(y, expected)
+
+
+@pytest.mark.parametrize("name", ["bn", "ln", "gn", "cn"])
+def test_leading_dims_are_flattened_and_restored(name):
+    norm = make_norm(name, 6)
+    x = _rand(T=4 * 5 * 3, C=6).reshape(4, 5, 3, 6)
+    assert torch.allclose(norm(x), norm(x.reshape(-1, 6)).reshape(4, 5, 3, 6))
+
+
+def test_wrong_channel_count_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"\[\.\.\., 8\]"):
+        CrossNorm(8)(torch.randn(10, 7))
+
+
+def test_make_norm_names_and_repr():
+    assert isinstance(make_norm("none", 4), torch.nn.Identity)
+    assert isinstance(make_norm("bn", 4), BatchNorm)
+    assert isinstance(make_norm("ln", 4, track_running_stats=True), LayerNorm)
+    assert isinstance(make_norm("gn", 4), GlobalNorm)
+    cn = make_norm("cn", 4, variant="reference", track_running_stats=True)
+    assert isinstance(cn, CrossNorm) and "variant='reference'" in repr(cn)
+    assert set(dict(cn.named_buffers())) == {"running_mean", "running_var", "num_batches_tracked",
+                                             "running_batch_size"}
+    with pytest.raises(ValueError, match="unknown norm 'xn'"):
+        make_norm("xn", 4)
+    with pytest.raises(ValueError, match="unknown variant"):
+        CrossNorm(4, variant="other")
+
+
+def test_affine_parameters_init_and_state_dict_round_trip():
+    cn = CrossNorm(3, track_running_stats=True)
+    assert torch.equal(cn.weight, torch.ones(3)) and torch.equal(cn.bias, torch.zeros(3))
+    cn(_rand(T=20, C=3))
+    other = CrossNorm(3, track_running_stats=True)
+    other.load_state_dict(cn.state_dict())
+    cn.eval(), other.eval()
+    x = _rand(T=7, C=3, seed=5)
+    assert torch.equal(cn(x), other(x))
