@@ -71,6 +71,16 @@ def _as_2d(x: Tensor, num_features: int, layer: str) -> Tensor:
     return x.reshape(-1, num_features)
 
 
+def _restore(y: Tensor, like: Tensor) -> Tensor:
+    """Casts ``y`` to ``like``'s dtype and shape without making a view when nothing changes.
+
+    Returning a view of a layer's output would make a following in-place op (``ReLU(inplace=True)``)
+    go through autograd's view-rebase machinery, which copies the whole gradient in backward.
+    """
+    y = y.to(like.dtype)
+    return y if y.shape == like.shape else y.reshape(like.shape)
+
+
 def _stats_dtype(x: Tensor) -> torch.dtype:
     """Statistics are computed in float32 at least (float64 inputs stay float64, e.g. for gradcheck)."""
     return torch.float64 if x.dtype == torch.float64 else torch.float32
@@ -199,7 +209,7 @@ def batch_norm(
         y = F.batch_norm(
             x2.to(_stats_dtype(x)), running_mean, running_var, weight, bias, use_batch, momentum, eps
         )
-    return y.to(x.dtype).reshape(x.shape)
+    return _restore(y, x)
 
 
 def layer_norm(
@@ -300,7 +310,7 @@ def global_norm(
         flat = x2.to(_stats_dtype(x)).reshape(1, 1, -1)
         y = F.batch_norm(flat, running_mean, running_var, None, None, use_batch, momentum, eps)
         y = _affine(y.reshape(x2.shape), weight, bias)
-    return y.to(x.dtype).reshape(x.shape)
+    return _restore(y, x)
 
 
 class GlobalNorm(_RunningStatsNorm):
@@ -350,99 +360,136 @@ class GlobalNorm(_RunningStatsNorm):
 # The sums of mu * c need no [T, C] mu: sum_i mu_ti c_ti = (r1_t sum_i c_ti + (c @ s1)_t) / N.
 
 
-def _row_stats(x: Tensor, correction: int) -> Tuple[Tensor, Tensor]:
-    var, mean = torch.var_mean(x, dim=1, correction=correction)
-    return mean, var
+def _moments_from_sums(s1: Tensor, s2: Tensor, count: float, correction: int, dtype) -> Tuple[Tensor, Tensor]:
+    """Mean and variance from the sums of x and x^2 (float32 sums, combined in float64, variance >= 0)."""
+    s1, s2 = s1.double(), s2.double()
+    mean = s1 / count
+    var = ((s2 - s1 * mean) / max(count - correction, 1)).clamp_(min=0.0)
+    return mean.to(dtype), var.to(dtype)
 
 
-def _column_stats_from_batch(x: Tensor, correction: int) -> Tuple[Tensor, Tensor]:
-    var, mean = torch.var_mean(x, dim=0, correction=correction)
-    return mean, var
+def _cn_moments(x: Tensor, need_columns: bool, correction: int):
+    """Single-pass row (and column) moments of ``x [T, C]``: x^2 is formed once and reused as a buffer.
 
-
-def _outer_sum(row: Tensor, col: Tensor) -> Tensor:
-    """``[T] x [C] -> [T, C]`` with element (t, i) = row[t] + col[i]."""
-    return torch.add(row.unsqueeze(1), col.unsqueeze(0))
+    Returns (row mean [T], row var [T], col mean [C] | None, col var [C] | None, unbiased col var | None,
+    scratch [T, C] buffer).
+    """
+    T, C = x.shape
+    sq = torch.mul(x, x)
+    row_mean, row_var = _moments_from_sums(x.sum(dim=1), sq.sum(dim=1), C, correction, x.dtype)
+    if not need_columns:
+        return row_mean, row_var, None, None, None, sq
+    ones_t = x.new_ones(T)
+    s1, s2 = torch.mv(x.t(), ones_t), torch.mv(sq.t(), ones_t)
+    col_mean, col_var = _moments_from_sums(s1, s2, T, correction, x.dtype)
+    col_var_unbiased = col_var if correction == 1 else _moments_from_sums(s1, s2, T, 1, x.dtype)[1]
+    return row_mean, row_var, col_mean, col_var, col_var_unbiased, sq
 
 
 def _cn_forward(x: Tensor, col_mean: Optional[Tensor], col_var: Optional[Tensor], n: Optional[float],
                 variant: str, eps: float):
-    """Returns (xhat [T, C], rstd [T, C], row mean [T], col mean [C], n) of CrossNorm, without affine.
+    """Returns (xhat [T, C], rstd [T, C], row mean [T], col mean [C], n, unbiased batch col var | None) of
+    CrossNorm without affine.
 
     ``col_mean``/``col_var`` (``[C]``, variance with the variant's correction) and ``n`` are given when
     running statistics replace the batch's columns; otherwise they are computed from ``x``.
     """
     T, C = x.shape
     paper = variant == "paper"
-    correction = 0 if paper else 1
-    if col_mean is None:
-        col_mean, col_var = _column_stats_from_batch(x, correction)
-        n = float(T)
-    row_mean, row_var = _row_stats(x, correction)
+    batch_columns = col_mean is None
+    row_mean, row_var, bc_mean, bc_var, bc_var_unbiased, buf = _cn_moments(x, batch_columns, 0 if paper else 1)
+    if batch_columns:
+        col_mean, col_var, n = bc_mean, bc_var, float(T)
     N = C + n
     if paper:
-        diff = _outer_sum(row_mean, -col_mean)
-        var = diff.mul_(diff).mul_(C * n / (N * N))
-        var.add_(row_var.mul(C / N).unsqueeze(1)).add_(col_var.mul(n / N).unsqueeze(0))
-        rstd = var.add_(eps).rsqrt_()
-        # x - mu, mu = (C mr_t + n mc_i) / N
-        xhat = _outer_sum(row_mean.mul(-C / N), col_mean.mul(-n / N)).add_(x)
+        # Chan's pooled variance of row t and column i: (C vr + n vc) / N + (C n / N^2) (mr - mc)^2
+        k = math.sqrt(C * n) / N
+        var = torch.sub((row_mean * k).unsqueeze(1), (col_mean * k).unsqueeze(0), out=buf)
+        var.mul_(var)
+        _add_outer(var, row_var * (C / N) + eps, col_var * (n / N))
+        # x - mu with mu = (C mr_t + n mc_i) / N
+        xhat = torch.sub(x, (row_mean * (C / N)).unsqueeze(1)).sub_((col_mean * (n / N)).unsqueeze(0))
     else:
-        rstd = _outer_sum(row_var, col_var).add_(eps).rsqrt_()
-        # x - mu, mu = (C mr_t + n mc_i - x) / N
-        xhat = _outer_sum(row_mean.mul(-C / N), col_mean.mul(-n / N)).add_(x, alpha=1.0 + 1.0 / N)
+        var = torch.add((row_var + eps).unsqueeze(1), col_var.unsqueeze(0), out=buf)
+        # x - mu with mu = (C mr_t + n mc_i - x) / N
+        xhat = torch.add((row_mean * (-C / N)).unsqueeze(1), x, alpha=1.0 + 1.0 / N)
+        xhat.sub_((col_mean * (n / N)).unsqueeze(0))
+    rstd = var.rsqrt_()
     xhat.mul_(rstd)
-    return xhat, rstd, row_mean, col_mean, n
+    return xhat, rstd, row_mean, col_mean, n, bc_var_unbiased
+
+
+def _add_outer(out: Tensor, row: Tensor, col: Tensor) -> Tensor:
+    """In place: ``out[t, i] += row[t] + col[i]``."""
+    return out.add_(row.unsqueeze(1)).add_(col.unsqueeze(0))
 
 
 def _cn_backward(x: Tensor, xhat: Tensor, rstd: Tensor, row_mean: Tensor, col_mean: Tensor, n: float,
-                 g: Tensor, batch_columns: bool, variant: str) -> Tensor:
-    """dL/dx of CrossNorm (before affine) given g = dL/dxhat, all ``[T, C]``. See the derivation above."""
+                 gy: Tensor, weight: Optional[Tensor], batch_columns: bool, variant: str,
+                 need_weight_grad: bool) -> Tuple[Tensor, Optional[Tensor]]:
+    """(dL/dx, dL/dweight) of CrossNorm given gy = dL/dy, all ``[T, C]``. See the derivation above.
+
+    Allocates two ``[T, C]`` tensors: ``u``, which becomes dL/dx in place, and one scratch buffer.
+    """
     T, C = x.shape
     N = C + n
-    u = g.mul(rstd)
-    c = u.mul(xhat).mul_(rstd).mul_(-0.5)  # dL/dvar
-    c_row = c.sum(dim=1)
+    ones_t = x.new_ones(T)
+    buf = torch.mul(gy, xhat)
+    dw = torch.mv(buf.t(), ones_t) if need_weight_grad else None
+    u = (gy * weight if weight is not None else gy.clone()).mul_(rstd)
+    c = torch.mul(u, xhat, out=buf).mul_(rstd)  # -2 dL/dvar; the -1/2 is folded into the vectors below
+    c_row = c.sum(dim=1).mul_(-0.5)
     u_row = u.sum(dim=1)
+    if batch_columns:
+        c_col = torch.mv(c.t(), ones_t).mul_(-0.5)
+        u_col = torch.mv(u.t(), ones_t)
     if variant == "paper":
         r1, s1 = row_mean * C, col_mean * n
-        # row coefficients: dL/dr1_t and dL/dr2_t
-        d_r1 = (u_row.neg() - (2.0 / N) * (r1 * c_row + torch.mv(c, s1))) / N
+        # dL/dr1_t and dL/dr2_t (and over columns dL/ds1_i, dL/ds2_i); sum_i mu c = (r1 c_row + c @ s1) / N
+        d_r1 = (u_row.neg() - (2.0 / N) * (r1 * c_row - 0.5 * torch.mv(c, s1))) / N
         d_r2 = c_row / N
         if batch_columns:
-            c_col = c.sum(dim=0)
-            d_s1 = (u.sum(dim=0).neg() - (2.0 / N) * (s1 * c_col + torch.mv(c.t(), r1))) / N
+            d_s1 = (u_col.neg() - (2.0 / N) * (s1 * c_col - 0.5 * torch.mv(c.t(), r1))) / N
             d_s2 = c_col / N
         else:
             d_s1 = d_s2 = torch.zeros_like(col_mean)
-        dx = u.add_(_outer_sum(d_r1, d_s1))
-        dx.addcmul_(x, _outer_sum(d_r2, d_s2), value=2.0)
-        return dx
-    # reference variant
-    a_row = c_row * (2.0 / (C - 1))
-    lin_row = u_row.neg() / N - a_row * row_mean
-    if batch_columns:
-        c_col = c.sum(dim=0)
-        a_col = c_col * (2.0 / (n - 1))
-        lin_col = u.sum(dim=0).neg() / N - a_col * col_mean
+        dx = _add_outer(u, d_r1, d_s1)
     else:
-        a_col = lin_col = torch.zeros_like(col_mean)
-    dx = u.mul_(1.0 + 1.0 / N).add_(_outer_sum(lin_row, lin_col))
-    dx.addcmul_(x, _outer_sum(a_row, a_col))
-    return dx
+        d_r2 = c_row * (1.0 / (C - 1))
+        lin_row = u_row / -N - 2.0 * d_r2 * row_mean
+        if batch_columns:
+            d_s2 = c_col * (1.0 / (n - 1))
+            lin_col = u_col / -N - 2.0 * d_s2 * col_mean
+        else:
+            d_s2 = lin_col = torch.zeros_like(col_mean)
+        dx = _add_outer(u.mul_(1.0 + 1.0 / N), lin_row, lin_col)
+    coef = torch.add(d_r2.unsqueeze(1), d_s2.unsqueeze(0), out=buf)
+    return dx.addcmul_(x, coef, value=2.0), dw
 
 
 class _CrossNormFunction(torch.autograd.Function):
-    """CrossNorm with a closed-form backward: a few fused passes over ``[T, C]`` instead of autograd's graph.
+    """CrossNorm with a closed-form backward: a few passes over ``[T, C]`` instead of autograd's graph.
 
     Second-order gradients (``create_graph=True``, e.g. eikonal losses) re-derive the backward through the
     straightforward differentiable formulation, so they are exact too.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, col_mean, col_var, n, variant, eps):
-        xhat, rstd, row_mean, col_mean_used, n_used = _cn_forward(x, col_mean, col_var, n, variant, eps)
-        y = _affine(xhat, weight, bias)
+    def forward(ctx, x, weight, bias, col_mean, col_var, n, variant, eps, out_shape, running):
+        xhat, rstd, row_mean, col_mean_used, n_used, col_var_unbiased = _cn_forward(
+            x, col_mean, col_var, n, variant, eps)
+        if running is not None:  # (running_mean, running_var, running_batch_size, factor)
+            r_mean, r_var, r_n, factor = running
+            r_mean.lerp_(col_mean_used.to(r_mean.dtype), factor)
+            r_var.lerp_(col_var_unbiased.to(r_var.dtype), factor)
+            r_n.lerp_(torch.full_like(r_n, n_used), factor)
+        # the output is allocated in its final shape: returning a reshaped view would forbid in-place ops on it
+        y = xhat.new_empty(out_shape)
+        flat = y.view(xhat.shape)
+        if weight is not None:
+            torch.addcmul(bias if bias is not None else xhat.new_zeros(()), xhat, weight, out=flat)
+        else:
+            flat.copy_(xhat if bias is None else xhat + bias)
         ctx.save_for_backward(x, xhat, rstd, row_mean, col_mean_used, weight, col_mean, col_var)
         ctx.n = n_used
         ctx.n_given = n
@@ -457,15 +504,12 @@ class _CrossNormFunction(torch.autograd.Function):
         x, xhat, rstd, row_mean, col_mean, weight, col_mean_in, col_var_in = ctx.saved_tensors
         if torch.is_grad_enabled():  # double backward: differentiate the plain formulation instead
             return _CrossNormFunction._backward_by_autograd(ctx, gy)
-        gy = gy.to(xhat.dtype)
-        g = gy if weight is None else gy * weight
-        dx = _cn_backward(x, xhat, rstd, row_mean, col_mean, ctx.n, g, ctx.batch_columns, ctx.variant)
-        dw = db = None
-        if weight is not None and ctx.needs_input_grad[1]:
-            dw = (gy * xhat).sum(dim=0)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            db = gy.sum(dim=0)
-        return dx, dw, db, None, None, None, None, None
+        gy = gy.to(xhat.dtype).reshape(xhat.shape)
+        need_dw = weight is not None and ctx.needs_input_grad[1]
+        dx, dw = _cn_backward(x, xhat, rstd, row_mean, col_mean, ctx.n, gy, weight, ctx.batch_columns,
+                              ctx.variant, need_dw)
+        db = torch.mv(gy.t(), gy.new_ones(gy.shape[0])) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return dx, dw, db, None, None, None, None, None, None, None
 
     @staticmethod
     def _backward_by_autograd(ctx, gy):
@@ -476,11 +520,12 @@ class _CrossNormFunction(torch.autograd.Function):
         if not x.requires_grad:
             x = x.detach().requires_grad_(True)
         y = _cross_norm_plain(x, weight, bias, col_mean_in, col_var_in, ctx.n_given, ctx.variant, ctx.eps)
+        gy = gy.reshape(y.shape)
         wanted = [(0, x, need_x), (1, weight, need_w), (2, bias, need_b)]
         inputs = [t for _, t, need in wanted if need and t is not None and t.requires_grad]
         grads = iter(torch.autograd.grad(y, inputs, gy, create_graph=True, allow_unused=True))
         out = [next(grads) if (need and t is not None and t.requires_grad) else None for _, t, need in wanted]
-        return (*out, None, None, None, None, None)
+        return (*out, None, None, None, None, None, None, None)
 
 
 def _cross_norm_plain(x, weight, bias, col_mean, col_var, n, variant, eps):
@@ -526,15 +571,6 @@ def _cn_running_columns(running_mean: Tensor, running_var: Tensor, running_n: Te
     return mean, var, n
 
 
-def _cn_update_running(x2: Tensor, running_mean: Tensor, running_var: Tensor, running_n: Tensor,
-                       factor: float) -> None:
-    with torch.no_grad():
-        var, mean = torch.var_mean(x2, dim=0, correction=1)
-        running_mean.lerp_(mean.to(running_mean.dtype), factor)
-        running_var.lerp_(var.to(running_var.dtype), factor)
-        running_n.lerp_(torch.full_like(running_n, float(x2.shape[0])), factor)
-
-
 def cross_norm(
     x: Tensor,
     running_mean: Optional[Tensor] = None,
@@ -564,16 +600,15 @@ def cross_norm(
     dtype = _stats_dtype(x)
     with _no_autocast(x):
         xs = x2.to(dtype)
-        col_mean = col_var = n = None
-        if use_batch:
-            if training and running_mean is not None and momentum > 0:
-                _cn_update_running(xs, running_mean, running_var, running_batch_size, momentum)
-        else:
+        col_mean = col_var = n = running = None
+        if not use_batch:
             col_mean, col_var, n = _cn_running_columns(running_mean, running_var, running_batch_size, variant, dtype)
+        elif training and running_mean is not None and momentum > 0:
+            running = (running_mean, running_var, running_batch_size, momentum)
         w = weight.to(dtype) if weight is not None else None
         b = bias.to(dtype) if bias is not None else None
-        y = _CrossNormFunction.apply(xs, w, b, col_mean, col_var, n, variant, eps)
-    return y.to(x.dtype).reshape(x.shape)
+        y = _CrossNormFunction.apply(xs, w, b, col_mean, col_var, n, variant, eps, x.shape, running)
+    return y.to(x.dtype)
 
 
 def cross_norm_autograd(
@@ -589,7 +624,7 @@ def cross_norm_autograd(
     x2 = _as_2d(x, C, "cross_norm_autograd")
     with _no_autocast(x):
         y = _cross_norm_plain(x2.to(_stats_dtype(x)), weight, bias, None, None, None, variant, eps)
-    return y.to(x.dtype).reshape(x.shape)
+    return _restore(y, x)
 
 
 class CrossNorm(_RunningStatsNorm):
