@@ -1,0 +1,244 @@
+"""What a fitting task supplies, and the one trainer every task uses.
+
+A :class:`Task` owns its data and everything task specific: the input coordinates, the forward model
+from network output to measurements and the loss on them, the metrics, and the figures it writes. The
+:class:`Trainer` owns everything else: seeding, full-batch Adam with the paper's learning rates, the rich
+progress bar, checkpoints with resume, the training curve, and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch import Tensor, nn
+
+from ..errors import UserError
+from ..networks import count_parameters
+
+console = Console(stderr=True)
+
+
+class Task(abc.ABC):
+    """A signal to fit with a coordinate network, trained full batch."""
+
+    #: short name used in outputs, e.g. ``"image"``
+    name: str = "task"
+    #: name of the quality number shown while training (higher is better)
+    progress_metric: str = "psnr"
+
+    @property
+    @abc.abstractmethod
+    def in_dim(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def out_dim(self) -> int: ...
+
+    @abc.abstractmethod
+    def coords(self) -> Tensor:
+        """Network inputs, ``[T, in_dim]``."""
+
+    @abc.abstractmethod
+    def loss(self, pred: Tensor) -> Tensor:
+        """Training loss of the network output ``pred`` ``[T, out_dim]`` (through the forward model)."""
+
+    @abc.abstractmethod
+    def progress(self, pred: Tensor) -> float:
+        """A cheap quality number for the progress bar and training curve."""
+
+    @abc.abstractmethod
+    def evaluate(self, pred: Tensor) -> Dict[str, float]:
+        """Final metrics of ``pred``."""
+
+    @abc.abstractmethod
+    def save_outputs(self, pred: Tensor, out_dir: Path) -> Dict[str, Path]:
+        """Writes the task's figures and files; returns them by name."""
+
+    def describe(self) -> Dict[str, object]:
+        """What identifies the data (stored with checkpoints and metrics)."""
+        return {"task": self.name}
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings shared by all tasks."""
+
+    iters: int = 1000
+    """training iterations (full batch each)"""
+    lr: Optional[float] = None
+    """initial Adam learning rate; default: the paper's (1e-2 with a norm, 2e-4 without)"""
+    lr_final_ratio: float = 0.1
+    """cosine decay of the learning rate to this fraction of the initial one"""
+    seed: int = 0
+    """seed of the network initialisation"""
+    log_every: int = 25
+    """iterations between evaluations of the progress metric (training curve)"""
+    checkpoint_every: int = 250
+    """iterations between checkpoints"""
+    resume: bool = True
+    """continue from OUT/checkpoint.pt when it exists and matches the run"""
+    threads: Optional[int] = None
+    """torch CPU threads (default: torch's choice)"""
+    quiet: bool = False
+    """no progress bar"""
+
+    def validate(self) -> None:
+        if self.iters < 1:
+            raise UserError(f"--iters must be a positive number of iterations, got {self.iters}")
+        if self.lr is not None and not self.lr > 0:
+            raise UserError(f"--lr must be positive, got {self.lr}")
+        if not 0 < self.lr_final_ratio <= 1:
+            raise UserError(f"--lr-final-ratio must be in (0, 1], got {self.lr_final_ratio}")
+        if self.log_every < 1 or self.checkpoint_every < 1:
+            raise UserError("--log-every and --checkpoint-every must be positive")
+
+
+@dataclass
+class FitResult:
+    metrics: Dict[str, float]
+    history: Dict[str, List[float]]
+    outputs: Dict[str, Path] = field(default_factory=dict)
+    prediction: Optional[Tensor] = None
+
+
+class Trainer:
+    """Full-batch training of ``model`` on ``task`` with Adam and a cosine learning-rate decay.
+
+    Checkpoints (``OUT/checkpoint.pt``) hold the model, optimizer, schedule, step, curve and the run's
+    identity; a run restarted with the same settings resumes from the last one, a run with other settings
+    refuses to touch it (so a checkpoint is never lost by accident).
+    """
+
+    CHECKPOINT = "checkpoint.pt"
+
+    def __init__(self, config: TrainConfig, out_dir: Path, run_info: Dict[str, object]) -> None:
+        config.validate()
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.run_info = {k: (str(v) if isinstance(v, Path) else v) for k, v in run_info.items()}
+
+    # identity of a run: what must match for a checkpoint to be resumed
+    def _identity(self, task: Task) -> Dict[str, object]:
+        cfg = asdict(self.config)
+        keep = {k: cfg[k] for k in ("lr", "lr_final_ratio", "seed")}
+        return {**self.run_info, **task.describe(), **keep}
+
+    def fit(self, task: Task, build_model: Callable[[], nn.Module], default_lr: float) -> FitResult:
+        cfg = self.config
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+        model = build_model()
+        lr = cfg.lr if cfg.lr is not None else default_lr
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, self._cosine(cfg.iters, cfg.lr_final_ratio))
+        identity = self._identity(task)
+        history: Dict[str, List[float]] = {"iteration": [], "seconds": [], "loss": [], task.progress_metric: []}
+        step, elapsed = 0, 0.0
+        ckpt_path = self.out_dir / self.CHECKPOINT
+        if ckpt_path.exists():
+            if not cfg.resume:
+                raise UserError(f"{ckpt_path} exists and --no-resume was given: choose another --out or remove it")
+            step, elapsed, history = self._load(ckpt_path, identity, model, opt, sched)
+            console.log(f"resuming from {ckpt_path} at iteration {step}")
+
+        coords = task.coords()
+        model.train()
+        t_start = time.perf_counter() - elapsed
+        progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[metric]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                            console=console, disable=cfg.quiet, transient=False)
+        with progress:
+            bar = progress.add_task(f"{self.run_info.get('method', 'fit')}", total=cfg.iters, completed=step,
+                                    metric="")
+            while step < cfg.iters:
+                opt.zero_grad(set_to_none=True)
+                pred = model(coords)
+                loss = task.loss(pred)
+                if not torch.isfinite(loss):
+                    raise RuntimeError(f"loss became {loss.item()} at iteration {step}; try a smaller --lr")
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                if step % cfg.log_every == 0 or step == cfg.iters or step == 1:
+                    value = task.progress(pred.detach())
+                    history["iteration"].append(step)
+                    history["seconds"].append(time.perf_counter() - t_start)
+                    history["loss"].append(loss.item())
+                    history[task.progress_metric].append(value)
+                    progress.update(bar, metric=f"{task.progress_metric} {value:.2f}")
+                progress.update(bar, completed=step)
+                if step % cfg.checkpoint_every == 0 or step == cfg.iters:
+                    self._save(ckpt_path, identity, model, opt, sched, step, time.perf_counter() - t_start, history)
+        train_seconds = time.perf_counter() - t_start
+
+        model.eval()
+        with torch.no_grad():
+            pred = model(coords)
+        metrics = dict(task.evaluate(pred))
+        metrics.update(params=count_parameters(model), iterations=step, train_seconds=train_seconds, lr=lr)
+        outputs = dict(task.save_outputs(pred, self.out_dir))
+        outputs["curve"] = self._plot_curve(history, task.progress_metric)
+        outputs["metrics"] = self.out_dir / "metrics.json"
+        record = {"run": identity, "metrics": metrics, "history": history,
+                  "outputs": {k: str(v) for k, v in outputs.items()}}
+        outputs["metrics"].write_text(json.dumps(record, indent=2))
+        outputs["checkpoint"] = ckpt_path
+        return FitResult(metrics, history, outputs, pred)
+
+    @staticmethod
+    def _cosine(total: int, final_ratio: float) -> Callable[[int], float]:
+        return lambda it: final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * min(it, total) / total))
+
+    def _save(self, path: Path, identity, model, opt, sched, step: int, elapsed: float, history) -> None:
+        tmp = path.with_suffix(".tmp")
+        torch.save({"identity": identity, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(), "step": step, "elapsed": elapsed, "history": history}, tmp)
+        os.replace(tmp, path)  # atomic: an interrupted save never corrupts the previous checkpoint
+
+    @staticmethod
+    def _load(path: Path, identity, model, opt, sched):
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
+            raise UserError(f"cannot read checkpoint {path}: {exc}") from exc
+        saved = ckpt.get("identity", {})
+        diff = {k: (saved.get(k), v) for k, v in identity.items() if saved.get(k) != v}
+        if diff:
+            details = "; ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diff.items())
+            raise UserError(f"{path} belongs to a different run ({details}); use another --out or remove it")
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        return int(ckpt["step"]), float(ckpt["elapsed"]), ckpt["history"]
+
+    def _plot_curve(self, history: Dict[str, List[float]], metric: str) -> Path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+        for ax, key, label in ((axes[0], "iteration", "iteration"), (axes[1], "seconds", "wall-clock seconds")):
+            ax.plot(history[key], history[metric], lw=1.5)
+            ax.set_xlabel(label)
+            ax.set_ylabel(metric.upper())
+            ax.grid(alpha=0.3)
+        fig.suptitle(f"training curve: {self.run_info.get('method', '')} {self.run_info.get('arch', '')}")
+        fig.tight_layout()
+        path = self.out_dir / "curve.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
