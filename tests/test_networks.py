@@ -1,0 +1,78 @@
+"""Encodings, coordinate networks and the method registry."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from nerf_norm.encodings import GaussianFourierFeatures, PositionalEncoding
+from nerf_norm.networks import METHODS, CoordinateMLP, build_network, count_parameters, get_method, parse_arch
+from nerf_norm.norms import CrossNorm
+
+
+def test_positional_encoding_values():
+    pe = PositionalEncoding(2, num_frequencies=3)
+    x = torch.tensor([[0.25, -0.5]])
+    y = pe(x)
+    assert y.shape == (1, pe.out_dim) == (1, 2 * 7)
+    assert torch.allclose(y[0, :2], x[0])
+    # layout [x, sin(2^k pi x_d) for d, k, cos(...) for d, k]: the first coordinate's sines are at 2, 3, 4
+    expected = [math.sin(math.pi * 0.25), math.sin(2 * math.pi * 0.25), math.sin(4 * math.pi * 0.25)]
+    assert torch.allclose(y[0, 2:5], torch.tensor(expected), atol=1e-6)
+    assert torch.allclose(y[0, 8:11], torch.tensor(expected).mul(0).add(torch.cos(torch.tensor(
+        [math.pi * 0.25, 2 * math.pi * 0.25, 4 * math.pi * 0.25]))), atol=1e-6)
+
+
+def test_fourier_features_fixed_and_seeded():
+    a = GaussianFourierFeatures(2, 16, scale=10.0, seed=3)
+    b = GaussianFourierFeatures(2, 16, scale=10.0, seed=3)
+    assert torch.equal(a.B, b.B) and a.out_dim == 32
+    assert not any(p.requires_grad for p in a.parameters())
+    assert 5.0 < a.B.std().item() < 15.0  # scale 10
+    x = torch.rand(5, 2)
+    y = a(x)
+    assert torch.allclose(y[:, :16] ** 2 + y[:, 16:] ** 2, torch.ones(5, 16), atol=1e-5)
+
+
+def test_coordinate_mlp_is_linear_norm_relu():
+    net = CoordinateMLP(2, 3, hidden_layers=3, hidden_features=8, norm="cn")
+    kinds = [type(m) for m in net.hidden]
+    assert kinds == [nn.Linear, CrossNorm, nn.ReLU] * 3
+    assert isinstance(net.output, nn.Linear) and net.output.out_features == 3
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_builds_and_runs(method):
+    net = build_network(method, 2, 3, "3x16", seed=0)
+    y = net(torch.rand(50, 2) * 2 - 1)
+    assert y.shape == (50, 3) and y.dtype == torch.float32 and torch.isfinite(y).all()
+    assert count_parameters(net) > 0
+
+
+def test_registry_has_the_papers_13_methods_and_rates():
+    assert list(METHODS) == ["siren", "mfn", "wire", "relu", "relu+bn", "relu+ln", "relu+gn", "relu+cn",
+                             "pe", "pe+bn", "pe+ln", "pe+gn", "pe+cn"]
+    assert get_method("PE+CN").default_lr == 1e-2 and get_method("relu").default_lr == 2e-4
+
+
+def test_parse_arch():
+    assert parse_arch("13x49") == (13, 49)
+    assert parse_arch(" 5 X 20 ") == (5, 20)
+    for bad in ("13", "x49", "0x10", "13x49x2", "axb"):
+        with pytest.raises(ValueError, match="architecture"):
+            parse_arch(bad)
+
+
+def test_unknown_method_names_the_choices():
+    with pytest.raises(ValueError, match="unknown method 'gelu'.*pe\\+cn"):
+        get_method("gelu")
+
+
+def test_parameter_counts():
+    # relu 2x10 -> 3: (2*10+10) + (10*10+10) + (10*3+3); each norm adds 2*10 per hidden layer
+    assert count_parameters(build_network("relu", 2, 3, "2x10")) == 30 + 110 + 33
+    assert count_parameters(build_network("relu+cn", 2, 3, "2x10")) == 30 + 110 + 33 + 40
+    # WIRE's complex parameters count twice
+    wire = build_network("wire", 2, 3, "2x10")
+    assert count_parameters(wire) == sum(p.numel() * (2 if p.is_complex() else 1) for p in wire.parameters())
