@@ -46,21 +46,27 @@ class PositionalEncoding(nn.Module):
 
 
 class GaussianFourierFeatures(nn.Module):
-    """``[..., D] -> [..., 2 m]``: ``[sin(2 pi x B^T), cos(2 pi x B^T)]``, ``B [m, D] ~ N(0, scale^2)``.
+    """``[..., D] -> [..., 2 m]``: ``[sin(2 pi x B^T), cos(2 pi x B^T)]``, ``B [m, D] ~ N(0, (scale / span)^2)``.
 
-    ``B`` is a fixed buffer (saved with the model, not trained, so not counted as a parameter). ``seed``
-    makes it reproducible independently of the global RNG.
+    ``scale`` is Tancik et al.'s, defined for coordinates on a unit interval; ``coord_span`` is the length of
+    the interval the coordinates actually cover (2 for ``[-1, 1]``), so that a given scale means the same
+    number of oscillations across the signal either way. ``B`` is a fixed buffer (saved with the model, not
+    trained, so not counted as a parameter); ``seed`` makes it reproducible independently of the global RNG.
     """
 
-    def __init__(self, in_dim: int, num_features: int = 256, scale: float = 10.0, seed: Optional[int] = None):
+    def __init__(self, in_dim: int, num_features: int = 256, scale: float = 10.0, seed: Optional[int] = None,
+                 coord_span: float = 1.0):
         super().__init__()
         if in_dim < 1 or num_features < 1:
             raise ValueError(f"GaussianFourierFeatures: need in_dim, num_features >= 1, got {in_dim}, {num_features}")
+        if coord_span <= 0:
+            raise ValueError(f"GaussianFourierFeatures: coord_span must be positive, got {coord_span}")
         self.in_dim = in_dim
         self.num_features = num_features
         self.scale = scale
+        self.coord_span = coord_span
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        self.register_buffer("B", torch.randn(num_features, in_dim, generator=gen) * scale)
+        self.register_buffer("B", torch.randn(num_features, in_dim, generator=gen) * (scale / coord_span))
 
     @property
     def out_dim(self) -> int:
@@ -71,4 +77,5 @@ class GaussianFourierFeatures(nn.Module):
         return torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)
 
     def extra_repr(self) -> str:
-        return f"in_dim={self.in_dim}, num_features={self.num_features}, scale={self.scale}"
+        return (f"in_dim={self.in_dim}, num_features={self.num_features}, scale={self.scale}, "
+                f"coord_span={self.coord_span}")

@@ -242,7 +242,8 @@ def build_network(method: str, in_dim: int, out_dim: int, arch: str, *, pe_scale
                   norm_kwargs: Optional[dict] = None) -> nn.Module:
     """Builds ``method`` (a registry name such as ``pe+cn``) with architecture ``arch`` (``"13x49"``).
 
-    The ``pe`` family uses Gaussian Fourier features of scale ``pe_scale`` (paper: 10) with
+    The ``pe`` family uses Gaussian Fourier features of scale ``pe_scale`` (paper: 10, in Tancik et al.'s
+    unit-interval convention; every task here feeds coordinates in ``[-1, 1]``, hence ``coord_span=2``) with
     ``pe_features`` frequencies (default: the hidden width, so the encoding is twice as wide as a layer).
     """
     spec = get_method(method)
@@ -255,7 +256,7 @@ def build_network(method: str, in_dim: int, out_dim: int, arch: str, *, pe_scale
         return Wire(in_dim, out_dim, layers, features)
     encoding = None
     if spec.family == "pe":
-        encoding = GaussianFourierFeatures(in_dim, pe_features or features, pe_scale, seed=seed)
+        encoding = GaussianFourierFeatures(in_dim, pe_features or features, pe_scale, seed=seed, coord_span=2.0)
     return CoordinateMLP(in_dim, out_dim, layers, features, spec.norm, encoding, norm_kwargs)
 
 

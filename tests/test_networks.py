@@ -30,6 +30,8 @@ def test_fourier_features_fixed_and_seeded():
     assert torch.equal(a.B, b.B) and a.out_dim == 32
     assert not any(p.requires_grad for p in a.parameters())
     assert 5.0 < a.B.std().item() < 15.0  # scale 10
+    half = GaussianFourierFeatures(2, 16, scale=10.0, seed=3, coord_span=2.0)  # coordinates in [-1, 1]
+    assert torch.allclose(half.B, a.B / 2)
     x = torch.rand(5, 2)
     y = a(x)
     assert torch.allclose(y[:, :16] ** 2 + y[:, 16:] ** 2, torch.ones(5, 16), atol=1e-5)
