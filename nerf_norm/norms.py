@@ -167,6 +167,22 @@ class _RunningStatsNorm(nn.Module):
     def _use_batch_stats(self) -> bool:
         return self.training or not self.track_running_stats
 
+    def _stat_args(self) -> dict:
+        """Keyword arguments of the functional twin: running buffers, affine, mode, momentum, eps.
+
+        Called once per forward: it also advances ``num_batches_tracked`` in training.
+        """
+        tracked = self.track_running_stats
+        return {
+            "running_mean": self.running_mean if tracked else None,
+            "running_var": self.running_var if tracked else None,
+            "weight": self.weight,
+            "bias": self.bias,
+            "training": self._use_batch_stats(),
+            "momentum": _ema_factor(self),
+            "eps": self.eps,
+        }
+
     def extra_repr(self) -> str:
         return (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
@@ -234,17 +250,7 @@ class BatchNorm(_RunningStatsNorm):
         super().__init__(num_features, num_features, eps, momentum, affine, track_running_stats, device, dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        factor = _ema_factor(self)
-        return batch_norm(
-            x,
-            self.running_mean if self.track_running_stats else None,
-            self.running_var if self.track_running_stats else None,
-            self.weight,
-            self.bias,
-            self._use_batch_stats(),
-            factor,
-            self.eps,
-        )
+        return batch_norm(x, **self._stat_args())
 
 
 class LayerNorm(nn.Module):
@@ -322,17 +328,7 @@ class GlobalNorm(_RunningStatsNorm):
 
     def forward(self, x: Tensor) -> Tensor:
         _as_2d(x, self.num_features, "GlobalNorm")
-        factor = _ema_factor(self)
-        return global_norm(
-            x,
-            self.running_mean if self.track_running_stats else None,
-            self.running_var if self.track_running_stats else None,
-            self.weight,
-            self.bias,
-            self._use_batch_stats(),
-            factor,
-            self.eps,
-        )
+        return global_norm(x, **self._stat_args())
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -659,19 +655,7 @@ class CrossNorm(_RunningStatsNorm):
 
     def forward(self, x: Tensor) -> Tensor:
         _as_2d(x, self.num_features, "CrossNorm")
-        factor = _ema_factor(self)
-        return cross_norm(
-            x,
-            self.running_mean if self.track_running_stats else None,
-            self.running_var if self.track_running_stats else None,
-            self.running_batch_size if self.track_running_stats else None,
-            self.weight,
-            self.bias,
-            self._use_batch_stats(),
-            factor,
-            self.eps,
-            self.variant,
-        )
+        return cross_norm(x, running_batch_size=self.running_batch_size, variant=self.variant, **self._stat_args())
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", variant={self.variant!r}"
