@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import cn_kernel
+
 __all__ = [
     "NORM_NAMES",
     "CN_VARIANTS",
@@ -464,7 +466,8 @@ def _cn_backward(x: Tensor, xhat: Tensor, rstd: Tensor, row_mean: Tensor, col_me
 
 
 class _CrossNormFunction(torch.autograd.Function):
-    """CrossNorm with a closed-form backward: a few passes over ``[T, C]`` instead of autograd's graph.
+    """CrossNorm with a closed-form backward: the fused CPU kernel of :mod:`nerf_norm.cn_kernel` when it is
+    available, else a few eager passes over ``[T, C]``; never autograd's graph of a dozen ops.
 
     Second-order gradients (``create_graph=True``, e.g. eikonal losses) re-derive the backward through the
     straightforward differentiable formulation, so they are exact too.
@@ -472,13 +475,39 @@ class _CrossNormFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, col_mean, col_var, n, variant, eps, out_shape, running):
+        ctx.variant, ctx.eps, ctx.n_given = variant, eps, n
+        ctx.batch_columns = col_mean is None
+        ctx.has_bias = bias is not None
+        kernel = cn_kernel.load() if cn_kernel.usable(x) else None
+        ctx.kernel = kernel
+        if kernel is not None:
+            y, extra = _CrossNormFunction._forward_kernel(ctx, kernel, x, weight, bias, col_mean, col_var, n,
+                                                          variant, eps, out_shape, running)
+        else:
+            y, extra = _CrossNormFunction._forward_eager(ctx, x, weight, bias, col_mean, col_var, n, variant, eps,
+                                                         out_shape, running)
+        ctx.save_for_backward(x, weight, col_mean, col_var, *extra)
+        return y
+
+    @staticmethod
+    def _forward_kernel(ctx, kernel, x, weight, bias, col_mean, col_var, n, variant, eps, out_shape, running):
+        T, C = x.shape
+        r1, r2, s1, s2 = kernel.row_col_sums(x, col_mean is None)
+        if col_mean is None:
+            col = (*cn_kernel.column_stats_from_sums(s1, s2, T, 0 if variant == "paper" else 1), float(T))
+        else:
+            col = (col_mean, col_var, n)
+        if running is not None:
+            _update_running(running, *cn_kernel.column_stats_from_sums(s1, s2, T, 1), float(T))
+        ctx.coefficients = cn_kernel.coefficients(r1, r2, C, col, variant, eps, x.dtype)
+        return cn_kernel.forward(kernel, x, weight, bias, out_shape, ctx.coefficients), ()
+
+    @staticmethod
+    def _forward_eager(ctx, x, weight, bias, col_mean, col_var, n, variant, eps, out_shape, running):
         xhat, rstd, row_mean, col_mean_used, n_used, col_var_unbiased = _cn_forward(
             x, col_mean, col_var, n, variant, eps)
-        if running is not None:  # (running_mean, running_var, running_batch_size, factor)
-            r_mean, r_var, r_n, factor = running
-            r_mean.lerp_(col_mean_used.to(r_mean.dtype), factor)
-            r_var.lerp_(col_var_unbiased.to(r_var.dtype), factor)
-            r_n.lerp_(torch.full_like(r_n, n_used), factor)
+        if running is not None:
+            _update_running(running, col_mean_used, col_var_unbiased, n_used)
         # the output is allocated in its final shape: returning a reshaped view would forbid in-place ops on it
         y = xhat.new_empty(out_shape)
         flat = y.view(xhat.shape)
@@ -486,30 +515,30 @@ class _CrossNormFunction(torch.autograd.Function):
             torch.addcmul(bias if bias is not None else xhat.new_zeros(()), xhat, weight, out=flat)
         else:
             flat.copy_(xhat if bias is None else xhat + bias)
-        ctx.save_for_backward(x, xhat, rstd, row_mean, col_mean_used, weight, col_mean, col_var)
         ctx.n = n_used
-        ctx.n_given = n
-        ctx.variant = variant
-        ctx.eps = eps
-        ctx.batch_columns = col_mean is None
-        ctx.has_bias = bias is not None
-        return y
+        return y, (xhat, rstd, row_mean, col_mean_used)
 
     @staticmethod
     def backward(ctx, gy):
-        x, xhat, rstd, row_mean, col_mean, weight, col_mean_in, col_var_in = ctx.saved_tensors
         if torch.is_grad_enabled():  # double backward: differentiate the plain formulation instead
             return _CrossNormFunction._backward_by_autograd(ctx, gy)
-        gy = gy.to(xhat.dtype).reshape(xhat.shape)
+        x, weight, _, _, *extra = ctx.saved_tensors
+        gy = gy.to(x.dtype).reshape(x.shape).contiguous()
         need_dw = weight is not None and ctx.needs_input_grad[1]
-        dx, dw = _cn_backward(x, xhat, rstd, row_mean, col_mean, ctx.n, gy, weight, ctx.batch_columns,
-                              ctx.variant, need_dw)
-        db = torch.mv(gy.t(), gy.new_ones(gy.shape[0])) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return dx, dw, db, None, None, None, None, None, None, None
+        need_db = ctx.has_bias and ctx.needs_input_grad[2]
+        if ctx.kernel is not None:
+            dx, dw, db = cn_kernel.backward(ctx.kernel, x, gy, weight, ctx.coefficients, x.shape[1],
+                                            ctx.batch_columns)
+        else:
+            xhat, rstd, row_mean, col_mean = extra
+            dx, dw = _cn_backward(x, xhat, rstd, row_mean, col_mean, ctx.n, gy, weight, ctx.batch_columns,
+                                  ctx.variant, need_dw)
+            db = torch.mv(gy.t(), gy.new_ones(gy.shape[0])) if need_db else None
+        return (dx, dw if need_dw else None, db if need_db else None) + (None,) * 7
 
     @staticmethod
     def _backward_by_autograd(ctx, gy):
-        x, _, _, _, _, weight, col_mean_in, col_var_in = ctx.saved_tensors
+        x, weight, col_mean_in, col_var_in = ctx.saved_tensors[:4]
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         # The bias enters additively, so its gradient does not depend on its value: a zero stand-in will do.
         bias = torch.zeros(x.shape[1], dtype=x.dtype, device=x.device, requires_grad=True) if ctx.has_bias else None
@@ -522,6 +551,14 @@ class _CrossNormFunction(torch.autograd.Function):
         grads = iter(torch.autograd.grad(y, inputs, gy, create_graph=True, allow_unused=True))
         out = [next(grads) if (need and t is not None and t.requires_grad) else None for _, t, need in wanted]
         return (*out, None, None, None, None, None, None, None)
+
+
+def _update_running(running, col_mean: Tensor, col_var_unbiased: Tensor, n: float) -> None:
+    """EMA update of (running_mean, running_var, running_batch_size, factor) from a batch's columns."""
+    r_mean, r_var, r_n, factor = running
+    r_mean.lerp_(col_mean.to(r_mean.dtype), factor)
+    r_var.lerp_(col_var_unbiased.to(r_var.dtype), factor)
+    r_n.lerp_(torch.full_like(r_n, n), factor)
 
 
 def _cross_norm_plain(x, weight, bias, col_mean, col_var, n, variant, eps):
@@ -595,7 +632,7 @@ def cross_norm(
     _check_batch(x2.shape[0], use_batch, "cross_norm", x.shape)
     dtype = _stats_dtype(x)
     with _no_autocast(x):
-        xs = x2.to(dtype)
+        xs = x2.to(dtype).contiguous()
         col_mean = col_var = n = running = None
         if not use_batch:
             col_mean, col_var, n = _cn_running_columns(running_mean, running_var, running_batch_size, variant, dtype)

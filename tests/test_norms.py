@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from nerf_norm import cn_kernel
 from nerf_norm.norms import (
     BatchNorm,
     CrossNorm,
@@ -14,6 +15,15 @@ from nerf_norm.norms import (
     cross_norm_autograd,
     make_norm,
 )
+
+@pytest.fixture(params=["cpp", "torch"])
+def cn_path(request, monkeypatch):
+    """Runs a CrossNorm test on the fused CPU kernel and on the eager torch path."""
+    monkeypatch.setenv("NERF_NORM_CN_KERNEL", request.param)
+    if request.param == "cpp":
+        assert cn_kernel.usable(torch.zeros(2, 2)), "the CrossNorm CPU kernel must build on this machine"
+    return request.param
+
 
 X = torch.tensor([[0.0, 2.0], [2.0, 4.0]])  # T = 2 samples, C = 2 channels
 X3 = torch.tensor([[0.0, 2.0], [2.0, 4.0], [4.0, 0.0]])  # T = 3, C = 2
@@ -37,7 +47,7 @@ def test_global_norm_hand_values():
     assert torch.allclose(y, (X - 2.0) / math.sqrt(2.0))
 
 
-def test_cross_norm_paper_hand_values():
+def test_cross_norm_paper_hand_values(cn_path):
     # (0,0): row {0,2} + column {0,2} = {0,2,0,2}: mean 1, var 1 -> -1
     # (0,1): {0,2} + {2,4}: mean 2, E[x^2] = 24/4 = 6, var 2 -> 0;  (1,0) likewise 0
     # (1,1): {2,4} + {2,4}: mean 3, var 1 -> 1
@@ -50,7 +60,7 @@ def test_cross_norm_paper_hand_values():
     assert y3[2, 1].item() == pytest.approx((0 - 2) / math.sqrt(36 / 5 - 4), rel=1e-6)
 
 
-def test_cross_norm_reference_hand_values():
+def test_cross_norm_reference_hand_values(cn_path):
     # mean = (row sum + column sum - x) / (T + C); sigma^2 = unbiased var(column) + unbiased var(row)
     # (0,0): (2 + 2 - 0)/4 = 1, sigma^2 = 2 + 2 -> (0 - 1)/2;  (0,1): (2 + 6 - 2)/4 = 1.5 -> (2 - 1.5)/2
     # (1,0): (6 + 2 - 2)/4 = 1.5 -> 0.25;  (1,1): (6 + 6 - 4)/4 = 2 -> (4 - 2)/2
@@ -82,7 +92,7 @@ def test_layer_norm_per_sample_shift_invariance():
 
 
 @pytest.mark.parametrize("layer", ["gn", "cn"])
-def test_global_shift_and_scale_invariance(layer):
+def test_global_shift_and_scale_invariance(layer, cn_path):
     x = _rand()
     norm = make_norm(layer, x.shape[1], eps=1e-12)
     y = norm(x)
@@ -90,7 +100,7 @@ def test_global_shift_and_scale_invariance(layer):
     assert torch.allclose(y, norm(x * 3.5), atol=1e-4)
 
 
-def test_reference_variant_is_scale_but_not_shift_invariant():
+def test_reference_variant_is_scale_but_not_shift_invariant(cn_path):
     # the released formulation subtracts (row + column - x)/(T + C): a shift by a moves the mean by
     # a (T + C - 1)/(T + C), so the output moves by a / ((T + C) sigma) -- measured here, not assumed away
     x = _rand(T=8, C=4)
@@ -104,7 +114,7 @@ def test_reference_variant_is_scale_but_not_shift_invariant():
 
 
 @pytest.mark.parametrize("variant", ["paper", "reference"])
-def test_fast_cross_norm_matches_autograd_formulation(variant):
+def test_fast_cross_norm_matches_autograd_formulation(variant, cn_path):
     x = _rand(T=257, C=19).requires_grad_(True)
     w = torch.randn(19, requires_grad=True)
     b = torch.randn(19, requires_grad=True)
@@ -119,7 +129,7 @@ def test_fast_cross_norm_matches_autograd_formulation(variant):
 
 
 @pytest.mark.parametrize("variant", ["paper", "reference"])
-def test_fast_cross_norm_gradcheck(variant):
+def test_fast_cross_norm_gradcheck(variant, cn_path):
     x = _rand(T=7, C=5, dtype=torch.float64).requires_grad_(True)
     w = torch.randn(5, dtype=torch.float64, requires_grad=True)
     b = torch.randn(5, dtype=torch.float64, requires_grad=True)
@@ -129,7 +139,7 @@ def test_fast_cross_norm_gradcheck(variant):
 
 
 @pytest.mark.parametrize("variant", ["paper", "reference"])
-def test_fast_cross_norm_gradcheck_with_running_columns(variant):
+def test_fast_cross_norm_gradcheck_with_running_columns(variant, cn_path):
     cn = CrossNorm(5, track_running_stats=True, variant=variant).double()
     for seed in range(3):
         cn(_rand(T=11, C=5, seed=seed, dtype=torch.float64))
@@ -140,7 +150,7 @@ def test_fast_cross_norm_gradcheck_with_running_columns(variant):
 
 
 @pytest.mark.parametrize("name", ["bn", "gn", "cn"])
-def test_eval_with_running_stats_is_chunk_invariant(name):
+def test_eval_with_running_stats_is_chunk_invariant(name, cn_path):
     norm = make_norm(name, 8, track_running_stats=True)
     for seed in range(5):
         norm(_rand(T=128, C=8, seed=seed))
@@ -153,7 +163,7 @@ def test_eval_with_running_stats_is_chunk_invariant(name):
     assert torch.allclose(full[:3], single, atol=1e-5)
 
 
-def test_cross_norm_running_stats_track_the_batch():
+def test_cross_norm_running_stats_track_the_batch(cn_path):
     cn = CrossNorm(4, track_running_stats=True, momentum=None)  # cumulative average
     batches = [_rand(T=50 + 10 * k, C=4, seed=k) for k in range(3)]
     for xb in batches:
@@ -173,7 +183,7 @@ def test_eval_without_running_stats_equals_full_batch_training(name):
     assert torch.allclose(norm(x), y_train)
 
 
-def test_cross_norm_eval_row_part_comes_from_the_sample():
+def test_cross_norm_eval_row_part_comes_from_the_sample(cn_path):
     # with running stats, changing one sample's other channels changes its output; other samples don't
     cn = CrossNorm(4, track_running_stats=True)
     cn(_rand(T=32, C=4))
@@ -194,7 +204,7 @@ def test_single_sample_training_is_a_clear_error(name):
 
 
 @pytest.mark.parametrize("name", ["bn", "ln", "gn", "cn"])
-def test_statistics_in_float32_under_autocast(name):
+def test_statistics_in_float32_under_autocast(name, cn_path):
     torch.manual_seed(0)
     lin = torch.nn.Linear(3, 16)
     norm = make_norm(name, 16)
@@ -209,7 +219,7 @@ def test_statistics_in_float32_under_autocast(name):
 
 
 @pytest.mark.parametrize("name", ["bn", "ln", "gn", "cn"])
-def test_leading_dims_are_flattened_and_restored(name):
+def test_leading_dims_are_flattened_and_restored(name, cn_path):
     norm = make_norm(name, 6)
     x = _rand(T=4 * 5 * 3, C=6).reshape(4, 5, 3, 6)
     assert torch.allclose(norm(x), norm(x.reshape(-1, 6)).reshape(4, 5, 3, 6))
@@ -244,3 +254,26 @@ def test_affine_parameters_init_and_state_dict_round_trip():
     cn.eval(), other.eval()
     x = _rand(T=7, C=3, seed=5)
     assert torch.equal(cn(x), other(x))
+
+
+def test_cross_norm_output_allows_in_place_relu_with_leading_dims(cn_path):
+    # the output must not be a view of the Function's result, or an in-place ReLU would be refused
+    x = _rand(T=24, C=6).reshape(4, 6, 6).requires_grad_(True)
+    y = torch.relu_(CrossNorm(6)(x))
+    y.sum().backward()
+    assert x.grad is not None and x.grad.shape == x.shape
+
+
+def test_kernel_and_eager_paths_agree(monkeypatch):
+    x = _rand(T=1000, C=13).requires_grad_(True)
+    w, b = torch.randn(13, requires_grad=True), torch.randn(13, requires_grad=True)
+    gy = torch.randn(1000, 13)
+    results = {}
+    for path in ("cpp", "torch"):
+        monkeypatch.setenv("NERF_NORM_CN_KERNEL", path)
+        for variant in ("paper", "reference"):
+            y = cross_norm(x, weight=w, bias=b, variant=variant)
+            results[path, variant] = (y, *torch.autograd.grad(y, (x, w, b), gy))
+    for variant in ("paper", "reference"):
+        for a, b_ in zip(results["cpp", variant], results["torch", variant]):
+            assert torch.allclose(a, b_, atol=1e-4, rtol=1e-4)

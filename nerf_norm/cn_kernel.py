@@ -1,0 +1,154 @@
+"""Optional fused CPU kernels for CrossNorm (``csrc/cross_norm_cpu.cpp``), built on first use.
+
+The kernels make one pass over ``[T, C]`` for the statistics and one for the output in forward, and two
+passes in backward, instead of the dozen elementwise torch ops of the eager path. They are built with
+``torch.utils.cpp_extension`` (gcc and ninja; cached under ``~/.cache/torch_extensions``) the first time a
+CrossNorm runs on the CPU. Choose with ``NERF_NORM_CN_KERNEL``: ``auto`` (default: the kernel when it
+builds, else the eager path with one warning), ``cpp`` (the kernel or an error), ``torch`` (eager only).
+
+Both variants share one parametrisation (see the C++ file): ``z = alpha x - a_t - b_i``,
+``v = A_t + B_i + K (mr_t - mc_i)^2``. This module turns row and column sums into those ``[T]``/``[C]``
+coefficients (in float64) and the backward sums into the gradient's coefficients.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+_SOURCE = Path(__file__).resolve().parent / "csrc" / "cross_norm_cpu.cpp"
+# Vectorisation needs sqrt without errno and reorderable float sums; NaN/Inf semantics are kept (no
+# -ffinite-math-only). -march=native: the build is per machine, named by the CPU's feature flags.
+_CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fassociative-math",
+           "-fno-signed-zeros"]
+_lock = threading.Lock()
+
+
+def _cpu_tag() -> str:
+    """Short hash of the CPU model and feature flags, so a cached -march=native build is never reused on
+    a different processor."""
+    import hashlib
+    import platform
+
+    info = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            info += "".join(line for line in f if line.startswith(("flags", "model name")))
+    except OSError:
+        pass
+    return hashlib.sha1(info.encode()).hexdigest()[:10]
+_module = None
+_failed: Optional[str] = None
+
+
+def mode() -> str:
+    value = os.environ.get("NERF_NORM_CN_KERNEL", "auto").lower()
+    if value not in ("auto", "cpp", "torch"):
+        raise ValueError(f"NERF_NORM_CN_KERNEL must be auto, cpp or torch, got {value!r}")
+    return value
+
+
+def load():
+    """The compiled module, or ``None`` when it is switched off or cannot be built (``auto``)."""
+    global _module, _failed
+    if mode() == "torch":
+        return None
+    if _module is not None:
+        return _module
+    if _failed is not None:
+        if mode() == "cpp":
+            raise RuntimeError(f"the CrossNorm CPU kernel could not be built: {_failed}")
+        return None
+    with _lock:
+        if _module is None and _failed is None:
+            try:
+                from torch.utils.cpp_extension import load as load_extension
+
+                _module = load_extension(name=f"nerf_norm_cross_norm_cpu_{_cpu_tag()}", sources=[str(_SOURCE)],
+                                         extra_cflags=_CFLAGS, verbose=False)
+            except Exception as exc:  # noqa: BLE001 - any build problem means: use the eager path
+                _failed = f"{exc.__class__.__name__}: {exc}"
+                log.warning("CrossNorm CPU kernel unavailable, using the eager torch path (%s)", _failed)
+    return load()
+
+
+def usable(x: Tensor) -> bool:
+    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.dim() == 2
+            and mode() != "torch" and load() is not None)
+
+
+@dataclass
+class Coefficients:
+    """The parametrisation's vectors (in x's dtype) and scalars for one batch."""
+
+    alpha: float
+    K: float
+    N: float
+    n: float
+    lam_row: float
+    lam_col: float
+    a: Tensor
+    A: Tensor
+    mr: Tensor
+    b: Tensor
+    B: Tensor
+    mc: Tensor
+
+
+def coefficients(r1: Tensor, r2: Tensor, C: int, col: Tuple[Tensor, Tensor, float], variant: str, eps: float,
+                 dtype: torch.dtype) -> Coefficients:
+    """From row sums ``r1, r2`` ``[T]`` and column (mean, variance with the variant's correction, n)."""
+    paper = variant == "paper"
+    col_mean, col_var, n = col
+    N = C + n
+    mr = r1 / C
+    vr = ((r2 - r1 * mr) / (C if paper else C - 1)).clamp_(min=0.0)
+    mc, vc = col_mean.double(), col_var.double()
+    if paper:
+        alpha, K = 1.0, C * n / (N * N)
+        A, B = vr * (C / N) + eps, vc * (n / N)
+        lam_row, lam_col = 2.0 / N, 2.0 / N
+    else:
+        alpha, K = 1.0 + 1.0 / N, 0.0
+        A, B = vr + eps, vc
+        lam_row, lam_col = 2.0 / (C - 1), (2.0 / (n - 1)) if n > 1 else 0.0
+    cast = lambda t: t.to(dtype).contiguous()  # noqa: E731
+    return Coefficients(alpha, K, N, n, lam_row, lam_col, cast(mr * (C / N)), cast(A), cast(mr),
+                        cast(mc * (n / N)), cast(B), cast(mc))
+
+
+def column_stats_from_sums(s1: Tensor, s2: Tensor, T: int, correction: int) -> Tuple[Tensor, Tensor]:
+    mean = s1 / T
+    var = ((s2 - s1 * mean) / max(T - correction, 1)).clamp_(min=0.0)
+    return mean, var
+
+
+def forward(module, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], out_shape, co: Coefficients) -> Tensor:
+    return module.forward(x, weight, bias, list(out_shape), co.alpha, co.K, co.a, co.A, co.mr, co.b, co.B, co.mc)
+
+
+def backward(module, x: Tensor, gy: Tensor, weight: Optional[Tensor], co: Coefficients, C: int,
+             batch_columns: bool) -> Tuple[Tensor, Tensor, Tensor]:
+    """(dx, dweight, dbias) from the two backward passes and the closed-form coefficients."""
+    u, Ur, Cr, CMr, cols = module.backward_sums(x, gy, weight, co.alpha, co.K, co.a, co.A, co.mr, co.b, co.B, co.mc)
+    Uc, Cc, CMc, dw, db = cols.unbind(0)
+    mr, mc = co.mr.double(), co.mc.double()
+    P = -Ur / co.N - co.lam_row * mr * Cr + (2.0 * co.K / C) * (mr * Cr - CMr)
+    R = co.lam_row * Cr
+    if batch_columns:
+        Q = -Uc / co.N - co.lam_col * mc * Cc - (2.0 * co.K / co.n) * (CMc - mc * Cc)
+        S = co.lam_col * Cc
+    else:
+        Q = S = torch.zeros_like(mc)
+    cast = lambda t: t.to(x.dtype).contiguous()  # noqa: E731
+    dx = module.backward_apply(x, u, co.alpha, cast(P), cast(R), cast(Q), cast(S))
+    return dx, dw.to(x.dtype), db.to(x.dtype)
