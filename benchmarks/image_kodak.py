@@ -143,7 +143,7 @@ def summarize(record: dict, args: Args) -> str:
              "## Equal iterations", "", header, sep]
     for metric, fmt in (("psnr", "{:.2f}"), ("ssim", "{:.3f}")):
         for arch in archs:
-            vals = [cell(m, arch, lambda r: r[metric]) for m in methods]
+            vals = [cell(m, arch, lambda r, key=metric: r[key]) for m in methods]
             best = max(v for v in vals if v == v)
             row = [("**" + fmt.format(v) + "**") if v == best else fmt.format(v) for v in vals]
             lines.append(f"| {metric.upper()} | {arch} | " + " | ".join(row) + " |")
@@ -181,7 +181,7 @@ def plot(record: dict, args: Args) -> None:
     methods = [m for m in args.methods if any(r["method"] == m for r in runs)]
     cmap = plt.get_cmap("tab20")
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
-    for j, (metric, ax) in enumerate((("psnr", axes[0]), ("ssim", axes[1]))):
+    for metric, ax in (("psnr", axes[0]), ("ssim", axes[1])):
         for i, m in enumerate(methods):
             pts = []
             for arch in args.archs:

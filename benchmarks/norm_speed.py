@@ -32,8 +32,10 @@ CONFIGS = {
     "bn": "nerf_norm BatchNorm",
     "ln": "nerf_norm LayerNorm",
     "gn": "nerf_norm GlobalNorm",
-    "cn-paper": "nerf_norm CrossNorm, paper variant (fast closed-form backward)",
-    "cn-reference": "nerf_norm CrossNorm, reference variant (fast closed-form backward)",
+    "cn-paper": "nerf_norm CrossNorm, paper variant (default: fused CPU kernel)",
+    "cn-reference": "nerf_norm CrossNorm, reference variant (default: fused CPU kernel)",
+    "cn-paper-eager": "nerf_norm CrossNorm, paper variant, eager closed-form path (NERF_NORM_CN_KERNEL=torch)",
+    "cn-reference-eager": "nerf_norm CrossNorm, reference variant, eager closed-form path (NERF_NORM_CN_KERNEL=torch)",
     "cn-paper-autograd": "CrossNorm paper variant, straightforward autograd formulation",
     "cn-reference-autograd": "CrossNorm reference variant, straightforward autograd formulation",
 }
@@ -62,7 +64,7 @@ def _norm(name: str, c: int) -> nn.Module:
     if name.endswith("-autograd"):
         return _AutogradCN(c, name.split("-")[1])
     if name.startswith("cn-"):
-        return CrossNorm(c, variant=name.split("-")[1])
+        return CrossNorm(c, variant=name.split("-")[1])  # the path is chosen by NERF_NORM_CN_KERNEL
     return make_norm(name, c)
 
 
@@ -75,6 +77,12 @@ def _mlp(name: str, layers: int, width: int) -> nn.Module:
 
 
 def measure_one(name: str, layers: int, width: int, side: int, iters: int, warmup: int, threads: int) -> dict:
+    import os
+
+    if name.endswith("-eager"):
+        os.environ["NERF_NORM_CN_KERNEL"] = "torch"
+    elif name.startswith("cn-") and not name.endswith("-autograd"):
+        os.environ["NERF_NORM_CN_KERNEL"] = "cpp"  # fail loudly rather than time the fallback
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     lin = torch.linspace(-1, 1, side)
@@ -141,13 +149,12 @@ def main(args: Args) -> None:
     for r in rows:
         r["ratio_to_none"] = r["ms_median"] / base
     summary = {}
-    if "torch-bn" in by:
-        for v in ("paper", "reference"):
-            if f"cn-{v}" in by:
-                summary[f"cn-{v}_over_torch-bn"] = by[f"cn-{v}"]["ms_median"] / by["torch-bn"]["ms_median"]
-            if f"cn-{v}" in by and f"cn-{v}-autograd" in by:
-                summary[f"cn-{v}-autograd_over_cn-{v}"] = (
-                    by[f"cn-{v}-autograd"]["ms_median"] / by[f"cn-{v}"]["ms_median"])
+    for v in ("paper", "reference"):
+        for fast in (f"cn-{v}", f"cn-{v}-eager"):
+            if fast in by and "torch-bn" in by:
+                summary[f"{fast}_over_torch-bn"] = by[fast]["ms_median"] / by["torch-bn"]["ms_median"]
+            if fast in by and f"cn-{v}-autograd" in by:
+                summary[f"cn-{v}-autograd_over_{fast}"] = by[f"cn-{v}-autograd"]["ms_median"] / by[fast]["ms_median"]
     meta = {
         "command": "python benchmarks/norm_speed.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {torch.get_num_threads()} torch threads "
@@ -159,7 +166,7 @@ def main(args: Args) -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows, "summary": summary}, indent=2))
-    lines = [f"# Norm speed: one training iteration\n", f"- command: `{meta['command']}`",
+    lines = ["# Norm speed: one training iteration\n", f"- command: `{meta['command']}`",
              f"- machine: {meta['machine']}", f"- setting: {meta['setting']}", f"- date: {meta['date']}\n",
              "| config | ms / iter | x plain MLP | peak RSS (MB) | what |", "|---|---:|---:|---:|---|"]
     for r in rows:

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import UserError
-from .networks import METHODS, build_network, get_method, parse_arch
+from .networks import build_network, get_method, parse_arch
 from .norms import CN_VARIANTS
 from .tasks.base import FitResult, TrainConfig, Trainer
 
@@ -71,15 +71,7 @@ def run_image(cmd: ImageCommand) -> tuple[FitResult, "ImageTask"]:  # noqa: F821
         return build_network(spec.name, task.in_dim, task.out_dim, cmd.arch, seed=cmd.seed,
                              norm_kwargs={"variant": cmd.cn_variant} if spec.norm == "cn" else None)
 
-    result = trainer.fit(task, build, spec.default_lr)
-    result.metrics.update(task.rate(int(result.metrics["params"])))
-    # rewrite metrics.json with the rate included
-    import json
-
-    record = json.loads(result.outputs["metrics"].read_text())
-    record["metrics"] = result.metrics
-    result.outputs["metrics"].write_text(json.dumps(record, indent=2))
-    return result, task
+    return trainer.fit(task, build, spec.default_lr), task
 
 
 def _print_summary(title: str, metrics: Dict[str, float], outputs: Dict[str, Path]) -> None:

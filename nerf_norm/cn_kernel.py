@@ -28,9 +28,21 @@ log = logging.getLogger(__name__)
 _SOURCE = Path(__file__).resolve().parent / "csrc" / "cross_norm_cpu.cpp"
 # Vectorisation needs sqrt without errno and reorderable float sums; NaN/Inf semantics are kept (no
 # -ffinite-math-only). -march=native: the build is per machine, named by the CPU's feature flags.
-_CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fassociative-math",
+# -fopenmp: at::parallel_for is inlined into this module and is OpenMP-parallel only when compiled so.
+_CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-fassociative-math",
            "-fno-signed-zeros"]
 _lock = threading.Lock()
+
+
+def _ninja_on_path() -> None:
+    """torch's JIT build runs ``ninja`` from PATH; the ``ninja`` wheel puts it next to this interpreter,
+    which is not on PATH when the venv is used without being activated."""
+    import shutil
+    import sys
+
+    bindir = os.path.dirname(sys.executable)
+    if shutil.which("ninja") is None and os.path.exists(os.path.join(bindir, "ninja")):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
 
 
 def _cpu_tag() -> str:
@@ -73,8 +85,9 @@ def load():
             try:
                 from torch.utils.cpp_extension import load as load_extension
 
+                _ninja_on_path()
                 _module = load_extension(name=f"nerf_norm_cross_norm_cpu_{_cpu_tag()}", sources=[str(_SOURCE)],
-                                         extra_cflags=_CFLAGS, verbose=False)
+                                         extra_cflags=_CFLAGS, extra_ldflags=["-fopenmp"], verbose=False)
             except Exception as exc:  # noqa: BLE001 - any build problem means: use the eager path
                 _failed = f"{exc.__class__.__name__}: {exc}"
                 log.warning("CrossNorm CPU kernel unavailable, using the eager torch path (%s)", _failed)

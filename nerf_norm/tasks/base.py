@@ -68,6 +68,10 @@ class Task(abc.ABC):
         """What identifies the data (stored with checkpoints and metrics)."""
         return {"task": self.name}
 
+    def rate(self, params: int) -> Dict[str, float]:
+        """Metrics that depend on the model size (e.g. bits per pixel); none by default."""
+        return {}
+
 
 @dataclass
 class TrainConfig:
@@ -188,7 +192,8 @@ class Trainer:
         with torch.no_grad():
             pred = model(coords)
         metrics = dict(task.evaluate(pred))
-        metrics.update(params=count_parameters(model), iterations=step, train_seconds=train_seconds, lr=lr)
+        params = count_parameters(model)
+        metrics.update(params=params, iterations=step, train_seconds=train_seconds, lr=lr, **task.rate(params))
         outputs = dict(task.save_outputs(pred, self.out_dir))
         outputs["curve"] = self._plot_curve(history, task.progress_metric)
         outputs["metrics"] = self.out_dir / "metrics.json"
