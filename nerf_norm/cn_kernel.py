@@ -145,14 +145,21 @@ def column_stats_from_sums(s1: Tensor, s2: Tensor, T: int, correction: int) -> T
     return mean, var
 
 
+def _weight(x: Tensor, weight: Optional[Tensor]) -> Tensor:
+    return weight.contiguous() if weight is not None else x.new_ones(x.shape[1])
+
+
 def forward(module, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], out_shape, co: Coefficients) -> Tensor:
-    return module.forward(x, weight, bias, list(out_shape), co.alpha, co.K, co.a, co.A, co.mr, co.b, co.B, co.mc)
+    bias = bias.contiguous() if bias is not None else x.new_zeros(x.shape[1])
+    return module.forward(x, _weight(x, weight), bias, list(out_shape), co.alpha, co.K, co.a, co.A, co.mr, co.b,
+                          co.B, co.mc)
 
 
 def backward(module, x: Tensor, gy: Tensor, weight: Optional[Tensor], co: Coefficients, C: int,
              batch_columns: bool) -> Tuple[Tensor, Tensor, Tensor]:
     """(dx, dweight, dbias) from the two backward passes and the closed-form coefficients."""
-    u, Ur, Cr, CMr, cols = module.backward_sums(x, gy, weight, co.alpha, co.K, co.a, co.A, co.mr, co.b, co.B, co.mc)
+    u, Ur, Cr, CMr, cols = module.backward_sums(x, gy, _weight(x, weight), co.alpha, co.K, co.a, co.A, co.mr, co.b,
+                                                co.B, co.mc)
     Uc, Cc, CMc, dw, db = cols.unbind(0)
     mr, mc = co.mr.double(), co.mc.double()
     P = -Ur / co.N - co.lam_row * mr * Cr + (2.0 * co.K / C) * (mr * Cr - CMr)

@@ -18,50 +18,64 @@
 
 namespace {
 
+// Column sums are accumulated in scalar_t over sub-blocks of this many rows, then added to float64
+// partials: the inner loops stay in one precision (and vectorise) while long sums keep float64 accuracy.
+constexpr int64_t kSubRows = 256;
+
+int64_t num_blocks(int64_t T) { return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), T)); }
+
 template <typename scalar_t>
 void row_col_sums_kernel(const scalar_t* x, int64_t T, int64_t C, bool columns, double* r1, double* r2,
                          double* s1, double* s2) {
-  const int64_t nblocks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), T));
-  std::vector<double> part(columns ? nblocks * 2 * C : 0, 0.0);
+  const int64_t nblocks = num_blocks(T);
+  std::vector<double> part(nblocks * 2 * C, 0.0);
   at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      const int64_t t0 = T * b / nblocks, t1 = T * (b + 1) / nblocks;
-      double* p1 = columns ? part.data() + b * 2 * C : nullptr;
-      double* p2 = columns ? p1 + C : nullptr;
-      for (int64_t t = t0; t < t1; ++t) {
-        const scalar_t* row = x + t * C;
-        double a = 0.0, q = 0.0;
-        for (int64_t i = 0; i < C; ++i) {
-          const double v = row[i];
-          a += v;
-          q += v * v;
-          if (columns) {
-            p1[i] += v;
-            p2[i] += v * v;
+    std::vector<scalar_t> l1(C), l2(C);
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t t0 = T * blk / nblocks, t1 = T * (blk + 1) / nblocks;
+      double* p1 = part.data() + blk * 2 * C;
+      double* p2 = p1 + C;
+      for (int64_t s0 = t0; s0 < t1; s0 += kSubRows) {
+        const int64_t s1_ = std::min(t1, s0 + kSubRows);
+        std::fill(l1.begin(), l1.end(), scalar_t(0));
+        std::fill(l2.begin(), l2.end(), scalar_t(0));
+        for (int64_t t = s0; t < s1_; ++t) {
+          const scalar_t* row = x + t * C;
+          scalar_t a = 0, q = 0;
+          for (int64_t i = 0; i < C; ++i) {
+            const scalar_t v = row[i];
+            a += v;
+            q += v * v;
+            l1[i] += v;
+            l2[i] += v * v;
           }
+          r1[t] = a;
+          r2[t] = q;
         }
-        r1[t] = a;
-        r2[t] = q;
+        if (columns)
+          for (int64_t i = 0; i < C; ++i) {
+            p1[i] += l1[i];
+            p2[i] += l2[i];
+          }
       }
     }
   });
   if (columns) {
-    for (int64_t i = 0; i < C; ++i) {
-      s1[i] = 0.0;
-      s2[i] = 0.0;
-    }
-    for (int64_t b = 0; b < nblocks; ++b)
+    std::fill(s1, s1 + C, 0.0);
+    std::fill(s2, s2 + C, 0.0);
+    for (int64_t blk = 0; blk < nblocks; ++blk)
       for (int64_t i = 0; i < C; ++i) {
-        s1[i] += part[b * 2 * C + i];
-        s2[i] += part[b * 2 * C + C + i];
+        s1[i] += part[blk * 2 * C + i];
+        s2[i] += part[blk * 2 * C + C + i];
       }
   }
 }
 
 template <typename scalar_t>
 void forward_kernel(const scalar_t* x, const scalar_t* w, const scalar_t* bias, scalar_t* y, int64_t T,
-                    int64_t C, double alpha, double K, const scalar_t* a, const scalar_t* A, const scalar_t* mr,
+                    int64_t C, double alpha_, double K_, const scalar_t* a, const scalar_t* A, const scalar_t* mr,
                     const scalar_t* b, const scalar_t* B, const scalar_t* mc) {
+  const scalar_t alpha = static_cast<scalar_t>(alpha_), K = static_cast<scalar_t>(K_);
   at::parallel_for(0, T, 256, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const scalar_t* xr = x + t * C;
@@ -69,9 +83,8 @@ void forward_kernel(const scalar_t* x, const scalar_t* w, const scalar_t* bias, 
       const scalar_t at_ = a[t], At = A[t], mrt = mr[t];
       for (int64_t i = 0; i < C; ++i) {
         const scalar_t d = mrt - mc[i];
-        const scalar_t v = At + B[i] + static_cast<scalar_t>(K) * d * d;
-        const scalar_t xhat = (static_cast<scalar_t>(alpha) * xr[i] - at_ - b[i]) * (scalar_t(1) / std::sqrt(v));
-        yr[i] = (w ? xhat * w[i] : xhat) + (bias ? bias[i] : scalar_t(0));
+        const scalar_t rstd = scalar_t(1) / std::sqrt(At + B[i] + K * d * d);
+        yr[i] = (alpha * xr[i] - at_ - b[i]) * rstd * w[i] + bias[i];
       }
     }
   });
@@ -81,72 +94,73 @@ void forward_kernel(const scalar_t* x, const scalar_t* w, const scalar_t* bias, 
 // c * mr, dy * xhat and dy.
 template <typename scalar_t>
 void backward_sums_kernel(const scalar_t* x, const scalar_t* dy, const scalar_t* w, scalar_t* dx, int64_t T,
-                          int64_t C, double alpha, double K, const scalar_t* a, const scalar_t* A,
+                          int64_t C, double alpha_, double K_, const scalar_t* a, const scalar_t* A,
                           const scalar_t* mr, const scalar_t* b, const scalar_t* B, const scalar_t* mc,
                           double* Ur, double* Cr, double* CMr, double* col_out /* [5, C] */) {
-  const int64_t nblocks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), T));
+  const scalar_t alpha = static_cast<scalar_t>(alpha_), K = static_cast<scalar_t>(K_);
+  const int64_t nblocks = num_blocks(T);
   std::vector<double> part(nblocks * 5 * C, 0.0);
   at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<scalar_t> local(5 * C);
+    scalar_t* lu = local.data();
+    scalar_t* lc = lu + C;
+    scalar_t* lcm = lc + C;
+    scalar_t* lw = lcm + C;
+    scalar_t* lb = lw + C;
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t t0 = T * blk / nblocks, t1 = T * (blk + 1) / nblocks;
-      double* pu = part.data() + blk * 5 * C;
-      double* pc = pu + C;
-      double* pcm = pc + C;
-      double* pw = pcm + C;
-      double* pb = pw + C;
-      for (int64_t t = t0; t < t1; ++t) {
-        const scalar_t* xr = x + t * C;
-        const scalar_t* gr = dy + t * C;
-        scalar_t* ur = dx + t * C;
-        const scalar_t at_ = a[t], At = A[t], mrt = mr[t];
-        double su = 0.0, sc = 0.0, scm = 0.0;
-        for (int64_t i = 0; i < C; ++i) {
-          const scalar_t d = mrt - mc[i];
-          const scalar_t v = At + B[i] + static_cast<scalar_t>(K) * d * d;
-          const scalar_t rstd = scalar_t(1) / std::sqrt(v);
-          const scalar_t xhat = (static_cast<scalar_t>(alpha) * xr[i] - at_ - b[i]) * rstd;
-          const scalar_t g = w ? gr[i] * w[i] : gr[i];
-          const scalar_t u = g * rstd;
-          const scalar_t c = scalar_t(-0.5) * u * xhat * rstd;
-          ur[i] = u;
-          su += u;
-          sc += c;
-          scm += static_cast<double>(c) * mc[i];
-          pu[i] += u;
-          pc[i] += c;
-          pcm[i] += static_cast<double>(c) * mrt;
-          pw[i] += static_cast<double>(gr[i]) * xhat;
-          pb[i] += gr[i];
+      double* p = part.data() + blk * 5 * C;
+      for (int64_t s0 = t0; s0 < t1; s0 += kSubRows) {
+        const int64_t s1_ = std::min(t1, s0 + kSubRows);
+        std::fill(local.begin(), local.end(), scalar_t(0));
+        for (int64_t t = s0; t < s1_; ++t) {
+          const scalar_t* xr = x + t * C;
+          const scalar_t* gr = dy + t * C;
+          scalar_t* ur = dx + t * C;
+          const scalar_t at_ = a[t], At = A[t], mrt = mr[t];
+          scalar_t su = 0, sc = 0, scm = 0;
+          for (int64_t i = 0; i < C; ++i) {
+            const scalar_t d = mrt - mc[i];
+            const scalar_t rstd = scalar_t(1) / std::sqrt(At + B[i] + K * d * d);
+            const scalar_t xhat = (alpha * xr[i] - at_ - b[i]) * rstd;
+            const scalar_t u = gr[i] * w[i] * rstd;
+            const scalar_t c = scalar_t(-0.5) * u * xhat * rstd;
+            ur[i] = u;
+            su += u;
+            sc += c;
+            scm += c * mc[i];
+            lu[i] += u;
+            lc[i] += c;
+            lcm[i] += c * mrt;
+            lw[i] += gr[i] * xhat;
+            lb[i] += gr[i];
+          }
+          Ur[t] = su;
+          Cr[t] = sc;
+          CMr[t] = scm;
         }
-        Ur[t] = su;
-        Cr[t] = sc;
-        CMr[t] = scm;
+        for (int64_t k = 0; k < 5 * C; ++k) p[k] += local[k];
       }
     }
   });
-  for (int64_t k = 0; k < 5 * C; ++k) col_out[k] = 0.0;
+  std::fill(col_out, col_out + 5 * C, 0.0);
   for (int64_t blk = 0; blk < nblocks; ++blk)
     for (int64_t k = 0; k < 5 * C; ++k) col_out[k] += part[blk * 5 * C + k];
 }
 
 // Pass 2: dx = alpha * u + P_t + Q_i + x * (R_t + S_i), in place on dx (which holds u).
 template <typename scalar_t>
-void backward_apply_kernel(const scalar_t* x, scalar_t* dx, int64_t T, int64_t C, double alpha,
+void backward_apply_kernel(const scalar_t* x, scalar_t* dx, int64_t T, int64_t C, double alpha_,
                            const scalar_t* P, const scalar_t* R, const scalar_t* Q, const scalar_t* S) {
+  const scalar_t alpha = static_cast<scalar_t>(alpha_);
   at::parallel_for(0, T, 256, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const scalar_t* xr = x + t * C;
       scalar_t* dr = dx + t * C;
       const scalar_t Pt = P[t], Rt = R[t];
-      for (int64_t i = 0; i < C; ++i)
-        dr[i] = static_cast<scalar_t>(alpha) * dr[i] + Pt + Q[i] + xr[i] * (Rt + S[i]);
+      for (int64_t i = 0; i < C; ++i) dr[i] = alpha * dr[i] + Pt + Q[i] + xr[i] * (Rt + S[i]);
     }
   });
-}
-
-template <typename T_>
-const T_* ptr_or_null(const c10::optional<torch::Tensor>& t) {
-  return t.has_value() ? t->data_ptr<T_>() : nullptr;
 }
 
 void check2d(const torch::Tensor& t, const char* name) {
@@ -155,7 +169,8 @@ void check2d(const torch::Tensor& t, const char* name) {
 
 }  // namespace
 
-// Returns (r1 [T], r2 [T], s1 [C], s2 [C]) in float64: row and (optionally) column sums of x and x^2.
+// Returns (r1 [T], r2 [T], s1 [C], s2 [C]) in float64: row and (optionally) column sums of x and x^2
+// (row sums are accumulated in x's dtype: C terms each).
 std::vector<torch::Tensor> row_col_sums(torch::Tensor x, bool columns) {
   check2d(x, "x");
   const int64_t T = x.size(0), C = x.size(1);
@@ -169,14 +184,14 @@ std::vector<torch::Tensor> row_col_sums(torch::Tensor x, bool columns) {
   return {r1, r2, s1, s2};
 }
 
-torch::Tensor forward(torch::Tensor x, c10::optional<torch::Tensor> w, c10::optional<torch::Tensor> bias,
+torch::Tensor forward(torch::Tensor x, torch::Tensor w, torch::Tensor bias,
                       std::vector<int64_t> out_shape, double alpha, double K, torch::Tensor a, torch::Tensor A,
                       torch::Tensor mr, torch::Tensor b, torch::Tensor B, torch::Tensor mc) {
   check2d(x, "x");
   const int64_t T = x.size(0), C = x.size(1);
   auto y = torch::empty(out_shape, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cross_norm_forward", [&] {
-    forward_kernel<scalar_t>(x.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(w), ptr_or_null<scalar_t>(bias),
+    forward_kernel<scalar_t>(x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(),
                              y.data_ptr<scalar_t>(), T, C, alpha, K, a.data_ptr<scalar_t>(), A.data_ptr<scalar_t>(),
                              mr.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(), B.data_ptr<scalar_t>(),
                              mc.data_ptr<scalar_t>());
@@ -186,7 +201,7 @@ torch::Tensor forward(torch::Tensor x, c10::optional<torch::Tensor> w, c10::opti
 
 // Returns (u [T, C] (to become dx), Ur [T], Cr [T], CMr [T], columns [5, C]: sum u, sum c, sum c*mr,
 // sum dy*xhat, sum dy), sums in float64.
-std::vector<torch::Tensor> backward_sums(torch::Tensor x, torch::Tensor dy, c10::optional<torch::Tensor> w,
+std::vector<torch::Tensor> backward_sums(torch::Tensor x, torch::Tensor dy, torch::Tensor w,
                                          double alpha, double K, torch::Tensor a, torch::Tensor A, torch::Tensor mr,
                                          torch::Tensor b, torch::Tensor B, torch::Tensor mc) {
   check2d(x, "x");
@@ -197,7 +212,7 @@ std::vector<torch::Tensor> backward_sums(torch::Tensor x, torch::Tensor dy, c10:
   auto Ur = torch::empty({T}, opts), Cr = torch::empty({T}, opts), CMr = torch::empty({T}, opts);
   auto cols = torch::empty({5, C}, opts);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cross_norm_backward_sums", [&] {
-    backward_sums_kernel<scalar_t>(x.data_ptr<scalar_t>(), dy.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(w),
+    backward_sums_kernel<scalar_t>(x.data_ptr<scalar_t>(), dy.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
                                    u.data_ptr<scalar_t>(), T, C, alpha, K, a.data_ptr<scalar_t>(),
                                    A.data_ptr<scalar_t>(), mr.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(),
                                    B.data_ptr<scalar_t>(), mc.data_ptr<scalar_t>(), Ur.data_ptr<double>(),
@@ -220,7 +235,7 @@ torch::Tensor backward_apply(torch::Tensor x, torch::Tensor u, double alpha, tor
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("row_col_sums", &row_col_sums, "row and column sums of x and x^2 (float64)");
-  m.def("forward", &forward, "CrossNorm forward");
+  m.def("forward", &forward, "CrossNorm forward (weight and bias required: pass ones / zeros)");
   m.def("backward_sums", &backward_sums, "CrossNorm backward, pass 1");
   m.def("backward_apply", &backward_apply, "CrossNorm backward, pass 2");
 }
