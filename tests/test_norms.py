@@ -277,3 +277,18 @@ def test_kernel_and_eager_paths_agree(monkeypatch):
     for variant in ("paper", "reference"):
         for a, b_ in zip(results["cpp", variant], results["torch", variant]):
             assert torch.allclose(a, b_, atol=1e-4, rtol=1e-4)
+
+
+def test_kernel_build_failure_falls_back_or_fails_clearly(monkeypatch):
+    monkeypatch.setattr(cn_kernel, "_module", None)
+    monkeypatch.setattr(cn_kernel, "_failed", "simulated compiler failure")
+    x = _rand(T=30, C=4)
+    monkeypatch.setenv("NERF_NORM_CN_KERNEL", "auto")
+    assert not cn_kernel.usable(x)
+    assert torch.allclose(cross_norm(x), cross_norm_autograd(x), atol=1e-5)  # eager path
+    monkeypatch.setenv("NERF_NORM_CN_KERNEL", "cpp")
+    with pytest.raises(RuntimeError, match="simulated compiler failure"):
+        cross_norm(x)
+    monkeypatch.setenv("NERF_NORM_CN_KERNEL", "fast")
+    with pytest.raises(ValueError, match="NERF_NORM_CN_KERNEL must be auto, cpp or torch"):
+        cross_norm(x)
