@@ -61,6 +61,9 @@ def _split(method: str) -> tuple[str, str]:
 
 def run_all(args: Args) -> dict:
     torch.set_num_threads(args.threads)
+    from nerf_norm import cn_kernel
+
+    cn_kernel.load()  # the one-time build/load of the CrossNorm kernel must not land in a timed run
     json_path = args.out.with_suffix(".json")
     record = json.loads(json_path.read_text()) if json_path.exists() else {"runs": []}
     done = {(r["image"], r["arch"], r["method"]) for r in record["runs"]}
@@ -139,7 +142,14 @@ def summarize(record: dict, args: Args) -> str:
              f"- command: `{record['meta']['command']}`", f"- machine: {record['meta']['machine']}",
              f"- setting: {record['meta']['setting']}", f"- date: {record['meta']['date']}",
              f"- images: {', '.join(sorted({r['image'] for r in runs}))} (values are means over them)",
-             "- `@reference`: CrossNorm's reference variant; plain `+cn` is the paper variant (Eq. 24)", "",
+             "- `@reference`: CrossNorm's reference variant; plain `+cn` is the paper variant (Eq. 24)",
+             "- CrossNorm ran on the fused CPU kernel (`NERF_NORM_CN_KERNEL` unset); one process ran all runs "
+             "one after another on an otherwise idle machine",
+             "",
+             "Reading this table: it is a CPU budget, not the paper's. The methods trained with the paper's "
+             "2e-4 learning rate (SIREN, MFN, WIRE, ReLU, PE) are far from converged after "
+             f"{args.iters} iterations (the paper trains 100k), so compare normalized and plain networks at "
+             "equal budget, not absolute numbers with the paper's Table 2.", "",
              "## Equal iterations", "", header, sep]
     for metric, fmt in (("psnr", "{:.2f}"), ("ssim", "{:.3f}")):
         for arch in archs:

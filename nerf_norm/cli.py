@@ -58,7 +58,7 @@ def _train_config(cmd: TrainConfig) -> TrainConfig:
 
 
 def run_image(cmd: ImageCommand) -> tuple[FitResult, "ImageTask"]:  # noqa: F821
-    """Runs the image task for ``cmd``; returns the fit and the task (for its rate)."""
+    """Runs the image task for ``cmd``; returns the fit and the task (its source and size)."""
     from .tasks.image import ImageTask
 
     cmd.validate()
