@@ -94,9 +94,15 @@ def load():
     return load()
 
 
+def load_for(x: Tensor):
+    """The compiled module when it applies to ``x`` (a 2D float32/float64 CPU tensor), else ``None``."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or x.dim() != 2:
+        return None
+    return load()
+
+
 def usable(x: Tensor) -> bool:
-    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.dim() == 2
-            and mode() != "torch" and load() is not None)
+    return load_for(x) is not None
 
 
 @dataclass
@@ -123,8 +129,7 @@ def coefficients(r1: Tensor, r2: Tensor, C: int, col: Tuple[Tensor, Tensor, floa
     paper = variant == "paper"
     col_mean, col_var, n = col
     N = C + n
-    mr = r1 / C
-    vr = ((r2 - r1 * mr) / (C if paper else C - 1)).clamp_(min=0.0)
+    mr, vr = moments_from_sums(r1, r2, C, 0 if paper else 1)
     mc, vc = col_mean.double(), col_var.double()
     if paper:
         alpha, K = 1.0, C * n / (N * N)
@@ -139,9 +144,11 @@ def coefficients(r1: Tensor, r2: Tensor, C: int, col: Tuple[Tensor, Tensor, floa
                         cast(mc * (n / N)), cast(B), cast(mc))
 
 
-def column_stats_from_sums(s1: Tensor, s2: Tensor, T: int, correction: int) -> Tuple[Tensor, Tensor]:
-    mean = s1 / T
-    var = ((s2 - s1 * mean) / max(T - correction, 1)).clamp_(min=0.0)
+def moments_from_sums(s1: Tensor, s2: Tensor, count: float, correction: int) -> Tuple[Tensor, Tensor]:
+    """Mean and variance (divisor ``count - correction``, clamped at 0) from the sums of x and x^2, in float64."""
+    s1, s2 = s1.double(), s2.double()
+    mean = s1 / count
+    var = ((s2 - s1 * mean) / max(count - correction, 1)).clamp_(min=0.0)
     return mean, var
 
 

@@ -359,10 +359,8 @@ class GlobalNorm(_RunningStatsNorm):
 
 
 def _moments_from_sums(s1: Tensor, s2: Tensor, count: float, correction: int, dtype) -> Tuple[Tensor, Tensor]:
-    """Mean and variance from the sums of x and x^2 (float32 sums, combined in float64, variance >= 0)."""
-    s1, s2 = s1.double(), s2.double()
-    mean = s1 / count
-    var = ((s2 - s1 * mean) / max(count - correction, 1)).clamp_(min=0.0)
+    """Mean and variance from the sums of x and x^2 (combined in float64), cast to ``dtype``."""
+    mean, var = cn_kernel.moments_from_sums(s1, s2, count, correction)
     return mean.to(dtype), var.to(dtype)
 
 
@@ -478,7 +476,7 @@ class _CrossNormFunction(torch.autograd.Function):
         ctx.variant, ctx.eps, ctx.n_given = variant, eps, n
         ctx.batch_columns = col_mean is None
         ctx.has_bias = bias is not None
-        kernel = cn_kernel.load() if cn_kernel.usable(x) else None
+        kernel = cn_kernel.load_for(x)
         ctx.kernel = kernel
         if kernel is not None:
             y, extra = _CrossNormFunction._forward_kernel(ctx, kernel, x, weight, bias, col_mean, col_var, n,
@@ -494,11 +492,11 @@ class _CrossNormFunction(torch.autograd.Function):
         T, C = x.shape
         r1, r2, s1, s2 = kernel.row_col_sums(x, col_mean is None)
         if col_mean is None:
-            col = (*cn_kernel.column_stats_from_sums(s1, s2, T, 0 if variant == "paper" else 1), float(T))
+            col = (*cn_kernel.moments_from_sums(s1, s2, T, 0 if variant == "paper" else 1), float(T))
         else:
             col = (col_mean, col_var, n)
         if running is not None:
-            _update_running(running, *cn_kernel.column_stats_from_sums(s1, s2, T, 1), float(T))
+            _update_running(running, *cn_kernel.moments_from_sums(s1, s2, T, 1), float(T))
         ctx.coefficients = cn_kernel.coefficients(r1, r2, C, col, variant, eps, x.dtype)
         return cn_kernel.forward(kernel, x, weight, bias, out_shape, ctx.coefficients), ()
 
