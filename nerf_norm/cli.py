@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Literal, Optional
 
 import tyro
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import UserError
 from .networks import build_network, get_method, parse_arch
+from .demo import DemoCommand, run_demo
 from .norms import CN_VARIANTS
+from .scenes.blender import BlenderSceneConfig
 from .tasks.base import FitResult, TrainConfig, Trainer
 
 console = Console()
@@ -92,21 +95,62 @@ def _image(cmd: ImageCommand) -> None:
     console.print(f"outputs in [bold]{cmd.out.resolve()}[/bold]")
 
 
-COMMANDS = {"image": (ImageCommand, _image)}
+@dataclass
+class MakeBlenderScene:
+    """Render the procedural default scene (textured spheres on a checkered slab) as a Blender-format dataset:
+    transforms_{train,val,test}.json (camera_angle_x, OpenGL camera-to-world matrices) and RGBA PNGs."""
+
+    out: Path = Path("data/nerf_norm_scene")
+    """output directory"""
+    scene: BlenderSceneConfig = field(default_factory=BlenderSceneConfig)
+
+
+def _make_blender_scene(cmd: MakeBlenderScene) -> None:
+    from .scenes.blender import write_blender_scene
+
+    with _progress() as progress:
+        task = progress.add_task("rendering views", total=None)
+        write_blender_scene(cmd.out, cmd.scene, lambda done, total: progress.update(task, completed=done, total=total))
+    console.print(f"Blender-format scene written to [bold]{cmd.out.resolve()}[/bold]")
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=True)
+
+
+@dataclass
+class MakeSceneGroup:
+    """Generate a dataset with known ground truth: `nerf-norm make-scene blender --out DIR`."""
+
+
+# A group maps sub-subcommand names to (config class, handler); `nerf-norm GROUP NAME ...`.
+GROUPS = {"make-scene": {"blender": (MakeBlenderScene, _make_blender_scene)}}
+
+COMMANDS = {"image": (ImageCommand, _image), "demo": (DemoCommand, run_demo), "make-scene": (MakeSceneGroup, None)}
+
+
+def _parse(commands, prog: str, description: str, argv):
+    config = tyro.extras.subcommand_cli_from_dict(
+        {name: cls for name, (cls, _) in commands.items()}, prog=prog, description=description, args=argv
+    )
+    return config, next(fn for cls, fn in commands.values() if isinstance(config, cls))
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    config = tyro.extras.subcommand_cli_from_dict(
-        {name: cls for name, (cls, _) in COMMANDS.items()},
-        prog="nerf-norm",
-        description="Normalization-based coordinate networks: fit signals with BN/LN/GN/CN MLPs and baselines.",
-        args=argv,
-    )
-    handler = next(fn for cls, fn in COMMANDS.values() if isinstance(config, cls))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in GROUPS:
+        config, handler = _parse(GROUPS[argv[0]], f"nerf-norm {argv[0]}", COMMANDS[argv[0]][0].__doc__, argv[1:])
+    else:
+        config, handler = _parse(
+            COMMANDS, "nerf-norm",
+            "Normalization-based coordinate networks: fit signals with BN/LN/GN/CN MLPs and baselines.", argv)
     try:
         handler(config)
     except UserError as exc:
-        console.print(f"[bold red]error:[/bold red] {exc}")
+        console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("interrupted; the last checkpoint is kept (run again to resume)")

@@ -7,8 +7,9 @@ CrossNorm runs on the CPU. Choose with ``NERF_NORM_CN_KERNEL``: ``auto`` (defaul
 builds, else the eager path with one warning), ``cpp`` (the kernel or an error), ``torch`` (eager only).
 
 Both variants share one parametrisation (see the C++ file): ``z = alpha x - a_t - b_i``,
-``v = A_t + B_i + K (mr_t - mc_i)^2``. This module turns row and column sums into those ``[T]``/``[C]``
-coefficients (in float64) and the backward sums into the gradient's coefficients.
+``v = A_t + B_i + K (mr_t - mc_i)^2``. The native ``fused_forward``/``fused_backward`` compute the statistics,
+those ``[T]``/``[C]`` coefficients (in float64) and the passes over ``[T, C]`` in one call each, so a CrossNorm
+costs no Python-level small tensor ops.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -105,45 +105,6 @@ def usable(x: Tensor) -> bool:
     return load_for(x) is not None
 
 
-@dataclass
-class Coefficients:
-    """The parametrisation's vectors (in x's dtype) and scalars for one batch."""
-
-    alpha: float
-    K: float
-    N: float
-    n: float
-    lam_row: float
-    lam_col: float
-    a: Tensor
-    A: Tensor
-    mr: Tensor
-    b: Tensor
-    B: Tensor
-    mc: Tensor
-
-
-def coefficients(r1: Tensor, r2: Tensor, C: int, col: Tuple[Tensor, Tensor, float], variant: str, eps: float,
-                 dtype: torch.dtype) -> Coefficients:
-    """From row sums ``r1, r2`` ``[T]`` and column (mean, variance with the variant's correction, n)."""
-    paper = variant == "paper"
-    col_mean, col_var, n = col
-    N = C + n
-    mr, vr = moments_from_sums(r1, r2, C, 0 if paper else 1)
-    mc, vc = col_mean.double(), col_var.double()
-    if paper:
-        alpha, K = 1.0, C * n / (N * N)
-        A, B = vr * (C / N) + eps, vc * (n / N)
-        lam_row, lam_col = 2.0 / N, 2.0 / N
-    else:
-        alpha, K = 1.0 + 1.0 / N, 0.0
-        A, B = vr + eps, vc
-        lam_row, lam_col = 2.0 / (C - 1), (2.0 / (n - 1)) if n > 1 else 0.0
-    cast = lambda t: t.to(dtype).contiguous()  # noqa: E731
-    return Coefficients(alpha, K, N, n, lam_row, lam_col, cast(mr * (C / N)), cast(A), cast(mr),
-                        cast(mc * (n / N)), cast(B), cast(mc))
-
-
 def moments_from_sums(s1: Tensor, s2: Tensor, count: float, correction: int) -> Tuple[Tensor, Tensor]:
     """Mean and variance (divisor ``count - correction``, clamped at 0) from the sums of x and x^2, in float64."""
     s1, s2 = s1.double(), s2.double()
@@ -156,26 +117,31 @@ def _weight(x: Tensor, weight: Optional[Tensor]) -> Tensor:
     return weight.contiguous() if weight is not None else x.new_ones(x.shape[1])
 
 
-def forward(module, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], out_shape, co: Coefficients) -> Tensor:
-    bias = bias.contiguous() if bias is not None else x.new_zeros(x.shape[1])
-    return module.forward(x, _weight(x, weight), bias, list(out_shape), co.alpha, co.K, co.a, co.A, co.mr, co.b,
-                          co.B, co.mc)
+def _bias(x: Tensor, bias: Optional[Tensor]) -> Tensor:
+    return bias.contiguous() if bias is not None else x.new_zeros(x.shape[1])
 
 
-def backward(module, x: Tensor, gy: Tensor, weight: Optional[Tensor], co: Coefficients, C: int,
-             batch_columns: bool) -> Tuple[Tensor, Tensor, Tensor]:
-    """(dx, dweight, dbias) from the two backward passes and the closed-form coefficients."""
-    u, Ur, Cr, CMr, cols = module.backward_sums(x, gy, _weight(x, weight), co.alpha, co.K, co.a, co.A, co.mr, co.b,
-                                                co.B, co.mc)
-    Uc, Cc, CMc, dw, db = cols.unbind(0)
-    mr, mc = co.mr.double(), co.mc.double()
-    P = -Ur / co.N - co.lam_row * mr * Cr + (2.0 * co.K / C) * (mr * Cr - CMr)
-    R = co.lam_row * Cr
-    if batch_columns:
-        Q = -Uc / co.N - co.lam_col * mc * Cc - (2.0 * co.K / co.n) * (CMc - mc * Cc)
-        S = co.lam_col * Cc
-    else:
-        Q = S = torch.zeros_like(mc)
-    cast = lambda t: t.to(x.dtype).contiguous()  # noqa: E731
-    dx = module.backward_apply(x, u, co.alpha, cast(P), cast(R), cast(Q), cast(S))
-    return dx, dw.to(x.dtype), db.to(x.dtype)
+_NONE = torch.empty(0)
+
+
+def forward(module, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], out_shape, variant: str, eps: float,
+            relu: bool, columns: Optional[Tuple[Tensor, Tensor, float]] = None,
+            running: Optional[Tuple[Tensor, Tensor, Tensor, float]] = None) -> Tuple[Tensor, List[Tensor]]:
+    """CrossNorm of ``x [T, C]`` in one native call: ``(y, state)`` with ``y`` in ``out_shape`` (``relu(y)`` with
+    ``relu``) and ``state`` the coefficient vectors the backward needs.
+
+    ``columns``: (mean, variance with the variant's correction, n) replacing the batch's column statistics.
+    ``running``: (running_mean, running_var, running_batch_size, factor) updated in place from the batch.
+    """
+    col_mean, col_var, n = columns if columns is not None else (_NONE, _NONE, 0.0)
+    r_mean, r_var, r_n, factor = running if running is not None else (_NONE, _NONE, _NONE, 0.0)
+    y, *state = module.fused_forward(x, _weight(x, weight), _bias(x, bias), list(out_shape), variant == "paper", eps,
+                                     relu, col_mean, col_var, float(n), r_mean, r_var, r_n, float(factor))
+    return y, state
+
+
+def backward(module, x: Tensor, gy: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], state: List[Tensor],
+             batch_columns: bool, relu: bool) -> Tuple[Tensor, Tensor, Tensor]:
+    """(dx, dweight, dbias) of :func:`forward`'s output; with ``relu``, ``gy`` is the gradient of ``relu(y)``."""
+    dx, dw, db = module.fused_backward(x, gy, _weight(x, weight), _bias(x, bias), state, batch_columns, relu)
+    return dx, dw, db

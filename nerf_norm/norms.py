@@ -472,36 +472,29 @@ class _CrossNormFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, col_mean, col_var, n, variant, eps, out_shape, running):
-        ctx.variant, ctx.eps, ctx.n_given = variant, eps, n
+    def forward(ctx, x, weight, bias, col_mean, col_var, n, variant, eps, out_shape, running, relu):
+        ctx.variant, ctx.eps, ctx.n_given, ctx.relu = variant, eps, n, relu
         ctx.batch_columns = col_mean is None
         ctx.has_bias = bias is not None
         kernel = cn_kernel.load_for(x)
         ctx.kernel = kernel
         if kernel is not None:
             y, extra = _CrossNormFunction._forward_kernel(ctx, kernel, x, weight, bias, col_mean, col_var, n,
-                                                          variant, eps, out_shape, running)
+                                                          variant, eps, out_shape, running, relu)
         else:
             y, extra = _CrossNormFunction._forward_eager(ctx, x, weight, bias, col_mean, col_var, n, variant, eps,
-                                                         out_shape, running)
-        ctx.save_for_backward(x, weight, col_mean, col_var, *extra)
+                                                         out_shape, running, relu)
+        ctx.save_for_backward(x, weight, bias, col_mean, col_var, *extra)
         return y
 
     @staticmethod
-    def _forward_kernel(ctx, kernel, x, weight, bias, col_mean, col_var, n, variant, eps, out_shape, running):
-        T, C = x.shape
-        r1, r2, s1, s2 = kernel.row_col_sums(x, col_mean is None)
-        if col_mean is None:
-            col = (*cn_kernel.moments_from_sums(s1, s2, T, 0 if variant == "paper" else 1), float(T))
-        else:
-            col = (col_mean, col_var, n)
-        if running is not None:
-            _update_running(running, *cn_kernel.moments_from_sums(s1, s2, T, 1), float(T))
-        ctx.coefficients = cn_kernel.coefficients(r1, r2, C, col, variant, eps, x.dtype)
-        return cn_kernel.forward(kernel, x, weight, bias, out_shape, ctx.coefficients), ()
+    def _forward_kernel(ctx, kernel, x, weight, bias, col_mean, col_var, n, variant, eps, out_shape, running, relu):
+        columns = None if col_mean is None else (col_mean, col_var, n)
+        y, ctx.state = cn_kernel.forward(kernel, x, weight, bias, out_shape, variant, eps, relu, columns, running)
+        return y, ()
 
     @staticmethod
-    def _forward_eager(ctx, x, weight, bias, col_mean, col_var, n, variant, eps, out_shape, running):
+    def _forward_eager(ctx, x, weight, bias, col_mean, col_var, n, variant, eps, out_shape, running, relu):
         xhat, rstd, row_mean, col_mean_used, n_used, col_var_unbiased = _cn_forward(
             x, col_mean, col_var, n, variant, eps)
         if running is not None:
@@ -513,6 +506,8 @@ class _CrossNormFunction(torch.autograd.Function):
             torch.addcmul(bias if bias is not None else xhat.new_zeros(()), xhat, weight, out=flat)
         else:
             flat.copy_(xhat if bias is None else xhat + bias)
+        if relu:
+            flat.clamp_(min=0.0)
         ctx.n = n_used
         return y, (xhat, rstd, row_mean, col_mean_used)
 
@@ -520,35 +515,38 @@ class _CrossNormFunction(torch.autograd.Function):
     def backward(ctx, gy):
         if torch.is_grad_enabled():  # double backward: differentiate the plain formulation instead
             return _CrossNormFunction._backward_by_autograd(ctx, gy)
-        x, weight, _, _, *extra = ctx.saved_tensors
+        x, weight, bias, _, _, *extra = ctx.saved_tensors
         gy = gy.to(x.dtype).reshape(x.shape).contiguous()
         need_dw = weight is not None and ctx.needs_input_grad[1]
         need_db = ctx.has_bias and ctx.needs_input_grad[2]
         if ctx.kernel is not None:
-            dx, dw, db = cn_kernel.backward(ctx.kernel, x, gy, weight, ctx.coefficients, x.shape[1],
-                                            ctx.batch_columns)
+            dx, dw, db = cn_kernel.backward(ctx.kernel, x, gy, weight, bias, ctx.state, ctx.batch_columns, ctx.relu)
         else:
             xhat, rstd, row_mean, col_mean = extra
+            if ctx.relu:  # the gradient of relu(y): zero where the (recomputed) y is not positive
+                gy = gy.masked_fill(_affine(xhat, weight, bias) <= 0, 0.0)
             dx, dw = _cn_backward(x, xhat, rstd, row_mean, col_mean, ctx.n, gy, weight, ctx.batch_columns,
                                   ctx.variant, need_dw)
             db = torch.mv(gy.t(), gy.new_ones(gy.shape[0])) if need_db else None
-        return (dx, dw if need_dw else None, db if need_db else None) + (None,) * 7
+        return (dx, dw if need_dw else None, db if need_db else None) + (None,) * 8
 
     @staticmethod
     def _backward_by_autograd(ctx, gy):
-        x, weight, col_mean_in, col_var_in = ctx.saved_tensors[:4]
+        x, weight, bias, col_mean_in, col_var_in = ctx.saved_tensors[:5]
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        # The bias enters additively, so its gradient does not depend on its value: a zero stand-in will do.
-        bias = torch.zeros(x.shape[1], dtype=x.dtype, device=x.device, requires_grad=True) if ctx.has_bias else None
+        if bias is not None and not bias.requires_grad:
+            bias = bias.detach().requires_grad_(True)
         if not x.requires_grad:
             x = x.detach().requires_grad_(True)
         y = _cross_norm_plain(x, weight, bias, col_mean_in, col_var_in, ctx.n_given, ctx.variant, ctx.eps)
+        if ctx.relu:
+            y = torch.relu(y)
         gy = gy.reshape(y.shape)
         wanted = [(0, x, need_x), (1, weight, need_w), (2, bias, need_b)]
         inputs = [t for _, t, need in wanted if need and t is not None and t.requires_grad]
         grads = iter(torch.autograd.grad(y, inputs, gy, create_graph=True, allow_unused=True))
         out = [next(grads) if (need and t is not None and t.requires_grad) else None for _, t, need in wanted]
-        return (*out, None, None, None, None, None, None, None)
+        return (*out, None, None, None, None, None, None, None, None)
 
 
 def _update_running(running, col_mean: Tensor, col_var_unbiased: Tensor, n: float) -> None:
@@ -613,12 +611,14 @@ def cross_norm(
     momentum: float = 0.1,
     eps: float = 1e-5,
     variant: str = "paper",
+    relu: bool = False,
 ) -> Tensor:
     """Cross normalization, paper Eq. 24 (``variant="paper"``) or the authors' code (``"reference"``).
 
     ``x``: ``[..., C]``. Running statistics (``[C]`` mean, ``[C]`` unbiased variance, ``[]`` batch size) are
     updated in training with ``momentum`` and, with ``training=False``, replace the batch's column
-    statistics; the row statistics always come from the sample itself.
+    statistics; the row statistics always come from the sample itself. ``relu=True`` returns
+    ``relu(cross_norm(x))`` computed in the same passes (Linear -> CN -> ReLU without a separate ReLU pass).
     """
     if variant not in CN_VARIANTS:
         raise ValueError(f"cross_norm: unknown variant {variant!r}; expected one of {CN_VARIANTS}")
@@ -638,7 +638,7 @@ def cross_norm(
             running = (running_mean, running_var, running_batch_size, momentum)
         w = weight.to(dtype) if weight is not None else None
         b = bias.to(dtype) if bias is not None else None
-        y = _CrossNormFunction.apply(xs, w, b, col_mean, col_var, n, variant, eps, x.shape, running)
+        y = _CrossNormFunction.apply(xs, w, b, col_mean, col_var, n, variant, eps, x.shape, running, relu)
     return y.to(x.dtype)
 
 
@@ -669,14 +669,17 @@ class CrossNorm(_RunningStatsNorm):
         track_running_stats: keep running column mean/variance and batch size, used in eval mode.
         momentum: update factor of the running statistics (``None``: cumulative average).
         variant: ``"paper"`` (Eq. 24 exactly) or ``"reference"`` (the authors' released formulation).
+        fuse_relu: output ``relu(CN(x))``, computed in CN's own passes over ``[T, C]`` (saves the ReLU's
+            separate read and write of the tensor in forward and backward).
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, affine: bool = True,
                  track_running_stats: bool = False, momentum: Optional[float] = 0.1,
-                 variant: CNVariant = "paper", device=None, dtype=None) -> None:
+                 variant: CNVariant = "paper", fuse_relu: bool = False, device=None, dtype=None) -> None:
         if variant not in CN_VARIANTS:
             raise ValueError(f"CrossNorm: unknown variant {variant!r}; expected one of {CN_VARIANTS}")
         self.variant = variant
+        self.fuse_relu = fuse_relu
         super().__init__(num_features, num_features, eps, momentum, affine, track_running_stats, device, dtype)
         if track_running_stats:
             self.register_buffer("running_batch_size", torch.ones((), device=device, dtype=dtype))
@@ -690,10 +693,11 @@ class CrossNorm(_RunningStatsNorm):
 
     def forward(self, x: Tensor) -> Tensor:
         _as_2d(x, self.num_features, "CrossNorm")
-        return cross_norm(x, running_batch_size=self.running_batch_size, variant=self.variant, **self._stat_args())
+        return cross_norm(x, running_batch_size=self.running_batch_size, variant=self.variant, relu=self.fuse_relu,
+                          **self._stat_args())
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", variant={self.variant!r}"
+        return super().extra_repr() + f", variant={self.variant!r}" + (", fuse_relu=True" if self.fuse_relu else "")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -703,9 +707,12 @@ def make_norm(name: str, num_features: int, **kwargs) -> nn.Module:
     """Builds the norm called ``name`` (``none | bn | ln | gn | cn``) for ``num_features`` channels.
 
     Keyword arguments go to the layer; ``track_running_stats``/``momentum`` are ignored by ``ln``/``none``
-    and ``variant`` by all but ``cn``, so one set of options can configure every norm.
+    and ``variant`` by all but ``cn``, so one set of options can configure every norm. ``fuse_relu=True``
+    exists only for ``cn`` (elsewhere it is an error, never silently dropped).
     """
     key = name.lower()
+    if key != "cn" and kwargs.pop("fuse_relu", False):
+        raise ValueError(f"fuse_relu is implemented for cn only, not {name!r}")
     if key == "none":
         return nn.Identity()
     if key == "ln":

@@ -292,3 +292,36 @@ def test_kernel_build_failure_falls_back_or_fails_clearly(monkeypatch):
     monkeypatch.setenv("NERF_NORM_CN_KERNEL", "fast")
     with pytest.raises(ValueError, match="NERF_NORM_CN_KERNEL must be auto, cpp or torch"):
         cross_norm(x)
+
+
+@pytest.mark.parametrize("variant", ["paper", "reference"])
+@pytest.mark.parametrize("running", [False, True])
+def test_fused_relu_equals_relu_of_cross_norm(variant, running, cn_path):
+    """CrossNorm(fuse_relu=True) is relu(CrossNorm(x)) in value, gradient and second derivative."""
+    torch.manual_seed(3)
+    x = torch.randn(12, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    kw = {"variant": variant}
+    if running:
+        kw.update(running_mean=torch.randn(5, dtype=torch.float64), running_var=torch.rand(5, dtype=torch.float64) + 0.5,
+                  running_batch_size=torch.tensor(7.0, dtype=torch.float64), training=False)
+    fused = cross_norm(x, weight=w, bias=b, relu=True, **kw)
+    plain = torch.relu(cross_norm(x, weight=w, bias=b, **kw))
+    assert (fused > 0).any() and (fused == 0).any()
+    torch.testing.assert_close(fused, plain, rtol=0, atol=1e-12)
+    g = torch.randn_like(fused)
+    for a, c in zip(torch.autograd.grad(fused, (x, w, b), g), torch.autograd.grad(plain, (x, w, b), g)):
+        torch.testing.assert_close(a, c, rtol=1e-10, atol=1e-12)
+    f = lambda x, w, b: cross_norm(x, weight=w, bias=b, relu=True, **kw)  # noqa: E731
+    assert torch.autograd.gradcheck(f, (x, w, b))
+    assert torch.autograd.gradgradcheck(f, (x, w, b))
+
+
+def test_fuse_relu_only_for_cross_norm():
+    assert make_norm("cn", 4, fuse_relu=True).fuse_relu
+    assert "fuse_relu=True" in repr(make_norm("cn", 4, fuse_relu=True))
+    for name in ("none", "bn", "ln", "gn"):
+        with pytest.raises(ValueError, match="fuse_relu is implemented for cn only"):
+            make_norm(name, 4, fuse_relu=True)
+        make_norm(name, 4, fuse_relu=False)

@@ -71,7 +71,7 @@ void row_col_sums_kernel(const scalar_t* x, int64_t T, int64_t C, bool columns, 
   }
 }
 
-template <typename scalar_t>
+template <typename scalar_t, bool kRelu>
 void forward_kernel(const scalar_t* x, const scalar_t* w, const scalar_t* bias, scalar_t* y, int64_t T,
                     int64_t C, double alpha_, double K_, const scalar_t* a, const scalar_t* A, const scalar_t* mr,
                     const scalar_t* b, const scalar_t* B, const scalar_t* mc) {
@@ -84,16 +84,57 @@ void forward_kernel(const scalar_t* x, const scalar_t* w, const scalar_t* bias, 
       for (int64_t i = 0; i < C; ++i) {
         const scalar_t d = mrt - mc[i];
         const scalar_t rstd = scalar_t(1) / std::sqrt(At + B[i] + K * d * d);
-        yr[i] = (alpha * xr[i] - at_ - b[i]) * rstd * w[i] + bias[i];
+        const scalar_t v = (alpha * xr[i] - at_ - b[i]) * rstd * w[i] + bias[i];
+        if constexpr (kRelu)
+          yr[i] = v > scalar_t(0) ? v : scalar_t(0);
+        else
+          yr[i] = v;
       }
     }
   });
 }
 
+// One row of backward pass 1. A separate non-inlined function with restrict-qualified pointers: inlined into
+// the parallel lambda, GCC does not vectorise this loop (5 column accumulators, 3 row reductions).
+// With kRelu the layer's output was relu(y): the incoming gradient is masked where y <= 0, y recomputed from
+// xhat (the same expression as in forward_kernel), so no [T, C] mask is stored.
+template <typename scalar_t, bool kRelu>
+__attribute__((noinline)) void backward_sums_row(
+    const scalar_t* __restrict__ xr, const scalar_t* __restrict__ gr, scalar_t* __restrict__ ur,
+    const scalar_t* __restrict__ w, const scalar_t* __restrict__ bias, const scalar_t* __restrict__ b,
+    const scalar_t* __restrict__ B,
+    const scalar_t* __restrict__ mc, scalar_t* __restrict__ lu, scalar_t* __restrict__ lc,
+    scalar_t* __restrict__ lcm, scalar_t* __restrict__ lw, scalar_t* __restrict__ lb, scalar_t alpha, scalar_t K,
+    scalar_t at_, scalar_t At, scalar_t mrt, int64_t C, scalar_t* su_out, scalar_t* sc_out, scalar_t* scm_out) {
+  scalar_t su = 0, sc = 0, scm = 0;
+  for (int64_t i = 0; i < C; ++i) {
+    const scalar_t d = mrt - mc[i];
+    const scalar_t rstd = scalar_t(1) / std::sqrt(At + B[i] + K * d * d);
+    const scalar_t xhat = (alpha * xr[i] - at_ - b[i]) * rstd;
+    scalar_t g = gr[i];
+    if constexpr (kRelu) g = xhat * w[i] + bias[i] > scalar_t(0) ? g : scalar_t(0);
+    const scalar_t u = g * w[i] * rstd;
+    const scalar_t c = scalar_t(-0.5) * u * xhat * rstd;
+    ur[i] = u;
+    su += u;
+    sc += c;
+    scm += c * mc[i];
+    lu[i] += u;
+    lc[i] += c;
+    lcm[i] += c * mrt;
+    lw[i] += g * xhat;
+    lb[i] += g;
+  }
+  *su_out = su;
+  *sc_out = sc;
+  *scm_out = scm;
+}
+
 // Pass 1 of backward: u (written into dx), per-row sums of u, c and c * mc, per-column sums of u, c,
 // c * mr, dy * xhat and dy.
-template <typename scalar_t>
-void backward_sums_kernel(const scalar_t* x, const scalar_t* dy, const scalar_t* w, scalar_t* dx, int64_t T,
+template <typename scalar_t, bool kRelu>
+void backward_sums_kernel(const scalar_t* x, const scalar_t* dy, const scalar_t* w, const scalar_t* bias,
+                          scalar_t* dx, int64_t T,
                           int64_t C, double alpha_, double K_, const scalar_t* a, const scalar_t* A,
                           const scalar_t* mr, const scalar_t* b, const scalar_t* B, const scalar_t* mc,
                           double* Ur, double* Cr, double* CMr, double* col_out /* [5, C] */) {
@@ -114,27 +155,10 @@ void backward_sums_kernel(const scalar_t* x, const scalar_t* dy, const scalar_t*
         const int64_t s1_ = std::min(t1, s0 + kSubRows);
         std::fill(local.begin(), local.end(), scalar_t(0));
         for (int64_t t = s0; t < s1_; ++t) {
-          const scalar_t* xr = x + t * C;
-          const scalar_t* gr = dy + t * C;
-          scalar_t* ur = dx + t * C;
-          const scalar_t at_ = a[t], At = A[t], mrt = mr[t];
-          scalar_t su = 0, sc = 0, scm = 0;
-          for (int64_t i = 0; i < C; ++i) {
-            const scalar_t d = mrt - mc[i];
-            const scalar_t rstd = scalar_t(1) / std::sqrt(At + B[i] + K * d * d);
-            const scalar_t xhat = (alpha * xr[i] - at_ - b[i]) * rstd;
-            const scalar_t u = gr[i] * w[i] * rstd;
-            const scalar_t c = scalar_t(-0.5) * u * xhat * rstd;
-            ur[i] = u;
-            su += u;
-            sc += c;
-            scm += c * mc[i];
-            lu[i] += u;
-            lc[i] += c;
-            lcm[i] += c * mrt;
-            lw[i] += gr[i] * xhat;
-            lb[i] += gr[i];
-          }
+          scalar_t su, sc, scm;
+          backward_sums_row<scalar_t, kRelu>(x + t * C, dy + t * C, dx + t * C, w, bias, b, B, mc, lu, lc, lcm, lw,
+                                             lb, alpha, K,
+                                      a[t], A[t], mr[t], C, &su, &sc, &scm);
           Ur[t] = su;
           Cr[t] = sc;
           CMr[t] = scm;
@@ -186,24 +210,29 @@ std::vector<torch::Tensor> row_col_sums(torch::Tensor x, bool columns) {
 
 torch::Tensor forward(torch::Tensor x, torch::Tensor w, torch::Tensor bias,
                       std::vector<int64_t> out_shape, double alpha, double K, torch::Tensor a, torch::Tensor A,
-                      torch::Tensor mr, torch::Tensor b, torch::Tensor B, torch::Tensor mc) {
+                      torch::Tensor mr, torch::Tensor b, torch::Tensor B, torch::Tensor mc, bool relu) {
   check2d(x, "x");
   const int64_t T = x.size(0), C = x.size(1);
   auto y = torch::empty(out_shape, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cross_norm_forward", [&] {
-    forward_kernel<scalar_t>(x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(),
-                             y.data_ptr<scalar_t>(), T, C, alpha, K, a.data_ptr<scalar_t>(), A.data_ptr<scalar_t>(),
-                             mr.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(), B.data_ptr<scalar_t>(),
-                             mc.data_ptr<scalar_t>());
+    auto run = [&](auto kernel) {
+      kernel(x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), T, C,
+             alpha, K, a.data_ptr<scalar_t>(), A.data_ptr<scalar_t>(), mr.data_ptr<scalar_t>(),
+             b.data_ptr<scalar_t>(), B.data_ptr<scalar_t>(), mc.data_ptr<scalar_t>());
+    };
+    if (relu)
+      run(forward_kernel<scalar_t, true>);
+    else
+      run(forward_kernel<scalar_t, false>);
   });
   return y;
 }
 
 // Returns (u [T, C] (to become dx), Ur [T], Cr [T], CMr [T], columns [5, C]: sum u, sum c, sum c*mr,
 // sum dy*xhat, sum dy), sums in float64.
-std::vector<torch::Tensor> backward_sums(torch::Tensor x, torch::Tensor dy, torch::Tensor w,
+std::vector<torch::Tensor> backward_sums(torch::Tensor x, torch::Tensor dy, torch::Tensor w, torch::Tensor bias,
                                          double alpha, double K, torch::Tensor a, torch::Tensor A, torch::Tensor mr,
-                                         torch::Tensor b, torch::Tensor B, torch::Tensor mc) {
+                                         torch::Tensor b, torch::Tensor B, torch::Tensor mc, bool relu) {
   check2d(x, "x");
   check2d(dy, "dy");
   const int64_t T = x.size(0), C = x.size(1);
@@ -212,11 +241,16 @@ std::vector<torch::Tensor> backward_sums(torch::Tensor x, torch::Tensor dy, torc
   auto Ur = torch::empty({T}, opts), Cr = torch::empty({T}, opts), CMr = torch::empty({T}, opts);
   auto cols = torch::empty({5, C}, opts);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cross_norm_backward_sums", [&] {
-    backward_sums_kernel<scalar_t>(x.data_ptr<scalar_t>(), dy.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
-                                   u.data_ptr<scalar_t>(), T, C, alpha, K, a.data_ptr<scalar_t>(),
-                                   A.data_ptr<scalar_t>(), mr.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(),
-                                   B.data_ptr<scalar_t>(), mc.data_ptr<scalar_t>(), Ur.data_ptr<double>(),
-                                   Cr.data_ptr<double>(), CMr.data_ptr<double>(), cols.data_ptr<double>());
+    auto run = [&](auto kernel) {
+      kernel(x.data_ptr<scalar_t>(), dy.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(),
+             u.data_ptr<scalar_t>(), T, C, alpha, K, a.data_ptr<scalar_t>(), A.data_ptr<scalar_t>(),
+             mr.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(), B.data_ptr<scalar_t>(), mc.data_ptr<scalar_t>(),
+             Ur.data_ptr<double>(), Cr.data_ptr<double>(), CMr.data_ptr<double>(), cols.data_ptr<double>());
+    };
+    if (relu)
+      run(backward_sums_kernel<scalar_t, true>);
+    else
+      run(backward_sums_kernel<scalar_t, false>);
   });
   return {u, Ur, Cr, CMr, cols};
 }
@@ -233,9 +267,127 @@ torch::Tensor backward_apply(torch::Tensor x, torch::Tensor u, double alpha, tor
   return u;
 }
 
+namespace {
+
+// Mean and variance (divisor count - correction, clamped at 0) of n entries from their sums s1, s2.
+void moments(const double* s1, const double* s2, int64_t n, double count, int correction, double* mean,
+             double* var) {
+  const double div = std::max(count - correction, 1.0);
+  for (int64_t k = 0; k < n; ++k) {
+    mean[k] = s1[k] / count;
+    var[k] = std::max((s2[k] - s1[k] * mean[k]) / div, 0.0);
+  }
+}
+
+torch::Tensor as_double(const torch::Tensor& t) { return t.to(torch::kFloat64).contiguous(); }
+
+}  // namespace
+
+// Statistics, coefficients, running-statistics update and output in one call (the whole forward).
+// col_mean/col_var ([C], variance with the variant's correction) and n_given replace the batch's columns
+// when col_mean is non-empty; run_* are updated with `factor` when factor > 0 (batch columns only).
+// Returns {y, a, A, mr, b, B, mc, scalars}: the [T]/[C] coefficient vectors in x's dtype and the float64
+// scalars (alpha, K, N, n, lam_row, lam_col), all kept for the backward.
+std::vector<torch::Tensor> fused_forward(torch::Tensor x, torch::Tensor w, torch::Tensor bias,
+                                         std::vector<int64_t> out_shape, bool paper, double eps, bool relu,
+                                         torch::Tensor col_mean, torch::Tensor col_var, double n_given,
+                                         torch::Tensor run_mean, torch::Tensor run_var, torch::Tensor run_n,
+                                         double factor) {
+  check2d(x, "x");
+  const int64_t T = x.size(0), C = x.size(1);
+  const bool batch_columns = col_mean.numel() == 0;
+  auto sums = row_col_sums(x, batch_columns || factor > 0);
+  const double* r1 = sums[0].data_ptr<double>();
+  const double* r2 = sums[1].data_ptr<double>();
+  const double* s1 = sums[2].data_ptr<double>();
+  const double* s2 = sums[3].data_ptr<double>();
+  const int corr = paper ? 0 : 1;
+  auto dopt = x.options().dtype(torch::kFloat64);
+  auto mr = torch::empty({T}, dopt), vr = torch::empty({T}, dopt);
+  moments(r1, r2, T, double(C), corr, mr.data_ptr<double>(), vr.data_ptr<double>());
+  torch::Tensor mc, vc;
+  double n;
+  if (batch_columns) {
+    mc = torch::empty({C}, dopt);
+    vc = torch::empty({C}, dopt);
+    moments(s1, s2, C, double(T), corr, mc.data_ptr<double>(), vc.data_ptr<double>());
+    n = double(T);
+  } else {
+    mc = as_double(col_mean);
+    vc = as_double(col_var);
+    n = n_given;
+  }
+  if (factor > 0) {
+    auto mean = torch::empty({C}, dopt), var_u = torch::empty({C}, dopt);
+    moments(s1, s2, C, double(T), 1, mean.data_ptr<double>(), var_u.data_ptr<double>());
+    run_mean.lerp_(mean.to(run_mean.scalar_type()), factor);
+    run_var.lerp_(var_u.to(run_var.scalar_type()), factor);
+    run_n.lerp_(torch::full_like(run_n, double(T)), factor);
+  }
+  const double N = C + n;
+  double alpha, K, lam_row, lam_col;
+  auto A = torch::empty({T}, dopt), B = torch::empty({C}, dopt);
+  double *Ap = A.data_ptr<double>(), *Bp = B.data_ptr<double>();
+  const double *vrp = vr.data_ptr<double>(), *vcp = vc.data_ptr<double>();
+  if (paper) {
+    alpha = 1.0;
+    K = C * n / (N * N);
+    lam_row = lam_col = 2.0 / N;
+    for (int64_t t = 0; t < T; ++t) Ap[t] = vrp[t] * (C / N) + eps;
+    for (int64_t i = 0; i < C; ++i) Bp[i] = vcp[i] * (n / N);
+  } else {
+    alpha = 1.0 + 1.0 / N;
+    K = 0.0;
+    lam_row = 2.0 / (C - 1);
+    lam_col = n > 1 ? 2.0 / (n - 1) : 0.0;
+    for (int64_t t = 0; t < T; ++t) Ap[t] = vrp[t] + eps;
+    for (int64_t i = 0; i < C; ++i) Bp[i] = vcp[i];
+  }
+  const auto st = x.scalar_type();
+  auto a_ = (mr * (C / N)).to(st), A_ = A.to(st), mr_ = mr.to(st);
+  auto b_ = (mc * (n / N)).to(st), B_ = B.to(st), mc_ = mc.to(st);
+  auto scalars = torch::tensor({alpha, K, N, n, lam_row, lam_col}, dopt);
+  auto y = forward(x, w, bias, out_shape, alpha, K, a_, A_, mr_, b_, B_, mc_, relu);
+  return {y, a_, A_, mr_, b_, B_, mc_, scalars};
+}
+
+// The whole backward from fused_forward's saved coefficients: returns {dx, dweight, dbias}.
+std::vector<torch::Tensor> fused_backward(torch::Tensor x, torch::Tensor dy, torch::Tensor w, torch::Tensor bias,
+                                          std::vector<torch::Tensor> co, bool batch_columns, bool relu) {
+  const int64_t T = x.size(0), C = x.size(1);
+  const double* sc = co[6].data_ptr<double>();
+  const double alpha = sc[0], K = sc[1], N = sc[2], n = sc[3], lam_row = sc[4], lam_col = sc[5];
+  auto parts = backward_sums(x, dy, w, bias, alpha, K, co[0], co[1], co[2], co[3], co[4], co[5], relu);
+  auto mr = as_double(co[2]), mc = as_double(co[5]);
+  const double *mrp = mr.data_ptr<double>(), *mcp = mc.data_ptr<double>();
+  const double *Ur = parts[1].data_ptr<double>(), *Cr = parts[2].data_ptr<double>(),
+               *CMr = parts[3].data_ptr<double>(), *cols = parts[4].data_ptr<double>();
+  const double *Uc = cols, *Cc = cols + C, *CMc = cols + 2 * C;
+  auto dopt = x.options().dtype(torch::kFloat64);
+  auto P = torch::empty({T}, dopt), R = torch::empty({T}, dopt);
+  auto Q = torch::zeros({C}, dopt), S = torch::zeros({C}, dopt);
+  double *Pp = P.data_ptr<double>(), *Rp = R.data_ptr<double>(), *Qp = Q.data_ptr<double>(),
+         *Sp = S.data_ptr<double>();
+  for (int64_t t = 0; t < T; ++t) {
+    Pp[t] = -Ur[t] / N - lam_row * mrp[t] * Cr[t] + (2.0 * K / C) * (mrp[t] * Cr[t] - CMr[t]);
+    Rp[t] = lam_row * Cr[t];
+  }
+  if (batch_columns)
+    for (int64_t i = 0; i < C; ++i) {
+      Qp[i] = -Uc[i] / N - lam_col * mcp[i] * Cc[i] - (2.0 * K / n) * (CMc[i] - mcp[i] * Cc[i]);
+      Sp[i] = lam_col * Cc[i];
+    }
+  const auto st = x.scalar_type();
+  auto dx = backward_apply(x, parts[0], alpha, P.to(st), R.to(st), Q.to(st), S.to(st));
+  auto dw = parts[4].select(0, 3).to(st), db = parts[4].select(0, 4).to(st);
+  return {dx, dw, db};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("row_col_sums", &row_col_sums, "row and column sums of x and x^2 (float64)");
-  m.def("forward", &forward, "CrossNorm forward (weight and bias required: pass ones / zeros)");
-  m.def("backward_sums", &backward_sums, "CrossNorm backward, pass 1");
+  m.def("forward", &forward, "CrossNorm forward, optionally followed by ReLU (weight and bias required)");
+  m.def("backward_sums", &backward_sums, "CrossNorm backward, pass 1 (optionally through the fused ReLU)");
   m.def("backward_apply", &backward_apply, "CrossNorm backward, pass 2");
+  m.def("fused_forward", &fused_forward, "CrossNorm forward: statistics, coefficients, running update, output");
+  m.def("fused_backward", &fused_backward, "CrossNorm backward: both passes and the coefficients between them");
 }

@@ -1,0 +1,5 @@
+"""nerfstudio integration: normalized field components, models and dataparsers.
+
+The method specifications that ``ns-train`` lists live in :mod:`nerf_norm.method_configs`; this package holds
+what they are built from. Importing it imports nerfstudio.
+"""

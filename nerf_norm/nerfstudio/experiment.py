@@ -1,0 +1,126 @@
+"""Run nerfstudio methods in-process, offline and on the CPU: for tests and benchmarks that compare nerfstudio's
+``mipnerf`` with the normalized methods on exactly the same settings.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+from nerfstudio.engine.trainer import Trainer, TrainerConfig
+
+from .metrics import offline_lpips
+
+
+def method_config(name: str) -> TrainerConfig:
+    """A deep copy of a registered method's configuration (ours or nerfstudio's), by ``ns-train`` name."""
+    from nerfstudio.configs.method_configs import all_methods
+
+    if name not in all_methods:
+        raise KeyError(f"unknown nerfstudio method {name!r}")
+    return copy.deepcopy(all_methods[name])
+
+
+def lite_config(name: str) -> TrainerConfig:
+    """``name``'s configuration with the CPU preset of ``mipnerf-cn-lite`` and our checked Blender parser."""
+    from nerf_norm.method_configs.mipnerf import lite
+    from .blender_dataparser import CheckedBlenderDataParserConfig
+
+    config = method_config(name)
+    config.pipeline.datamanager.dataparser = CheckedBlenderDataParserConfig()
+    return lite(config, f"{name}-lite")
+
+
+@dataclass
+class RunSettings:
+    data: Path
+    out: Path
+    steps: int
+    seed: int = 0
+    image_scale: float = 1.0
+    """``camera_res_scale_factor``: image downscaling (0.25: 400x400 -> 100x100)"""
+    save_every: Optional[int] = None
+
+
+def configure(config: TrainerConfig, run: RunSettings) -> TrainerConfig:
+    """Points ``config`` at the data and output folder; no viewer, no periodic eval, CPU, fixed seed."""
+    config.pipeline.datamanager.data = run.data
+    config.pipeline.datamanager.dataparser.data = run.data
+    config.pipeline.datamanager.camera_res_scale_factor = run.image_scale
+    config.data = run.data
+    config.output_dir = run.out
+    config.experiment_name = "run"
+    config.timestamp = config.method_name
+    config.max_num_iterations = run.steps
+    config.steps_per_save = run.save_every or run.steps
+    config.save_only_latest_checkpoint = run.save_every is None
+    config.steps_per_eval_batch = config.steps_per_eval_image = config.steps_per_eval_all_images = 10**9
+    config.vis = "tensorboard"
+    config.machine.device_type = "cpu"
+    config.machine.seed = run.seed
+    config.logging.local_writer.enable = False
+    return config
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def setup_trainer(config: TrainerConfig) -> Trainer:
+    """Builds the trainer with the test split as its eval data (as ``ns-eval`` does); LPIPS only if cached."""
+    seed_everything(config.machine.seed)
+    config.get_base_dir().mkdir(parents=True, exist_ok=True)
+    config.save_config()
+    trainer = config.setup(local_rank=0, world_size=1)
+    with offline_lpips():
+        trainer.setup(test_mode="test")
+    return trainer
+
+
+def train(config: TrainerConfig) -> tuple[Trainer, float]:
+    """Trains in this process; returns the trainer and the training wall time in seconds."""
+    trainer = setup_trainer(config)
+    start = time.perf_counter()
+    trainer.train()
+    return trainer, time.perf_counter() - start
+
+
+def evaluate(trainer: Trainer, max_images: Optional[int] = None) -> Dict[str, float]:
+    """Mean PSNR/SSIM (and LPIPS when available) of the model over the test split (first ``max_images``)."""
+    pipeline = trainer.pipeline
+    pipeline.eval()
+    dataset = pipeline.datamanager.eval_dataset
+    model = pipeline.model
+    sums: Dict[str, float] = {}
+    count = len(dataset) if max_images is None else min(max_images, len(dataset))
+    with torch.no_grad():
+        for index in range(count):
+            camera = dataset.cameras[index : index + 1].to(model.device)
+            batch = dataset[index]
+            outputs = model.get_outputs_for_camera(camera)
+            metrics, _ = model.get_image_metrics_and_images(outputs, batch)
+            for key, value in metrics.items():
+                if np.isfinite(value):
+                    sums[key] = sums.get(key, 0.0) + float(value)
+    pipeline.train()
+    return {key: value / count for key, value in sums.items()} | {"images": count}
+
+
+def train_step(trainer: Trainer, step: int) -> float:
+    """One training step as ``Trainer.train`` takes it (callbacks, forward/backward, optimizer); returns the loss."""
+    from nerfstudio.engine.callbacks import TrainingCallbackLocation
+
+    for callback in trainer.callbacks:
+        callback.run_callback_at_location(step, location=TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+    loss, _, _ = trainer.train_iteration(step)
+    for callback in trainer.callbacks:
+        callback.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+    return float(loss)

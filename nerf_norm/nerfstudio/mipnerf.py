@@ -1,0 +1,121 @@
+"""Mip-NeRF with normalized MLPs (paper section 5.4, Table 6).
+
+Everything is nerfstudio's ``MipNerfModel`` and ``NeRFField`` (IPE encodings, samplers, renderers, losses);
+only the field's two MLPs are replaced by :class:`~nerf_norm.nerfstudio.mlp.NormalizedMLP` of the same layout.
+
+Statistics of the coarse and fine passes: Mip-NeRF queries one field twice per step, with uniform (coarse) and
+importance (fine) samples whose feature distributions differ. In training each pass is normalized with its own
+batch statistics (as two calls of one network naturally are), and the running statistics used in eval are kept
+per pass as well: set 0 follows the coarse calls, set 1 the fine calls. Weights and the norms' affine parameters
+are shared, as in Mip-NeRF's single MLP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Literal, Optional, Sequence, Tuple, Type
+
+import torch
+from torch import Tensor
+from nerfstudio.cameras.rays import RaySamples
+from nerfstudio.fields.vanilla_nerf_field import NeRFField
+from nerfstudio.models.mipnerf import MipNerfModel
+from nerfstudio.models.vanilla_nerf import VanillaModelConfig
+
+from .metrics import drop_missing, offline_lpips
+from .mlp import NormalizedMLP, NormName
+
+PASSES: Tuple[str, ...] = ("coarse", "fine")
+
+
+class NormalizedNeRFField(NeRFField):
+    """``NeRFField`` whose base MLP (and optionally head MLP) is normalized.
+
+    Args:
+        norm: norm of the base MLP (``none | bn | ln | gn | cn``).
+        norm_head: also normalize the view-dependent head MLP.
+        stat_sets: names of the kinds of calls that keep their own running statistics (see module docstring).
+        norm_kwargs: options of the norm layers (momentum, CrossNorm variant, ...).
+        **nerf_field_kwargs: everything ``NeRFField`` takes.
+    """
+
+    def __init__(self, norm: NormName = "cn", norm_head: bool = False, stat_sets: Sequence[str] = PASSES,
+                 norm_kwargs: Optional[dict] = None, **nerf_field_kwargs) -> None:
+        super().__init__(**nerf_field_kwargs)
+        self.stat_sets = tuple(stat_sets)
+        common = {"num_stat_sets": len(self.stat_sets), "norm_kwargs": norm_kwargs}
+        self.mlp_base = NormalizedMLP.like(self.mlp_base, norm=norm, **common)
+        if hasattr(self, "mlp_head"):
+            self.mlp_head = NormalizedMLP.like(self.mlp_head, norm=norm if norm_head else "none", **common)
+        self._pending: Optional[List[str]] = None
+
+    def select_stat_set(self, name: str) -> None:
+        index = self.stat_sets.index(name)
+        for mlp in (self.mlp_base, getattr(self, "mlp_head", None)):
+            if isinstance(mlp, NormalizedMLP):
+                mlp.select_stat_set(index)
+
+    @contextlib.contextmanager
+    def calls(self, *names: str) -> Iterator[None]:
+        """Within the block, the k-th ``forward`` uses the statistics set ``names[k]``; more calls are an error."""
+        unknown = [n for n in names if n not in self.stat_sets]
+        if unknown:
+            raise ValueError(f"unknown statistics sets {unknown}; this field has {self.stat_sets}")
+        self._pending = list(names)
+        try:
+            yield
+        finally:
+            self._pending = None
+            self.select_stat_set(self.stat_sets[0])
+
+    def forward(self, ray_samples: RaySamples, compute_normals: bool = False):
+        if self._pending is not None:
+            if not self._pending:
+                raise RuntimeError("NormalizedNeRFField: more forward calls than statistics sets were announced")
+            self.select_stat_set(self._pending.pop(0))
+        return super().forward(ray_samples, compute_normals=compute_normals)
+
+
+@dataclass
+class MipNerfNormModelConfig(VanillaModelConfig):
+    """Mip-NeRF (nerfstudio's ``mipnerf``) with normalized field MLPs."""
+
+    _target: Type = field(default_factory=lambda: MipNerfNormModel)
+    norm: NormName = "cn"
+    """normalization before every ReLU of the base MLP: none, bn (batch), ln (layer), gn (global), cn (cross)"""
+    norm_head: bool = False
+    """also normalize the view-dependent head MLP (2x128)"""
+    norm_momentum: float = 0.1
+    """update factor of the running statistics used in eval"""
+    cn_variant: Literal["paper", "reference"] = "paper"
+    """CrossNorm formulation (README: 'Which CrossNorm')"""
+
+
+class MipNerfNormModel(MipNerfModel):
+    """nerfstudio's ``MipNerfModel`` with :class:`NormalizedNeRFField` and LPIPS only when available offline."""
+
+    config: MipNerfNormModelConfig
+    field: NormalizedNeRFField
+
+    def populate_modules(self) -> None:
+        with offline_lpips():
+            super().populate_modules()
+        nerf = self.field
+        self.field = NormalizedNeRFField(
+            norm=self.config.norm,
+            norm_head=self.config.norm_head,
+            norm_kwargs={"momentum": self.config.norm_momentum, "variant": self.config.cn_variant},
+            position_encoding=nerf.position_encoding,
+            direction_encoding=nerf.direction_encoding,
+            use_integrated_encoding=nerf.use_integrated_encoding,
+            spatial_distortion=nerf.spatial_distortion,
+        )
+
+    def get_outputs(self, ray_bundle) -> Dict[str, Tensor]:
+        with self.field.calls(*PASSES):
+            return super().get_outputs(ray_bundle)
+
+    def get_image_metrics_and_images(self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]):
+        metrics, images = super().get_image_metrics_and_images(outputs, batch)
+        return drop_missing(metrics, self.lpips), images

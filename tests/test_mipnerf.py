@@ -1,0 +1,220 @@
+"""The nerfstudio plugin: registered methods, training, eval-mode chunk invariance, statistics sets per pass,
+offline LPIPS, the viewer, and a learning test (mipnerf-cn vs nerfstudio's mipnerf)."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import warnings
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+import torch
+
+from nerf_norm.nerfstudio import metrics as lpips_metrics
+from nerf_norm.nerfstudio.experiment import RunSettings, configure, evaluate, lite_config, method_config, train
+from nerf_norm.nerfstudio.mipnerf import MipNerfNormModelConfig, NormalizedNeRFField
+from nerf_norm.nerfstudio.mlp import NormalizedMLP
+from nerf_norm.scenes.blender import BlenderSceneConfig, write_blender_scene
+
+OUR_METHODS = sorted(ep.name for ep in entry_points(group="nerfstudio.method_configs")
+                     if ep.value.startswith("nerf_norm."))
+
+
+@pytest.fixture(scope="module")
+def tiny_scene(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny_scene")
+    return write_blender_scene(out, BlenderSceneConfig(resolution=16, train_views=4, val_views=1, test_views=1))
+
+
+def test_methods_registered_and_equal_to_mipnerf_elsewhere():
+    assert OUR_METHODS == ["mipnerf-bn", "mipnerf-cn", "mipnerf-cn-lite", "mipnerf-gn", "mipnerf-ln"]
+    ours = {name: method_config(name) for name in OUR_METHODS}
+    base = method_config("mipnerf")
+    for name, config in ours.items():
+        model = config.pipeline.model
+        assert isinstance(model, MipNerfNormModelConfig) and config.method_name == name
+        assert model.norm == name.split("-")[1]
+        assert model.loss_coefficients == base.pipeline.model.loss_coefficients
+        assert model.collider_params == base.pipeline.model.collider_params
+        assert model.background_color == base.pipeline.model.background_color
+        optimizer = config.optimizers["fields"]["optimizer"]
+        assert type(optimizer) is type(base.optimizers["fields"]["optimizer"])
+        assert optimizer.eps == base.optimizers["fields"]["optimizer"].eps
+        if name.endswith("lite"):
+            continue
+        for key in ("num_coarse_samples", "num_importance_samples", "eval_num_rays_per_chunk"):
+            assert getattr(model, key) == getattr(base.pipeline.model, key), key
+        assert optimizer.lr == base.optimizers["fields"]["optimizer"].lr
+        assert config.optimizers["fields"]["scheduler"] is None
+        dm, base_dm = config.pipeline.datamanager, base.pipeline.datamanager
+        assert type(dm) is type(base_dm) and dm.train_num_rays_per_batch == base_dm.train_num_rays_per_batch
+        assert config.max_num_iterations == base.max_num_iterations
+
+
+def test_field_layout_matches_nerfstudio():
+    from nerfstudio.fields.vanilla_nerf_field import NeRFField
+
+    plain, normed = NeRFField(), NormalizedNeRFField(norm="cn", norm_head=False)
+    shapes = lambda m: [tuple(p.shape) for n, p in m.named_parameters() if "norms" not in n]  # noqa: E731
+    assert shapes(plain) == shapes(normed)
+    assert isinstance(normed.mlp_base, NormalizedMLP) and len(normed.mlp_base.norms) == 8  # 7 hidden + output ReLU
+    assert all(type(n.sets[0]).__name__ == "Identity" for n in normed.mlp_head.norms)
+    # one affine per layer, shared by the coarse and fine statistics sets
+    norm = normed.mlp_base.norms[0]
+    assert norm.sets[1].weight is norm.sets[0].weight and norm.sets[1].running_mean is not norm.sets[0].running_mean
+    assert sum(p.numel() for p in normed.parameters()) == sum(p.numel() for p in plain.parameters()) + 8 * 2 * 256
+
+
+@pytest.mark.parametrize("name", OUR_METHODS)
+def test_train_two_iterations(name, tiny_scene, tmp_path):
+    """As nerfstudio's tests/test_train.py: every registered method trains 2 steps on CPU (fewer rays per batch)."""
+    config = configure(method_config(name), RunSettings(tiny_scene, tmp_path, steps=2))
+    config.pipeline.datamanager.train_num_rays_per_batch = 64
+    trainer, _ = train(config)
+    field = trainer.pipeline.model.field
+    assert all(torch.isfinite(p).all() for p in field.parameters())
+    first = field.mlp_base.norms[0]
+    if name != "mipnerf-ln":  # layer norm keeps no running statistics
+        assert [int(s.num_batches_tracked) for s in first.sets] == [2, 2]  # one coarse and one fine call per step
+    checkpoints = list((config.get_base_dir() / "nerfstudio_models").glob("step-*.ckpt"))
+    assert [p.name for p in checkpoints] == ["step-000000001.ckpt"]
+
+
+def test_passes_select_their_statistics(monkeypatch):
+    from nerfstudio.fields.vanilla_nerf_field import NeRFField
+
+    field = NormalizedNeRFField(norm="cn")
+    seen = []
+    monkeypatch.setattr(NeRFField, "forward", lambda self, *a, **k: seen.append(self.mlp_base.norms[0].active))
+    with field.calls("coarse", "fine"):
+        field(None)
+        field(None)
+        with pytest.raises(RuntimeError, match="more forward calls"):
+            field(None)
+    field(None)  # outside a model step: the first (coarse) set
+    assert seen == [0, 1, 0]
+
+    mlp = NormalizedMLP(3, 3, 8, norm="bn", num_stat_sets=2)
+    x = torch.randn(64, 3)
+    mlp.select_stat_set(1)
+    mlp(x + 10.0)
+    assert mlp.norms[0].sets[0].num_batches_tracked == 0 and mlp.norms[0].sets[1].num_batches_tracked == 1
+
+
+def test_eval_is_chunk_invariant(tiny_scene, tmp_path):
+    config = configure(method_config("mipnerf-cn-lite"), RunSettings(tiny_scene, tmp_path, steps=8))
+    trainer, _ = train(config)
+    model = trainer.pipeline.model
+    assert [int(s.num_batches_tracked) for s in model.field.mlp_base.norms[2].sets] == [8, 8]
+
+    camera = trainer.pipeline.datamanager.eval_dataset.cameras[0:1]
+    camera.rescale_output_resolution(4)  # 64 x 64 = 4096 rays
+    bundle = camera.generate_rays(camera_indices=0)
+    model.eval()
+    renders = {}
+    for chunk in (1024, 4096):
+        model.config.eval_num_rays_per_chunk = chunk
+        renders[chunk] = model.get_outputs_for_camera_ray_bundle(bundle)
+    for key in ("rgb_coarse", "rgb_fine", "depth_fine"):
+        assert renders[1024][key].shape[:2] == (64, 64)
+        torch.testing.assert_close(renders[1024][key], renders[4096][key], rtol=0, atol=2e-5)
+
+    # the control: with batch statistics in eval, the same rays render differently per chunking
+    for norm in model.field.mlp_base.norms:
+        for s in norm.sets:
+            s.track_running_stats = False
+    model.config.eval_num_rays_per_chunk = 1024
+    batch_stats = model.get_outputs_for_camera_ray_bundle(bundle)["rgb_fine"]
+    model.config.eval_num_rays_per_chunk = 4096
+    assert (batch_stats - model.get_outputs_for_camera_ray_bundle(bundle)["rgb_fine"]).abs().max() > 1e-3
+
+
+def test_lpips_left_out_offline_with_one_warning(tiny_scene, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(lpips_metrics, "_warned", False)
+    config = configure(method_config("mipnerf-cn-lite"), RunSettings(tiny_scene, tmp_path / "run", steps=1))
+    with pytest.warns(UserWarning, match="LPIPS is left out") as record:
+        trainer, _ = train(config)
+        lpips_metrics.build_lpips()  # a second model in the same process: no second warning
+    assert sum("LPIPS" in str(w.message) for w in record) == 1
+    result = evaluate(trainer)
+    assert {"psnr", "fine_ssim"} <= result.keys() and not any("lpips" in k for k in result)
+
+
+def test_lpips_used_when_weights_are_cached(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    assert not lpips_metrics.lpips_available()
+    path = lpips_metrics.alexnet_weights_path()
+    path.parent.mkdir(parents=True)
+    path.touch()
+    assert lpips_metrics.lpips_available()
+
+    class Sentinel:
+        def __init__(self, **kwargs):
+            self.kwargs = kwargs
+
+    import torchmetrics.image.lpip as lpip
+
+    monkeypatch.setattr(lpip, "LearnedPerceptualImagePatchSimilarity", Sentinel)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        built = lpips_metrics.build_lpips(normalize=True)
+    assert isinstance(built, Sentinel) and built.kwargs == {"normalize": True}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.timeout(600)
+def test_viewer_serves_while_training_and_quits(tiny_scene, tmp_path):
+    port = _free_port()
+    ns_train = Path(sys.executable).parent / "ns-train"
+    cmd = [str(ns_train), "mipnerf-cn-lite", "--data", str(tiny_scene), "--output-dir", str(tmp_path),
+           "--vis", "viewer", "--viewer.websocket-port", str(port), "--viewer.websocket-host", "127.0.0.1",
+           "--viewer.quit-on-train-completion", "True", "--max-num-iterations", "30"]
+    log = open(tmp_path / "ns-train.log", "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    page = None
+    deadline = time.time() + 300
+    try:
+        while page is None and proc.poll() is None and time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+                    page = (response.status, response.read().decode("utf-8", "replace"))
+            except OSError:
+                time.sleep(0.5)
+        assert page is not None, f"viewer page never loaded; log:\n{(tmp_path / 'ns-train.log').read_text()[-3000:]}"
+        assert proc.poll() is None, "training ended before the page was checked"
+        status, html = page
+        assert status == 200 and "<html" in html.lower() and "<script" in html.lower()
+        assert proc.wait(timeout=300) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    assert list((tmp_path).rglob("step-000000029.ckpt")), "no final checkpoint"
+
+
+@pytest.mark.slow
+def test_mipnerf_cn_learns_faster_than_mipnerf(tmp_path):
+    """Fixed seed and budget on the generated scene (32x32): test-split PSNR of mipnerf-cn beats mipnerf's."""
+    scene = write_blender_scene(tmp_path / "scene",
+                                BlenderSceneConfig(resolution=32, train_views=20, val_views=1, test_views=3))
+    psnr = {}
+    for name in ("mipnerf", "mipnerf-cn"):
+        config = configure(lite_config(name), RunSettings(scene, tmp_path / name, steps=STEPS, seed=0))
+        trainer, _ = train(config)
+        psnr[name] = evaluate(trainer)["psnr"]
+    print(f"test PSNR after {STEPS} steps: {psnr}")
+    assert psnr["mipnerf-cn"] > psnr["mipnerf"] + MARGIN_DB, psnr
+
+
+STEPS = 150
+MARGIN_DB = 1.0
