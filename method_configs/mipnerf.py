@@ -8,7 +8,6 @@ shared setting still equals nerfstudio's. They read Blender-format scenes by def
 
 from __future__ import annotations
 
-from nerfstudio.configs.base_config import ViewerConfig
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
 from nerfstudio.data.datamanagers.parallel_datamanager import ParallelDataManagerConfig
 from nerfstudio.engine.optimizers import RAdamOptimizerConfig
@@ -43,7 +42,7 @@ def mipnerf_norm(norm: str) -> TrainerConfig:
 
 
 # CPU preset (2 cores): 128 rays x (32 + 32) samples, in-process data manager (no worker start-up), 600 steps,
-# one eval image every 200 steps, checkpoints every 200 steps, tensorboard logging, no network needed.
+# one eval image every 200 steps, checkpoints every 200 steps, tensorboard logging, no network needed, CPU.
 LITE = {
     "rays": 128,
     "coarse": 32,
@@ -74,7 +73,6 @@ def lite(config: TrainerConfig, name: str) -> TrainerConfig:
     config.save_only_latest_checkpoint = True
     config.mixed_precision = False
     config.vis = "tensorboard"
-    config.viewer = ViewerConfig(quit_on_train_completion=True)
     config.machine.device_type = "cpu"
     config.optimizers["fields"]["optimizer"].lr = LITE["lr"]
     return config

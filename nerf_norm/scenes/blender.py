@@ -25,7 +25,7 @@ class BlenderSceneConfig:
     train_views: int = 40
     """training views, random on the upper hemisphere"""
     val_views: int = 4
-    test_views: int = 8
+    test_views: int = 4
     """test views, evenly spaced on a ring at 30 degrees elevation"""
     radius: float = 4.0
     """camera distance from the origin (Blender scenes: ~4; nerfstudio's near/far planes are 2 and 6)"""
