@@ -112,10 +112,10 @@ def write_markdown(args: Args, data: dict) -> None:
     lines = [
         f"# Mip-NeRF on Blender lego, CPU budget ({data['machine']})",
         "",
-        f"Command: `.venv/bin/python benchmarks/mipnerf_blender.py` (defaults). Scene {args.data.name} at scale "
+        f"Command: `.venv/bin/python benchmarks/mipnerf_blender.py --methods {' '.join(args.methods)}`. Scene {args.data.name} at scale "
         f"{args.scale} ({data['resolution']}), lite settings: {data['lite']}. Test split: first {args.test_images} "
         f"views. Speed: {args.timing_rounds} interleaved rounds of {args.timing_steps} steps (order reversed every other round); s/iter is the median round, the ratio the median of the per-round ratios. Equal time: "
-        f"each method evaluated after {args.steps} x (s/iter of `{ref}`) / (its s/iter) steps.",
+        f"each method evaluated after {args.steps} / (its ratio) steps.",
         "",
         f"| method | s/iter | ratio to {ref} | PSNR @ {args.steps} it | SSIM @ {args.steps} it | dPSNR | "
         f"steps in {ref}'s time | PSNR @ equal time | SSIM @ equal time |",
@@ -132,6 +132,14 @@ def write_markdown(args: Args, data: dict) -> None:
         fmt = lambda r, k: f"{r[k]:.3f}" if k in r else "-"  # noqa: E731
         lines.append(f"| {m} | {t:.3f} | {ratio} | {fmt(it, 'psnr')} | {fmt(it, 'fine_ssim')} | {d} | "
                      f"{et.get('steps', '-')} | {fmt(et, 'psnr')} | {fmt(et, 'fine_ssim')} |")
+    others = [m for m in timing if m not in args.methods]
+    if others:
+        lines += ["", f"Timed in the same interleaved rounds, quality not run at this budget: " + ", ".join(
+            f"{m} {timing[m]['s_per_iter']:.3f} s/iter (ratio {timing[m]['ratio']:.3f})" for m in others) + "."]
+    rounds = ", ".join(f"{a / b:.2f}" for a, b in zip(timing[args.methods[1]]["rounds"], timing[ref]["rounds"])) \
+        if len(args.methods) > 1 else ""
+    if rounds:
+        lines += ["", f"Per-round ratios {args.methods[1]} / {ref}: {rounds} (this shared VM drifts by about 20%)."]
     lines += ["", "PSNR/SSIM: nerfstudio's Mip-NeRF metrics of the fine pass (`psnr`, `fine_ssim`), mean over the "
               "test views. LPIPS is not reported (its weights are not available offline)."]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
