@@ -384,10 +384,6 @@ std::vector<torch::Tensor> fused_backward(torch::Tensor x, torch::Tensor dy, tor
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("row_col_sums", &row_col_sums, "row and column sums of x and x^2 (float64)");
-  m.def("forward", &forward, "CrossNorm forward, optionally followed by ReLU (weight and bias required)");
-  m.def("backward_sums", &backward_sums, "CrossNorm backward, pass 1 (optionally through the fused ReLU)");
-  m.def("backward_apply", &backward_apply, "CrossNorm backward, pass 2");
   m.def("fused_forward", &fused_forward, "CrossNorm forward: statistics, coefficients, running update, output");
   m.def("fused_backward", &fused_backward, "CrossNorm backward: both passes and the coefficients between them");
 }
