@@ -14,6 +14,7 @@ from rich.table import Table
 
 from .errors import UserError
 from .networks import build_network, get_method, parse_arch
+from .analysis.commands import NTKCommand, SpectralDynamicsCommand, run_ntk, run_spectral_dynamics
 from .demo import DemoCommand, run_demo
 from .norms import CN_VARIANTS
 from .scenes.blender import BlenderSceneConfig
@@ -129,7 +130,13 @@ class MakeSceneGroup:
 # A group maps sub-subcommand names to (config class, handler); `nerf-norm GROUP NAME ...`.
 GROUPS = {"make-scene": {"blender": (MakeBlenderScene, _make_blender_scene)}}
 
-COMMANDS = {"image": (ImageCommand, _image), "demo": (DemoCommand, run_demo), "make-scene": (MakeSceneGroup, None)}
+COMMANDS = {
+    "image": (ImageCommand, _image),
+    "demo": (DemoCommand, run_demo),
+    "make-scene": (MakeSceneGroup, None),
+    "ntk": (NTKCommand, run_ntk),
+    "spectral-dynamics": (SpectralDynamicsCommand, run_spectral_dynamics),
+}
 
 
 def _parse(commands, prog: str, description: str, argv):

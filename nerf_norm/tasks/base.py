@@ -68,6 +68,10 @@ class Task(abc.ABC):
         """What identifies the data (stored with checkpoints and metrics)."""
         return {"task": self.name}
 
+    def record(self, pred: Tensor) -> Dict[str, object]:
+        """Extra quantities logged with the progress metric (JSON-serialisable); none by default."""
+        return {}
+
     def rate(self, params: int) -> Dict[str, float]:
         """Metrics that depend on the model size (e.g. bits per pixel); none by default."""
         return {}
@@ -182,6 +186,8 @@ class Trainer:
                     history["seconds"].append(time.perf_counter() - t_start)
                     history["loss"].append(loss.item())
                     history[task.progress_metric].append(value)
+                    for key, extra in task.record(pred.detach()).items():
+                        history.setdefault(key, []).append(extra)
                     progress.update(bar, metric=f"{task.progress_metric} {value:.2f}")
                 progress.update(bar, completed=step)
                 if step % cfg.checkpoint_every == 0 or step == cfg.iters:
