@@ -123,6 +123,56 @@ def _progress():
 
 
 @dataclass
+class EvalDTUCommand:
+    """Score a mesh with the DTU chamfer protocol (accuracy, completeness, overall in mm; see nerf_norm.dtu_eval).
+
+    Needs the official evaluation files under --dataset-dir: Points/stl/stl{scan:03}_total.ply,
+    ObsMask/ObsMask{scan}_10.mat and ObsMask/Plane{scan}.mat. The mesh must be in DTU world coordinates (mm),
+    as `nerf-norm extract-mesh` writes it. Writes the JSON given by --out.
+    """
+
+    mesh: Path
+    """mesh to evaluate (PLY, OBJ, ...)"""
+    scan: int
+    """DTU scan id, e.g. 65"""
+    dataset_dir: Path
+    """folder with the official Points/ and ObsMask/ folders"""
+    out: Path
+    """JSON with accuracy, completeness, overall (mm)"""
+    overwrite: bool = False
+    """replace --out (and the error PLYs) when they exist"""
+    density: float = 0.2
+    """mesh sampling and downsampling distance (mm)"""
+    max_dist: float = 20.0
+    """distances at or above this (mm) are left out of both means"""
+    seed: int = 0
+    """seed of the random visiting order of the downsampling"""
+    visualize: bool = False
+    """also write OUT_accuracy.ply / OUT_completeness.ply: points coloured by their distance (0-10 mm)"""
+    cull_cameras: Optional[Path] = None
+    """cameras_sphere.npz of the views, to cull the mesh by the dilated view masks first (NeuS clean-mesh step)"""
+    cull_masks: Optional[Path] = None
+    """the views' mask folder, with --cull-cameras"""
+    dilation: int = 12
+    """mask dilation in pixels for the culling"""
+
+
+def _eval_dtu(cmd: EvalDTUCommand) -> None:
+    from .dtu_eval import run_evaluation
+
+    result = run_evaluation(cmd.mesh, cmd.scan, cmd.dataset_dir, cmd.out, overwrite=cmd.overwrite,
+                            density=cmd.density, max_dist=cmd.max_dist, seed=cmd.seed, visualize=cmd.visualize,
+                            cull_cameras=cmd.cull_cameras, cull_masks=cmd.cull_masks, dilation=cmd.dilation)
+    table = Table(title=f"DTU scan {cmd.scan}: {cmd.mesh.name}")
+    for col in ("accuracy (mm)", "completeness (mm)", "overall (mm)", "mesh points", "seconds"):
+        table.add_column(col, justify="right")
+    table.add_row(f"{result.accuracy:.4f}", f"{result.completeness:.4f}", f"{result.overall:.4f}",
+                  str(result.mesh_points), f"{result.seconds:.1f}")
+    console.print(table)
+    console.print(f"written to [bold]{cmd.out}[/bold]")
+
+
+@dataclass
 class MakeSceneGroup:
     """Generate a dataset with known ground truth: `nerf-norm make-scene blender --out DIR`."""
 
@@ -134,6 +184,7 @@ COMMANDS = {
     "image": (ImageCommand, _image),
     "demo": (DemoCommand, run_demo),
     "make-scene": (MakeSceneGroup, None),
+    "eval-dtu": (EvalDTUCommand, _eval_dtu),
     "ntk": (NTKCommand, run_ntk),
     "spectral-dynamics": (SpectralDynamicsCommand, run_spectral_dynamics),
 }
