@@ -1,0 +1,150 @@
+"""nerfstudio dataparser for scenes in the NeuS / IDR layout (DTU as users have it), registered as ``neus-data``.
+
+Reads ``image/*.png``, optionally ``mask/*.png``, and ``cameras_sphere.npz`` (see :mod:`nerf_norm.neus_layout`):
+every ``P_i = world_mat_i`` is composed with ``scale_mat_i`` and decomposed into intrinsics and an OpenCV pose
+in the normalized frame where the object lies in the unit sphere, then converted to nerfstudio's OpenGL
+convention. The scale matrix is kept in the outputs' metadata (``scale_mat``) so meshes can be written back
+in world units. ``--downscale-factor N`` resizes images (and masks) once into a cache folder and scales the
+intrinsics to match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional, Type
+
+import numpy as np
+import torch
+from nerfstudio.cameras.cameras import Cameras, CameraType
+from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserConfig, DataparserOutputs
+from nerfstudio.data.scene_box import SceneBox
+from PIL import Image
+
+from ..errors import UserError
+from ..neus_layout import load_cameras, sorted_images
+
+__all__ = ["NeuSDataParserConfig", "NeuSDataParser", "downscaled_copies"]
+
+
+def _cache_root(data: Path) -> Path:
+    digest = hashlib.sha1(str(data.resolve()).encode()).hexdigest()[:12]
+    return Path.home() / ".cache" / "nerf_norm" / "neus-data" / f"{data.name}-{digest}"
+
+
+def downscaled_copies(files: List[Path], factor: int, folder: Path, resample=Image.Resampling.LANCZOS) -> List[Path]:
+    """Copies of ``files`` resized by ``1 / factor`` into ``folder`` (kept and reused while newer than the
+    source). Returns their paths in order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for src in files:
+        dst = folder / (src.stem + ".png")
+        if not dst.exists() or dst.stat().st_mtime < src.stat().st_mtime:
+            with Image.open(src) as img:
+                w, h = img.size
+                small = img.resize((max(1, round(w / factor)), max(1, round(h / factor))), resample)
+                tmp = dst.with_suffix(".tmp.png")
+                small.save(tmp)
+                tmp.replace(dst)
+        out.append(dst)
+    return out
+
+
+@dataclass
+class NeuSDataParserConfig(DataParserConfig):
+    """NeuS / IDR layout: DATA/image/*.png, DATA/mask/*.png, DATA/cameras_sphere.npz."""
+
+    _target: Type = field(default_factory=lambda: NeuSDataParser)
+    data: Path = Path("data/dtu/dtu_scan65")
+    """scene folder"""
+    cameras_file: str = "cameras_sphere.npz"
+    """camera file inside DATA (world_mat_i and scale_mat_i per view)"""
+    downscale_factor: int = 1
+    """integer image downscaling (e.g. 4: 1600x1200 -> 400x300); resized copies are cached"""
+    use_masks: bool = False
+    """read DATA/mask/*.png (one per image) and pass them on as foreground masks (metadata 'fg_masks')"""
+    eval_every: int = 8
+    """views i with i % eval_every == 0 form the val/test split and are left out of training (0: every view in
+    every split, as NeuS trains)"""
+    cache_dir: Optional[Path] = None
+    """where downscaled copies go (default: ~/.cache/nerf_norm/neus-data/SCENE-HASH)"""
+
+
+@dataclass
+class NeuSDataParser(DataParser):
+    config: NeuSDataParserConfig
+
+    def _files(self):
+        data = Path(self.config.data)
+        if not data.is_dir():
+            raise UserError(f"NeuS scene directory {data} does not exist")
+        image_dir = data / "image"
+        if not image_dir.is_dir():
+            raise UserError(f"{image_dir}: missing; the NeuS layout has image/*.png, mask/*.png and cameras_sphere.npz")
+        images = sorted_images(image_dir)
+        if not images:
+            raise UserError(f"{image_dir} holds no PNG/JPEG images")
+        masks = None
+        if self.config.use_masks:
+            mask_dir = data / "mask"
+            if not mask_dir.is_dir():
+                raise UserError(f"{mask_dir}: missing (needed by --use-masks True)")
+            masks = sorted_images(mask_dir)
+            if len(masks) != len(images):
+                raise UserError(f"{mask_dir} has {len(masks)} masks but {image_dir} has {len(images)} images; "
+                                "the NeuS layout needs one mask per image, in the same order")
+        return data, images, masks
+
+    def _generate_dataparser_outputs(self, split: str = "train", **kwargs) -> DataparserOutputs:
+        cfg = self.config
+        if cfg.downscale_factor < 1:
+            raise UserError(f"--downscale-factor must be a positive integer, got {cfg.downscale_factor}")
+        data, images, masks = self._files()
+        cams = load_cameras(data / cfg.cameras_file, len(images))
+        K, c2w = cams.intrinsics_and_poses()
+        sizes = {Image.open(p).size for p in images}
+        if len(sizes) != 1:
+            raise UserError(f"{data / 'image'}: images differ in size ({sorted(sizes)}); the NeuS layout needs one size")
+        (width, height), = sizes
+
+        indices = list(range(len(images)))
+        if cfg.eval_every > 0:
+            held_out = [i for i in indices if i % cfg.eval_every == 0]
+            indices = [i for i in indices if i % cfg.eval_every != 0] if split == "train" else held_out
+        f = cfg.downscale_factor
+        if f > 1:
+            cache = (cfg.cache_dir or _cache_root(data)) / f"x{f}"
+            chosen = downscaled_copies([images[i] for i in indices], f, cache / "image")
+            chosen_masks = (downscaled_copies([masks[i] for i in indices], f, cache / "mask", Image.Resampling.NEAREST)
+                            if masks is not None else None)
+            width, height = round(width / f), round(height / f)
+        else:
+            chosen = [images[i] for i in indices]
+            chosen_masks = [masks[i] for i in indices] if masks is not None else None
+
+        K = torch.from_numpy(K[indices]).float()
+        poses = torch.from_numpy(c2w[indices]).float()
+        poses[:, 0:3, 1:3] *= -1  # OpenCV (y down, z forward) -> nerfstudio / OpenGL (y up, z back)
+        cameras = Cameras(
+            fx=K[:, 0, 0] / f, fy=K[:, 1, 1] / f, cx=K[:, 0, 2] / f, cy=K[:, 1, 2] / f,
+            width=width, height=height, camera_to_worlds=poses[:, :3, :4], camera_type=CameraType.PERSPECTIVE,
+        )
+        scale_mat = torch.from_numpy(cams.scale_mats[0]).float()
+        return DataparserOutputs(
+            image_filenames=chosen,
+            cameras=cameras,
+            scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])),
+            metadata={
+                "scale_mat": scale_mat,
+                "fg_masks": chosen_masks,
+                # what nerfstudio's SDFDataset reads: no monocular priors here
+                "depth_filenames": None, "normal_filenames": None, "transform": None, "camera_to_worlds": None,
+                "include_mono_prior": False,
+            },
+        )
+
+
+def scale_matrix_of(outputs: DataparserOutputs) -> np.ndarray:
+    """The ``[4, 4]`` matrix mapping the parser's normalized coordinates to world units."""
+    return np.asarray(outputs.metadata["scale_mat"], dtype=np.float64)
