@@ -127,13 +127,14 @@ def run_ntk(cmd: NTKCommand) -> Dict[str, object]:
     (cmd.out / "ntk.json").write_text(json.dumps(record, indent=2))
     np.savez_compressed(cmd.out / "ntk_eigenvalues.npz",
                         **{f"{enc}_{norm}": v for enc, per in eigen.items() for norm, v in per.items()})
-    keys = ["trace_mean", "trace_variance", "max", "max_lower_bound", "max_upper_bound", "median", "max_over_median",
-            "log10_mean"]
+    keys = ["trace_mean", "trace_variance", "relative_variance", "max", "max_lower_bound", "max_upper_bound",
+            "max_over_mean", "median", "max_over_median", "log10_mean"]
     md = (f"# Empirical NTK eigenvalues ({cmd.arch} MLP, T = {cmd.samples} points on [-1, 1), seed {cmd.seed})\n\n"
           f"Command: `nerf-norm ntk --norms {cmd.norms} --encodings {cmd.encodings} --arch {cmd.arch} "
           f"--samples {cmd.samples} --seed {cmd.seed}`; {_machine()}; {seconds:.0f} s.\n\n"
           "trace_mean, trace_variance and the bounds on the largest eigenvalue are the paper's Eq. 6 "
           "(m = tr K / n, v = tr(K K^T) / n - m^2, s/m <= max <= sqrt(n s)); the rest come from the eigenvalues. "
+          "relative_variance = v / m^2 and max_over_mean = max / m do not depend on the kernel's overall scale; "
           "log10_mean is the mean of log10 over the positive eigenvalues.\n\n" + stats_table(stats, keys) + "\n")
     (cmd.out / "ntk.md").write_text(md)
     table = Table(title=f"NTK eigenvalues ({cmd.arch}, T={cmd.samples})")

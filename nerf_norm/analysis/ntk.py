@@ -122,6 +122,10 @@ class NTKStatistics:
     quantile_10: float
     quantile_90: float
     max_over_median: float
+    max_over_mean: float
+    """``lambda_max / m``: how far the largest eigenvalue stands out, independent of the kernel's scale"""
+    relative_variance: float
+    """``v / m^2`` (Eq. 6 quantities): the spread of the eigenvalues, independent of the kernel's scale"""
     log10_mean: float
     """mean of log10 eigenvalue over the positive eigenvalues (where the histogram of Fig. 1a sits)"""
     nonpositive: int
@@ -154,6 +158,8 @@ def ntk_statistics(kernel: Tensor, eigenvalues: Optional[Tensor] = None) -> NTKS
         quantile_10=float(torch.quantile(lam, 0.1)),
         quantile_90=float(torch.quantile(lam, 0.9)),
         max_over_median=float(lam.max()) / median if median > 0 else math.inf,
+        max_over_mean=float(lam.max()) / m if m > 0 else math.inf,
+        relative_variance=(s - m * m) / (m * m) if m > 0 else math.inf,
         log10_mean=float(torch.log10(positive).mean()) if positive.numel() else math.nan,
         nonpositive=int((lam <= 0).sum()),
     )
