@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Type
 
-import numpy as np
 import torch
 from nerfstudio.cameras.cameras import Cameras, CameraType
 from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserConfig, DataparserOutputs
@@ -103,7 +102,10 @@ class NeuSDataParser(DataParser):
         data, images, masks = self._files()
         cams = load_cameras(data / cfg.cameras_file, len(images))
         K, c2w = cams.intrinsics_and_poses()
-        sizes = {Image.open(p).size for p in images}
+        sizes = set()
+        for path in images:
+            with Image.open(path) as img:  # reads the header only
+                sizes.add(img.size)
         if len(sizes) != 1:
             raise UserError(f"{data / 'image'}: images differ in size ({sorted(sizes)}); the NeuS layout needs one size")
         (width, height), = sizes
@@ -144,7 +146,3 @@ class NeuSDataParser(DataParser):
             },
         )
 
-
-def scale_matrix_of(outputs: DataparserOutputs) -> np.ndarray:
-    """The ``[4, 4]`` matrix mapping the parser's normalized coordinates to world units."""
-    return np.asarray(outputs.metadata["scale_mat"], dtype=np.float64)
