@@ -128,7 +128,7 @@ class EvalDTUCommand:
 
     Needs the official evaluation files under --dataset-dir: Points/stl/stl{scan:03}_total.ply,
     ObsMask/ObsMask{scan}_10.mat and ObsMask/Plane{scan}.mat. The mesh must be in DTU world coordinates (mm),
-    as `nerf-norm extract-mesh` writes it. Writes the JSON given by --out.
+    i.e. with the NeuS scale matrix undone. Writes the JSON given by --out.
     """
 
     mesh: Path

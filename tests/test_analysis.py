@@ -214,6 +214,8 @@ def test_spectral_dynamics_command_1d_and_2d(tmp_path):
     (["ntk", "--samples", "1"], "--samples must be at least 2"),
     (["spectral-dynamics", "--methods", "relu,foo"], "unknown method 'foo'"),
     (["spectral-dynamics", "--samples", "16", "--bands", "8"], "too few"),
+    (["spectral-dynamics", "--image", "x.png"], "--image is used with --signal image only"),
+    (["spectral-dynamics", "--signal", "image", "--image", "missing.png"], "image file not found"),
 ])
 def test_analysis_commands_reject_bad_options(argv, message, tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "o")]) == 2

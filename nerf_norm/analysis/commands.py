@@ -195,6 +195,8 @@ class SpectralDynamicsCommand:
         if self.signal == "tones" and self.samples < 8 * self.bands:
             raise UserError(f"--samples {self.samples} is too few for {self.bands} bands of tones; need at least "
                             f"{8 * self.bands}")
+        if self.image is not None and self.signal != "image":
+            raise UserError("--image is used with --signal image only")
         if self.signal == "image" and self.samples < 16:
             raise UserError(f"--samples (image side) must be at least 16, got {self.samples}")
         return methods
@@ -210,11 +212,12 @@ def build_signal_task(cmd: SpectralDynamicsCommand) -> SignalTask:
 
     from ..tasks.image import load_image
 
-    img, source = load_image(cmd.image) if cmd.image is not None else (None, "camera (scikit-image)")
-    if img is None:
+    if cmd.image is not None:
+        img, source = load_image(cmd.image)
+    else:
         from skimage import data
 
-        img = data.camera().astype(np.float32)[..., None] / 255.0
+        img, source = data.camera().astype(np.float32)[..., None] / 255.0, "camera (scikit-image)"
     gray = img.mean(axis=-1)
     gray = resize(gray, (cmd.samples, cmd.samples), anti_aliasing=True).astype(np.float32)
     target = torch.from_numpy(gray).reshape(-1, 1)
