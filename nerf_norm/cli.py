@@ -16,6 +16,7 @@ from .errors import UserError
 from .networks import build_network, get_method, parse_arch
 from .analysis.commands import NTKCommand, SpectralDynamicsCommand, run_ntk, run_spectral_dynamics
 from .demo import DemoCommand, run_demo
+from .nerfstudio.extract_mesh import ExtractMeshCommand
 from .norms import CN_VARIANTS
 from .scenes.blender import BlenderSceneConfig
 from .tasks.base import FitResult, TrainConfig, Trainer
@@ -172,6 +173,19 @@ def _eval_dtu(cmd: EvalDTUCommand) -> None:
     console.print(f"written to [bold]{cmd.out}[/bold]")
 
 
+def _extract_mesh(cmd) -> None:
+    from .nerfstudio.extract_mesh import run_extract_mesh
+
+    with _progress() as progress:
+        task = progress.add_task("marching cubes (blocks)", total=None)
+        out = run_extract_mesh(cmd, lambda done, total: progress.update(task, completed=done, total=total))
+    import trimesh
+
+    mesh = trimesh.load(str(out), process=False)
+    console.print(f"mesh with {len(mesh.vertices):,} vertices and {len(mesh.faces):,} faces written to "
+                  f"[bold]{out}[/bold]" + ("" if mesh.is_watertight else " (not watertight)"))
+
+
 @dataclass
 class MakeSceneGroup:
     """Generate a dataset with known ground truth: `nerf-norm make-scene blender --out DIR`."""
@@ -185,6 +199,7 @@ COMMANDS = {
     "demo": (DemoCommand, run_demo),
     "make-scene": (MakeSceneGroup, None),
     "eval-dtu": (EvalDTUCommand, _eval_dtu),
+    "extract-mesh": (ExtractMeshCommand, _extract_mesh),
     "ntk": (NTKCommand, run_ntk),
     "spectral-dynamics": (SpectralDynamicsCommand, run_spectral_dynamics),
 }

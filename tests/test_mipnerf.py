@@ -21,7 +21,7 @@ from nerf_norm.nerfstudio.mlp import NormalizedMLP
 from nerf_norm.scenes.blender import BlenderSceneConfig, write_blender_scene
 
 OUR_METHODS = sorted(ep.name for ep in entry_points(group="nerfstudio.method_configs")
-                     if ep.value.startswith("nerf_norm."))
+                     if ep.value.startswith("nerf_norm.method_configs.mipnerf:"))
 
 
 @pytest.fixture(scope="module")

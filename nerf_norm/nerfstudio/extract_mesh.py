@@ -1,0 +1,102 @@
+"""``nerf-norm extract-mesh``: the zero level set of a trained NeuS-style model as a mesh, on CPU or GPU.
+
+nerfstudio's ``ns-export marching-cubes`` moves tensors to CUDA unconditionally. This loads the run with
+nerfstudio's ``eval_setup`` (its checkpoint, on CUDA when available, else the CPU), evaluates the SDF network in
+eval mode (running statistics) block by block (:func:`nerf_norm.mesh.extract_mesh`), optionally keeps the
+largest component, maps the vertices back to world units with the dataparser's scale matrix (``neus-data``
+records it; DTU: millimetres) and writes the mesh with trimesh.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from ..mesh import MeshStats, extract_mesh, keep_largest_component, transform_vertices
+from .metrics import offline_lpips
+
+__all__ = ["ExtractMeshCommand", "run_extract_mesh", "load_pipeline"]
+
+
+@dataclass
+class ExtractMeshCommand:
+    """Extract the SDF's zero level set of a trained neus(-cn) run as a mesh (CPU or GPU, bounded memory)."""
+
+    load_config: Path
+    """config.yml of the run (outputs/.../config.yml)"""
+    out: Path = Path("mesh.ply")
+    """mesh file to write (.ply, .obj, .stl)"""
+    resolution: int = 512
+    """samples per axis of the grid over the bounding cube"""
+    bound: float = 1.0
+    """half size of the cube in the model's normalized frame (NeuS: the unit sphere's cube)"""
+    block: int = 64
+    """block size in cells (memory: one (block+1)^3 block of samples at a time)"""
+    largest_component: bool = False
+    """keep only the largest connected component"""
+    world: bool = True
+    """map vertices to world units with the dataparser's scale matrix (when it records one)"""
+    overwrite: bool = False
+    """replace --out if it exists"""
+    chunk: int = 65536
+    """points per network evaluation"""
+
+
+def load_pipeline(config_path: Path):
+    """``(config, pipeline)`` of a run, restored from its latest checkpoint (nerfstudio's eval_setup)."""
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    config_path = Path(config_path)
+    if not config_path.is_file():
+        raise UserError(f"--load-config {config_path}: no such file (expected a run's config.yml)")
+    with offline_lpips():
+        config, pipeline, _, _ = eval_setup(config_path, test_mode="inference")
+    return config, pipeline
+
+
+def _scale_matrix(pipeline) -> Optional[np.ndarray]:
+    outputs = getattr(pipeline.datamanager, "train_dataparser_outputs", None)
+    scale = None if outputs is None else outputs.metadata.get("scale_mat")
+    return None if scale is None else np.asarray(scale, dtype=np.float64)
+
+
+def run_extract_mesh(cmd: ExtractMeshCommand, progress=None) -> Path:
+    out = Path(cmd.out)
+    if out.exists() and not cmd.overwrite:
+        raise UserError(f"output exists: {out} (pass --overwrite to replace it)")
+    if out.suffix.lower() not in (".ply", ".obj", ".stl", ".off", ".glb"):
+        raise UserError(f"--out {out}: unsupported mesh format {out.suffix!r}; use .ply, .obj, .stl, .off or .glb")
+    _, pipeline = load_pipeline(cmd.load_config)
+    model = pipeline.model
+    field = getattr(model, "field", None)
+    if not hasattr(field, "forward_geonetwork"):
+        raise UserError(f"{cmd.load_config}: the model {type(model).__name__} has no SDF network "
+                        "(extract-mesh is for neus-style runs)")
+    model.eval()
+    device = next(model.parameters()).device
+
+    def sdf(points: torch.Tensor) -> torch.Tensor:
+        return field.forward_geonetwork(points)[:, 0]
+
+    b = float(cmd.bound)
+    stats = MeshStats()
+    vertices, faces = extract_mesh(sdf, ((-b, -b, -b), (b, b, b)), cmd.resolution, block=cmd.block,
+                                   chunk=cmd.chunk, device=str(device), progress=progress, stats=stats)
+    if cmd.largest_component:
+        vertices, faces = keep_largest_component(vertices, faces)
+    scale = _scale_matrix(pipeline) if cmd.world else None
+    if scale is not None:
+        vertices = transform_vertices(vertices, scale)
+    import trimesh
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    tmp = out.with_name(out.stem + ".tmp" + out.suffix)
+    mesh.export(str(tmp))
+    tmp.replace(out)
+    return out
