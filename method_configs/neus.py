@@ -2,9 +2,10 @@
 
 Each full method is nerfstudio's ``neus`` configuration (1024 rays, 64 + 64 samples, 32 background samples, Adam
 5e-4 with cosine decay, eikonal loss, NeRF++ background MLP) with the SDF field replaced by
-:class:`~nerf_norm.nerfstudio.neus.NormalizedSDFField`, built without tinycudann, and two changes for objects
-in the NeuS layout: our ``neus-data`` parser (``cameras_sphere.npz``) and ``inside_outside=False`` (negative
-SDF inside the object, as NeuS uses for DTU; nerfstudio's default inverts it for indoor scenes).
+:class:`~nerf_norm.nerfstudio.neus.NormalizedSDFField`, built without tinycudann, and three changes for objects
+in the NeuS layout: our ``neus-data`` parser (``cameras_sphere.npz``), ``inside_outside=False`` (negative SDF
+inside the object, as NeuS uses for DTU; nerfstudio's default inverts it for indoor scenes), and a dataset that
+passes the parser's masks to the model's mask loss when ``--pipeline.datamanager.dataparser.use-masks True``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import copy
 
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
-from nerfstudio.data.datasets.sdf_dataset import SDFDataset
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import CosineDecaySchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
@@ -21,6 +21,7 @@ from nerfstudio.plugins.types import MethodSpecification
 
 from nerf_norm.nerfstudio.neus import NeuSNormModelConfig, NormalizedSDFFieldConfig
 from nerf_norm.nerfstudio.neus_dataparser import NeuSDataParserConfig
+from nerf_norm.nerfstudio.neus_dataset import NeuSMaskDataset
 
 
 def _optimizers() -> dict:
@@ -43,7 +44,7 @@ def neus_norm(norm: str) -> TrainerConfig:
         mixed_precision=False,
         pipeline=VanillaPipelineConfig(
             datamanager=VanillaDataManagerConfig(
-                _target=VanillaDataManager[SDFDataset],
+                _target=VanillaDataManager[NeuSMaskDataset],
                 dataparser=NeuSDataParserConfig(),
                 train_num_rays_per_batch=1024,
                 eval_num_rays_per_batch=1024,
@@ -61,7 +62,7 @@ def neus_norm(norm: str) -> TrainerConfig:
 # CPU preset (2 cores): 128 rays, 32 + 32 samples (4 up-sampling steps of 8), 16 background samples, a 6x128 SDF
 # network (nerfstudio's skip input enters at layer 4, so at least 5 layers keep it a hidden layer; with 4 it
 # lands on the output layer and the geometric initialisation is no longer a sphere, measured) and a 2x128
-# colour network, 2000 steps at a constant-then-cosine schedule sized to them, CPU, tensorboard.
+# colour network, masks on (mask loss 0.1, NeuS' "with mask" weight) and no background model, 2000 steps at a constant-then-cosine schedule sized to them, CPU, tensorboard.
 LITE = {"rays": 128, "samples": 32, "importance": 32, "outside": 16, "steps": 2000, "warm_up": 200,
         "sdf_layers": 6, "sdf_width": 128, "color_layers": 2, "color_width": 128}
 
@@ -86,6 +87,10 @@ def lite(config: TrainerConfig, name: str) -> TrainerConfig:
     config.save_only_latest_checkpoint = True
     config.vis = "tensorboard"
     config.machine.device_type = "cpu"
+    # the generated scenes (and DTU) come with masks and a black background: train "with mask" as NeuS does
+    dm.dataparser.use_masks = True
+    model.fg_mask_loss_mult = 0.1
+    model.background_model = "none"
     for group in config.optimizers.values():
         group["scheduler"] = CosineDecaySchedulerConfig(warm_up_end=LITE["warm_up"], learning_rate_alpha=0.05,
                                                         max_steps=LITE["steps"])

@@ -19,6 +19,7 @@ from .demo import DemoCommand, run_demo
 from .nerfstudio.extract_mesh import ExtractMeshCommand
 from .norms import CN_VARIANTS
 from .scenes.blender import BlenderSceneConfig
+from .scenes.dtu import DTUSceneConfig
 from .tasks.base import FitResult, TrainConfig, Trainer
 
 console = Console()
@@ -116,6 +117,30 @@ def _make_blender_scene(cmd: MakeBlenderScene) -> None:
     console.print(f"Blender-format scene written to [bold]{cmd.out.resolve()}[/bold]")
 
 
+@dataclass
+class MakeDTUScene:
+    """Render a mesh into the NeuS / IDR layout (image/, mask/, cameras_sphere.npz) with a known world scale, plus
+    mesh_world.ply as the ground truth: the whole train -> extract-mesh -> eval-dtu loop with a known answer."""
+
+    out: Path = Path("data/nerf_norm_dtu_scene")
+    """output directory"""
+    mesh: Optional[Path] = None
+    """mesh to render (OBJ/PLY/...); default: pymeshlab's sample bunny; real: ../shared/data/meshes/*"""
+    overwrite: bool = False
+    """replace a scene already in --out"""
+    scene: DTUSceneConfig = field(default_factory=DTUSceneConfig)
+
+
+def _make_dtu_scene(cmd: MakeDTUScene) -> None:
+    from .scenes.dtu import write_dtu_scene
+
+    with _progress() as progress:
+        task = progress.add_task("rendering views", total=cmd.scene.views)
+        write_dtu_scene(cmd.out, cmd.mesh, cmd.scene, lambda done, total: progress.update(task, completed=done),
+                        overwrite=cmd.overwrite)
+    console.print(f"NeuS-layout scene written to [bold]{cmd.out.resolve()}[/bold] (ground truth: mesh_world.ply)")
+
+
 def _progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -188,11 +213,11 @@ def _extract_mesh(cmd) -> None:
 
 @dataclass
 class MakeSceneGroup:
-    """Generate a dataset with known ground truth: `nerf-norm make-scene blender --out DIR`."""
+    """Generate a dataset with known ground truth: `nerf-norm make-scene {blender,dtu} --out DIR`."""
 
 
 # A group maps sub-subcommand names to (config class, handler); `nerf-norm GROUP NAME ...`.
-GROUPS = {"make-scene": {"blender": (MakeBlenderScene, _make_blender_scene)}}
+GROUPS = {"make-scene": {"blender": (MakeBlenderScene, _make_blender_scene), "dtu": (MakeDTUScene, _make_dtu_scene)}}
 
 COMMANDS = {
     "image": (ImageCommand, _image),

@@ -61,8 +61,8 @@ class NormalizedSDFFieldConfig(SDFFieldConfig):
     _target: Type = field(default_factory=lambda: NormalizedSDFField)
     norm: NormName = "cn"
     """none, bn (batch), ln (layer), gn (global), cn (cross)"""
-    norm_in: NormPlace = "color"
-    """which network gets the norms: sdf, color or both (README: where the norms go in NeuS)"""
+    norm_in: NormPlace = "sdf"
+    """which network gets the norms: sdf, color or both (chosen by benchmarks/neus_bunny.py, see README)"""
     norm_momentum: float = 0.1
     """update factor of the running statistics used in eval"""
     cn_variant: Literal["paper", "reference"] = "paper"
