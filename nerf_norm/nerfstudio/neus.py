@@ -109,18 +109,25 @@ class NormalizedSDFField(SDFField):
         by choosing the last layer for the scale of un-normalized ReLU features. Behind a norm the features
         have another scale, and the same last layer gives a nearly constant, far-from-zero SDF (measured: about
         -10 everywhere). This re-solves the SDF row of the last layer (weights and bias) by ridge regression
-        so that, on points uniform in the unit ball and with the norms' batch statistics, the output matches
-        ``|x| - bias`` (sign flipped for ``inside_outside``); the feature rows keep their initialisation.
+        so that, on points uniform in the scene box ``[-1, 1]^3`` and with the norms' batch statistics, the output matches
+        ``|x| - bias`` (sign flipped for ``inside_outside``); the feature rows keep their initialisation, and
+        the norms' running statistics start from this probe's batch statistics.
         """
         gen = torch.Generator().manual_seed(0)
-        pts = torch.randn(samples, 3, generator=gen)
-        pts = pts / pts.norm(dim=-1, keepdim=True) * torch.rand(samples, 1, generator=gen) ** (1 / 3)
+        pts = 2.0 * torch.rand(samples, 3, generator=gen) - 1.0  # the scene box [-1, 1]^3 the rays sample
         target = pts.norm(dim=-1) - config.bias
         if config.inside_outside:
             target = -target
         last = getattr(self, f"glin{self.num_layers - 2}")
         was_training = self.training
         self.train()
+        # the probe's batch statistics become the running statistics (a cumulative average over one batch), so
+        # that eval mode at step 0 (e.g. extracting the initial mesh) sees the same sphere as training
+        tracked = [n for n in self.geo_norms if getattr(n, "track_running_stats", False)]
+        momenta = [n.momentum for n in tracked]
+        for n in tracked:
+            n.reset_running_stats()
+            n.momentum = None
         x0 = torch.cat((pts, self.position_encoding(pts), pts.new_zeros(samples, self.encoding.n_output_dims)), -1)
         x = x0
         for layer in range(self.num_layers - 2):
@@ -139,9 +146,8 @@ class NormalizedSDFField(SDFField):
         else:
             last.weight[0] = weight
         last.bias[0] = bias
-        for norm in self.geo_norms:
-            if hasattr(norm, "reset_running_stats"):
-                norm.reset_running_stats()
+        for n, momentum in zip(tracked, momenta):
+            n.momentum = momentum
         self.train(was_training)
 
     def forward_geonetwork(self, inputs: Tensor) -> Tensor:
