@@ -68,6 +68,13 @@ class NormalizedSDFFieldConfig(SDFFieldConfig):
     cn_variant: Literal["paper", "reference"] = "paper"
 
 
+def _norm_kwargs(config: NormalizedSDFFieldConfig) -> dict:
+    kwargs = {"track_running_stats": True, "momentum": config.norm_momentum}
+    if config.norm == "cn":
+        kwargs["variant"] = config.cn_variant
+    return kwargs
+
+
 class NormalizedSDFField(SDFField):
     """nerfstudio's ``SDFField`` with norms before the activations of its MLPs (see the module docstring)."""
 
@@ -81,12 +88,9 @@ class NormalizedSDFField(SDFField):
         super().__init__(dataclasses.replace(config, encoding_type="periodic"), aabb, num_images,
                          use_average_appearance_embedding, spatial_distortion)
         self.config = config
-        kwargs = {"track_running_stats": True, "momentum": config.norm_momentum}
-        if config.norm == "cn":
-            kwargs["variant"] = config.cn_variant
         color_norm = config.norm if config.norm_in in ("color", "both") else "none"
-        self.color_norms = nn.ModuleList(
-            make_norm(color_norm, config.hidden_dim_color, **kwargs) for _ in range(self.num_layers_color - 2))
+        self.color_norms = nn.ModuleList(make_norm(color_norm, config.hidden_dim_color, **_norm_kwargs(config))
+                                         for _ in range(self.num_layers_color - 2))
         if config.norm != "none" and config.norm_in in ("sdf", "both") and config.geometric_init:
             self._refit_sphere_readout(config)
 
@@ -94,12 +98,9 @@ class NormalizedSDFField(SDFField):
         config = self._pending_config
         self.encoding = _GridFeature(config)
         super().initialize_geo_layers()
-        kwargs = {"track_running_stats": True, "momentum": config.norm_momentum}
-        if config.norm == "cn":
-            kwargs["variant"] = config.cn_variant
         geo_norm = config.norm if config.norm_in in ("sdf", "both") else "none"
         widths = [getattr(self, f"glin{i}").out_features for i in range(self.num_layers - 2)]
-        self.geo_norms = nn.ModuleList(make_norm(geo_norm, w, **kwargs) for w in widths)
+        self.geo_norms = nn.ModuleList(make_norm(geo_norm, w, **_norm_kwargs(config)) for w in widths)
 
     @torch.no_grad()
     def _refit_sphere_readout(self, config: SDFFieldConfig, samples: int = 8192, ridge: float = 1e-3) -> None:
@@ -109,9 +110,9 @@ class NormalizedSDFField(SDFField):
         by choosing the last layer for the scale of un-normalized ReLU features. Behind a norm the features
         have another scale, and the same last layer gives a nearly constant, far-from-zero SDF (measured: about
         -10 everywhere). This re-solves the SDF row of the last layer (weights and bias) by ridge regression
-        so that, on points uniform in the scene box ``[-1, 1]^3`` and with the norms' batch statistics, the output matches
-        ``|x| - bias`` (sign flipped for ``inside_outside``); the feature rows keep their initialisation, and
-        the norms' running statistics start from this probe's batch statistics.
+        so that, on points uniform in the scene box ``[-1, 1]^3`` and with the norms' batch statistics, the
+        output matches ``|x| - bias`` (sign flipped for ``inside_outside``); the feature rows keep their
+        initialisation, and the norms' running statistics start from this probe's batch statistics.
         """
         gen = torch.Generator().manual_seed(0)
         pts = 2.0 * torch.rand(samples, 3, generator=gen) - 1.0  # the scene box [-1, 1]^3 the rays sample
@@ -128,14 +129,7 @@ class NormalizedSDFField(SDFField):
         for n in tracked:
             n.reset_running_stats()
             n.momentum = None
-        x0 = torch.cat((pts, self.position_encoding(pts), pts.new_zeros(samples, self.encoding.n_output_dims)), -1)
-        x = x0
-        for layer in range(self.num_layers - 2):
-            if layer in self.skip_in:
-                x = torch.cat([x, x0], dim=1) / np.sqrt(2)
-            x = self.softplus(self.geo_norms[layer](getattr(self, f"glin{layer}")(x)))
-        if self.num_layers - 2 in self.skip_in:
-            x = torch.cat([x, x0], dim=1) / np.sqrt(2)
+        x = self._readout_input(pts)
         design = torch.cat([x, x.new_ones(samples, 1)], dim=1).double()
         gram = design.T @ design + ridge * samples * torch.eye(design.shape[1], dtype=torch.float64)
         solution = torch.linalg.solve(gram, design.T @ target.double()).float()
@@ -150,8 +144,8 @@ class NormalizedSDFField(SDFField):
             n.momentum = momentum
         self.train(was_training)
 
-    def forward_geonetwork(self, inputs: Tensor) -> Tensor:
-        """``[N, 3]`` points -> ``[N, 1 + geo_feat_dim]`` (SDF, features), Linear -> Norm -> Softplus."""
+    def _readout_input(self, inputs: Tensor) -> Tensor:
+        """``[N, 3]`` points -> the input of the SDF network's last layer (Linear -> Norm -> Softplus layers)."""
         if self.use_grid_feature:
             positions = (self.spatial_distortion(inputs) + 2.0) / 4.0  # [-2, 2] -> [0, 1], as the parent
             feature = self.encoding(positions)
@@ -162,10 +156,14 @@ class NormalizedSDFField(SDFField):
         for layer in range(self.num_layers - 1):
             if layer in self.skip_in:
                 x = torch.cat([x, x0], dim=1) / np.sqrt(2)
-            x = getattr(self, f"glin{layer}")(x)
-            if layer < self.num_layers - 2:
-                x = self.softplus(self.geo_norms[layer](x))
+            if layer == self.num_layers - 2:
+                break
+            x = self.softplus(self.geo_norms[layer](getattr(self, f"glin{layer}")(x)))
         return x
+
+    def forward_geonetwork(self, inputs: Tensor) -> Tensor:
+        """``[N, 3]`` points -> ``[N, 1 + geo_feat_dim]`` (SDF, features)."""
+        return getattr(self, f"glin{self.num_layers - 2}")(self._readout_input(inputs))
 
     def get_colors(self, points: Tensor, directions: Tensor, normals: Tensor, geo_features: Tensor,
                    camera_indices: Tensor) -> Tensor:
