@@ -133,19 +133,11 @@ def load_ground_truth(dataset_dir: Path, scan: int) -> DTUGroundTruth:
 def load_mesh(path: Path) -> Tuple[np.ndarray, np.ndarray]:
     """``(vertices [V, 3] float64, faces [F, 3] int64)`` of a mesh file; an empty mesh is an error and an open
     (non-watertight) one a warning, since extracted scene meshes are usually open."""
-    import trimesh
+    from .mesh import read_mesh
 
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"mesh file not found: {path}")
-    try:
-        mesh = trimesh.load(str(path), force="mesh", process=False)
-    except Exception as exc:  # noqa: BLE001
-        raise UserError(f"cannot read mesh {path}: {exc}") from exc
+    mesh = read_mesh(path)
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     faces = np.asarray(mesh.faces, dtype=np.int64)
-    if len(vertices) == 0 or len(faces) == 0:
-        raise UserError(f"mesh {path} is empty ({len(vertices)} vertices, {len(faces)} faces)")
     if not mesh.is_watertight:
         warnings.warn(f"mesh {path} is not watertight (open boundary or non-manifold edges); it is evaluated as is",
                       stacklevel=2)

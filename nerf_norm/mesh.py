@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional, Tuple
 
 import numpy as np
@@ -21,7 +22,23 @@ from torch import Tensor
 
 from .errors import UserError
 
-__all__ = ["MeshStats", "extract_mesh", "keep_largest_component", "transform_vertices"]
+__all__ = ["MeshStats", "extract_mesh", "keep_largest_component", "transform_vertices", "read_mesh"]
+
+
+def read_mesh(path, process: bool = False):
+    """The triangle mesh in ``path`` (trimesh); a missing, unreadable or empty file is a :class:`UserError`."""
+    import trimesh
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"mesh file not found: {path}")
+    try:
+        mesh = trimesh.load(str(path), force="mesh", process=process)
+    except Exception as exc:  # noqa: BLE001 - one message for any unreadable file
+        raise UserError(f"cannot read mesh {path}: {exc}") from exc
+    if len(mesh.vertices) == 0 or len(mesh.faces) == 0:
+        raise UserError(f"mesh {path} is empty ({len(mesh.vertices)} vertices, {len(mesh.faces)} faces)")
+    return mesh
 
 
 @dataclass

@@ -120,3 +120,22 @@ def test_extract_mesh_on_cpu_in_world_units(neus_scene, tmp_path, capsys):
     assert float(sdf.abs().mean()) < 0.1 * spacing and float(sdf.abs().max()) < spacing
     assert main(["extract-mesh", *common, "--out", str(world)]) == 2 and "pass --overwrite" in capsys.readouterr().out
     assert main(["extract-mesh", "--load-config", str(tmp_path / "nope.yml"), "--out", str(tmp_path / "m.ply")]) == 2
+
+
+def test_mask_dataset_reads_rgb_masks_and_blacks_out_background(tmp_path):
+    """DTU's IDR masks are RGB PNGs; the mask dataset must read them (nerfstudio's mask reader refuses them)."""
+    from PIL import Image
+
+    from nerf_norm.nerfstudio.neus_dataparser import NeuSDataParserConfig
+    from nerf_norm.nerfstudio.neus_dataset import NeuSMaskDataset
+
+    make_scene(tmp_path, views=2, masks=2)
+    rgb = np.zeros((24, 32, 3), dtype=np.uint8)
+    rgb[:, :16] = 255
+    for i in range(2):
+        Image.fromarray(rgb).save(tmp_path / "mask" / f"{i:03}.png")
+    outputs = NeuSDataParserConfig(data=tmp_path, eval_every=0, use_masks=True).setup().get_dataparser_outputs("train")
+    item = NeuSMaskDataset(outputs)[1]
+    assert item["fg_mask"].shape == (24, 32, 1)
+    assert float(item["fg_mask"][:, :16].min()) == 1.0 and float(item["fg_mask"][:, 16:].max()) == 0.0
+    assert float(item["image"][:, 16:].abs().max()) == 0.0 and float(item["image"][:, :16].max()) > 0

@@ -3,7 +3,7 @@
 nerfstudio's surface models add a mask loss (binary cross-entropy between a ray's accumulated weight and its
 mask, ``fg_mask_loss_mult``) when the batch holds ``fg_mask``, but ``SDFDataset`` never provides it. With
 ``--pipeline.datamanager.dataparser.use-masks True`` this dataset reads the masks the parser lists
-(``[H, W, 1]`` floats in {0, 1}, resized like the images) so NeuS trains "with mask" as in its paper. The
+(``[H, W, 1]`` floats in {0, 1} from grayscale or RGB PNGs, resized like the images) so NeuS trains "with mask" as in its paper. The
 images are then composited on black outside the mask (the models' background colour): nerfstudio's colour
 loss covers every pixel, and NeuS' masked setting does not ask the model to explain the background.
 """
@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Dict
 
+import numpy as np
 import torch
 from nerfstudio.data.datasets.sdf_dataset import SDFDataset
-from nerfstudio.data.utils.data_utils import get_image_mask_tensor_from_path
+from PIL import Image
 
 __all__ = ["NeuSMaskDataset"]
 
@@ -34,6 +35,14 @@ class NeuSMaskDataset(SDFDataset):
         metadata = super().get_metadata(data)
         masks = self.metadata.get("fg_masks")
         if masks:
-            mask = get_image_mask_tensor_from_path(masks[data["image_idx"]], scale_factor=self.scale_factor)
-            metadata["fg_mask"] = mask.to(torch.float32)
+            metadata["fg_mask"] = self._read_mask(masks[data["image_idx"]])
         return metadata
+
+    def _read_mask(self, path) -> torch.Tensor:
+        """``[H, W, 1]`` float mask in {0, 1} from a grayscale or RGB(A) PNG (DTU's IDR masks are RGB)."""
+        with Image.open(path) as img:
+            gray = img.convert("L")
+            if self.scale_factor != 1.0:
+                w, h = gray.size
+                gray = gray.resize((int(w * self.scale_factor), int(h * self.scale_factor)), Image.Resampling.NEAREST)
+            return torch.from_numpy(np.asarray(gray) > 127).to(torch.float32).unsqueeze(-1)

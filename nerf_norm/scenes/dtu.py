@@ -78,19 +78,10 @@ class DTUSceneConfig:
 
 
 def load_scene_mesh(path: Path):
-    """A closed, non-empty triangle mesh from ``path`` (clear errors otherwise)."""
-    import trimesh
+    """A non-empty triangle mesh from ``path``, merged and cleaned by trimesh (clear errors otherwise)."""
+    from ..mesh import read_mesh
 
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"mesh file not found: {path}")
-    try:
-        mesh = trimesh.load(str(path), force="mesh", process=True)
-    except Exception as exc:  # noqa: BLE001
-        raise UserError(f"cannot read mesh {path}: {exc}") from exc
-    if len(mesh.faces) == 0:
-        raise UserError(f"mesh {path} is empty (no faces)")
-    return mesh
+    return read_mesh(path, process=True)
 
 
 def _look_at(centre: np.ndarray) -> np.ndarray:
