@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..neus_layout import compose_projection
+from .procedural import look_at_origin, pixel_rays
 
 __all__ = ["DTUSceneConfig", "default_mesh_path", "write_dtu_scene", "load_scene_mesh"]
 
@@ -84,18 +85,6 @@ def load_scene_mesh(path: Path):
     return read_mesh(path, process=True)
 
 
-def _look_at(centre: np.ndarray) -> np.ndarray:
-    """OpenCV camera-to-world at ``centre`` looking at the origin, image y pointing down (world z up)."""
-    z = -centre / np.linalg.norm(centre)
-    x = np.cross(z, [0.0, 0.0, 1.0])
-    x = x / np.linalg.norm(x) if np.linalg.norm(x) > 1e-8 else np.array([1.0, 0.0, 0.0])
-    y = np.cross(z, x)
-    c2w = np.eye(4)
-    c2w[:3, :3] = np.stack([x, y, z], axis=1)
-    c2w[:3, 3] = centre
-    return c2w
-
-
 def _albedo(p: np.ndarray) -> np.ndarray:
     """Procedural colour of normalized surface points ``[N, 3]`` -> ``[N, 3]`` in [0.1, 0.9]."""
     a = np.sin(9.0 * p[:, 0] + 1.0) * np.sin(11.0 * p[:, 1] + 2.0) * np.sin(13.0 * p[:, 2] + 0.5)
@@ -135,11 +124,6 @@ def write_dtu_scene(out: Path, mesh_path: Optional[Path], config: DTUSceneConfig
     W, H, ss = config.width, config.height, config.supersample
     focal = 0.5 * W / math.tan(math.radians(config.fov_x_deg) / 2)
     K = np.array([[focal, 0.0, W / 2], [0.0, focal, H / 2], [0.0, 0.0, 1.0]])
-    offsets = (np.arange(ss) + 0.5) / ss
-    u = (np.arange(W)[:, None] + offsets[None]).reshape(-1)
-    v = (np.arange(H)[:, None] + offsets[None]).reshape(-1)
-    uu, vv = np.meshgrid(u, v)  # [H ss, W ss]
-    dirs_cam = np.stack([(uu - K[0, 2]) / focal, (vv - K[1, 2]) / focal, np.ones_like(uu)], -1).reshape(-1, 3)
     lights = np.array([[0.4, -0.3, 0.85], [-0.6, 0.5, 0.6]])
     lights /= np.linalg.norm(lights, axis=1, keepdims=True)
 
@@ -150,10 +134,12 @@ def write_dtu_scene(out: Path, mesh_path: Optional[Path], config: DTUSceneConfig
         z = 0.15 + 0.8 * (i + 0.5) / config.views  # elevations from ~9 to ~70 degrees
         azimuth = golden * i + rng.uniform(0, 0.1)
         r_xy = math.sqrt(1 - z * z)
-        c2w = _look_at(config.camera_distance * np.array([r_xy * math.cos(azimuth), r_xy * math.sin(azimuth), z]))
-        dirs = dirs_cam @ c2w[:3, :3].T
-        dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-        rays = np.concatenate([np.broadcast_to(c2w[:3, 3], dirs.shape), dirs], axis=1).astype(np.float32)
+        position = config.camera_distance * np.array([r_xy * math.cos(azimuth), r_xy * math.sin(azimuth), z])
+        c2w_gl = look_at_origin(position)
+        origins, dirs = pixel_rays(c2w_gl, W, H, focal, ss)
+        rays = np.concatenate([origins, dirs], axis=1).astype(np.float32)
+        c2w = c2w_gl.copy()
+        c2w[:3, 1:3] *= -1  # OpenGL (y up, looking along -z) -> OpenCV (y down, along +z), as NeuS stores it
         hit = scene.cast_rays(o3d.core.Tensor(rays))
         t = hit["t_hit"].numpy()
         found = np.isfinite(t)
