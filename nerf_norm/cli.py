@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Literal, Optional
+from typing import Dict, Optional
 
 import tyro
 from rich.console import Console
@@ -13,76 +13,20 @@ from rich.markup import escape
 from rich.table import Table
 
 from .errors import UserError
-from .networks import build_network, get_method, parse_arch
 from .analysis.commands import NTKCommand, SpectralDynamicsCommand, run_ntk, run_spectral_dynamics
 from .demo import DemoCommand, run_demo
 from .nerfstudio.extract_mesh import ExtractMeshCommand
-from .norms import CN_VARIANTS
 from .scenes.blender import BlenderSceneConfig
 from .scenes.dtu import DTUSceneConfig
-from .tasks.base import FitResult, TrainConfig, Trainer
+from .tasks.commands import CTCommand, ImageCommand, MRICommand, OccupancyCommand, run_ct, run_image, run_mri, run_occupancy
 
 console = Console()
 
 
-@dataclass
-class ImageCommand(TrainConfig):
-    """Fit an image with a coordinate network (paper section 5.1): full batch, MSE, Adam.
-
-    Writes OUT/reconstruction.png, OUT/spectrum.png (Fourier spectra of target and reconstruction),
-    OUT/curve.png, OUT/metrics.json (PSNR, SSIM, parameters, bpp) and OUT/checkpoint.pt (resumable).
-    """
-
-    image: Optional[Path] = None
-    """image file (PNG, JPEG, TIFF, ...); default: scikit-image's bundled astronaut photograph"""
-    method: str = "pe+cn"
-    """one of: siren, mfn, wire, relu, relu+bn, relu+ln, relu+gn, relu+cn, pe, pe+bn, pe+ln, pe+gn, pe+cn"""
-    arch: str = "10x28"
-    """hidden layers x hidden features, e.g. 5x20, 10x28, 13x49"""
-    downscale: int = 4
-    """integer downscaling of the image before fitting (1 = full resolution)"""
-    out: Path = Path("outputs/image")
-    """output directory"""
-    iters: int = 500
-    """training iterations (full batch each)"""
-    cn_variant: Literal["paper", "reference"] = "paper"
-    """CrossNorm formulation (see README: 'Which CrossNorm')"""
-
-    def validate(self) -> None:
-        super().validate()
-        try:
-            get_method(self.method)
-            parse_arch(self.arch)
-        except ValueError as exc:
-            raise UserError(str(exc)) from exc
-        if self.cn_variant not in CN_VARIANTS:
-            raise UserError(f"--cn-variant must be one of {CN_VARIANTS}, got {self.cn_variant!r}")
-
-
-def _train_config(cmd: TrainConfig) -> TrainConfig:
-    return TrainConfig(**{f: getattr(cmd, f) for f in TrainConfig.__dataclass_fields__})
-
-
-def run_image(cmd: ImageCommand) -> tuple[FitResult, "ImageTask"]:  # noqa: F821
-    """Runs the image task for ``cmd``; returns the fit and the task (its source and size)."""
-    from .tasks.image import ImageTask
-
-    cmd.validate()
-    task = ImageTask(cmd.image, cmd.downscale)
-    spec = get_method(cmd.method)
-    info = {"method": spec.name, "arch": cmd.arch, "cn_variant": cmd.cn_variant}
-    trainer = Trainer(_train_config(cmd), cmd.out, info)
-
-    def build():
-        return build_network(spec.name, task.in_dim, task.out_dim, cmd.arch, seed=cmd.seed,
-                             norm_kwargs={"variant": cmd.cn_variant} if spec.norm == "cn" else None)
-
-    return trainer.fit(task, build, spec.default_lr), task
-
-
 def _print_summary(title: str, metrics: Dict[str, float], outputs: Dict[str, Path]) -> None:
     table = Table(title=title, show_header=False)
-    for key in ("psnr", "ssim", "params", "bpp_half", "bpp_full", "iterations", "train_seconds"):
+    for key in ("psnr", "ssim", "iou", "fbp_psnr", "fbp_ssim", "zero_filled_psnr", "zero_filled_ssim", "params",
+                "bpp_half", "bpp_full", "iterations", "train_seconds"):
         if key in metrics:
             value = metrics[key]
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
@@ -95,6 +39,28 @@ def _image(cmd: ImageCommand) -> None:
     result, task = run_image(cmd)
     _print_summary(f"{cmd.method} {cmd.arch} on {task.source} ({task.width}x{task.height})", result.metrics,
                    result.outputs)
+    console.print(f"outputs in [bold]{cmd.out.resolve()}[/bold]")
+
+
+def _occupancy(cmd: OccupancyCommand) -> None:
+    result, task = run_occupancy(cmd)
+    closed = "" if task.closed else ", not closed: holes filled by the winding number"
+    _print_summary(f"{cmd.method} {cmd.arch} occupancy of {task.source} ({task.resolution}^3{closed})",
+                   result.metrics, result.outputs)
+    console.print(f"outputs in [bold]{cmd.out.resolve()}[/bold]")
+
+
+def _ct(cmd: CTCommand) -> None:
+    result, task = run_ct(cmd)
+    _print_summary(f"{cmd.method} {cmd.arch} CT of {task.source} ({task.size}x{task.size}, "
+                   f"{task.projections} projections)", result.metrics, result.outputs)
+    console.print(f"outputs in [bold]{cmd.out.resolve()}[/bold]")
+
+
+def _mri(cmd: MRICommand) -> None:
+    result, task = run_mri(cmd)
+    _print_summary(f"{cmd.method} {cmd.arch} MRI of {task.source} ({task.resolution}^3, "
+                   f"{100 * task.measured_fraction:.1f}% of k-space)", result.metrics, result.outputs)
     console.print(f"outputs in [bold]{cmd.out.resolve()}[/bold]")
 
 
@@ -221,6 +187,9 @@ GROUPS = {"make-scene": {"blender": (MakeBlenderScene, _make_blender_scene), "dt
 
 COMMANDS = {
     "image": (ImageCommand, _image),
+    "occupancy": (OccupancyCommand, _occupancy),
+    "ct": (CTCommand, _ct),
+    "mri": (MRICommand, _mri),
     "demo": (DemoCommand, run_demo),
     "make-scene": (MakeSceneGroup, None),
     "eval-dtu": (EvalDTUCommand, _eval_dtu),

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from .errors import UserError
 
-__all__ = ["MeshStats", "extract_mesh", "keep_largest_component", "transform_vertices", "read_mesh"]
+__all__ = ["MeshStats", "extract_mesh", "mesh_from_volume", "keep_largest_component", "transform_vertices", "read_mesh"]
 
 
 def read_mesh(path, process: bool = False):
@@ -76,7 +76,6 @@ def extract_mesh(field: Callable[[Tensor], Tensor], bounds: Tuple[Tuple[float, f
         for a field that is negative (or, for occupancy, larger than ``level``) inside.
     """
     import trimesh
-    from skimage.measure import marching_cubes
 
     if resolution < 2:
         raise UserError(f"mesh resolution must be at least 2, got {resolution}")
@@ -111,12 +110,9 @@ def extract_mesh(field: Callable[[Tensor], Tensor], bounds: Tuple[Tuple[float, f
                 volume = _evaluate(field, torch.from_numpy(pts).float().to(device), chunk).numpy().reshape(n)
                 stats.samples += len(pts)
                 if volume.min() < level < volume.max():
-                    # face winding: measured, "descent" gives outward normals for a field that increases
-                    # outward (SDF) and "ascent" for one that decreases outward (occupancy)
-                    verts, faces, _, _ = marching_cubes(volume, level=level, spacing=tuple(spacing),
-                                                        gradient_direction="descent" if sdf else "ascent")
                     origin = lo + spacing * np.array([i0, j0, k0])
-                    pieces.append(trimesh.Trimesh(verts + origin, faces, process=False))
+                    verts, faces = mesh_from_volume(volume, origin, spacing, level, inside_low=sdf)
+                    pieces.append(trimesh.Trimesh(verts, faces, process=False))
                     stats.blocks_meshed += 1
                 done += 1
                 if progress:
@@ -129,6 +125,22 @@ def extract_mesh(field: Callable[[Tensor], Tensor], bounds: Tuple[Tuple[float, f
     mesh.update_faces(mesh.nondegenerate_faces())  # welding collapses marching cubes' zero-area triangles
     mesh.remove_unreferenced_vertices()
     return np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces, dtype=np.int64)
+
+
+def mesh_from_volume(volume: np.ndarray, origin, spacing, level: float, *,
+                     inside_low: bool) -> Tuple[np.ndarray, np.ndarray]:
+    """Marching cubes (scikit-image) of the samples ``volume`` ``[X, Y, Z]`` taken at ``origin + spacing * index``.
+
+    ``inside_low``: the inside is below ``level`` (SDF) rather than above it (occupancy); either way the faces
+    are wound for outward normals. Returns ``(vertices [V, 3], faces [F, 3])``.
+    """
+    from skimage.measure import marching_cubes
+
+    # face winding, measured: "descent" gives outward normals for a field that increases outward (SDF),
+    # "ascent" for one that decreases outward (occupancy)
+    verts, faces, _, _ = marching_cubes(np.asarray(volume), level=level, spacing=tuple(np.broadcast_to(spacing, 3)),
+                                        gradient_direction="descent" if inside_low else "ascent")
+    return verts + np.asarray(origin, dtype=np.float64), faces.astype(np.int64)
 
 
 def keep_largest_component(vertices: np.ndarray, faces: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

@@ -155,10 +155,10 @@ class SignalTask(Task):
     def coords(self) -> Tensor:
         return self._coords
 
-    def loss(self, pred: Tensor) -> Tensor:
+    def loss(self, pred: Tensor, index: Optional[Tensor] = None) -> Tensor:
         return torch.mean((pred - self.target) ** 2)
 
-    def progress(self, pred: Tensor) -> float:
+    def progress(self, pred: Tensor, index: Optional[Tensor] = None) -> float:
         mse = float(torch.mean((pred - self.target) ** 2))
         return math.inf if mse == 0 else 10 * math.log10(self._range ** 2 / mse)
 

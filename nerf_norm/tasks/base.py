@@ -2,7 +2,8 @@
 
 A :class:`Task` owns its data and everything task specific: the input coordinates, the forward model
 from network output to measurements and the loss on them, the metrics, and the figures it writes. The
-:class:`Trainer` owns everything else: seeding, full-batch Adam with the paper's learning rates, the rich
+:class:`Trainer` owns everything else: seeding, Adam (full batch, or the task's random batches) with a cosine
+learning-rate decay, the rich
 progress bar, checkpoints with resume, the training curve, and ``metrics.json``.
 """
 
@@ -29,7 +30,7 @@ console = Console(stderr=True)
 
 
 class Task(abc.ABC):
-    """A signal to fit with a coordinate network, trained full batch."""
+    """A signal to fit with a coordinate network: full batch unless :meth:`sample` draws batches."""
 
     #: short name used in outputs, e.g. ``"image"``
     name: str = "task"
@@ -49,12 +50,24 @@ class Task(abc.ABC):
         """Network inputs, ``[T, in_dim]``."""
 
     @abc.abstractmethod
-    def loss(self, pred: Tensor) -> Tensor:
-        """Training loss of the network output ``pred`` ``[T, out_dim]`` (through the forward model)."""
+    def loss(self, pred: Tensor, index: Optional[Tensor] = None) -> Tensor:
+        """Training loss of the network output ``pred`` ``[T, out_dim]`` (through the forward model).
+
+        ``index`` ``[B]`` is the step's batch from :meth:`sample` (``pred`` is then ``[B, out_dim]``), or
+        ``None`` for the full batch."""
 
     @abc.abstractmethod
-    def progress(self, pred: Tensor) -> float:
-        """A cheap quality number for the progress bar and training curve."""
+    def progress(self, pred: Tensor, index: Optional[Tensor] = None) -> float:
+        """A cheap quality number for the progress bar and training curve (on the step's batch)."""
+
+    def sample(self, generator: torch.Generator) -> Optional[Tensor]:
+        """Indices ``[B]`` into :meth:`coords` of one training step's batch, drawn with ``generator``;
+        ``None`` (the default) trains full batch."""
+        return None
+
+    #: evaluate the final prediction in chunks of this many coordinates (None: all at once); with a norm,
+    #: chunks are exact because evaluation uses the running statistics
+    eval_chunk: Optional[int] = None
 
     @abc.abstractmethod
     def evaluate(self, pred: Tensor) -> Dict[str, float]:
@@ -120,7 +133,10 @@ class FitResult:
 
 
 class Trainer:
-    """Full-batch training of ``model`` on ``task`` with Adam and a cosine learning-rate decay.
+    """Training of ``model`` on ``task`` with Adam and a cosine learning-rate decay.
+
+    Each step uses the full batch of ``task.coords()``, or the indices ``task.sample`` draws from a generator
+    seeded by ``(seed, step)``, so a resumed run sees the same batches as an uninterrupted one.
 
     Checkpoints (``OUT/checkpoint.pt``) hold the model, optimizer, schedule, step, curve and the run's
     identity; a run restarted with the same settings resumes from the last one, a run with other settings
@@ -162,6 +178,7 @@ class Trainer:
             console.log(f"resuming from {ckpt_path} at iteration {step}")
 
         coords = task.coords()
+        generator = torch.Generator()
         model.train()
         t_start = time.perf_counter() - elapsed
         progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -172,8 +189,10 @@ class Trainer:
                                     metric="")
             while step < cfg.iters:
                 opt.zero_grad(set_to_none=True)
-                pred = model(coords)
-                loss = task.loss(pred)
+                generator.manual_seed(cfg.seed * 1_000_003 + step)
+                index = task.sample(generator)
+                pred = model(coords if index is None else coords[index])
+                loss = task.loss(pred, index)
                 if not torch.isfinite(loss):
                     raise RuntimeError(f"loss became {loss.item()} at iteration {step}; try a smaller --lr")
                 loss.backward()
@@ -181,7 +200,7 @@ class Trainer:
                 sched.step()
                 step += 1
                 if step % cfg.log_every == 0 or step == cfg.iters or step == 1:
-                    value = task.progress(pred.detach())
+                    value = task.progress(pred.detach(), index)
                     history["iteration"].append(step)
                     history["seconds"].append(time.perf_counter() - t_start)
                     history["loss"].append(loss.item())
@@ -196,7 +215,8 @@ class Trainer:
 
         model.eval()
         with torch.no_grad():
-            pred = model(coords)
+            chunk = task.eval_chunk or len(coords)
+            pred = torch.cat([model(part) for part in coords.split(chunk)])
         metrics = dict(task.evaluate(pred))
         params = count_parameters(model)
         metrics.update(params=params, iterations=step, train_seconds=train_seconds, lr=lr, **task.rate(params))

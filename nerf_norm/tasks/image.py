@@ -17,6 +17,7 @@ from torch import Tensor
 
 from ..errors import UserError
 from .base import Task
+from .grids import coordinate_grid, psnr
 
 DEFAULT_IMAGE_NAME = "astronaut (scikit-image sample data)"
 
@@ -64,15 +65,12 @@ def quantize8(x: Tensor) -> Tensor:
 
 def psnr8(pred: Tensor, target8: Tensor) -> float:
     """PSNR in dB of the 8-bit output against the 8-bit target (both in [0, 1])."""
-    mse = torch.mean((quantize8(pred) - target8) ** 2).item()
-    return float("inf") if mse == 0 else 10.0 * float(np.log10(1.0 / mse))
+    return psnr(quantize8(pred), target8)
 
 
 def pixel_grid(height: int, width: int) -> Tensor:
     """Pixel-centre coordinates in ``[-1, 1]^2``, row-major, ``[H * W, 2]`` as (y, x)."""
-    ys = torch.linspace(-1.0, 1.0, height)
-    xs = torch.linspace(-1.0, 1.0, width)
-    return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(-1, 2)
+    return coordinate_grid((height, width))
 
 
 class ImageTask(Task):
@@ -112,10 +110,10 @@ class ImageTask(Task):
     def coords(self) -> Tensor:
         return self._coords
 
-    def loss(self, pred: Tensor) -> Tensor:
+    def loss(self, pred: Tensor, index: Optional[Tensor] = None) -> Tensor:
         return torch.mean((pred - self.target) ** 2)
 
-    def progress(self, pred: Tensor) -> float:
+    def progress(self, pred: Tensor, index: Optional[Tensor] = None) -> float:
         return psnr8(pred, self.target)
 
     def _as_image(self, flat: Tensor) -> Tensor:

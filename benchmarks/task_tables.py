@@ -1,0 +1,113 @@
+"""Shared driver of the task benchmarks (``occupancy.py``, ``ct.py``, ``mri.py``).
+
+Runs every (case, method) pair through the task's own command code, appends each result to a JSON file as
+soon as it exists (an interrupted benchmark resumes where it stopped), and writes a Markdown table in the
+paper's layout with the paper's numbers on the row under ours.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import torch
+
+from nerf_norm.networks import METHODS
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+SCRATCH = HERE / "scratch"
+DATA = Path(os.environ.get("NERF_NORM_DATA", HERE.parent.parent / "shared" / "data"))
+ALL_METHODS: Tuple[str, ...] = tuple(METHODS)
+
+
+@dataclass
+class Case:
+    """One row group of a table: a label (scene or architecture) and how to run a method on it."""
+
+    label: str
+    run: Callable[[str, Path], Tuple[Dict[str, float], Dict[str, List[float]]]]
+    """``run(method, out_dir) -> (metrics, history)``"""
+
+
+def machine(threads: int) -> str:
+    return (f"{platform.machine()}, {os.cpu_count()} cores, {threads} torch threads, python "
+            f"{platform.python_version()}, torch {torch.__version__}")
+
+
+def run_cases(name: str, cases: Sequence[Case], methods: Sequence[str], keep: Sequence[str], setting: str,
+              threads: int, out: Path) -> dict:
+    """Runs what ``out.json`` does not hold yet; returns the record (meta + runs)."""
+    from nerf_norm import cn_kernel
+
+    torch.set_num_threads(threads)
+    cn_kernel.load()  # the one-time build/load of the CrossNorm kernel must not land in a timed run
+    json_path = out.with_suffix(".json")
+    record = json.loads(json_path.read_text()) if json_path.exists() else {"runs": []}
+    done = {(r["case"], r["method"]) for r in record["runs"]}
+    record["meta"] = {"command": f"python benchmarks/{name}.py " + " ".join(sys.argv[1:]),
+                      "machine": machine(threads), "setting": setting, "date": time.strftime("%Y-%m-%d")}
+    total, k = len(cases) * len(methods), 0
+    for case in cases:
+        for method in methods:
+            k += 1
+            if (case.label, method) in done:
+                continue
+            scratch = SCRATCH / name / case.label / method.replace("+", "_")
+            shutil.rmtree(scratch, ignore_errors=True)
+            metrics, history = case.run(method, scratch)
+            entry = {"case": case.label, "method": method, **{key: metrics[key] for key in keep if key in metrics},
+                     "params": metrics["params"], "train_seconds": metrics["train_seconds"],
+                     "iterations": metrics["iterations"], "history": history}
+            record["runs"].append(entry)
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps(record, indent=1))
+            shown = "  ".join(f"{key} {metrics[key]:.4f}" for key in keep if key in metrics)
+            print(f"[{k}/{total}] {case.label} {method:8s} {shown}  {metrics['train_seconds']:.1f}s", flush=True)
+    return record
+
+
+def table(record: dict, methods: Sequence[str], metrics: Sequence[Tuple[str, str, str]],
+          labels: Sequence[str], paper: Dict[Tuple[str, str], Sequence[float]]) -> List[str]:
+    """Markdown rows ``metric | case | source | methods...``: ours (best in bold) and, under it, the paper's.
+
+    ``metrics``: ``(key in the runs, name shown, format)``; ``paper[(key, label)]``: the paper's 13 values in
+    registry order (missing: no paper row).
+    """
+    by = {(r["case"], r["method"]): r for r in record["runs"]}
+    lines = ["| metric | case | source | " + " | ".join(methods) + " |", "|---|---|---|" + "---:|" * len(methods)]
+    for key, shown, fmt in metrics:
+        for label in labels:
+            vals = [by[(label, m)][key] if (label, m) in by else float("nan") for m in methods]
+            finite = [v for v in vals if v == v]
+            best = max(finite) if finite else None
+            cells = [("**" + fmt.format(v) + "**") if v == best else ("-" if v != v else fmt.format(v)) for v in vals]
+            lines.append(f"| {shown} | {label} | ours | " + " | ".join(cells) + " |")
+            if (key, label) in paper:
+                ref = dict(zip(ALL_METHODS, paper[(key, label)]))
+                lines.append(f"| {shown} | {label} | paper | " + " | ".join(fmt.format(ref[m]) for m in methods)
+                             + " |")
+    return lines
+
+
+def seconds_table(record: dict, methods: Sequence[str], labels: Sequence[str]) -> List[str]:
+    by = {(r["case"], r["method"]): r for r in record["runs"]}
+    lines = ["| case | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
+    for label in labels:
+        cells = [f"{by[(label, m)]['train_seconds'] / by[(label, m)]['iterations']:.3f}" if (label, m) in by else "-"
+                 for m in methods]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def header(title: str, record: dict, notes: Sequence[str]) -> List[str]:
+    meta = record["meta"]
+    return [f"# {title}", "", f"- command: `{meta['command']}`", f"- machine: {meta['machine']}",
+            f"- setting: {meta['setting']}", f"- date: {meta['date']}", *[f"- {n}" for n in notes], ""]
