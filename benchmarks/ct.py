@@ -40,7 +40,7 @@ class Args:
     archs: tuple[str, ...] = ("2x128", "2x256", "4x128", "4x256")
     size: int = 128
     projections: int = 100
-    iters: int = 300
+    iters: int = 200
     threads: int = 2
     seed: int = 0
     out: Path = RESULTS / "ct"

@@ -34,7 +34,7 @@ class Args:
     volume: Path = DATA / "mri" / "ch2bet.nii.gz"
     methods: tuple[str, ...] = ALL_METHODS
     archs: tuple[str, ...] = ("2x256", "4x256")
-    resolution: int = 32
+    resolution: int = 24
     sampling: float = 0.25
     iters: int = 300
     threads: int = 2

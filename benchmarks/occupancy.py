@@ -36,7 +36,7 @@ class Args:
     arch: str = "2x256"
     resolution: int = 96
     batch: int = 25_000
-    iters: int = 150
+    iters: int = 100
     threads: int = 2
     seed: int = 0
     out: Path = RESULTS / "occupancy"
