@@ -14,7 +14,7 @@ from pathlib import Path
 
 import tyro
 
-from task_tables import ALL_METHODS, DATA, RESULTS, Case, header, run_cases, seconds_table, table
+from task_tables import ALL_METHODS, DATA, RESULTS, Case, run_cases, write_report
 
 from nerf_norm.tasks.commands import CTCommand, run_ct
 
@@ -66,16 +66,12 @@ def main(args: Args) -> None:
     record = run_cases("ct", [case(a) for a in args.archs], args.methods,
                        ("psnr", "ssim", "fbp_psnr", "fbp_ssim"), setting, args.threads, args.out)
     fbp = next(iter(record["runs"]))
-    lines = header("2D CT reconstruction (Table 4 layout)", record, [
+    write_report(args.out, "2D CT reconstruction (Table 4 layout)", record, [
         f"filtered back projection (scikit-image iradon, ramp filter) of the same measurements: PSNR "
         f"{fbp['fbp_psnr']:.2f} dB, SSIM {fbp['fbp_ssim']:.3f}",
         "one process ran all runs one after another; `paper` rows: the paper's Table 4 (other data, 512x512, "
-        "20k iterations)"])
-    lines += table(record, args.methods, [("psnr", "PSNR", "{:.2f}"), ("ssim", "SSIM", "{:.3f}")], args.archs,
-                   PAPER)
-    lines += ["", "## Seconds per iteration", ""] + seconds_table(record, args.methods, args.archs)
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out.with_suffix('.md')}")
+        "20k iterations)"], args.methods, [("psnr", "PSNR", "{:.2f}"), ("ssim", "SSIM", "{:.3f}")], args.archs,
+        PAPER)
 
 
 if __name__ == "__main__":

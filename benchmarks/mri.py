@@ -14,7 +14,7 @@ from pathlib import Path
 
 import tyro
 
-from task_tables import ALL_METHODS, DATA, RESULTS, Case, header, run_cases, seconds_table, table
+from task_tables import ALL_METHODS, DATA, RESULTS, Case, run_cases, write_report
 
 from nerf_norm.tasks.commands import MRICommand, run_mri
 
@@ -63,16 +63,12 @@ def main(args: Args) -> None:
     record = run_cases("mri", [case(a) for a in args.archs], args.methods,
                        ("psnr", "ssim", "zero_filled_psnr", "zero_filled_ssim"), setting, args.threads, args.out)
     zf = next(iter(record["runs"]))
-    lines = header("3D MRI reconstruction (Table 5 layout)", record, [
+    write_report(args.out, "3D MRI reconstruction (Table 5 layout)", record, [
         f"zero-filled inverse FFT of the same measurements: PSNR {zf['zero_filled_psnr']:.2f} dB, SSIM "
         f"{zf['zero_filled_ssim']:.3f}",
         "one process ran all runs one after another; `paper` rows: the paper's Table 5 (other data and "
-        "sampling, 96^3, 1,000 iterations)"])
-    lines += table(record, args.methods, [("psnr", "PSNR", "{:.2f}"), ("ssim", "SSIM", "{:.3f}")], args.archs,
-                   PAPER)
-    lines += ["", "## Seconds per iteration", ""] + seconds_table(record, args.methods, args.archs)
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out.with_suffix('.md')}")
+        "sampling, 96^3, 1,000 iterations)"], args.methods, [("psnr", "PSNR", "{:.2f}"), ("ssim", "SSIM", "{:.3f}")],
+        args.archs, PAPER)
 
 
 if __name__ == "__main__":

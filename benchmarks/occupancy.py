@@ -14,7 +14,7 @@ from pathlib import Path
 
 import tyro
 
-from task_tables import ALL_METHODS, DATA, RESULTS, Case, header, run_cases, seconds_table, table
+from task_tables import ALL_METHODS, DATA, RESULTS, Case, run_cases, write_report
 
 from nerf_norm.tasks.commands import OccupancyCommand, run_occupancy
 
@@ -62,15 +62,11 @@ def main(args: Args) -> None:
                f"seed {args.seed}; IoU of sigmoid > 0.5 on the grid")
     record = run_cases("occupancy", [case(m) for m in args.meshes], args.methods, ("iou", "bce"), setting,
                        args.threads, args.out)
-    labels = [m.stem for m in args.meshes]
-    lines = header("3D occupancy (Table 3 layout)", record, [
+    write_report(args.out, "3D occupancy (Table 3 layout)", record, [
         "meshes: ../shared/data/meshes (Stanford scans; bunny and dragon are not closed: inside = generalized "
         "winding number > 1/2, which fills their holes; see nerf_norm/tasks/occupancy.py)",
-        "one process ran all runs one after another; `paper` rows: the paper's Table 3 (512^3, 200 epochs)"])
-    lines += ["## IoU", ""] + table(record, args.methods, [("iou", "IoU", "{:.3f}")], labels, PAPER)
-    lines += ["", "## Seconds per step", ""] + seconds_table(record, args.methods, labels)
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out.with_suffix('.md')}")
+        "one process ran all runs one after another; `paper` rows: the paper's Table 3 (512^3, 200 epochs)"],
+        args.methods, [("iou", "IoU", "{:.3f}")], [m.stem for m in args.meshes], PAPER)
 
 
 if __name__ == "__main__":

@@ -107,7 +107,17 @@ def seconds_table(record: dict, methods: Sequence[str], labels: Sequence[str]) -
     return lines
 
 
-def header(title: str, record: dict, notes: Sequence[str]) -> List[str]:
+def write_report(out: Path, title: str, record: dict, notes: Sequence[str], methods: Sequence[str],
+                 metrics: Sequence[Tuple[str, str, str]], labels: Sequence[str],
+                 paper: Dict[Tuple[str, str], Sequence[float]]) -> Path:
+    """``out.md``: title, provenance (command, machine, setting, date), notes, the paper-layout table and the
+    seconds per iteration."""
     meta = record["meta"]
-    return [f"# {title}", "", f"- command: `{meta['command']}`", f"- machine: {meta['machine']}",
-            f"- setting: {meta['setting']}", f"- date: {meta['date']}", *[f"- {n}" for n in notes], ""]
+    lines = [f"# {title}", "", f"- command: `{meta['command']}`", f"- machine: {meta['machine']}",
+             f"- setting: {meta['setting']}", f"- date: {meta['date']}", *[f"- {n}" for n in notes], ""]
+    lines += table(record, methods, metrics, labels, paper)
+    lines += ["", "## Seconds per iteration", ""] + seconds_table(record, methods, labels)
+    path = out.with_suffix(".md")
+    path.write_text("\n".join(lines) + "\n")
+    print(f"wrote {path}")
+    return path

@@ -68,6 +68,8 @@ class CTTask(Task):
 
     name = "ct"
     progress_metric = "psnr"
+    in_dim = 2
+    out_dim = 1
 
     def __init__(self, image: Optional[Path] = None, projections: int = 100, size: int = 256) -> None:
         if projections < 1:
@@ -81,14 +83,6 @@ class CTTask(Task):
         with torch.no_grad():
             self.sinogram = self.projector(self.target)  # [A, D] measurements
         self._coords = coordinate_grid((size, size))
-
-    @property
-    def in_dim(self) -> int:
-        return 2
-
-    @property
-    def out_dim(self) -> int:
-        return 1
 
     def coords(self) -> Tensor:
         return self._coords

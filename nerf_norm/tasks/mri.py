@@ -139,6 +139,8 @@ class MRITask(Task):
 
     name = "mri"
     progress_metric = "psnr"
+    in_dim = 3
+    out_dim = 1
 
     def __init__(self, volume: Optional[Path] = None, resolution: int = 32, sampling: float = 0.25,
                  center: float = 0.08, mask_seed: int = 0) -> None:
@@ -150,14 +152,6 @@ class MRITask(Task):
         self.mask = variable_density_mask(resolution, sampling, center, mask_seed)
         self.measurements = self.kspace(self.target)[self.mask]
         self._coords = coordinate_grid((resolution,) * 3)
-
-    @property
-    def in_dim(self) -> int:
-        return 3
-
-    @property
-    def out_dim(self) -> int:
-        return 1
 
     @property
     def measured_fraction(self) -> float:

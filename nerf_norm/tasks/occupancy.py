@@ -65,7 +65,11 @@ class OccupancyTask(Task):
 
     name = "occupancy"
     progress_metric = "iou"
+    in_dim = 3
+    out_dim = 1
     eval_chunk = 1 << 17
+    #: camera of the renderings: from the front right and above, y up (as the Stanford scans are stored)
+    VIEW = {"view_dir": (0.4, 0.3, 1.0), "up": (0.0, 1.0, 0.0)}
 
     def __init__(self, mesh: Optional[Path] = None, resolution: int = 128, batch: int = 100_000,
                  fill: float = 0.9) -> None:
@@ -98,14 +102,6 @@ class OccupancyTask(Task):
         if filled == 0 or filled == inside.size:
             raise UserError(f"mesh {path} encloses no volume at resolution {resolution} ({filled} of {inside.size} "
                             "grid points inside): is it a closed surface?")
-
-    @property
-    def in_dim(self) -> int:
-        return 3
-
-    @property
-    def out_dim(self) -> int:
-        return 1
 
     @property
     def occupied_fraction(self) -> float:
@@ -158,6 +154,6 @@ class OccupancyTask(Task):
             return outputs
         outputs["mesh"] = out_dir / "mesh.ply"
         trimesh.Trimesh(vertices, faces, process=False).export(outputs["mesh"])
-        outputs["render"] = render_mesh_png(vertices, faces, out_dir / "mesh.png")
-        outputs["target_render"] = render_mesh_png(self.vertices, self.faces, out_dir / "target.png")
+        outputs["render"] = render_mesh_png(vertices, faces, out_dir / "mesh.png", **self.VIEW)
+        outputs["target_render"] = render_mesh_png(self.vertices, self.faces, out_dir / "target.png", **self.VIEW)
         return outputs
