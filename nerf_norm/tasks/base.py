@@ -3,8 +3,7 @@
 A :class:`Task` owns its data and everything task specific: the input coordinates, the forward model
 from network output to measurements and the loss on them, the metrics, and the figures it writes. The
 :class:`Trainer` owns everything else: seeding, Adam (full batch, or the task's random batches) with a cosine
-learning-rate decay, the rich
-progress bar, checkpoints with resume, the training curve, and ``metrics.json``.
+learning-rate decay, the rich progress bar, checkpoints with resume, the training curve, and ``metrics.json``.
 """
 
 from __future__ import annotations
