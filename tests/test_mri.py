@@ -89,8 +89,8 @@ def test_mri_bad_input(tmp_path, cli_output):
 def test_relu_cn_beats_relu_on_mri(shared_data, tmp_path):
     """Fixed seed and budget (ch2bet at 24^3, 25% of k-space, 4x128, 300 iterations): CN lifts PSNR.
 
-    Not universal at this budget: on the generated phantom and on brain.tiff plain ReLU is ahead after 300
-    iterations (measured; see benchmarks/results/mri.md and README)."""
+    Not universal at this budget: at 2x256 and 4x256 plain ReLU is ahead (benchmarks/results/mri.md), and in
+    exploratory runs also on the generated phantom and on brain.tiff (see README)."""
     psnr = {}
     for method in ("relu", "relu+cn"):
         cmd = MRICommand(volume=shared_data / "mri" / "ch2bet.nii.gz", method=method, arch="4x128", resolution=24,
