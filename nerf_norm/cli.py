@@ -23,7 +23,7 @@ from .tasks.commands import CTCommand, ImageCommand, MRICommand, OccupancyComman
 console = Console()
 
 
-def _print_summary(title: str, metrics: Dict[str, float], outputs: Dict[str, Path]) -> None:
+def _print_summary(title: str, metrics: Dict[str, float], outputs: Dict[str, Path], out: Path) -> None:
     table = Table(title=title, show_header=False)
     for key in ("psnr", "ssim", "iou", "fbp_psnr", "fbp_ssim", "zero_filled_psnr", "zero_filled_ssim", "params",
                 "bpp_half", "bpp_full", "iterations", "train_seconds"):
@@ -33,35 +33,32 @@ def _print_summary(title: str, metrics: Dict[str, float], outputs: Dict[str, Pat
     for key, path in outputs.items():
         table.add_row(key, str(path))
     console.print(table)
+    console.print(f"outputs in [bold]{out.resolve()}[/bold]")
 
 
 def _image(cmd: ImageCommand) -> None:
     result, task = run_image(cmd)
     _print_summary(f"{cmd.method} {cmd.arch} on {task.source} ({task.width}x{task.height})", result.metrics,
-                   result.outputs)
-    console.print(f"outputs in [bold]{cmd.out.resolve()}[/bold]")
+                   result.outputs, cmd.out)
 
 
 def _occupancy(cmd: OccupancyCommand) -> None:
     result, task = run_occupancy(cmd)
     closed = "" if task.closed else ", not closed: holes filled by the winding number"
     _print_summary(f"{cmd.method} {cmd.arch} occupancy of {task.source} ({task.resolution}^3{closed})",
-                   result.metrics, result.outputs)
-    console.print(f"outputs in [bold]{cmd.out.resolve()}[/bold]")
+                   result.metrics, result.outputs, cmd.out)
 
 
 def _ct(cmd: CTCommand) -> None:
     result, task = run_ct(cmd)
     _print_summary(f"{cmd.method} {cmd.arch} CT of {task.source} ({task.size}x{task.size}, "
-                   f"{task.projections} projections)", result.metrics, result.outputs)
-    console.print(f"outputs in [bold]{cmd.out.resolve()}[/bold]")
+                   f"{task.projections} projections)", result.metrics, result.outputs, cmd.out)
 
 
 def _mri(cmd: MRICommand) -> None:
     result, task = run_mri(cmd)
     _print_summary(f"{cmd.method} {cmd.arch} MRI of {task.source} ({task.resolution}^3, "
-                   f"{100 * task.measured_fraction:.1f}% of k-space)", result.metrics, result.outputs)
-    console.print(f"outputs in [bold]{cmd.out.resolve()}[/bold]")
+                   f"{100 * task.measured_fraction:.1f}% of k-space)", result.metrics, result.outputs, cmd.out)
 
 
 @dataclass
