@@ -7,19 +7,11 @@ from typing import Dict, Mapping, Sequence
 
 import numpy as np
 
+from ..plotting import pyplot
 from .spectral import SpectralDynamics
 
 NORM_COLOURS = {"none": "#d62728", "bn": "#1f77b4", "ln": "#2ca02c", "gn": "#9467bd", "cn": "#ff7f0e"}
 NORM_LABELS = {"none": "no norm", "bn": "BN", "ln": "LN", "gn": "GN", "cn": "CN"}
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_ntk_histograms(eigenvalues: Mapping[str, Mapping[str, np.ndarray]], titles: Mapping[str, str],
@@ -28,7 +20,7 @@ def plot_ntk_histograms(eigenvalues: Mapping[str, Mapping[str, np.ndarray]], tit
 
     ``eigenvalues[encoding][norm]`` holds the eigenvalues; non-positive ones (rounding) are left out.
     """
-    plt = _pyplot()
+    plt = pyplot()
     encodings = list(eigenvalues)
     logs = {e: {n: np.log10(v[v > 0]) for n, v in eigenvalues[e].items()} for e in encodings}
     every = np.concatenate([x for per in logs.values() for x in per.values()])
@@ -58,7 +50,7 @@ def plot_spectral_dynamics(runs: Sequence[SpectralDynamics], path: Path, title: 
     x: training iteration, y: frequency band (cycles per domain), colour: relative error (darker = larger,
     clipped at 1; blank where a band has no target energy).
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(runs), figsize=(3.2 * len(runs) + 1.0, 3.2), sharey=True, squeeze=False)
     image = None
     for ax, run in zip(axes[0], runs):

@@ -178,10 +178,9 @@ class SignalTask(Task):
                 "band_edges": [round(float(e), 6) for e in self.edges]}
 
     def save_outputs(self, pred: Tensor, out_dir: Path) -> Dict[str, Path]:
-        import matplotlib
+        from ..plotting import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         path = Path(out_dir) / "fit.png"
         if len(self.grid_shape) == 1:

@@ -255,10 +255,9 @@ class Trainer:
         return int(ckpt["step"]), float(ckpt["elapsed"]), ckpt["history"]
 
     def _plot_curve(self, history: Dict[str, List[float]], metric: str) -> Path:
-        import matplotlib
+        from ..plotting import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
         for ax, key, label in ((axes[0], "iteration", "iteration"), (axes[1], "seconds", "wall-clock seconds")):

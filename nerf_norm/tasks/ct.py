@@ -118,10 +118,9 @@ class CTTask(Task):
 
     def save_outputs(self, pred: Tensor, out_dir: Path) -> Dict[str, Path]:
         import imageio.v3 as iio
-        import matplotlib
+        from ..plotting import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         out_dir = Path(out_dir)
         img = self.image(pred).clamp(0.0, 1.0)

@@ -158,10 +158,9 @@ class ImageTask(Task):
         return np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(gray / 255.0))))
 
     def _plot_spectrum(self, pred: Tensor, path: Path) -> None:
-        import matplotlib
+        from ..plotting import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         target_img, pred_img = self.to_numpy_image(self.target), self.to_numpy_image(pred)
         spec_t, spec_p = self.log_spectrum(target_img), self.log_spectrum(pred_img)

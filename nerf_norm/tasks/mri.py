@@ -193,10 +193,9 @@ class MRITask(Task):
                 "center": self.center, "mask_seed": self.mask_seed}
 
     def save_outputs(self, pred: Tensor, out_dir: Path) -> Dict[str, Path]:
-        import matplotlib
+        from ..plotting import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         out_dir = Path(out_dir)
         vol = self.volume(pred).clamp(0.0, 1.0).numpy()
