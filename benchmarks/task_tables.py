@@ -7,6 +7,8 @@ paper's layout with the paper's numbers on the row under ours.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import platform
@@ -15,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -43,8 +45,9 @@ def machine(threads: int) -> str:
 
 
 def run_cases(name: str, cases: Sequence[Case], methods: Sequence[str], keep: Sequence[str], setting: str,
-              threads: int, out: Path) -> dict:
-    """Runs what ``out.json`` does not hold yet; returns the record (meta + runs)."""
+              threads: int, out: Path, script: Optional[str] = None) -> dict:
+    """Runs what ``out.json`` does not hold yet; returns the record (meta + runs). ``name`` names the scratch
+    folder, ``script`` (default: ``name``) the benchmark script in the recorded command."""
     from nerf_norm import cn_kernel
 
     torch.set_num_threads(threads)
@@ -52,13 +55,13 @@ def run_cases(name: str, cases: Sequence[Case], methods: Sequence[str], keep: Se
     json_path = out.with_suffix(".json")
     record = json.loads(json_path.read_text()) if json_path.exists() else {"runs": []}
     done = {(r["case"], r["method"]) for r in record["runs"]}
-    record["meta"] = {"command": f"python benchmarks/{name}.py " + " ".join(sys.argv[1:]),
+    record["meta"] = {"command": f"python benchmarks/{script or name}.py " + " ".join(sys.argv[1:]),
                       "machine": machine(threads), "setting": setting, "date": time.strftime("%Y-%m-%d")}
     total, k = len(cases) * len(methods), 0
     for case in cases:
         for method in methods:
             k += 1
-            if (case.label, method) in done:
+            if (case.label, method) in done or (case.label, method) in _recorded(json_path):
                 continue
             scratch = SCRATCH / name / case.label / method.replace("+", "_")
             shutil.rmtree(scratch, ignore_errors=True)
@@ -66,11 +69,45 @@ def run_cases(name: str, cases: Sequence[Case], methods: Sequence[str], keep: Se
             entry = {"case": case.label, "method": method, **{key: metrics[key] for key in keep if key in metrics},
                      "params": metrics["params"], "train_seconds": metrics["train_seconds"],
                      "iterations": metrics["iterations"], "history": history}
-            record["runs"].append(entry)
-            json_path.parent.mkdir(parents=True, exist_ok=True)
-            json_path.write_text(json.dumps(record, indent=1))
+            record = _append(json_path, record["meta"], entry)
             shown = "  ".join(f"{key} {metrics[key]:.4f}" for key in keep if key in metrics)
             print(f"[{k}/{total}] {case.label} {method:8s} {shown}  {metrics['train_seconds']:.1f}s", flush=True)
+    return _locked_read(json_path) or record
+
+
+@contextlib.contextmanager
+def _lock(json_path: Path):
+    """An exclusive lock beside ``json_path``: several benchmark processes (e.g. one per image) may share it."""
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(json_path.with_suffix(".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _locked_read(json_path: Path) -> Optional[dict]:
+    with _lock(json_path):
+        return json.loads(json_path.read_text()) if json_path.exists() else None
+
+
+def _recorded(json_path: Path) -> set:
+    record = _locked_read(json_path) or {"runs": []}
+    return {(r["case"], r["method"]) for r in record["runs"]}
+
+
+def _append(json_path: Path, meta: dict, entry: dict) -> dict:
+    """Adds ``entry`` to the JSON on disk (re-read under the lock, so concurrent writers lose nothing)."""
+    with _lock(json_path):
+        record = json.loads(json_path.read_text()) if json_path.exists() else {"runs": []}
+        record["meta"] = meta
+        if not any((r["case"], r["method"]) == (entry["case"], entry["method"]) for r in record["runs"]):
+            record["runs"].append(entry)
+        tmp = json_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        os.replace(tmp, json_path)
+    return record
     return record
 
 
@@ -116,8 +153,43 @@ def write_report(out: Path, title: str, record: dict, notes: Sequence[str], meth
     lines = [f"# {title}", "", f"- command: `{meta['command']}`", f"- machine: {meta['machine']}",
              f"- setting: {meta['setting']}", f"- date: {meta['date']}", *[f"- {n}" for n in notes], ""]
     lines += table(record, methods, metrics, labels, paper)
+    key = metrics[0][0]
+    ordering = orderings_table(record, key, labels, paper)
+    if ordering:
+        lines += ["", f"## Do the paper's orderings hold? ({metrics[0][1]}; cells: ours / paper)", ""] + ordering
     lines += ["", "## Seconds per iteration", ""] + seconds_table(record, methods, labels)
     path = out.with_suffix(".md")
     path.write_text("\n".join(lines) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def _orderings(values: Dict[str, float]) -> Dict[str, bool]:
+    """The paper's orderings on one row of 13 values (higher is better): every norm above no norm, per family,
+    and PE+CN best of all 13."""
+    checks = {f"{fam}+{n}>{fam}": values[f"{fam}+{n}"] > values[fam]
+              for fam in ("relu", "pe") for n in ("bn", "ln", "gn", "cn")
+              if f"{fam}+{n}" in values and fam in values}
+    if len(values) == len(ALL_METHODS):
+        checks["pe+cn best"] = values["pe+cn"] >= max(values.values())
+    return checks
+
+
+def orderings_table(record: dict, key: str, labels: Sequence[str],
+                    paper: Dict[Tuple[str, str], Sequence[float]]) -> List[str]:
+    """Markdown rows: for every case, whether each of the paper's orderings holds in ours (and in the paper's own
+    numbers, where it has that case): ``yes``/``no``, ``ours/paper``."""
+    by = {(r["case"], r["method"]): r[key] for r in record["runs"] if key in r}
+    rows, header = [], None
+    for label in labels:
+        ours = _orderings({m: by[(label, m)] for m in ALL_METHODS if (label, m) in by})
+        theirs = _orderings(dict(zip(ALL_METHODS, paper[(key, label)]))) if (key, label) in paper else {}
+        if header is None:
+            header = list(ours)
+        yn = lambda v: "yes" if v else "no"  # noqa: E731
+        cells = [yn(ours[c]) + (f" / {yn(theirs[c])}" if c in theirs else "") if c in ours else "-" for c in header]
+        held = sum(ours.values())
+        rows.append(f"| {label} | " + " | ".join(cells) + f" | {held}/{len(ours)} |")
+    if header is None:
+        return []
+    return (["| case | " + " | ".join(header) + " | held (ours) |", "|---|" + "---|" * (len(header) + 1)] + rows)

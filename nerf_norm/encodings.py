@@ -1,8 +1,12 @@
 """Input encodings for coordinate networks.
 
-* :class:`PositionalEncoding`: NeRF-style, ``[x, sin(2^k pi x), cos(2^k pi x)]`` for ``k < L``.
-* :class:`GaussianFourierFeatures`: Tancik et al. 2020, ``[sin(2 pi B x), cos(2 pi B x)]`` with a fixed
-  ``B ~ N(0, scale^2)`` (the paper's "PE" method, scale 10).
+* :class:`PositionalEncoding`: NeRF's (Mildenhall et al. 2020, Eq. 4), ``[x, sin(2^0 pi x), cos(2^0 pi x), ...,
+  sin(2^(L-1) pi x), cos(2^(L-1) pi x)]``. With ``L = 10`` this is the paper's "PE" ("encoding scale 10 [37]",
+  [37] = NeRF) and the authors' released ``positionalencoding(coord, 10)``: 42 inputs in 2D, 63 in 3D.
+* :class:`GaussianFourierFeatures`: Tancik et al. 2020, ``[sin(2 pi B x), cos(2 pi B x)]`` with a fixed random
+  ``B ~ N(0, scale^2)``. A different method, available as an explicit option, never what ``pe`` means.
+
+Both compute in float32 even under autocast: ``sin(2^9 pi x)`` in bfloat16 has no correct digit.
 """
 
 from __future__ import annotations
@@ -13,13 +17,24 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-__all__ = ["PositionalEncoding", "GaussianFourierFeatures"]
+__all__ = ["PositionalEncoding", "GaussianFourierFeatures", "ENCODINGS"]
+
+#: encoding choices of the ``pe`` family: ``positional`` (the paper's, default) and ``gaussian``
+ENCODINGS = ("positional", "gaussian")
+
+
+def _float32(x: Tensor) -> Tensor:
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 class PositionalEncoding(nn.Module):
-    """``[..., D] -> [..., D (1 + 2L)]`` (``[..., 2 D L]`` without the input): frequencies ``2^k pi``, k < L."""
+    """``[..., D] -> [..., D (1 + 2L)]`` (``[..., 2 D L]`` without the input), frequencies ``2^k pi``, ``k < L``.
 
-    def __init__(self, in_dim: int, num_frequencies: int, include_input: bool = True) -> None:
+    Layout, frequency-major as in NeRF: ``[x_1..x_D, sin(pi x_1)..sin(pi x_D), cos(pi x_1)..cos(pi x_D),
+    sin(2 pi x_1)..., cos(2 pi x_1)..., ...]``. Coordinates are expected in ``[-1, 1]``.
+    """
+
+    def __init__(self, in_dim: int, num_frequencies: int = 10, include_input: bool = True) -> None:
         super().__init__()
         if in_dim < 1 or num_frequencies < 0:
             raise ValueError(f"PositionalEncoding: need in_dim >= 1 and num_frequencies >= 0, got "
@@ -27,7 +42,8 @@ class PositionalEncoding(nn.Module):
         self.in_dim = in_dim
         self.num_frequencies = num_frequencies
         self.include_input = include_input
-        self.register_buffer("freqs", math.pi * 2.0 ** torch.arange(num_frequencies, dtype=torch.float32),
+        # float64, rounded once to the input's dtype in forward (exact 2^k pi in a float64 analysis)
+        self.register_buffer("freqs", math.pi * 2.0 ** torch.arange(num_frequencies, dtype=torch.float64),
                              persistent=False)
 
     @property
@@ -35,11 +51,11 @@ class PositionalEncoding(nn.Module):
         return self.in_dim * (2 * self.num_frequencies + int(self.include_input))
 
     def forward(self, x: Tensor) -> Tensor:
-        scaled = (x.unsqueeze(-1) * self.freqs.to(x.dtype)).flatten(-2)  # [..., D * L]
-        parts = [torch.sin(scaled), torch.cos(scaled)]
-        if self.include_input:
-            parts.insert(0, x)
-        return torch.cat(parts, dim=-1)
+        with torch.autocast(x.device.type, enabled=False):
+            x = _float32(x)
+            scaled = x.unsqueeze(-2) * self.freqs.to(x.dtype).unsqueeze(-1)  # [..., L, D]
+            waves = torch.stack([torch.sin(scaled), torch.cos(scaled)], dim=-2).flatten(-3)  # [..., L * 2 * D]
+            return torch.cat([x, waves], dim=-1) if self.include_input else waves
 
     def extra_repr(self) -> str:
         return f"in_dim={self.in_dim}, num_frequencies={self.num_frequencies}, include_input={self.include_input}"
@@ -73,8 +89,10 @@ class GaussianFourierFeatures(nn.Module):
         return 2 * self.num_features
 
     def forward(self, x: Tensor) -> Tensor:
-        proj = (2.0 * math.pi) * (x @ self.B.to(x.dtype).t())
-        return torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)
+        with torch.autocast(x.device.type, enabled=False):
+            x = _float32(x)
+            proj = (2.0 * math.pi) * (x @ self.B.to(x.dtype).t())
+            return torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)
 
     def extra_repr(self) -> str:
         return (f"in_dim={self.in_dim}, num_features={self.num_features}, scale={self.scale}, "

@@ -7,21 +7,45 @@ import torch
 from torch import nn
 
 from nerf_norm.encodings import GaussianFourierFeatures, PositionalEncoding
-from nerf_norm.networks import METHODS, CoordinateMLP, build_network, count_parameters, get_method, parse_arch
+from nerf_norm.networks import METHODS, CoordinateMLP, EncodingSpec, build_network, count_parameters, get_method, parse_arch
 from nerf_norm.norms import CrossNorm
 
 
-def test_positional_encoding_values():
-    pe = PositionalEncoding(2, num_frequencies=3)
-    x = torch.tensor([[0.25, -0.5]])
-    y = pe(x)
-    assert y.shape == (1, pe.out_dim) == (1, 2 * 7)
-    assert torch.allclose(y[0, :2], x[0])
-    # layout [x, sin(2^k pi x_d) for d, k, cos(...) for d, k]: the first coordinate's sines are at 2, 3, 4
-    expected = [math.sin(math.pi * 0.25), math.sin(2 * math.pi * 0.25), math.sin(4 * math.pi * 0.25)]
-    assert torch.allclose(y[0, 2:5], torch.tensor(expected), atol=1e-6)
-    assert torch.allclose(y[0, 8:11], torch.tensor(expected).mul(0).add(torch.cos(torch.tensor(
-        [math.pi * 0.25, 2 * math.pi * 0.25, 4 * math.pi * 0.25]))), atol=1e-6)
+def test_positional_encoding_is_nerfs_hand_computed():
+    """The paper's PE (NeRF, L = 10, input kept) against values written out by hand for one 2D point."""
+    pe = PositionalEncoding(2)
+    x, y = 0.3, -0.7
+    expected = [x, y]
+    for k in range(10):
+        f = (2.0 ** k) * math.pi
+        expected += [math.sin(f * x), math.sin(f * y), math.cos(f * x), math.cos(f * y)]
+    out = pe(torch.tensor([[x, y]], dtype=torch.float64))
+    assert pe.out_dim == 42 and out.shape == (1, 42)
+    assert torch.allclose(out[0], torch.tensor(expected, dtype=torch.float64), atol=1e-12)
+    assert PositionalEncoding(3).out_dim == 63
+    assert PositionalEncoding(2, 3, include_input=False)(torch.zeros(1, 2)).shape == (1, 12)
+
+
+def test_encodings_compute_in_float32_under_autocast():
+    x = torch.rand(64, 2) * 2 - 1
+    for enc in (PositionalEncoding(2), GaussianFourierFeatures(2, 16, scale=10.0, seed=0, coord_span=2.0)):
+        ref = enc(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = enc(x.bfloat16())
+        assert low.dtype == torch.float32
+        # the input was rounded to bfloat16 (8 bits), the encoding itself is not: compare to the rounded input's
+        assert torch.allclose(low, enc(x.bfloat16().float()), atol=1e-6)
+        assert ref.dtype == torch.float32
+
+
+def test_pe_family_is_the_papers_positional_encoding():
+    net = build_network("pe+cn", 2, 3, "10x28", seed=0)
+    assert isinstance(net.encoding, PositionalEncoding) and net.encoding.num_frequencies == 10
+    assert count_parameters(net) == 9159  # 42*28+28 + 9*(28*28+28) + 28*3+3 + 10 layers x (2*28) CN affine
+    gauss = build_network("pe", 2, 3, "10x28", seed=0, encoding=EncodingSpec("gaussian", gaussian_scale=10.0))
+    assert isinstance(gauss.encoding, GaussianFourierFeatures) and gauss.encoding.out_dim == 56
+    with pytest.raises(ValueError, match="unknown encoding"):
+        EncodingSpec("fourier")
 
 
 def test_fourier_features_fixed_and_seeded():

@@ -9,7 +9,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -93,25 +93,32 @@ def train(config: TrainerConfig) -> tuple[Trainer, float]:
     return trainer, time.perf_counter() - start
 
 
-def evaluate(trainer: Trainer, max_images: Optional[int] = None) -> Dict[str, float]:
-    """Mean PSNR/SSIM (and LPIPS when available) of the model over the test split (first ``max_images``)."""
+def evaluate(trainer: Trainer, max_images: Optional[int] = None, indices: Optional[Sequence[int]] = None,
+             renders: Optional[Dict[int, np.ndarray]] = None) -> Dict[str, float]:
+    """Mean PSNR/SSIM (and LPIPS when available) of the model over the test split (the first ``max_images``
+    views, or the views ``indices``). With ``renders``, the model's combined image of each view (nerfstudio's
+    ``img``: ground truth | ... | final render, ``[H, k W, 3]`` in [0, 1]) is stored in it by view index."""
     pipeline = trainer.pipeline
     pipeline.eval()
     dataset = pipeline.datamanager.eval_dataset
     model = pipeline.model
     sums: Dict[str, float] = {}
-    count = len(dataset) if max_images is None else min(max_images, len(dataset))
+    if indices is None:
+        indices = range(len(dataset) if max_images is None else min(max_images, len(dataset)))
+    indices = list(indices)
     with torch.no_grad():
-        for index in range(count):
+        for index in indices:
             camera = dataset.cameras[index : index + 1].to(model.device)
             batch = dataset[index]
             outputs = model.get_outputs_for_camera(camera)
-            metrics, _ = model.get_image_metrics_and_images(outputs, batch)
+            metrics, images = model.get_image_metrics_and_images(outputs, batch)
+            if renders is not None:
+                renders[index] = images["img"].clamp(0, 1).cpu().numpy()
             for key, value in metrics.items():
                 if np.isfinite(value):
                     sums[key] = sums.get(key, 0.0) + float(value)
     pipeline.train()
-    return {key: value / count for key, value in sums.items()} | {"images": count}
+    return {key: value / len(indices) for key, value in sums.items()} | {"images": len(indices)}
 
 
 def train_step(trainer: Trainer, step: int) -> float:

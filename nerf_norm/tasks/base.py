@@ -35,6 +35,9 @@ class Task(abc.ABC):
     name: str = "task"
     #: name of the quality number shown while training (higher is better)
     progress_metric: str = "psnr"
+    #: record the best :meth:`progress` over all iterations (``{metric}_best`` in the metrics, the number the
+    #: paper's authors report); only where :meth:`progress` measures the whole signal and is cheap
+    track_best: bool = False
 
     @property
     @abc.abstractmethod
@@ -169,11 +172,12 @@ class Trainer:
         identity = self._identity(task)
         history: Dict[str, List[float]] = {"iteration": [], "seconds": [], "loss": [], task.progress_metric: []}
         step, elapsed = 0, 0.0
+        best = {"value": -math.inf, "iteration": 0}
         ckpt_path = self.out_dir / self.CHECKPOINT
         if ckpt_path.exists():
             if not cfg.resume:
                 raise UserError(f"{ckpt_path} exists and --no-resume was given: choose another --out or remove it")
-            step, elapsed, history = self._load(ckpt_path, identity, model, opt, sched)
+            step, elapsed, history, best = self._load(ckpt_path, identity, model, opt, sched)
             console.log(f"resuming from {ckpt_path} at iteration {step}")
 
         coords = task.coords()
@@ -198,8 +202,13 @@ class Trainer:
                 opt.step()
                 sched.step()
                 step += 1
-                if step % cfg.log_every == 0 or step == cfg.iters or step == 1:
+                logged = step % cfg.log_every == 0 or step == cfg.iters or step == 1
+                if logged or task.track_best:
+                    # the output of this step's forward pass, i.e. of the weights before this step's update
                     value = task.progress(pred.detach(), index)
+                    if value > best["value"]:
+                        best = {"value": value, "iteration": step - 1}
+                if logged:
                     history["iteration"].append(step)
                     history["seconds"].append(time.perf_counter() - t_start)
                     history["loss"].append(loss.item())
@@ -209,7 +218,8 @@ class Trainer:
                     progress.update(bar, metric=f"{task.progress_metric} {value:.2f}")
                 progress.update(bar, completed=step)
                 if step % cfg.checkpoint_every == 0 or step == cfg.iters:
-                    self._save(ckpt_path, identity, model, opt, sched, step, time.perf_counter() - t_start, history)
+                    self._save(ckpt_path, identity, model, opt, sched, step, time.perf_counter() - t_start, history,
+                               best)
         train_seconds = time.perf_counter() - t_start
 
         model.eval()
@@ -219,6 +229,9 @@ class Trainer:
         metrics = dict(task.evaluate(pred))
         params = count_parameters(model)
         metrics.update(params=params, iterations=step, train_seconds=train_seconds, lr=lr, **task.rate(params))
+        if task.track_best:
+            metrics[f"{task.progress_metric}_best"] = best["value"]
+            metrics[f"{task.progress_metric}_best_iteration"] = best["iteration"]
         outputs = dict(task.save_outputs(pred, self.out_dir))
         outputs["curve"] = self._plot_curve(history, task.progress_metric)
         outputs["metrics"] = self.out_dir / "metrics.json"
@@ -232,10 +245,11 @@ class Trainer:
     def _cosine(total: int, final_ratio: float) -> Callable[[int], float]:
         return lambda it: final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * min(it, total) / total))
 
-    def _save(self, path: Path, identity, model, opt, sched, step: int, elapsed: float, history) -> None:
+    def _save(self, path: Path, identity, model, opt, sched, step: int, elapsed: float, history, best) -> None:
         tmp = path.with_suffix(".tmp")
         torch.save({"identity": identity, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "step": step, "elapsed": elapsed, "history": history}, tmp)
+                    "scheduler": sched.state_dict(), "step": step, "elapsed": elapsed, "history": history,
+                    "best": best}, tmp)
         os.replace(tmp, path)  # atomic: an interrupted save never corrupts the previous checkpoint
 
     @staticmethod
@@ -252,7 +266,8 @@ class Trainer:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
-        return int(ckpt["step"]), float(ckpt["elapsed"]), ckpt["history"]
+        best = ckpt.get("best", {"value": -math.inf, "iteration": 0})
+        return int(ckpt["step"]), float(ckpt["elapsed"]), ckpt["history"], best
 
     def _plot_curve(self, history: Dict[str, List[float]], metric: str) -> Path:
         from ..plotting import pyplot

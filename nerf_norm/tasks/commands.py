@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, Literal, Optional, Tuple
 
 from ..errors import UserError
-from ..networks import build_network, get_method, parse_arch
+from ..networks import EncodingSpec, build_network, get_method, parse_arch
 from ..norms import CN_VARIANTS
 from .base import FitResult, Task, TrainConfig, Trainer
 
@@ -32,6 +32,15 @@ class FitCommand(TrainConfig):
     """output directory"""
     cn_variant: Literal["paper", "reference"] = "paper"
     """CrossNorm formulation (see README: 'Which CrossNorm')"""
+    encoding: Literal["positional", "gaussian"] = "positional"
+    """input encoding of the pe family: 'positional' is the paper's PE (NeRF's, --pe-frequencies octaves, input
+    kept); 'gaussian' is Tancik et al.'s random Fourier features (a different method, labelled as such)"""
+    pe_frequencies: int = 10
+    """octaves of the positional encoding, frequencies 2^k pi for k < L (paper: 10)"""
+    gaussian_scale: float = 10.0
+    """scale of the Gaussian Fourier features (unit-interval convention), with --encoding gaussian"""
+    gaussian_features: Optional[int] = None
+    """number of Gaussian Fourier features, with --encoding gaussian (default: the hidden width)"""
 
     def validate(self) -> None:
         super().validate()
@@ -42,6 +51,13 @@ class FitCommand(TrainConfig):
             raise UserError(str(exc)) from exc
         if self.cn_variant not in CN_VARIANTS:
             raise UserError(f"--cn-variant must be one of {CN_VARIANTS}, got {self.cn_variant!r}")
+        self.encoding_spec()
+
+    def encoding_spec(self) -> EncodingSpec:
+        try:
+            return EncodingSpec(self.encoding, self.pe_frequencies, self.gaussian_scale, self.gaussian_features)
+        except ValueError as exc:
+            raise UserError(f"--encoding / --pe-frequencies / --gaussian-*: {exc}") from exc
 
 
 def _train_config(cmd: TrainConfig) -> TrainConfig:
@@ -53,11 +69,14 @@ def run_fit(cmd: FitCommand, make_task: Callable[[], Task]) -> Tuple[FitResult, 
     cmd.validate()
     task = make_task()
     spec = get_method(cmd.method)
+    encoding = cmd.encoding_spec()
     info = {"method": spec.name, "arch": cmd.arch, "cn_variant": cmd.cn_variant}
+    if spec.family == "pe":
+        info.update(encoding.describe())
     trainer = Trainer(_train_config(cmd), cmd.out, info)
 
     def build():
-        return build_network(spec.name, task.in_dim, task.out_dim, cmd.arch, seed=cmd.seed,
+        return build_network(spec.name, task.in_dim, task.out_dim, cmd.arch, encoding=encoding, seed=cmd.seed,
                              norm_kwargs={"variant": cmd.cn_variant} if spec.norm == "cn" else None)
 
     return trainer.fit(task, build, spec.default_lr), task
@@ -75,8 +94,9 @@ class ImageCommand(FitCommand):
     """image file (PNG, JPEG, TIFF, ...); default: scikit-image's bundled astronaut photograph"""
     arch: str = "10x28"
     """hidden layers x hidden features, e.g. 5x20, 10x28, 13x49"""
-    downscale: int = 4
-    """integer downscaling of the image before fitting (1 = full resolution)"""
+    downscale: Optional[int] = None
+    """integer downscaling of the image before fitting; default: 1 (the image as given) for --image, 4 for the
+    bundled 512x512 default (128x128)"""
     out: Path = Path("outputs/image")
     """output directory"""
     iters: int = 500
@@ -87,7 +107,8 @@ def run_image(cmd: ImageCommand):
     """Runs the image task for ``cmd``; returns the fit and the task (its source and size)."""
     from .image import ImageTask
 
-    return run_fit(cmd, lambda: ImageTask(cmd.image, cmd.downscale))
+    downscale = cmd.downscale if cmd.downscale is not None else (1 if cmd.image is not None else 4)
+    return run_fit(cmd, lambda: ImageTask(cmd.image, downscale))
 
 
 @dataclass

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UserError
-from .base import Task
+from .base import Task, console
 from .grids import coordinate_grid, psnr
 
 DEFAULT_IMAGE_NAME = "astronaut (scikit-image sample data)"
@@ -40,7 +40,8 @@ def load_image(path: Optional[Path]) -> tuple[np.ndarray, str]:
     except Exception as exc:  # noqa: BLE001 - any decoder failure is the same user-facing problem
         raise UserError(f"cannot read image {path}: {exc.__class__.__name__}: {exc}") from exc
     if arr.ndim == 3 and arr.shape[-1] == 4:
-        arr = arr[..., :3]  # drop alpha
+        console.log(f"{path}: RGBA image, the alpha channel is dropped (fitting RGB)")
+        arr = arr[..., :3]
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[-1] not in (1, 3):
@@ -78,6 +79,7 @@ class ImageTask(Task):
 
     name = "image"
     progress_metric = "psnr"
+    track_best = True
 
     def __init__(self, image: Optional[Path] = None, downscale: int = 1) -> None:
         if downscale < 1:
@@ -89,6 +91,7 @@ class ImageTask(Task):
             h, w = img.shape[0] // downscale, img.shape[1] // downscale
             if min(h, w) < 16:
                 raise UserError(f"--downscale {downscale} leaves {w}x{h} pixels; need at least 16 on a side")
+            console.log(f"image resampled from {img.shape[1]}x{img.shape[0]} to {w}x{h} (--downscale {downscale})")
             img = resize(img, (h, w), anti_aliasing=True).astype(np.float32)
         self.downscale = downscale
         self.height, self.width, self.channels = img.shape

@@ -1,0 +1,162 @@
+"""Why did mipnerf-bn score 9.8 dB on lego (benchmarks/results/mipnerf_lego.md)? A diagnosis run.
+
+Trains ``--method`` (default mipnerf-bn) exactly as ``mipnerf_blender.py`` did (lite settings, lego at 100x100,
+600 steps, seed 0), logging the training-batch PSNR of the fine pass, then scores the same test views three ways:
+
+* ``running``: eval mode, the norms use their running statistics (what ``ns-eval`` and the benchmark measured);
+* ``batch``: the norms use the batch statistics of each 4096-ray render chunk (train-mode norms, no gradient,
+  running statistics untouched);
+* ``recalibrated``: eval mode after the running statistics were re-estimated, weights frozen, as the plain
+  average over ``--recalibrate`` training batches (momentum None) instead of the exponential average that lags
+  behind the changing weights.
+
+If training PSNR is high and ``running`` is far below ``batch``/``recalibrated``, the weights are fine and the
+running statistics are the problem. Results: ``benchmarks/results/mipnerf_bn_anomaly.{json,md}``.
+
+    .venv/bin/python benchmarks/mipnerf_bn_anomaly.py
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import tyro
+from rich.console import Console
+
+from nerf_norm.nerfstudio.experiment import RunSettings, configure, evaluate, lite_config, setup_trainer
+from nerf_norm.norms import BatchNorm, CrossNorm, GlobalNorm
+
+HERE = Path(__file__).resolve().parent
+DATA = Path(os.environ.get("NERF_NORM_DATA", HERE.parent.parent / "shared" / "data")) / "blender" / "lego"
+console = Console()
+STAT_NORMS = (BatchNorm, GlobalNorm, CrossNorm)
+
+
+@dataclass
+class Args:
+    methods: tuple[str, ...] = ("mipnerf-bn",)
+    data: Path = DATA
+    scale: float = 0.25
+    steps: int = 600
+    log_every: int = 50
+    views: tuple[int, ...] = (0, 1, 2, 3)
+    recalibrate: int = 50
+    """training batches (no gradient) for the recalibrated running statistics"""
+    momentum: float = 0.1
+    """norm momentum of the running statistics while training (the methods' default is 0.1)"""
+    threads: int = 1
+    seed: int = 0
+    out: Path = HERE / "results" / "mipnerf_bn_anomaly"
+    scratch: Path = HERE / "scratch" / "mipnerf_bn_anomaly"
+
+
+def _stat_norms(model):
+    return [m for m in model.modules() if isinstance(m, STAT_NORMS) and m.track_running_stats]
+
+
+def _train(trainer, step: int) -> float:
+    """One training step as nerfstudio's loop takes it; returns the fine pass's training PSNR on the batch."""
+    from nerfstudio.engine.callbacks import TrainingCallbackLocation
+
+    for cb in trainer.callbacks:
+        cb.run_callback_at_location(step, location=TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+    _, loss_dict, _ = trainer.train_iteration(step)
+    for cb in trainer.callbacks:
+        cb.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+    return -10 * math.log10(float(loss_dict["rgb_loss_fine"]))
+
+
+def _evaluate_batch_stats(trainer, views) -> dict:
+    """Scores with every norm on batch statistics of its render chunk, on a copy of the model."""
+    pipeline = trainer.pipeline
+    model = pipeline.model
+    saved = copy.deepcopy(model.state_dict())
+    for norm in _stat_norms(model):
+        norm.track_running_stats = False  # training=False with no running stats -> batch statistics
+    try:
+        return evaluate(trainer, indices=views)
+    finally:
+        for norm in _stat_norms(model):
+            norm.track_running_stats = True
+        model.load_state_dict(saved)
+
+
+def _recalibrate(trainer, batches: int, step: int) -> None:
+    """Re-estimates every running statistic as the plain mean over ``batches`` training batches (weights fixed)."""
+    pipeline = trainer.pipeline
+    norms = _stat_norms(pipeline.model)
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    with torch.no_grad():
+        for k in range(batches):
+            ray_bundle, batch = pipeline.datamanager.next_train(step + k)
+            pipeline.model(ray_bundle)
+
+
+def run(args: Args, method: str) -> dict:
+    config = lite_config(method)
+    if hasattr(config.pipeline.model, "norm_momentum"):
+        config.pipeline.model.norm_momentum = args.momentum
+    config = configure(config, RunSettings(args.data, args.scratch / method, args.steps, args.seed,
+                                           image_scale=args.scale))
+    trainer = setup_trainer(config)
+    curve = []
+    start = time.perf_counter()
+    for step in range(args.steps):
+        psnr = _train(trainer, step)
+        if (step + 1) % args.log_every == 0:
+            curve.append({"step": step + 1, "train_psnr": psnr, "seconds": time.perf_counter() - start})
+            console.print(f"{method} step {step + 1}: training-batch PSNR {psnr:.2f}")
+    result = {"curve": curve, "running": evaluate(trainer, indices=args.views)}
+    console.print(f"{method} running statistics: {result['running']['psnr']:.2f} dB")
+    result["batch"] = _evaluate_batch_stats(trainer, args.views)
+    console.print(f"{method} batch statistics: {result['batch']['psnr']:.2f} dB")
+    _recalibrate(trainer, args.recalibrate, args.steps)
+    result["recalibrated"] = evaluate(trainer, indices=args.views)
+    console.print(f"{method} recalibrated running statistics: {result['recalibrated']['psnr']:.2f} dB")
+    return result
+
+
+def main(args: Args) -> None:
+    torch.set_num_threads(args.threads)
+    path = args.out.with_suffix(".json")
+    record = json.loads(path.read_text()) if path.exists() else {"runs": {}}
+    record["meta"] = {
+        "command": "python benchmarks/mipnerf_bn_anomaly.py " + " ".join(sys.argv[1:]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {args.threads} torch threads, "
+                   f"python {platform.python_version()}, torch {torch.__version__}",
+        "setting": f"lego at scale {args.scale}, lite settings, {args.steps} steps, seed {args.seed}, norm momentum "
+                   f"{args.momentum}, test views {list(args.views)}, recalibration over {args.recalibrate} batches",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    for method in args.methods:
+        key = f"{method}@momentum={args.momentum}"
+        if key not in record["runs"]:
+            record["runs"][key] = run(args, method)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(record, indent=1))
+    lines = ["# mipnerf-bn on lego: where the 9.8 dB came from", "", f"- command: `{record['meta']['command']}`",
+             f"- machine: {record['meta']['machine']}", f"- setting: {record['meta']['setting']}",
+             f"- date: {record['meta']['date']}", "",
+             "| run | training-batch PSNR (last) | test PSNR, running stats | test PSNR, batch stats | "
+             "test PSNR, recalibrated | SSIM running / batch / recalibrated |", "|---|---:|---:|---:|---:|---|"]
+    for key, r in record["runs"].items():
+        lines.append(f"| {key} | {r['curve'][-1]['train_psnr']:.2f} | {r['running']['psnr']:.2f} | "
+                     f"{r['batch']['psnr']:.2f} | {r['recalibrated']['psnr']:.2f} | {r['running']['fine_ssim']:.3f} / "
+                     f"{r['batch']['fine_ssim']:.3f} / {r['recalibrated']['fine_ssim']:.3f} |")
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    console.print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
