@@ -58,8 +58,37 @@ def _cpu_tag() -> str:
     except OSError:
         pass
     return hashlib.sha1(info.encode()).hexdigest()[:10]
+
+
 _module = None
 _failed: Optional[str] = None
+
+
+def _cpp_extension():
+    """``torch.utils.cpp_extension``, imported without its "No CUDA runtime is found" warning (it looks for a
+    CUDA toolkit at import time, which says nothing about a CPU kernel)."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        import torch.utils.cpp_extension as cpp_extension
+    finally:
+        logger.setLevel(level)
+    return cpp_extension
+
+
+def _name() -> str:
+    return f"nerf_norm_cross_norm_cpu_{_cpu_tag()}"
+
+
+def build_directory() -> Path:
+    """Where torch caches this machine's build (``TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``)."""
+    return Path(_cpp_extension()._get_build_directory(_name(), verbose=False))
+
+
+def is_built() -> bool:
+    """Whether this machine's kernel is already compiled (then loading it compiles nothing)."""
+    return (build_directory() / f"{_name()}.so").exists()
 
 
 def mode() -> str:
@@ -83,10 +112,13 @@ def load():
     with _lock:
         if _module is None and _failed is None:
             try:
-                from torch.utils.cpp_extension import load as load_extension
-
+                load_extension = _cpp_extension().load
                 _ninja_on_path()
-                _module = load_extension(name=f"nerf_norm_cross_norm_cpu_{_cpu_tag()}", sources=[str(_SOURCE)],
+                name = _name()
+                if not is_built():
+                    log.warning("building the CrossNorm CPU kernel %s (once per machine, about 2 minutes; "
+                                "scripts/install.sh does this at install time)", name)
+                _module = load_extension(name=name, sources=[str(_SOURCE)],
                                          extra_cflags=_CFLAGS, extra_ldflags=["-fopenmp"], verbose=False)
             except Exception as exc:  # noqa: BLE001 - any build problem means: use the eager path
                 _failed = f"{exc.__class__.__name__}: {exc}"
@@ -145,3 +177,24 @@ def backward(module, x: Tensor, gy: Tensor, weight: Optional[Tensor], bias: Opti
     """(dx, dweight, dbias) of :func:`forward`'s output; with ``relu``, ``gy`` is the gradient of ``relu(y)``."""
     dx, dw, db = module.fused_backward(x, gy, _weight(x, weight), _bias(x, bias), state, batch_columns, relu)
     return dx, dw, db
+
+
+def main() -> int:
+    """Builds (or finds) this machine's kernel; scripts/install.sh runs it at install time."""
+    import sys
+
+    logging.basicConfig(level=logging.WARNING, format="[install] %(message)s")
+    if mode() == "torch":
+        print("[install] NERF_NORM_CN_KERNEL=torch: CrossNorm uses the eager torch path, no kernel built")
+        return 0
+    built = is_built()
+    if not built:
+        print("[install] building the CrossNorm CPU kernel (once per machine, about 2 minutes)", flush=True)
+    if load() is None:
+        print(f"[install] the CrossNorm CPU kernel could not be built ({_failed}); CrossNorm will use the eager "
+              "torch path (same results, slower on the CPU). It needs a C++ compiler (g++) with OpenMP and ninja.",
+              file=sys.stderr)
+        return 0
+    print(f"[install] CrossNorm CPU kernel {'found' if built else 'built'}: {build_directory()}")
+    return 0
+

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs nerf_norm and its dependencies into .venv/ at the repository root. Idempotent: a second run only
-# checks that the environment matches pyproject.toml. Needs python3.11 (or python3 >= 3.10) and, for
-# open3d (pulled in by nerfstudio), Debian's libusb-1.0-0, which it installs when run as root.
+# Installs nerf_norm and its dependencies into .venv/ at the repository root, at the exact versions of
+# scripts/constraints.txt (the project's CPU machines; pyproject.toml itself gives lower bounds only), then
+# builds the CrossNorm CPU kernel so that no later run compiles anything. Idempotent: a second run only checks
+# that the environment matches pyproject.toml, the constraints and this script. Needs python3.11 (or
+# python3 >= 3.10) and, for open3d (pulled in by nerfstudio), Debian's libusb-1.0-0, installed when run as root.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -22,13 +24,14 @@ fi
 [ -x .venv/bin/python ] || { echo "[install] creating .venv with $py"; "$py" -m venv .venv; }
 
 stamp=.venv/.nerf_norm_installed
-want="$(cat pyproject.toml scripts/install.sh | sha256sum | cut -d' ' -f1)"
+want="$(cat pyproject.toml scripts/install.sh scripts/constraints.txt nerf_norm/csrc/*.cpp | sha256sum | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && .venv/bin/python -c "import nerf_norm, torch, nerfstudio" 2>/dev/null; then
     echo "[install] .venv is up to date"
     exit 0
 fi
 echo "[install] installing nerf_norm and dependencies into .venv (first time: ~5 minutes, ~8 GB)"
 .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -c scripts/constraints.txt -e ".[test]"
 .venv/bin/python -c "import nerf_norm, torch, nerfstudio; print('[install] ok: torch', torch.__version__)"
+.venv/bin/python -c "from nerf_norm.cn_kernel import main; raise SystemExit(main())"
 echo "$want" > "$stamp"

@@ -26,10 +26,36 @@ def neus_scene(tmp_path_factory):
     return root
 
 
-def test_registered_and_no_tinycudann_here():
+def test_registered():
     assert NEUS_METHODS == ["neus-bn", "neus-cn", "neus-cn-lite", "neus-gn", "neus-ln"]
-    # the point of these tests: nothing below may need tinycudann, and it is not installed on this machine
-    assert importlib.util.find_spec("tinycudann") is None
+
+
+def _grid_config():
+    from nerfstudio.fields.sdf_field import SDFFieldConfig
+
+    return SDFFieldConfig(use_grid_feature=True, num_levels=4, max_res=64, log2_hashmap_size=12)
+
+
+def test_grid_needs_no_tinycudann(monkeypatch):
+    """Whatever is installed: with tinycudann unimportable the grid is nerfstudio's torch HashEncoding."""
+    import sys
+
+    import nerfstudio.field_components.encodings as encodings
+    from nerf_norm.nerfstudio.neus import _GridFeature
+
+    monkeypatch.setitem(sys.modules, "tinycudann", None)  # import tinycudann -> ImportError
+    monkeypatch.setattr(encodings, "TCNN_EXISTS", False)
+    grid = _GridFeature(_grid_config())
+    assert grid.grid.tcnn_encoding is None
+    out = grid(torch.rand(10, 3))
+    assert out.shape == (10, grid.n_output_dims) and torch.isfinite(out).all()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tinycudann") is None, reason="tinycudann is not installed here")
+def test_grid_uses_tinycudann_when_installed():
+    from nerf_norm.nerfstudio.neus import _GridFeature
+
+    assert _GridFeature(_grid_config()).grid.tcnn_encoding is not None
 
 
 @pytest.mark.parametrize("name", NEUS_METHODS)
