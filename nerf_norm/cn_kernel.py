@@ -137,14 +137,6 @@ def usable(x: Tensor) -> bool:
     return load_for(x) is not None
 
 
-def moments_from_sums(s1: Tensor, s2: Tensor, count: float, correction: int) -> Tuple[Tensor, Tensor]:
-    """Mean and variance (divisor ``count - correction``, clamped at 0) from the sums of x and x^2, in float64."""
-    s1, s2 = s1.double(), s2.double()
-    mean = s1 / count
-    var = ((s2 - s1 * mean) / max(count - correction, 1)).clamp_(min=0.0)
-    return mean, var
-
-
 def _weight(x: Tensor, weight: Optional[Tensor]) -> Tensor:
     return weight.contiguous() if weight is not None else x.new_ones(x.shape[1])
 

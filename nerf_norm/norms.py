@@ -224,9 +224,19 @@ def batch_norm(
     use_batch = training or running_mean is None
     _check_batch(x2.shape[0], use_batch, "batch_norm", x.shape)
     with _no_autocast(x):
-        y = F.batch_norm(
-            x2.to(_stats_dtype(x)), running_mean, running_var, weight, bias, use_batch, momentum, eps
-        )
+        xs = x2.to(_stats_dtype(x))
+        if not use_batch:
+            y = F.batch_norm(xs, running_mean, running_var, weight, bias, False, momentum, eps)
+        else:
+            # torch's CPU batch norm forms its batch moments from plain sums: at mean/std = 1000 over 2^17
+            # samples its output was off by 0.37. var_mean (Welford / two-pass) is exact at any offset.
+            var, mean = torch.var_mean(xs, dim=0, correction=0)
+            if running_mean is not None and momentum > 0:
+                T = xs.shape[0]
+                with torch.no_grad():
+                    running_mean.lerp_(mean.to(running_mean.dtype), momentum)
+                    running_var.lerp_((var * (T / max(T - 1, 1))).to(running_var.dtype), momentum)
+            y = _affine((xs - mean) * torch.rsqrt(var + eps), weight, bias)
     return _restore(y, x)
 
 
@@ -341,9 +351,12 @@ class GlobalNorm(_RunningStatsNorm):
 #
 # variant "paper" (Eq. 24): the multiset row t + column i, x[t, i] counted twice.
 #     mu = (r1_t + s1_i) / N,   var = (r2_t + s2_i) / N - mu^2
-#   with r1/r2 the row sums of x and x^2 and s1/s2 the column sums. The variance is evaluated in Chan's
-#   stable pooled form  var = (C vr_t + n vc_i) / N + (C n / N^2) (mr_t - mc_i)^2  from row and column
-#   means (mr, mc) and biased variances (vr, vc), so no catastrophic cancellation occurs.
+#   with r1/r2 the row sums of x and x^2 and s1/s2 the column sums. Evaluated that way, in float32, the
+#   variance cancels catastrophically when the mean is large against the spread (mean/std = 100 at T = 2^18
+#   put the output off by more than 1). So it is computed in Chan's pooled form
+#       var = (C vr_t + n vc_i) / N + (C n / N^2) (mr_t - mc_i)^2
+#   from row and column means (mr, mc) and biased variances (vr, vc) that are themselves computed stably:
+#   torch.var_mean here, shifted sums in the CPU kernel (csrc/cross_norm_cpu.cpp).
 # variant "reference" (the authors' released code):
 #     mu = (r1_t + s1_i - x) / N,   sigma^2 = var_unbiased(column i) + var_unbiased(row t)
 #
@@ -358,28 +371,19 @@ class GlobalNorm(_RunningStatsNorm):
 # The sums of mu * c need no [T, C] mu: sum_i mu_ti c_ti = (r1_t sum_i c_ti + (c @ s1)_t) / N.
 
 
-def _moments_from_sums(s1: Tensor, s2: Tensor, count: float, correction: int, dtype) -> Tuple[Tensor, Tensor]:
-    """Mean and variance from the sums of x and x^2 (combined in float64), cast to ``dtype``."""
-    mean, var = cn_kernel.moments_from_sums(s1, s2, count, correction)
-    return mean.to(dtype), var.to(dtype)
-
-
 def _cn_moments(x: Tensor, need_columns: bool, correction: int):
-    """Single-pass row (and column) moments of ``x [T, C]``: x^2 is formed once and reused as a buffer.
+    """Row (and column) means and variances of ``x [T, C]`` from ``torch.var_mean`` (Welford / two-pass inside
+    torch on CPU and GPU), so a large offset relative to the spread costs no accuracy, at any T.
 
-    Returns (row mean [T], row var [T], col mean [C] | None, col var [C] | None, unbiased col var | None,
-    scratch [T, C] buffer).
+    Returns (row mean [T], row var [T], col mean [C] | None, col var [C] | None, unbiased col var | None).
     """
     T, C = x.shape
-    sq = torch.mul(x, x)
-    row_mean, row_var = _moments_from_sums(x.sum(dim=1), sq.sum(dim=1), C, correction, x.dtype)
+    row_var, row_mean = torch.var_mean(x, dim=1, correction=correction)
     if not need_columns:
-        return row_mean, row_var, None, None, None, sq
-    ones_t = x.new_ones(T)
-    s1, s2 = torch.mv(x.t(), ones_t), torch.mv(sq.t(), ones_t)
-    col_mean, col_var = _moments_from_sums(s1, s2, T, correction, x.dtype)
-    col_var_unbiased = col_var if correction == 1 else _moments_from_sums(s1, s2, T, 1, x.dtype)[1]
-    return row_mean, row_var, col_mean, col_var, col_var_unbiased, sq
+        return row_mean, row_var, None, None, None
+    col_var, col_mean = torch.var_mean(x, dim=0, correction=correction)
+    col_var_unbiased = col_var if correction == 1 else col_var * (T / max(T - 1, 1))
+    return row_mean, row_var, col_mean, col_var, col_var_unbiased
 
 
 def _cn_forward(x: Tensor, col_mean: Optional[Tensor], col_var: Optional[Tensor], n: Optional[float],
@@ -393,7 +397,8 @@ def _cn_forward(x: Tensor, col_mean: Optional[Tensor], col_var: Optional[Tensor]
     T, C = x.shape
     paper = variant == "paper"
     batch_columns = col_mean is None
-    row_mean, row_var, bc_mean, bc_var, bc_var_unbiased, buf = _cn_moments(x, batch_columns, 0 if paper else 1)
+    row_mean, row_var, bc_mean, bc_var, bc_var_unbiased = _cn_moments(x, batch_columns, 0 if paper else 1)
+    buf = torch.empty_like(x)
     if batch_columns:
         col_mean, col_var, n = bc_mean, bc_var, float(T)
     N = C + n
@@ -558,31 +563,22 @@ def _update_running(running, col_mean: Tensor, col_var_unbiased: Tensor, n: floa
 
 
 def _cross_norm_plain(x, weight, bias, col_mean, col_var, n, variant, eps):
-    """Straightforward differentiable CrossNorm on ``[T, C]`` (autograd builds the backward)."""
+    """Straightforward differentiable CrossNorm on ``[T, C]`` (autograd builds the backward), with the same
+    stable moments as the fast paths (``torch.var_mean`` and Chan's pooled variance)."""
     T, C = x.shape
+    correction = 0 if variant == "paper" else 1
     if col_mean is None:
         n = float(T)
-        s1 = x.sum(dim=0)
-        s2 = (x * x).sum(dim=0)
-        col_var_u = x.var(dim=0, correction=1) if variant == "reference" else None
-    else:
-        if variant == "paper":
-            s1 = col_mean * n
-            s2 = (col_var + col_mean * col_mean) * n
-        else:
-            s1 = col_mean * n
-            col_var_u = col_var
+        col_var, col_mean = torch.var_mean(x, dim=0, correction=correction)
+    row_var, row_mean = torch.var_mean(x, dim=1, correction=correction, keepdim=True)
     N = C + n
-    r1 = x.sum(dim=1, keepdim=True)
     if variant == "paper":
-        r2 = (x * x).sum(dim=1, keepdim=True)
-        mu = (r1 + s1) / N
-        var = ((r2 + s2) / N - mu * mu).clamp_min(0.0)
-        y = (x - mu) / torch.sqrt(var + eps)
+        mu = (C * row_mean + n * col_mean) / N
+        var = (C * row_var + n * col_var) / N + (C * n / N ** 2) * (row_mean - col_mean) ** 2
     else:
-        mu = (r1 + s1 - x) / N
-        var = x.var(dim=1, correction=1, keepdim=True) + col_var_u
-        y = (x - mu) / torch.sqrt(var + eps)
+        mu = (C * row_mean + n * col_mean - x) / N
+        var = row_var + col_var
+    y = (x - mu) / torch.sqrt(var + eps)
     if weight is not None:
         y = y * weight
     if bias is not None:

@@ -325,3 +325,80 @@ def test_fuse_relu_only_for_cross_norm():
         with pytest.raises(ValueError, match="fuse_relu is implemented for cn only"):
             make_norm(name, 4, fuse_relu=True)
         make_norm(name, 4, fuse_relu=False)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# accuracy at large T and large offsets: against a float64 two-pass statement of each equation
+
+
+def _two_pass(x64: torch.Tensor, dim: int, correction: int):
+    mean = x64.mean(dim=dim, keepdim=True)
+    var = ((x64 - mean) ** 2).sum(dim=dim, keepdim=True) / (x64.shape[dim] - correction)
+    return mean, var
+
+
+def _reference(name: str, x: torch.Tensor, variant: str = "paper", eps: float = 1e-5) -> torch.Tensor:
+    x64 = x.double()
+    T, C = x64.shape
+    if name == "bn":
+        m, v = _two_pass(x64, 0, 0)
+        return (x64 - m) / torch.sqrt(v + eps)
+    if name == "ln":
+        m, v = _two_pass(x64, 1, 0)
+        return (x64 - m) / torch.sqrt(v + eps)
+    if name == "gn":
+        m, v = _two_pass(x64.reshape(-1, 1), 0, 0)
+        return (x64 - m) / torch.sqrt(v + eps)
+    corr = 0 if variant == "paper" else 1
+    mr, vr = _two_pass(x64, 1, corr)
+    mc, vc = _two_pass(x64, 0, corr)
+    N = T + C
+    if variant == "paper":  # the multiset row t + column i: two-pass moments pooled exactly
+        mu = (C * mr + T * mc) / N
+        var = (C * (vr + (mr - mu) ** 2) + T * (vc + (mc - mu) ** 2)) / N
+    else:
+        mu = (C * mr + T * mc - x64) / N
+        var = vr + vc
+    return (x64 - mu) / torch.sqrt(var + eps)
+
+
+def _offset_batch(T: int, C: int, ratio: float, seed: int = 0) -> torch.Tensor:
+    """``[T, C]`` float32 with column means ``ratio`` x their standard deviations (which differ per column)."""
+    g = torch.Generator().manual_seed(seed)
+    std = torch.rand(C, generator=g) * 1.5 + 0.5
+    mean = ratio * std * torch.where(torch.rand(C, generator=g) < 0.5, -1.0, 1.0)
+    return (torch.randn(T, C, generator=g) * std + mean).float()
+
+
+@pytest.mark.parametrize("ratio", [100.0, 1000.0])
+@pytest.mark.parametrize("variant", ["paper", "reference"])
+def test_cross_norm_exact_at_large_T_and_offsets(variant, ratio, cn_path):
+    x = _offset_batch(2 ** 17, 24, ratio)
+    ref = _reference("cn", x, variant)
+    y = CrossNorm(24, variant=variant)(x)
+    assert y.dtype == torch.float32
+    err = (y.double() - ref).abs().max().item()
+    assert err <= 1e-3, f"{cn_path} path, mean/std {ratio}: max abs error {err:.2e}"
+    plain = cross_norm_autograd(x, variant=variant)  # the double-backward formulation too
+    assert (plain.double() - ref).abs().max().item() <= 1e-3
+
+
+@pytest.mark.parametrize("name", ["bn", "ln", "gn"])
+def test_other_norms_exact_at_large_T_and_offsets(name):
+    x = _offset_batch(2 ** 17, 24, 1000.0)
+    err = (make_norm(name, 24)(x).double() - _reference(name, x)).abs().max().item()
+    assert err <= 1e-3, f"{name}: max abs error {err:.2e}"
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("name", ["bn", "ln", "gn", "cn"])
+def test_exact_at_large_offsets_under_autocast(name, dtype, cn_path):
+    """Under autocast the statistics stay float32: a float32 activation is normalized as accurately as
+    without it (the layer does not round its input to half precision)."""
+    x = _offset_batch(2 ** 17, 24, 100.0, seed=1)
+    norm = make_norm(name, 24)
+    with torch.autocast("cpu", dtype=dtype):
+        y = norm(x)
+    assert y.dtype == torch.float32
+    err = (y.double() - _reference(name, x)).abs().max().item()
+    assert err <= 1e-3, f"{name} under {dtype}: max abs error {err:.2e}"

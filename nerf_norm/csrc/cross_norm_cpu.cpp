@@ -24,11 +24,17 @@ constexpr int64_t kSubRows = 256;
 
 int64_t num_blocks(int64_t T) { return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), T)); }
 
+// Shifted sums for the moments: row t accumulates d = x_ti - x_t0 and d^2, column i accumulates
+// e = x_ti - x_0i and e^2 (the shifts are the row's first and the column's first element). Plain sums of x
+// and x^2 cancel catastrophically when the mean is large against the spread (at mean/std = 1e4 the output
+// was off by more than 1000); with a shift drawn from the data the cancellation is bounded by
+// (shift - mean)^2 / var, which is O(1), at any T.
 template <typename scalar_t>
 void row_col_sums_kernel(const scalar_t* x, int64_t T, int64_t C, bool columns, double* r1, double* r2,
                          double* s1, double* s2) {
   const int64_t nblocks = num_blocks(T);
   std::vector<double> part(nblocks * 2 * C, 0.0);
+  const scalar_t* first = x;  // row 0: the column shifts
   at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
     std::vector<scalar_t> l1(C), l2(C);
     for (int64_t blk = b0; blk < b1; ++blk) {
@@ -41,13 +47,14 @@ void row_col_sums_kernel(const scalar_t* x, int64_t T, int64_t C, bool columns, 
         std::fill(l2.begin(), l2.end(), scalar_t(0));
         for (int64_t t = s0; t < s1_; ++t) {
           const scalar_t* row = x + t * C;
+          const scalar_t k = row[0];
           scalar_t a = 0, q = 0;
           for (int64_t i = 0; i < C; ++i) {
-            const scalar_t v = row[i];
-            a += v;
-            q += v * v;
-            l1[i] += v;
-            l2[i] += v * v;
+            const scalar_t d = row[i] - k, e = row[i] - first[i];
+            a += d;
+            q += d * d;
+            l1[i] += e;
+            l2[i] += e * e;
           }
           r1[t] = a;
           r2[t] = q;
@@ -193,7 +200,8 @@ void check2d(const torch::Tensor& t, const char* name) {
 
 }  // namespace
 
-// Returns (r1 [T], r2 [T], s1 [C], s2 [C]) in float64: row and (optionally) column sums of x and x^2
+// Returns (r1 [T], r2 [T], s1 [C], s2 [C]) in float64: row and (optionally) column shifted sums of x and x^2
+// (see row_col_sums_kernel)
 // (row sums are accumulated in x's dtype: C terms each).
 std::vector<torch::Tensor> row_col_sums(torch::Tensor x, bool columns) {
   check2d(x, "x");
@@ -269,13 +277,15 @@ torch::Tensor backward_apply(torch::Tensor x, torch::Tensor u, double alpha, tor
 
 namespace {
 
-// Mean and variance (divisor count - correction, clamped at 0) of n entries from their sums s1, s2.
-void moments(const double* s1, const double* s2, int64_t n, double count, int correction, double* mean,
-             double* var) {
+// Mean and variance (divisor count - correction, clamped at 0) of n entries from their shifted sums s1, s2
+// (sums of x - shift and (x - shift)^2, see row_col_sums_kernel); shift[k * stride] is entry k's shift.
+void moments(const double* s1, const double* s2, int64_t n, double count, int correction, const float* shift32,
+             const double* shift64, int64_t stride, double* mean, double* var) {
   const double div = std::max(count - correction, 1.0);
   for (int64_t k = 0; k < n; ++k) {
-    mean[k] = s1[k] / count;
-    var[k] = std::max((s2[k] - s1[k] * mean[k]) / div, 0.0);
+    const double d = s1[k] / count;
+    mean[k] = d + (shift32 ? double(shift32[k * stride]) : shift64[k * stride]);
+    var[k] = std::max((s2[k] - s1[k] * d) / div, 0.0);
   }
 }
 
@@ -302,15 +312,18 @@ std::vector<torch::Tensor> fused_forward(torch::Tensor x, torch::Tensor w, torch
   const double* s1 = sums[2].data_ptr<double>();
   const double* s2 = sums[3].data_ptr<double>();
   const int corr = paper ? 0 : 1;
+  // the shifts of the sums: row t's first element (stride C), column i's first element (stride 1)
+  const float* xf = x.scalar_type() == torch::kFloat32 ? x.data_ptr<float>() : nullptr;
+  const double* xd = xf ? nullptr : x.data_ptr<double>();
   auto dopt = x.options().dtype(torch::kFloat64);
   auto mr = torch::empty({T}, dopt), vr = torch::empty({T}, dopt);
-  moments(r1, r2, T, double(C), corr, mr.data_ptr<double>(), vr.data_ptr<double>());
+  moments(r1, r2, T, double(C), corr, xf, xd, C, mr.data_ptr<double>(), vr.data_ptr<double>());
   torch::Tensor mc, vc;
   double n;
   if (batch_columns) {
     mc = torch::empty({C}, dopt);
     vc = torch::empty({C}, dopt);
-    moments(s1, s2, C, double(T), corr, mc.data_ptr<double>(), vc.data_ptr<double>());
+    moments(s1, s2, C, double(T), corr, xf, xd, 1, mc.data_ptr<double>(), vc.data_ptr<double>());
     n = double(T);
   } else {
     mc = as_double(col_mean);
@@ -319,7 +332,7 @@ std::vector<torch::Tensor> fused_forward(torch::Tensor x, torch::Tensor w, torch
   }
   if (factor > 0) {
     auto mean = torch::empty({C}, dopt), var_u = torch::empty({C}, dopt);
-    moments(s1, s2, C, double(T), 1, mean.data_ptr<double>(), var_u.data_ptr<double>());
+    moments(s1, s2, C, double(T), 1, xf, xd, 1, mean.data_ptr<double>(), var_u.data_ptr<double>());
     run_mean.lerp_(mean.to(run_mean.scalar_type()), factor);
     run_var.lerp_(var_u.to(run_var.scalar_type()), factor);
     run_n.lerp_(torch::full_like(run_n, double(T)), factor);
