@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Literal, Optional, Tuple
+from typing import Literal, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -404,7 +404,7 @@ def _cn_forward(x: Tensor, col_mean: Optional[Tensor], col_var: Optional[Tensor]
     N = C + n
     if paper:
         # Chan's pooled variance of row t and column i: (C vr + n vc) / N + (C n / N^2) (mr - mc)^2
-        k = math.sqrt(C * n) / N
+        k = (C * n) ** 0.5 / N
         var = torch.sub((row_mean * k).unsqueeze(1), (col_mean * k).unsqueeze(0), out=buf)
         var.mul_(var)
         _add_outer(var, row_var * (C / N) + eps, col_var * (n / N))
@@ -413,7 +413,7 @@ def _cn_forward(x: Tensor, col_mean: Optional[Tensor], col_var: Optional[Tensor]
     else:
         var = torch.add((row_var + eps).unsqueeze(1), col_var.unsqueeze(0), out=buf)
         # x - mu with mu = (C mr_t + n mc_i - x) / N
-        xhat = torch.add((row_mean * (-C / N)).unsqueeze(1), x, alpha=1.0 + 1.0 / N)
+        xhat = torch.mul(x, 1.0 + 1.0 / N).sub_((row_mean * (C / N)).unsqueeze(1))
         xhat.sub_((col_mean * (n / N)).unsqueeze(0))
     rstd = var.rsqrt_()
     xhat.mul_(rstd)
@@ -587,9 +587,11 @@ def _cross_norm_plain(x, weight, bias, col_mean, col_var, n, variant, eps):
 
 
 def _cn_running_columns(running_mean: Tensor, running_var: Tensor, running_n: Tensor, variant: str,
-                        dtype: torch.dtype) -> Tuple[Tensor, Tensor, float]:
-    """Column statistics (mean, variance with the variant's correction, n) from running estimates."""
-    n = float(running_n)
+                        dtype: torch.dtype, host_n: bool) -> Tuple[Tensor, Tensor, Union[float, Tensor]]:
+    """Column statistics (mean, variance with the variant's correction, n) from running estimates. ``n`` is a
+    Python float only with ``host_n`` (the CPU kernel takes it as an argument; a CPU tensor costs no sync);
+    elsewhere it stays a 0-d tensor, so an eval forward on a GPU never waits for the device."""
+    n = float(running_n) if host_n else running_n.to(dtype)
     mean = running_mean.to(dtype)
     var_unbiased = running_var.to(dtype)
     var = var_unbiased if variant == "reference" else var_unbiased * ((n - 1.0) / n)
@@ -625,16 +627,28 @@ def cross_norm(
     use_batch = training or running_mean is None
     _check_batch(x2.shape[0], use_batch, "cross_norm", x.shape)
     dtype = _stats_dtype(x)
+    compiling = torch.compiler.is_compiling()
     with _no_autocast(x):
         xs = x2.to(dtype).contiguous()
         col_mean = col_var = n = running = None
         if not use_batch:
-            col_mean, col_var, n = _cn_running_columns(running_mean, running_var, running_batch_size, variant, dtype)
+            col_mean, col_var, n = _cn_running_columns(running_mean, running_var, running_batch_size, variant, dtype,
+                                                       host_n=not compiling and cn_kernel.usable(xs))
         elif training and running_mean is not None and momentum > 0:
             running = (running_mean, running_var, running_batch_size, momentum)
         w = weight.to(dtype) if weight is not None else None
         b = bias.to(dtype) if bias is not None else None
-        y = _CrossNormFunction.apply(xs, w, b, col_mean, col_var, n, variant, eps, x.shape, running, relu)
+        if compiling:
+            # torch.compile traces the plain formulation (Inductor fuses it; Triton on a GPU) instead of the
+            # autograd Function, whose native kernel it cannot see through
+            y = _cross_norm_plain(xs, w, b, col_mean, col_var, n, variant, eps)
+            if running is not None:
+                with torch.no_grad():
+                    var, mean = torch.var_mean(xs, dim=0, correction=1)
+                    _update_running(running, mean, var, float(xs.shape[0]))
+            y = (torch.relu(y) if relu else y).reshape(x.shape)
+        else:
+            y = _CrossNormFunction.apply(xs, w, b, col_mean, col_var, n, variant, eps, x.shape, running, relu)
     return y.to(x.dtype)
 
 
