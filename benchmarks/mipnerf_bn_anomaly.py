@@ -22,8 +22,6 @@ import copy
 import json
 import math
 import os
-import platform
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,8 @@ from pathlib import Path
 import torch
 import tyro
 from rich.console import Console
+
+from task_tables import provenance
 
 from nerf_norm.nerfstudio.experiment import RunSettings, configure, evaluate, lite_config, setup_trainer
 from nerf_norm.norms import BatchNorm, CrossNorm, GlobalNorm
@@ -158,14 +158,10 @@ def main(args: Args) -> None:
     torch.set_num_threads(args.threads)
     path = args.out.with_suffix(".json")
     record = json.loads(path.read_text()) if path.exists() else {"runs": {}}
-    record["meta"] = {
-        "command": "python benchmarks/mipnerf_bn_anomaly.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {args.threads} torch threads, "
-                   f"python {platform.python_version()}, torch {torch.__version__}",
-        "setting": f"lego at scale {args.scale}, lite settings, {args.steps} steps, seed {args.seed}, norm momentum "
-                   f"{args.momentum}, test views {list(args.views)}, recalibration over {args.recalibrate} batches",
-        "date": time.strftime("%Y-%m-%d"),
-    }
+    record["meta"] = provenance(
+        "mipnerf_bn_anomaly", args.threads,
+        f"lego at scale {args.scale}, lite settings, {args.steps} steps, seed {args.seed}, norm momentum "
+        f"{args.momentum}, test views {list(args.views)}, recalibration over {args.recalibrate} batches")
     for method in args.methods:
         key = f"{method}@momentum={args.momentum}"
         if key not in record["runs"]:

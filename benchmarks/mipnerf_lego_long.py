@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,8 @@ import numpy as np
 import torch
 import tyro
 from rich.console import Console
+
+from task_tables import provenance
 
 HERE = Path(__file__).resolve().parent
 DATA = Path(os.environ.get("NERF_NORM_DATA", HERE.parent.parent / "shared" / "data")) / "blender" / "lego"
@@ -79,14 +79,10 @@ def train(args: Args) -> None:
     path = _json(args, method)
     record = json.loads(path.read_text()) if path.exists() and config.load_dir is not None else {"evals": []}
     record["evals"] = [e for e in record["evals"] if e["step"] <= args.steps]
-    record["meta"] = {
-        "command": "python benchmarks/mipnerf_lego_long.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {args.threads} torch threads, "
-                   f"python {platform.python_version()}, torch {torch.__version__}",
-        "setting": f"lego at scale {args.scale}, lite settings {LITE} except steps = {args.steps}, seed {args.seed}, "
-                   f"test views {list(args.views)} every {args.eval_every} steps, {list(args.final_views)} at the end",
-        "date": time.strftime("%Y-%m-%d"),
-    }
+    record["meta"] = provenance(
+        "mipnerf_lego_long", args.threads,
+        f"lego at scale {args.scale}, lite settings {LITE} except steps = {args.steps}, seed {args.seed}, "
+        f"test views {list(args.views)} every {args.eval_every} steps, {list(args.final_views)} at the end")
     trainer = setup_trainer(config)
     start = trainer._start_step  # 0, or the step after the loaded checkpoint
     elapsed = record["evals"][-1]["seconds"] if record["evals"] else 0.0

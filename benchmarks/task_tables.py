@@ -44,6 +44,12 @@ def machine(threads: int) -> str:
             f"{platform.python_version()}, torch {torch.__version__}")
 
 
+def provenance(script: str, threads: int, setting: str) -> dict:
+    """What every result file records: the command that made it, the machine, the settings and the date."""
+    return {"command": f"python benchmarks/{script}.py " + " ".join(sys.argv[1:]), "machine": machine(threads),
+            "setting": setting, "date": time.strftime("%Y-%m-%d")}
+
+
 def run_cases(name: str, cases: Sequence[Case], methods: Sequence[str], keep: Sequence[str], setting: str,
               threads: int, out: Path, script: Optional[str] = None) -> dict:
     """Runs what ``out.json`` does not hold yet; returns the record (meta + runs). ``name`` names the scratch
@@ -55,8 +61,7 @@ def run_cases(name: str, cases: Sequence[Case], methods: Sequence[str], keep: Se
     json_path = out.with_suffix(".json")
     record = json.loads(json_path.read_text()) if json_path.exists() else {"runs": []}
     done = {(r["case"], r["method"]) for r in record["runs"]}
-    record["meta"] = {"command": f"python benchmarks/{script or name}.py " + " ".join(sys.argv[1:]),
-                      "machine": machine(threads), "setting": setting, "date": time.strftime("%Y-%m-%d")}
+    record["meta"] = provenance(script or name, threads, setting)
     total, k = len(cases) * len(methods), 0
     for case in cases:
         for method in methods:
