@@ -36,7 +36,8 @@ class Args:
     arch: str = "2x256"
     resolution: int = 96
     batch: int = 25_000
-    iters: int = 100
+    iters: int = 400
+    """4x the first CPU budget (paper fidelity plan, docs/reproduction.md)"""
     threads: int = 2
     seed: int = 0
     out: Path = RESULTS / "occupancy"

@@ -60,6 +60,10 @@ def run_cases(name: str, cases: Sequence[Case], methods: Sequence[str], keep: Se
     cn_kernel.load()  # the one-time build/load of the CrossNorm kernel must not land in a timed run
     json_path = out.with_suffix(".json")
     record = json.loads(json_path.read_text()) if json_path.exists() else {"runs": []}
+    earlier = record.get("meta", {}).get("setting")
+    if earlier is not None and earlier != setting:
+        raise SystemExit(f"{json_path} holds runs made with other settings ({earlier!r}); resuming would mix "
+                         f"them with {setting!r}. Move it away or choose another --out.")
     done = {(r["case"], r["method"]) for r in record["runs"]}
     record["meta"] = provenance(script or name, threads, setting)
     total, k = len(cases) * len(methods), 0
@@ -127,7 +131,7 @@ def table(record: dict, methods: Sequence[str], metrics: Sequence[Tuple[str, str
     lines = ["| metric | case | source | " + " | ".join(methods) + " |", "|---|---|---|" + "---:|" * len(methods)]
     for key, shown, fmt in metrics:
         for label in labels:
-            vals = [by[(label, m)][key] if (label, m) in by else float("nan") for m in methods]
+            vals = [by[(label, m)].get(key, float("nan")) if (label, m) in by else float("nan") for m in methods]
             finite = [v for v in vals if v == v]
             best = max(finite) if finite else None
             cells = [("**" + fmt.format(v) + "**") if v == best else ("-" if v != v else fmt.format(v)) for v in vals]
