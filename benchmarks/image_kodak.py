@@ -118,9 +118,9 @@ def report(record: dict, args: Args) -> None:
     lines += ["", "## Parameters and rate", "", "| | " + " | ".join(args.methods) + " |",
               "|---|" + "---:|" * len(args.methods)]
     first = {m: by[(images[0], m)] for m in args.methods if (images[0], m) in by}
-    lines.append(f"| params | " + " | ".join(str(first[m]["params"]) if m in first else "-" for m in args.methods)
+    lines.append("| params | " + " | ".join(str(first[m]["params"]) if m in first else "-" for m in args.methods)
                  + " |")
-    lines.append(f"| bpp (fp16) | " + " | ".join(f"{first[m]['bpp_half']:.3f}" if m in first else "-"
+    lines.append("| bpp (fp16) | " + " | ".join(f"{first[m]['bpp_half']:.3f}" if m in first else "-"
                                                  for m in args.methods) + " |")
     lines += ["", f"Figure: `{args.out.name}_curves.png` (training PSNR over iterations and over seconds, per image)."]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")

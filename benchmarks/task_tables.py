@@ -54,7 +54,7 @@ def run_cases(name: str, cases: Sequence[Case], methods: Sequence[str], keep: Se
               threads: int, out: Path, script: Optional[str] = None) -> dict:
     """Runs what ``out.json`` does not hold yet; returns the record (meta + runs). ``name`` names the scratch
     folder, ``script`` (default: ``name``) the benchmark script in the recorded command."""
-    from nerf_norm import cn_kernel
+    from nerf_norm.norms import kernel as cn_kernel
 
     torch.set_num_threads(threads)
     cn_kernel.load()  # the one-time build/load of the CrossNorm kernel must not land in a timed run

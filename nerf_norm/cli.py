@@ -217,7 +217,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", soft_wrap=True)
         return 2
     except KeyboardInterrupt:
-        console.print("interrupted; the last checkpoint is kept (run again to resume)")
+        console.print("interrupted")
         return 130
     return 0
 

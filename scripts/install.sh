@@ -33,5 +33,5 @@ echo "[install] installing nerf_norm and dependencies into .venv (first time: ~5
 .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
 .venv/bin/python -m pip install -q -c scripts/constraints.txt -e ".[test]"
 .venv/bin/python -c "import nerf_norm, torch, nerfstudio; print('[install] ok: torch', torch.__version__)"
-.venv/bin/python -c "from nerf_norm.cn_kernel import main; raise SystemExit(main())"
+.venv/bin/python -c "from nerf_norm.norms.kernel import main; raise SystemExit(main())"
 echo "$want" > "$stamp"

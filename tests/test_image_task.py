@@ -139,3 +139,48 @@ def test_pe_cn_beats_relu_cn_at_full_resolution(tmp_path):
         psnr[method] = result.metrics["psnr"]
     print("PSNR at 300 iterations:", psnr)
     assert psnr["pe+cn"] > psnr["relu+cn"] + 1.5
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lr", "inf"], "--lr must be a positive finite number"),
+    (["--lr", "nan"], "--lr must be a positive finite number"),
+    (["--threads", "0"], "--threads must be at least 1"),
+    (["--threads", "-1"], "--threads must be at least 1"),
+])
+def test_bad_training_options_are_one_line_errors(tmp_path, capsys, args, message):
+    argv = ["image", "--image", str(_small_image(tmp_path)), "--out", str(tmp_path / "o"), "--quiet", *args]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().out.replace("\n", "")
+
+
+def test_out_naming_a_file_is_refused(tmp_path, capsys):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    assert main(["image", "--image", str(_small_image(tmp_path)), "--out", str(target), "--quiet"]) == 2
+    assert "is a file" in capsys.readouterr().out.replace("\n", "") and target.read_text() == "mine"
+
+
+def test_interrupt_writes_a_checkpoint_and_the_run_resumes(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    common = ["image", "--image", str(_small_image(tmp_path)), "--method", "relu+cn", "--arch", "2x8",
+              "--checkpoint-every", "100", "--out", str(out), "--quiet"]
+    argv = [*common, "--iters", "8"]
+    calls = {"n": 0}
+    original = torch.optim.Adam.step
+
+    def step_then_interrupt(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step_then_interrupt)
+    assert main(argv) == 130  # interrupted before any periodic checkpoint (every 100)
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 3
+    monkeypatch.setattr(torch.optim.Adam, "step", original)
+    assert main(argv) == 0
+    assert json.loads((out / "metrics.json").read_text())["metrics"]["iterations"] == 8
+    capsys.readouterr()
+    # a checkpoint beyond --iters is refused with one line, not shown as 8/4
+    assert main([*common, "--iters", "4"]) == 2
+    assert "beyond --iters 4" in capsys.readouterr().out.replace("\n", "")

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from nerf_norm import cn_kernel
+from nerf_norm.norms import kernel as cn_kernel
 from nerf_norm.norms import (
     BatchNorm,
     CrossNorm,

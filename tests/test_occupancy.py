@@ -87,7 +87,8 @@ def test_occupancy_cli_on_real_meshes(shared_data, tmp_path, cli_output, name):
 
 
 def test_random_batches_resume_exactly(tmp_path, monkeypatch):
-    """A run stopped after its step-4 checkpoint and restarted ends with the weights of an uninterrupted run."""
+    """A run interrupted (Ctrl-C) in its 6th step writes a checkpoint of the 5 finished steps (the periodic one
+    was at 4), and restarted ends with the weights of an uninterrupted run."""
     def cmd(out):
         return OccupancyCommand(method="relu+cn", arch="2x16", resolution=16, batch=500, iters=8,
                                 checkpoint_every=4, quiet=True, out=out)
@@ -106,7 +107,7 @@ def test_random_batches_resume_exactly(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run_occupancy(cmd(tmp_path / "b"))
     monkeypatch.setattr(OccupancyTask, "loss", original)
-    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["step"] == 4
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["step"] == 5
     resumed, _ = run_occupancy(cmd(tmp_path / "b"))
     a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)["model"]
     b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["model"]

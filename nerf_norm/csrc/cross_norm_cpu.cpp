@@ -7,7 +7,7 @@
 // and the closed-form gradient
 //   dx_ti  = alpha * u_ti + P_t + Q_i + x_ti * (lr * Cr_t + lc * Cc_i)
 // with u = g * rstd, c = dL/dv = -u * xhat * rstd / 2, g = dy * w, and row/column sums Cr, Cc of c.
-// The Python side (nerf_norm/cn_kernel.py) computes the [T] and [C] coefficient vectors; these kernels
+// The Python side (nerf_norm/norms/kernel.py) computes the [T] and [C] coefficient vectors; these kernels
 // do the passes over [T, C]: forward one pass (stats are computed by the caller's first pass), backward
 // two passes. Rows are split into one block per thread; column sums are reduced from per-block partials.
 #include <torch/extension.h>

@@ -16,7 +16,6 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Literal, Optional, Sequence, Tuple, Type
 
-import torch
 from torch import Tensor
 from nerfstudio.cameras.rays import RaySamples
 from nerfstudio.fields.vanilla_nerf_field import NeRFField

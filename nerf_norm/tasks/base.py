@@ -9,6 +9,7 @@ learning-rate decay, the rich progress bar, checkpoints with resume, the trainin
 from __future__ import annotations
 
 import abc
+import contextlib
 import json
 import math
 import os
@@ -118,8 +119,10 @@ class TrainConfig:
     def validate(self) -> None:
         if self.iters < 1:
             raise UserError(f"--iters must be a positive number of iterations, got {self.iters}")
-        if self.lr is not None and not self.lr > 0:
-            raise UserError(f"--lr must be positive, got {self.lr}")
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
+            raise UserError(f"--lr must be a positive finite number, got {self.lr}")
+        if self.threads is not None and self.threads < 1:
+            raise UserError(f"--threads must be at least 1 (or left out for torch's choice), got {self.threads}")
         if not 0 < self.lr_final_ratio <= 1:
             raise UserError(f"--lr-final-ratio must be in (0, 1], got {self.lr_final_ratio}")
         if self.log_every < 1 or self.checkpoint_every < 1:
@@ -177,8 +180,14 @@ class Trainer:
         if ckpt_path.exists():
             if not cfg.resume:
                 raise UserError(f"{ckpt_path} exists and --no-resume was given: choose another --out or remove it")
-            step, elapsed, history, best = self._load(ckpt_path, identity, model, opt, sched)
+            step, elapsed, history, best, planned = self._load(ckpt_path, identity, model, opt, sched)
+            if step > cfg.iters:
+                raise UserError(f"{ckpt_path} is at iteration {step}, beyond --iters {cfg.iters}: give --iters "
+                                f">= {step} to continue it, or another --out")
             console.log(f"resuming from {ckpt_path} at iteration {step}")
+            if planned is not None and planned != cfg.iters:
+                console.log(f"note: the cosine learning-rate schedule was planned over {planned} iterations and now "
+                            f"spans {cfg.iters}: from iteration {step} on the rate follows the new schedule")
 
         coords = task.coords()
         generator = torch.Generator()
@@ -187,7 +196,8 @@ class Trainer:
         progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[metric]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                             console=console, disable=cfg.quiet, transient=False)
-        with progress:
+        with progress, self._checkpoint_on_interrupt(lambda: (step, model, opt, sched, history, best),
+                                                      ckpt_path, identity, t_start):
             bar = progress.add_task(f"{self.run_info.get('method', 'fit')}", total=cfg.iters, completed=step,
                                     metric="")
             while step < cfg.iters:
@@ -197,7 +207,8 @@ class Trainer:
                 pred = model(coords if index is None else coords[index])
                 loss = task.loss(pred, index)
                 if not torch.isfinite(loss):
-                    raise RuntimeError(f"loss became {loss.item()} at iteration {step}; try a smaller --lr")
+                    raise UserError(f"training diverged: the loss became {loss.item()} at iteration {step} (learning "
+                                    f"rate {sched.get_last_lr()[0]:.3g}); try a smaller --lr")
                 loss.backward()
                 opt.step()
                 sched.step()
@@ -241,6 +252,21 @@ class Trainer:
         outputs["checkpoint"] = ckpt_path
         return FitResult(metrics, history, outputs, pred)
 
+    @contextlib.contextmanager
+    def _checkpoint_on_interrupt(self, state, ckpt_path: Path, identity, t_start: float):
+        """Ctrl-C during training writes a checkpoint of the last finished iteration, then re-raises."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            step, model, opt, sched, history, best = state()
+            if step > 0:
+                self._save(ckpt_path, identity, model, opt, sched, step, time.perf_counter() - t_start, history, best)
+                console.log(f"interrupted at iteration {step}: checkpoint written to {ckpt_path} (the same command "
+                            "resumes from it)")
+            else:
+                console.log("interrupted before the first iteration finished: no checkpoint written")
+            raise
+
     @staticmethod
     def _cosine(total: int, final_ratio: float) -> Callable[[int], float]:
         return lambda it: final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * min(it, total) / total))
@@ -249,7 +275,7 @@ class Trainer:
         tmp = path.with_suffix(".tmp")
         torch.save({"identity": identity, "model": model.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(), "step": step, "elapsed": elapsed, "history": history,
-                    "best": best}, tmp)
+                    "best": best, "planned_iters": self.config.iters}, tmp)
         os.replace(tmp, path)  # atomic: an interrupted save never corrupts the previous checkpoint
 
     @staticmethod
@@ -258,6 +284,12 @@ class Trainer:
             ckpt = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
             raise UserError(f"cannot read checkpoint {path}: {exc}") from exc
+        if not isinstance(ckpt, dict):
+            raise UserError(f"{path} is not a nerf-norm checkpoint; use another --out or remove it")
+        missing = [k for k in ("model", "optimizer", "scheduler", "step", "elapsed", "history") if k not in ckpt]
+        if missing:
+            raise UserError(f"checkpoint {path} lacks {', '.join(missing)}: it is not a complete nerf-norm checkpoint; "
+                            "use another --out or remove it")
         saved = ckpt.get("identity", {})
         diff = {k: (saved.get(k), v) for k, v in identity.items() if saved.get(k) != v}
         if diff:
@@ -267,7 +299,7 @@ class Trainer:
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         best = ckpt.get("best", {"value": -math.inf, "iteration": 0})
-        return int(ckpt["step"]), float(ckpt["elapsed"]), ckpt["history"], best
+        return int(ckpt["step"]), float(ckpt["elapsed"]), ckpt["history"], best, ckpt.get("planned_iters")
 
     def _plot_curve(self, history: Dict[str, List[float]], metric: str) -> Path:
         from ..plotting import pyplot

@@ -49,6 +49,8 @@ class FitCommand(TrainConfig):
             parse_arch(self.arch)
         except ValueError as exc:
             raise UserError(str(exc)) from exc
+        if self.out.exists() and not self.out.is_dir():
+            raise UserError(f"--out {self.out} is a file; it must name a directory (made if missing)")
         if self.cn_variant not in CN_VARIANTS:
             raise UserError(f"--cn-variant must be one of {CN_VARIANTS}, got {self.cn_variant!r}")
         self.encoding_spec()

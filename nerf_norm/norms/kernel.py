@@ -1,9 +1,9 @@
-"""Optional fused CPU kernels for CrossNorm (``csrc/cross_norm_cpu.cpp``), built on first use.
+"""The binding of CrossNorm's optional fused CPU kernels (``nerf_norm/csrc/cross_norm_cpu.cpp``), built once per
+machine by ``scripts/install.sh`` (:func:`main`) or, failing that, announced and built on first use.
 
 The kernels make one pass over ``[T, C]`` for the statistics and one for the output in forward, and two
 passes in backward, instead of the dozen elementwise torch ops of the eager path. They are built with
-``torch.utils.cpp_extension`` (gcc and ninja; cached under ``~/.cache/torch_extensions``) the first time a
-CrossNorm runs on the CPU. Choose with ``NERF_NORM_CN_KERNEL``: ``auto`` (default: the kernel when it
+``torch.utils.cpp_extension`` (gcc and ninja; cached under ``~/.cache/torch_extensions``). Choose with ``NERF_NORM_CN_KERNEL``: ``auto`` (default: the kernel when it
 builds, else the eager path with one warning), ``cpp`` (the kernel or an error), ``torch`` (eager only).
 
 Both variants share one parametrisation (see the C++ file): ``z = alpha x - a_t - b_i``,
@@ -25,7 +25,7 @@ from torch import Tensor
 
 log = logging.getLogger(__name__)
 
-_SOURCE = Path(__file__).resolve().parent / "csrc" / "cross_norm_cpu.cpp"
+_SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "cross_norm_cpu.cpp"
 # Vectorisation needs sqrt without errno and reorderable float sums; NaN/Inf semantics are kept (no
 # -ffinite-math-only). -march=native: the build is per machine, named by the CPU's feature flags.
 # -fopenmp: at::parallel_for is inlined into this module and is OpenMP-parallel only when compiled so.
@@ -87,8 +87,10 @@ def build_directory() -> Path:
 
 
 def is_built() -> bool:
-    """Whether this machine's kernel is already compiled (then loading it compiles nothing)."""
-    return (build_directory() / f"{_name()}.so").exists()
+    """Whether this machine's kernel is compiled from the current source (then loading it compiles nothing;
+    torch rebuilds a library older than its source)."""
+    built = build_directory() / f"{_name()}.so"
+    return built.exists() and built.stat().st_mtime >= _SOURCE.stat().st_mtime
 
 
 def mode() -> str:
@@ -189,4 +191,3 @@ def main() -> int:
         return 0
     print(f"[install] CrossNorm CPU kernel {'found' if built else 'built'}: {build_directory()}")
     return 0
-

@@ -1,0 +1,49 @@
+"""Normalization layers for coordinate networks (paper sections 4.1-4.3).
+
+Every layer takes activations of shape ``[..., C]``, flattens them to ``[T, C]`` (T samples of the batch,
+C channels) for its statistics and restores the shape on output. Statistics are always computed in at
+least float32, with autocast disabled inside the layer, and the output is cast back to the input dtype.
+
+=============  =====================================  ===========================  ==============
+layer          statistics for element (t, i)          paper                        batch-coupled
+=============  =====================================  ===========================  ==============
+BatchNorm      column i (the T samples of channel i)  Eq. 8                        yes
+LayerNorm      row t (the C channels of sample t)     Eq. 16                       no
+GlobalNorm     all T x C elements                     Eq. 23                       yes
+CrossNorm      row t together with column i           Eq. 24                       yes
+=============  =====================================  ===========================  ==============
+
+Train/eval semantics follow ``torch.nn.BatchNorm1d``: in training the batch statistics are used; with
+``track_running_stats=True`` running estimates of the batch-dimension statistics are kept (``momentum``,
+``None`` for a cumulative average) and used in eval mode, so a sample's output does not depend on which
+other samples share its batch. The per-sample (row) part of CrossNorm and LayerNorm is always computed
+from the sample itself. Without running statistics, eval mode uses batch statistics, which is the paper's
+full-batch fitting setting.
+
+Each module has a functional twin (:func:`batch_norm`, :func:`layer_norm`, :func:`global_norm`,
+:func:`cross_norm`) taking every tensor explicitly.
+
+Files, one concept each: ``layers`` (the modules and :func:`make_norm`), ``functional`` (their functional
+twins), ``cross_norm_function`` (CrossNorm's stable moments, closed-form backward and autograd Function, with the
+derivation), ``kernel`` (the binding of the fused CPU kernel in ``nerf_norm/csrc``), ``common`` (shared
+plumbing).
+"""
+
+from .common import CN_VARIANTS, NORM_NAMES
+from .functional import batch_norm, cross_norm, cross_norm_autograd, global_norm, layer_norm
+from .layers import BatchNorm, CrossNorm, GlobalNorm, LayerNorm, make_norm
+
+__all__ = [
+    "NORM_NAMES",
+    "CN_VARIANTS",
+    "BatchNorm",
+    "LayerNorm",
+    "GlobalNorm",
+    "CrossNorm",
+    "make_norm",
+    "batch_norm",
+    "layer_norm",
+    "global_norm",
+    "cross_norm",
+    "cross_norm_autograd",
+]

@@ -1,0 +1,173 @@
+"""The functional forms of the four norms (``x [..., C]`` and every statistic passed explicitly), the twins of the
+modules in :mod:`nerf_norm.norms.layers`."""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import kernel as cn_kernel
+from .common import CN_VARIANTS, _affine, _as_2d, _check_batch, _no_autocast, _restore, _stats_dtype
+from .cross_norm_function import _CrossNormFunction, _cross_norm_plain, _update_running
+
+__all__ = ["batch_norm", "layer_norm", "global_norm", "cross_norm", "cross_norm_autograd"]
+
+
+def batch_norm(
+    x: Tensor,
+    running_mean: Optional[Tensor] = None,
+    running_var: Optional[Tensor] = None,
+    weight: Optional[Tensor] = None,
+    bias: Optional[Tensor] = None,
+    training: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Batch normalization, paper Eq. 8, for ``x`` of shape ``[..., C]``.
+
+    Each channel i is normalized by the mean and biased variance of its T samples. With ``training=False``
+    and running statistics given, those are used instead (the running variance is unbiased, as in torch).
+    """
+    C = x.shape[-1]
+    x2 = _as_2d(x, C, "batch_norm")
+    use_batch = training or running_mean is None
+    _check_batch(x2.shape[0], use_batch, "batch_norm", x.shape)
+    with _no_autocast(x):
+        xs = x2.to(_stats_dtype(x))
+        if not use_batch:
+            y = F.batch_norm(xs, running_mean, running_var, weight, bias, False, momentum, eps)
+        else:
+            # torch's CPU batch norm forms its batch moments from plain sums: at mean/std = 1000 over 2^17
+            # samples its output was off by 0.37. var_mean (Welford / two-pass) is exact at any offset.
+            var, mean = torch.var_mean(xs, dim=0, correction=0)
+            if running_mean is not None and momentum > 0:
+                T = xs.shape[0]
+                with torch.no_grad():
+                    running_mean.lerp_(mean.to(running_mean.dtype), momentum)
+                    running_var.lerp_((var * (T / max(T - 1, 1))).to(running_var.dtype), momentum)
+            y = _affine((xs - mean) * torch.rsqrt(var + eps), weight, bias)
+    return _restore(y, x)
+
+
+def layer_norm(
+    x: Tensor, weight: Optional[Tensor] = None, bias: Optional[Tensor] = None, eps: float = 1e-5
+) -> Tensor:
+    """Layer normalization, paper Eq. 16: each sample normalized over its C channels. ``x``: ``[..., C]``."""
+    C = x.shape[-1]
+    with _no_autocast(x):
+        y = F.layer_norm(x.to(_stats_dtype(x)), (C,), weight, bias, eps)
+    return y.to(x.dtype)
+
+
+def global_norm(
+    x: Tensor,
+    running_mean: Optional[Tensor] = None,
+    running_var: Optional[Tensor] = None,
+    weight: Optional[Tensor] = None,
+    bias: Optional[Tensor] = None,
+    training: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Global normalization, paper Eq. 23, for ``x`` of shape ``[..., C]``.
+
+    All T x C elements share one mean and (biased) variance; the running statistics are one-element
+    tensors. The affine transform is per channel.
+    """
+    C = x.shape[-1]
+    x2 = _as_2d(x, C, "global_norm")
+    use_batch = training or running_mean is None
+    if use_batch and x2.numel() < 2:
+        raise ValueError(f"global_norm: expected more than 1 element when training, got shape {tuple(x.shape)}")
+    with _no_autocast(x):
+        # One "channel" holding every element: torch's native batch norm computes exactly Eq. 23's statistics
+        # (and keeps the running estimates) in a single fused pass.
+        flat = x2.to(_stats_dtype(x)).reshape(1, 1, -1)
+        y = F.batch_norm(flat, running_mean, running_var, None, None, use_batch, momentum, eps)
+        y = _affine(y.reshape(x2.shape), weight, bias)
+    return _restore(y, x)
+
+
+def _cn_running_columns(running_mean: Tensor, running_var: Tensor, running_n: Tensor, variant: str,
+                        dtype: torch.dtype, host_n: bool) -> Tuple[Tensor, Tensor, Union[float, Tensor]]:
+    """Column statistics (mean, variance with the variant's correction, n) from running estimates. ``n`` is a
+    Python float only with ``host_n`` (the CPU kernel takes it as an argument; a CPU tensor costs no sync);
+    elsewhere it stays a 0-d tensor, so an eval forward on a GPU never waits for the device."""
+    n = float(running_n) if host_n else running_n.to(dtype)
+    mean = running_mean.to(dtype)
+    var_unbiased = running_var.to(dtype)
+    var = var_unbiased if variant == "reference" else var_unbiased * ((n - 1.0) / n)
+    return mean, var, n
+
+
+def cross_norm(
+    x: Tensor,
+    running_mean: Optional[Tensor] = None,
+    running_var: Optional[Tensor] = None,
+    running_batch_size: Optional[Tensor] = None,
+    weight: Optional[Tensor] = None,
+    bias: Optional[Tensor] = None,
+    training: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    variant: str = "paper",
+    relu: bool = False,
+) -> Tensor:
+    """Cross normalization, paper Eq. 24 (``variant="paper"``) or the authors' code (``"reference"``).
+
+    ``x``: ``[..., C]``. Running statistics (``[C]`` mean, ``[C]`` unbiased variance, ``[]`` batch size) are
+    updated in training with ``momentum`` and, with ``training=False``, replace the batch's column
+    statistics; the row statistics always come from the sample itself. ``relu=True`` returns
+    ``relu(cross_norm(x))`` computed in the same passes (Linear -> CN -> ReLU without a separate ReLU pass).
+    """
+    if variant not in CN_VARIANTS:
+        raise ValueError(f"cross_norm: unknown variant {variant!r}; expected one of {CN_VARIANTS}")
+    C = x.shape[-1]
+    x2 = _as_2d(x, C, "cross_norm")
+    if C < 2 and variant == "reference":
+        raise ValueError("cross_norm: the reference variant needs at least 2 channels (unbiased row variance)")
+    use_batch = training or running_mean is None
+    _check_batch(x2.shape[0], use_batch, "cross_norm", x.shape)
+    dtype = _stats_dtype(x)
+    compiling = torch.compiler.is_compiling()
+    with _no_autocast(x):
+        xs = x2.to(dtype).contiguous()
+        col_mean = col_var = n = running = None
+        if not use_batch:
+            col_mean, col_var, n = _cn_running_columns(running_mean, running_var, running_batch_size, variant, dtype,
+                                                       host_n=not compiling and cn_kernel.usable(xs))
+        elif training and running_mean is not None and momentum > 0:
+            running = (running_mean, running_var, running_batch_size, momentum)
+        w = weight.to(dtype) if weight is not None else None
+        b = bias.to(dtype) if bias is not None else None
+        if compiling:
+            # torch.compile traces the plain formulation (Inductor fuses it; Triton on a GPU) instead of the
+            # autograd Function, whose native kernel it cannot see through
+            y = _cross_norm_plain(xs, w, b, col_mean, col_var, n, variant, eps)
+            if running is not None:
+                with torch.no_grad():
+                    var, mean = torch.var_mean(xs, dim=0, correction=1)
+                    _update_running(running, mean, var, float(xs.shape[0]))
+            y = (torch.relu(y) if relu else y).reshape(x.shape)
+        else:
+            y = _CrossNormFunction.apply(xs, w, b, col_mean, col_var, n, variant, eps, x.shape, running, relu)
+    return y.to(x.dtype)
+
+
+def cross_norm_autograd(
+    x: Tensor,
+    weight: Optional[Tensor] = None,
+    bias: Optional[Tensor] = None,
+    eps: float = 1e-5,
+    variant: str = "paper",
+) -> Tensor:
+    """The straightforward autograd formulation of CrossNorm with batch statistics (for tests and the speed
+    benchmark; :func:`cross_norm` computes the same values with a closed-form backward). ``x``: ``[..., C]``."""
+    C = x.shape[-1]
+    x2 = _as_2d(x, C, "cross_norm_autograd")
+    with _no_autocast(x):
+        y = _cross_norm_plain(x2.to(_stats_dtype(x)), weight, bias, None, None, None, variant, eps)
+    return _restore(y, x)
