@@ -402,3 +402,18 @@ def test_exact_at_large_offsets_under_autocast(name, dtype, cn_path):
     assert y.dtype == torch.float32
     err = (y.double() - _reference(name, x)).abs().max().item()
     assert err <= 1e-3, f"{name} under {dtype}: max abs error {err:.2e}"
+
+
+def test_cross_norm_keeps_at_most_two_full_tensors_for_backward(cn_path):
+    """Activation memory: a CrossNorm layer keeps x and xhat (eager path) or x alone plus [T] / [C] coefficient
+    vectors (kernel path) between forward and backward; the eager path recomputes rstd from [T] / [C] moments."""
+    T, C = 512, 16
+    saved = []
+    x = torch.randn(T, C, requires_grad=True)
+    norm = CrossNorm(C, track_running_stats=True, fuse_relu=True)
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        y = norm(x)
+    full = [t for t in saved if t.numel() == T * C]
+    assert len(full) <= (2 if cn_path == "torch" else 1), [tuple(t.shape) for t in saved]
+    y.sum().backward()
+    assert torch.isfinite(x.grad).all()

@@ -56,10 +56,27 @@ def _cn_moments(x: Tensor, need_columns: bool, correction: int):
     return row_mean, row_var, col_mean, col_var, col_var_unbiased
 
 
+def _cn_rstd(row_mean: Tensor, row_var: Tensor, col_mean: Tensor, col_var: Tensor, n, C: int, variant: str,
+             eps: float, out: Optional[Tensor] = None) -> Tensor:
+    """``1 / sqrt(var + eps)`` ``[T, C]`` of the cross variance from the ``[T]`` row and ``[C]`` column moments
+    (variances with the variant's correction). A function of vectors only, so the backward recomputes it
+    instead of keeping a third ``[T, C]`` tensor alive between forward and backward."""
+    if variant == "paper":
+        # Chan's pooled variance of row t and column i: (C vr + n vc) / N + (C n / N^2) (mr - mc)^2
+        N = C + n
+        k = (C * n) ** 0.5 / N
+        var = torch.sub((row_mean * k).unsqueeze(1), (col_mean * k).unsqueeze(0), out=out)
+        var.mul_(var)
+        _add_outer(var, row_var * (C / N) + eps, col_var * (n / N))
+    else:
+        var = torch.add((row_var + eps).unsqueeze(1), col_var.unsqueeze(0), out=out)
+    return var.rsqrt_()
+
+
 def _cn_forward(x: Tensor, col_mean: Optional[Tensor], col_var: Optional[Tensor], n: Optional[float],
                 variant: str, eps: float):
-    """Returns (xhat [T, C], rstd [T, C], row mean [T], col mean [C], n, unbiased batch col var | None) of
-    CrossNorm without affine.
+    """Returns (xhat [T, C], row mean [T], row var [T], col mean [C], col var [C], n, unbiased batch col var |
+    None) of CrossNorm without affine; ``xhat`` is the only ``[T, C]`` result (see :func:`_cn_rstd`).
 
     ``col_mean``/``col_var`` (``[C]``, variance with the variant's correction) and ``n`` are given when
     running statistics replace the batch's columns; otherwise they are computed from ``x``.
@@ -68,26 +85,16 @@ def _cn_forward(x: Tensor, col_mean: Optional[Tensor], col_var: Optional[Tensor]
     paper = variant == "paper"
     batch_columns = col_mean is None
     row_mean, row_var, bc_mean, bc_var, bc_var_unbiased = _cn_moments(x, batch_columns, 0 if paper else 1)
-    buf = torch.empty_like(x)
     if batch_columns:
         col_mean, col_var, n = bc_mean, bc_var, float(T)
     N = C + n
-    if paper:
-        # Chan's pooled variance of row t and column i: (C vr + n vc) / N + (C n / N^2) (mr - mc)^2
-        k = (C * n) ** 0.5 / N
-        var = torch.sub((row_mean * k).unsqueeze(1), (col_mean * k).unsqueeze(0), out=buf)
-        var.mul_(var)
-        _add_outer(var, row_var * (C / N) + eps, col_var * (n / N))
-        # x - mu with mu = (C mr_t + n mc_i) / N
+    if paper:  # x - mu with mu = (C mr_t + n mc_i) / N
         xhat = torch.sub(x, (row_mean * (C / N)).unsqueeze(1)).sub_((col_mean * (n / N)).unsqueeze(0))
-    else:
-        var = torch.add((row_var + eps).unsqueeze(1), col_var.unsqueeze(0), out=buf)
-        # x - mu with mu = (C mr_t + n mc_i - x) / N
+    else:  # x - mu with mu = (C mr_t + n mc_i - x) / N
         xhat = torch.mul(x, 1.0 + 1.0 / N).sub_((row_mean * (C / N)).unsqueeze(1))
         xhat.sub_((col_mean * (n / N)).unsqueeze(0))
-    rstd = var.rsqrt_()
-    xhat.mul_(rstd)
-    return xhat, rstd, row_mean, col_mean, n, bc_var_unbiased
+    xhat.mul_(_cn_rstd(row_mean, row_var, col_mean, col_var, n, C, variant, eps))
+    return xhat, row_mean, row_var, col_mean, col_var, n, bc_var_unbiased
 
 
 def _add_outer(out: Tensor, row: Tensor, col: Tensor) -> Tensor:
@@ -170,7 +177,7 @@ class _CrossNormFunction(torch.autograd.Function):
 
     @staticmethod
     def _forward_eager(ctx, x, weight, bias, col_mean, col_var, n, variant, eps, out_shape, running, relu):
-        xhat, rstd, row_mean, col_mean_used, n_used, col_var_unbiased = _cn_forward(
+        xhat, row_mean, row_var, col_mean_used, col_var_used, n_used, col_var_unbiased = _cn_forward(
             x, col_mean, col_var, n, variant, eps)
         if running is not None:
             _update_running(running, col_mean_used, col_var_unbiased, n_used)
@@ -184,7 +191,8 @@ class _CrossNormFunction(torch.autograd.Function):
         if relu:
             flat.clamp_(min=0.0)
         ctx.n = n_used
-        return y, (xhat, rstd, row_mean, col_mean_used)
+        # saved [T, C] tensors: x and xhat only; rstd is recomputed from these [T] / [C] moments in backward
+        return y, (xhat, row_mean, row_var, col_mean_used, col_var_used)
 
     @staticmethod
     def backward(ctx, gy):
@@ -197,7 +205,8 @@ class _CrossNormFunction(torch.autograd.Function):
         if ctx.kernel is not None:
             dx, dw, db = cn_kernel.backward(ctx.kernel, x, gy, weight, bias, ctx.state, ctx.batch_columns, ctx.relu)
         else:
-            xhat, rstd, row_mean, col_mean = extra
+            xhat, row_mean, row_var, col_mean, col_var = extra
+            rstd = _cn_rstd(row_mean, row_var, col_mean, col_var, ctx.n, x.shape[1], ctx.variant, ctx.eps)
             if ctx.relu:  # the gradient of relu(y): zero where the (recomputed) y is not positive
                 gy = gy.masked_fill(_affine(xhat, weight, bias) <= 0, 0.0)
             dx, dw = _cn_backward(x, xhat, rstd, row_mean, col_mean, ctx.n, gy, weight, ctx.batch_columns,
