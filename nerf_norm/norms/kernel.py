@@ -62,6 +62,7 @@ def _cpu_tag() -> str:
 
 _module = None
 _failed: Optional[str] = None
+_announce_build = True  # main() says it itself
 
 
 def _cpp_extension():
@@ -117,7 +118,7 @@ def load():
                 load_extension = _cpp_extension().load
                 _ninja_on_path()
                 name = _name()
-                if not is_built():
+                if not is_built() and _announce_build:
                     log.warning("building the CrossNorm CPU kernel %s (once per machine, about 2 minutes; "
                                 "scripts/install.sh does this at install time)", name)
                 _module = load_extension(name=name, sources=[str(_SOURCE)],
@@ -181,6 +182,8 @@ def main() -> int:
     if mode() == "torch":
         print("[install] NERF_NORM_CN_KERNEL=torch: CrossNorm uses the eager torch path, no kernel built")
         return 0
+    global _announce_build
+    _announce_build = False
     built = is_built()
     if not built:
         print("[install] building the CrossNorm CPU kernel (once per machine, about 2 minutes)", flush=True)
