@@ -31,8 +31,8 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .errors import UserError
-from .neus_layout import load_world_mats, sorted_images
+from .errors import UserError, require_finite_positive, require_memory
+from .neus_layout import count_world_mats, load_world_mats, sorted_images
 
 __all__ = [
     "DTUGroundTruth",
@@ -138,6 +138,10 @@ def load_mesh(path: Path) -> Tuple[np.ndarray, np.ndarray]:
     mesh = read_mesh(path)
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     faces = np.asarray(mesh.faces, dtype=np.int64)
+    bad = ~np.isfinite(vertices).all(axis=1)
+    if bad.any():
+        raise UserError(f"mesh {path} has {int(bad.sum())} vertices with NaN or infinite coordinates (the first is "
+                        f"vertex {int(np.argmax(bad))}); repair or re-extract the mesh")
     if not mesh.is_watertight:
         warnings.warn(f"mesh {path} is not watertight (open boundary or non-manifold edges); it is evaluated as is",
                       stacklevel=2)
@@ -256,6 +260,10 @@ def cull_by_masks(vertices: np.ndarray, faces: np.ndarray, cameras: Path, masks:
     mask_files = sorted_images(Path(masks))
     if not mask_files:
         raise UserError(f"mask folder {masks} holds no PNG/JPEG masks")
+    views = count_world_mats(Path(cameras))
+    if views != len(mask_files):
+        raise UserError(f"{cameras} has {views} cameras (world_mat_i) but {masks} holds {len(mask_files)} masks; "
+                        "culling needs one mask per camera, in camera order")
     world_mats = load_world_mats(Path(cameras), len(mask_files))
     keep = np.ones(len(vertices), dtype=bool)
     hom = np.c_[vertices, np.ones(len(vertices))]
@@ -306,7 +314,16 @@ def run_evaluation(mesh: Path, scan: int, dataset_dir: Path, out: Path, *, overw
         raise UserError(f"output exists: {', '.join(existing)} (pass --overwrite to replace it)")
     if (cull_cameras is None) != (cull_masks is None):
         raise UserError("mask culling needs both --cull-cameras (cameras_sphere.npz) and --cull-masks (mask folder)")
+    require_finite_positive("--density", density)
+    require_finite_positive("--max-dist", max_dist)
+    if dilation < 0:
+        raise UserError(f"--dilation must be a number of pixels >= 0, got {dilation}")
     vertices, faces = load_mesh(mesh)
+    # the lattice holds about area / density^2 points; sampling (float64 [N, 3] plus barycentric temporaries),
+    # thinning and the KD-tree hold several copies of them: estimated at 32 float64 values (256 bytes) a point
+    tri = vertices[faces]
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum()
+    require_memory(f"sampling {mesh} ({area:.0f} mm^2) at --density {density}", 256.0 * area / density ** 2)
     if cull_cameras is not None:
         vertices, faces = cull_by_masks(vertices, faces, cull_cameras, cull_masks, dilation)
         if len(faces) == 0:

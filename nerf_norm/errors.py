@@ -3,3 +3,32 @@
 
 class UserError(Exception):
     """A problem with the user's input, reported as one clear message."""
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation now (``MemAvailable``; total RAM where that is unknown)."""
+    import os
+
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def require_memory(what: str, nbytes: float) -> None:
+    """Refuses, with one line naming the size and the estimate, work whose memory cannot fit."""
+    free = available_memory()
+    if nbytes > free:
+        raise UserError(f"{what} needs about {nbytes / 2**30:.1f} GiB of memory, more than the "
+                        f"{free / 2**30:.1f} GiB available here; choose a smaller size")
+
+
+def require_finite_positive(option: str, value: float) -> None:
+    import math
+
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise UserError(f"{option} must be a positive finite number, got {value}")

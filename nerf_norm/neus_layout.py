@@ -56,18 +56,29 @@ def _matrix(data, key: str, path: Path) -> np.ndarray:
 def load_cameras(path: Path, num_views: int, need_scale: bool = True) -> NeuSCameras:
     """Reads ``world_mat_i`` (and ``scale_mat_i``) for ``i < num_views``; a missing key names the file and key."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"camera file not found: {path} (the NeuS layout needs cameras_sphere.npz)")
-    try:
-        data = np.load(path)
-    except Exception as exc:  # noqa: BLE001 - one message for any unreadable archive
-        raise UserError(f"cannot read {path} as a .npz archive: {exc}") from exc
+    data = _open_npz(path)
     world = np.stack([_matrix(data, f"world_mat_{i}", path) for i in range(num_views)])
     if need_scale:
         scale = np.stack([_matrix(data, f"scale_mat_{i}", path) for i in range(num_views)])
     else:
         scale = np.tile(np.eye(4), (num_views, 1, 1))
     return NeuSCameras(world, scale, path)
+
+
+def _open_npz(path: Path):
+    if not path.is_file():
+        raise UserError(f"camera file not found: {path} (the NeuS layout needs cameras_sphere.npz)")
+    try:
+        return np.load(path)
+    except Exception as exc:  # noqa: BLE001 - one message for any unreadable archive
+        raise UserError(f"cannot read {path} as a .npz archive: {exc}") from exc
+
+
+def count_world_mats(path: Path) -> int:
+    """How many cameras (``world_mat_<i>`` keys) ``path`` holds."""
+    import re
+
+    return sum(bool(re.fullmatch(r"world_mat_\d+", key)) for key in _open_npz(Path(path)).files)
 
 
 def load_world_mats(path: Path, num_views: int) -> np.ndarray:

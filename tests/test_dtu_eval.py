@@ -182,9 +182,12 @@ def test_mask_culling_removes_what_no_view_sees(tmp_path):
     v, f = cull_by_masks(mesh.vertices, mesh.faces, tmp_path / "cameras_sphere.npz", tmp_path / "mask", dilation=0)
     assert 0 < len(f) < len(mesh.faces)
     assert np.all(v[:, 0] <= CENTRE[0] + 1e-6 + 2 * 30.0 / 100)  # only the left half (x <= centre) remains
-    with pytest.raises(UserError, match="world_mat_1"):
+    with pytest.raises(UserError, match="has 1 cameras .* holds 2 masks"):  # more masks than cameras
         cull_by_masks(mesh.vertices, mesh.faces, tmp_path / "cameras_sphere.npz",
                       _two_masks(tmp_path, mask), dilation=0)
+    np.savez(tmp_path / "two_cams.npz", world_mat_0=compose_projection(K, c2w), world_mat_1=compose_projection(K, c2w))
+    with pytest.raises(UserError, match="has 2 cameras .* holds 1 masks"):  # fewer masks than cameras
+        cull_by_masks(mesh.vertices, mesh.faces, tmp_path / "two_cams.npz", tmp_path / "mask", dilation=0)
 
 
 def _two_masks(tmp_path: Path, mask: np.ndarray) -> Path:
@@ -195,3 +198,31 @@ def _two_masks(tmp_path: Path, mask: np.ndarray) -> Path:
     for i in range(2):
         iio.imwrite(folder / f"{i:03}.png", mask)
     return folder
+
+
+@pytest.mark.parametrize("option, message", [
+    ({"max_dist": 0.0}, "--max-dist must be a positive finite number"),
+    ({"max_dist": float("nan")}, "--max-dist must be a positive finite number"),
+    ({"density": float("nan")}, "--density must be a positive finite number"),
+    ({"density": -0.2}, "--density must be a positive finite number"),
+    ({"dilation": -3}, "--dilation must be a number of pixels >= 0"),
+    ({"density": 1e-4}, "needs about .* GiB of memory"),
+])
+def test_bad_options_fail_before_any_work(tmp_path, option, message):
+    mesh_path = tmp_path / "mesh.ply"
+    sphere(30.0, subdivisions=2).export(str(mesh_path))
+    root = write_ground_truth(tmp_path / "dtu", sphere(30.0, subdivisions=2))
+    with pytest.raises(UserError, match=message):
+        run_evaluation(mesh_path, SCAN, root, tmp_path / "a.json", **option)
+    assert not (tmp_path / "a.json").exists()
+
+
+def test_nan_vertex_is_named(tmp_path):
+    mesh = sphere(30.0, subdivisions=2)
+    vertices = np.array(mesh.vertices)
+    vertices[5] = np.nan
+    path = tmp_path / "nan.ply"
+    trimesh.Trimesh(vertices, mesh.faces, process=False).export(str(path))
+    root = write_ground_truth(tmp_path / "dtu", sphere(30.0, subdivisions=2))
+    with pytest.raises(UserError, match="1 vertices with NaN or infinite coordinates .*vertex 5"):
+        run_evaluation(path, SCAN, root, tmp_path / "a.json")
