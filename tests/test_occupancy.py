@@ -125,3 +125,18 @@ def test_relu_cn_beats_relu_on_occupancy(tmp_path):
         result[method] = run_occupancy(cmd)[0].metrics["iou"]
     # measured: relu 0.050, relu+cn 0.469
     assert result["relu+cn"] > result["relu"] + 0.2, result
+
+
+@pytest.mark.parametrize("command, args, message", [
+    ("occupancy", ["--resolution", "100000"], "a 100000^3 occupancy grid needs about"),
+    ("occupancy", ["--batch", "1"], "--batch must be at least 2 points"),
+    ("mri", ["--resolution", "100000"], "a 100000^3 MRI volume needs about"),
+    ("ct", ["--size", "100000"], "a 100000x100000 CT grid with 100 projections needs about"),
+])
+def test_sizes_that_cannot_fit_are_refused_at_once(tmp_path, cli_output, command, args, message):
+    """One line naming the size and the memory estimate, before any data is generated or loaded."""
+    import time
+
+    start = time.perf_counter()
+    assert main([command, *args, "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert squash(message) in cli_output() and time.perf_counter() - start < 30

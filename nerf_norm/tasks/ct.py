@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import UserError
+from ..errors import UserError, require_memory
 from ..radon import ParallelBeamProjector, uniform_angles
 from .base import Task
 from .grids import coordinate_grid, psnr, ssim
@@ -77,6 +77,9 @@ class CTTask(Task):
             raise UserError(f"--projections must be at least 1, got {projections}")
         if size < 16:
             raise UserError(f"--size must be at least 16 pixels, got {size}")
+        # the projector samples every angle on a size x size grid: the sampling grid (2 float32) and the samples,
+        # kept for backward, per angle
+        require_memory(f"a {size}x{size} CT grid with {projections} projections", projections * size ** 2 * 16.0)
         img, self.source = load_slice(image, size)
         self.size, self.projections = size, projections
         self.target = torch.from_numpy(img)

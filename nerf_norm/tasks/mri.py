@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import UserError
+from ..errors import UserError, require_memory
 from .base import Task
 from .grids import coordinate_grid, psnr, ssim
 
@@ -147,6 +147,8 @@ class MRITask(Task):
                  center: float = 0.08, mask_seed: int = 0) -> None:
         if resolution < 8:
             raise UserError(f"--resolution must be at least 8 voxels per axis, got {resolution}")
+        # coordinates (3 float32), the complex k-space and its mask, target and prediction volumes
+        require_memory(f"a {resolution}^3 MRI volume", resolution ** 3 * 64.0)
         vol, self.source = load_volume(volume, resolution)
         self.resolution, self.sampling, self.center, self.mask_seed = resolution, sampling, center, mask_seed
         self.target = torch.from_numpy(vol)

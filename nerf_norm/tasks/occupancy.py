@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import UserError
+from ..errors import UserError, require_memory
 from .base import Task
 from .grids import coordinate_grid
 
@@ -78,8 +78,10 @@ class OccupancyTask(Task):
 
         if resolution < 8:
             raise UserError(f"--resolution must be at least 8 samples per axis, got {resolution}")
-        if batch < 1:
-            raise UserError(f"--batch must be a positive number of points, got {batch}")
+        if batch < 2:
+            raise UserError(f"--batch must be at least 2 points (batch statistics need two samples), got {batch}")
+        # grid coordinates (3 float32), winding numbers (float64), occupancy and the evaluation's logits
+        require_memory(f"a {resolution}^3 occupancy grid", resolution ** 3 * 32.0)
         if not 0 < fill <= 1:
             raise UserError(f"--fill must be in (0, 1], got {fill}")
         path = Path(mesh) if mesh is not None else default_mesh_path()
