@@ -68,6 +68,8 @@ class MakeBlenderScene:
 
     out: Path = Path("data/nerf_norm_scene")
     """output directory"""
+    overwrite: bool = False
+    """replace a scene already in --out (its files are removed first; nothing else in --out is touched)"""
     scene: BlenderSceneConfig = field(default_factory=BlenderSceneConfig)
 
 
@@ -76,7 +78,8 @@ def _make_blender_scene(cmd: MakeBlenderScene) -> None:
 
     with _progress() as progress:
         task = progress.add_task("rendering views", total=None)
-        write_blender_scene(cmd.out, cmd.scene, lambda done, total: progress.update(task, completed=done, total=total))
+        write_blender_scene(cmd.out, cmd.scene, lambda done, total: progress.update(task, completed=done, total=total),
+                            overwrite=cmd.overwrite)
     console.print(f"Blender-format scene written to [bold]{cmd.out.resolve()}[/bold]")
 
 
@@ -90,7 +93,7 @@ class MakeDTUScene:
     mesh: Optional[Path] = None
     """mesh to render (OBJ/PLY/...); default: pymeshlab's sample bunny; real: ../shared/data/meshes/*"""
     overwrite: bool = False
-    """replace a scene already in --out"""
+    """replace a scene already in --out (its files are removed first; nothing else in --out is touched)"""
     scene: DTUSceneConfig = field(default_factory=DTUSceneConfig)
 
 

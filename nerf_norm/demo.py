@@ -69,7 +69,7 @@ def run_demo(cmd: DemoCommand) -> Path:
     data = (cmd.data or out / "scene").resolve()
     if cmd.data is None and not (data / "transforms_train.json").exists():
         console.print(f"generating the default scene in {data}")
-        write_blender_scene(data, BlenderSceneConfig())
+        write_blender_scene(data, BlenderSceneConfig(), overwrite=True)  # the demo's own folder: a partial scene
     for split in ("train", "test"):
         check_blender_split(data, split)
     if cmd.steps is not None and cmd.steps < 1:

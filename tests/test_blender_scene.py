@@ -106,3 +106,30 @@ def test_demo_reports_bad_scene(scene, tmp_path, capsys):
     data = _broken_copy(scene, tmp_path, lambda d, m: (d / "train" / "r_0.png").unlink())
     assert main(["demo", "--data", str(data), "--out", str(tmp_path / "o")]) == 2
     assert "r_0.png not found" in capsys.readouterr().out
+
+
+def test_make_scene_never_replaces_a_users_files_without_overwrite(tmp_path, capsys):
+    small = ["--scene.resolution", "16", "--scene.train-views", "3", "--scene.val-views", "1", "--scene.test-views", "1"]
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "transforms_train.json").write_text("{\"mine\": true}")
+    (out / "notes.txt").write_text("keep me")
+    assert main(["make-scene", "blender", "--out", str(out), *small]) == 2
+    assert "already holds transforms_train.json" in capsys.readouterr().out.replace("\n", "")
+    assert json.loads((out / "transforms_train.json").read_text()) == {"mine": True}
+    # with --overwrite the scene replaces its own files; a smaller second scene leaves no stale views behind
+    five = ["--scene.train-views", "5"]
+    assert main(["make-scene", "blender", "--out", str(out), "--overwrite", *small, *five]) == 0
+    assert len(list((out / "train").iterdir())) == 5
+    assert main(["make-scene", "blender", "--out", str(out), "--overwrite", *small]) == 0
+    assert sorted(p.name for p in (out / "train").iterdir()) == ["r_0.png", "r_1.png", "r_2.png"]
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--scene.radius", "nan"], "--radius must exceed"),
+    (["--scene.resolution", "200000"], "needs about"),
+])
+def test_make_scene_bad_sizes_and_numbers(tmp_path, capsys, args, message):
+    assert main(["make-scene", "blender", "--out", str(tmp_path / "s"), *args]) == 2
+    assert message in capsys.readouterr().out.replace("\n", "")

@@ -61,6 +61,17 @@ def test_scene_refuses_to_overwrite_and_rejects_bad_meshes(bunny_scene, tmp_path
     with pytest.raises(UserError, match="mesh file not found"):
         write_dtu_scene(tmp_path / "y", tmp_path / "missing.ply", SMALL)
     assert main(["make-scene", "dtu", "--out", str(bunny_scene)]) == 2
+    for args in (["--scene.world-centre", "nan", "0", "0"], ["--scene.width", "100000", "--scene.height", "100000"]):
+        assert main(["make-scene", "dtu", "--out", str(tmp_path / "z"), *args]) == 2
+        assert not (tmp_path / "z" / "cameras_sphere.npz").exists()
+
+
+def test_overwrite_with_fewer_views_leaves_no_stale_images(tmp_path):
+    from dataclasses import replace
+
+    out = write_dtu_scene(tmp_path / "s", None, replace(SMALL, views=4))
+    write_dtu_scene(out, None, replace(SMALL, views=2), overwrite=True)
+    assert len(list((out / "image").iterdir())) == 2 and len(list((out / "mask").iterdir())) == 2
 
 
 def _dtu_ground_truth(root, scene):

@@ -184,3 +184,16 @@ def test_interrupt_writes_a_checkpoint_and_the_run_resumes(tmp_path, monkeypatch
     # a checkpoint beyond --iters is refused with one line, not shown as 8/4
     assert main([*common, "--iters", "4"]) == 2
     assert "beyond --iters 4" in capsys.readouterr().out.replace("\n", "")
+
+
+def test_unrelated_outputs_in_out_are_not_replaced_without_overwrite(tmp_path, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "metrics.json").write_text("my own numbers")
+    (out / "reconstruction.png").write_text("my own picture")
+    argv = ["image", "--image", str(_small_image(tmp_path)), "--arch", "2x8", "--iters", "3", "--out", str(out),
+            "--quiet"]
+    assert main(argv) == 2
+    assert "already holds" in capsys.readouterr().out and (out / "metrics.json").read_text() == "my own numbers"
+    assert main([*argv, "--overwrite"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["metrics"]["iterations"] == 3

@@ -14,7 +14,8 @@ from typing import Dict
 import imageio.v2 as imageio
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, require_memory
+from ..outputs import prepare_output_dir
 from .procedural import default_scene, look_at_origin, render_rgba
 
 
@@ -43,8 +44,12 @@ class BlenderSceneConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if not 0 < self.camera_angle_x < math.pi:
             raise UserError(f"--camera-angle-x must be in (0, pi) radians, got {self.camera_angle_x}")
-        if self.radius <= 1.3:
+        if not self.radius > 1.3 or not math.isfinite(self.radius):
             raise UserError(f"--radius must exceed the scene's radius 1.2 (plus margin), got {self.radius}")
+        # one view's rays and their shading, per supersampled pixel
+        rays = (self.resolution * self.supersample) ** 2
+        require_memory(f"rendering {self.resolution}x{self.resolution} views at supersample {self.supersample}",
+                       rays * 400.0)
 
 
 def _positions(config: BlenderSceneConfig) -> Dict[str, np.ndarray]:
@@ -62,13 +67,20 @@ def _positions(config: BlenderSceneConfig) -> Dict[str, np.ndarray]:
     return {"train": train, "val": val, "test": test}
 
 
-def write_blender_scene(out: Path, config: BlenderSceneConfig = BlenderSceneConfig(), progress=None) -> Path:
-    """Renders the default scene into ``out`` (Blender format) and returns ``out``.
+#: what a scene consists of (removed first with overwrite)
+OUTPUTS = ("train", "val", "test", "transforms_train.json", "transforms_val.json", "transforms_test.json",
+           "scene.json")
+
+
+def write_blender_scene(out: Path, config: BlenderSceneConfig = BlenderSceneConfig(), progress=None,
+                        overwrite: bool = False) -> Path:
+    """Renders the default scene into ``out`` (Blender format) and returns ``out``. A scene (or any of its files)
+    already in ``out`` is an error unless ``overwrite``, which removes it first.
 
     ``progress``: optional callable ``(done, total)`` for a progress bar.
     """
     config.validate()
-    out = Path(out)
+    out = prepare_output_dir(Path(out), OUTPUTS, overwrite)
     scene = default_scene()
     w = h = config.resolution
     focal = 0.5 * w / math.tan(0.5 * config.camera_angle_x)

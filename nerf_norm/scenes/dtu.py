@@ -22,7 +22,8 @@ from typing import Callable, Literal, Optional, Tuple
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, require_memory
+from ..outputs import prepare_output_dir
 from ..neus_layout import compose_projection
 from .procedural import look_at_origin, pixel_rays
 
@@ -37,6 +38,10 @@ def default_mesh_path() -> Path:
     if not path.is_file():
         raise UserError(f"pymeshlab's sample bunny is not at {path}; pass --mesh PATH")
     return path
+
+
+#: what a scene consists of (removed first with --overwrite)
+OUTPUTS = ("image", "mask", "cameras_sphere.npz", "mesh_world.ply", "scene.json")
 
 
 @dataclass
@@ -64,6 +69,12 @@ class DTUSceneConfig:
     seed: int = 0
 
     def validate(self) -> None:
+        numbers = {"--fov-x-deg": self.fov_x_deg, "--camera-distance": self.camera_distance,
+                   "--object-radius": self.object_radius, "--world-radius": self.world_radius,
+                   **{f"--world-centre[{k}]": v for k, v in enumerate(self.world_centre)}}
+        for option, value in numbers.items():
+            if not math.isfinite(value):
+                raise UserError(f"{option} must be a finite number, got {value}")
         if min(self.width, self.height) < 8:
             raise UserError(f"--width/--height must be >= 8, got {self.width}x{self.height}")
         if self.views < 2:
@@ -76,6 +87,9 @@ class DTUSceneConfig:
             raise UserError(f"--camera-distance must exceed 1.2 (outside the unit sphere), got {self.camera_distance}")
         if self.world_radius <= 0 or self.supersample < 1:
             raise UserError("--world-radius and --supersample must be positive")
+        # one view's rays: origins, directions, hits and shading, float32/float64, per supersampled pixel
+        rays = self.width * self.height * self.supersample ** 2
+        require_memory(f"rendering {self.width}x{self.height} views at supersample {self.supersample}", rays * 160.0)
 
 
 def load_scene_mesh(path: Path):
@@ -102,9 +116,7 @@ def write_dtu_scene(out: Path, mesh_path: Optional[Path], config: DTUSceneConfig
     import open3d as o3d
 
     config.validate()
-    out = Path(out)
-    if (out / "cameras_sphere.npz").exists() and not overwrite:
-        raise UserError(f"{out} already holds a scene (cameras_sphere.npz); pass --overwrite or choose another --out")
+    out = prepare_output_dir(Path(out), OUTPUTS, overwrite)
     mesh_path = Path(mesh_path) if mesh_path is not None else default_mesh_path()
     mesh = load_scene_mesh(mesh_path)
     centre = mesh.bounding_sphere.primitive.center
@@ -116,8 +128,8 @@ def write_dtu_scene(out: Path, mesh_path: Optional[Path], config: DTUSceneConfig
     scale_mat = np.diag([s, s, s, 1.0])
     scale_mat[:3, 3] = config.world_centre
 
-    (out / "image").mkdir(parents=True, exist_ok=True)
-    (out / "mask").mkdir(exist_ok=True)
+    (out / "image").mkdir()
+    (out / "mask").mkdir()
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.core.Tensor(verts_norm.astype(np.float32)), o3d.core.Tensor(mesh.faces.astype(np.uint32)))
     face_normals = np.asarray(mesh.face_normals)

@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from rich.console import Console
@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor, nn
 
 from ..errors import UserError
+from ..outputs import prepare_output_dir
 from ..networks import count_parameters
 
 console = Console(stderr=True)
@@ -36,6 +37,8 @@ class Task(abc.ABC):
     name: str = "task"
     #: name of the quality number shown while training (higher is better)
     progress_metric: str = "psnr"
+    #: the files :meth:`save_outputs` writes into the output folder (the overwrite rule protects them)
+    outputs: Tuple[str, ...] = ()
     #: record the best :meth:`progress` over all iterations (``{metric}_best`` in the metrics, the number the
     #: paper's authors report); only where :meth:`progress` measures the whole signal and is cheap
     track_best: bool = False
@@ -115,6 +118,8 @@ class TrainConfig:
     """torch CPU threads (default: torch's choice)"""
     quiet: bool = False
     """no progress bar"""
+    overwrite: bool = False
+    """start over in an --out that holds another run's outputs or checkpoint (they are removed first)"""
 
     def validate(self) -> None:
         if self.iters < 1:
@@ -177,6 +182,10 @@ class Trainer:
         step, elapsed = 0, 0.0
         best = {"value": -math.inf, "iteration": 0}
         ckpt_path = self.out_dir / self.CHECKPOINT
+        if cfg.overwrite or not ckpt_path.exists():
+            # no run of ours to resume here: whatever outputs the folder holds are someone else's
+            prepare_output_dir(self.out_dir, (self.CHECKPOINT, "metrics.json", "curve.png", *task.outputs),
+                               cfg.overwrite)
         if ckpt_path.exists():
             if not cfg.resume:
                 raise UserError(f"{ckpt_path} exists and --no-resume was given: choose another --out or remove it")

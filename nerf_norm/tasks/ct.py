@@ -68,6 +68,7 @@ class CTTask(Task):
 
     name = "ct"
     progress_metric = "psnr"
+    outputs = ("reconstruction.png", "target.png", "error.png", "sinogram.png")
     track_best = True
     in_dim = 2
     out_dim = 1

@@ -79,6 +79,7 @@ class ImageTask(Task):
 
     name = "image"
     progress_metric = "psnr"
+    outputs = ("reconstruction.png", "target.png", "spectrum.png")
     track_best = True
 
     def __init__(self, image: Optional[Path] = None, downscale: int = 1) -> None:

@@ -139,6 +139,7 @@ class MRITask(Task):
 
     name = "mri"
     progress_metric = "psnr"
+    outputs = ("slices.png",)
     track_best = True
     in_dim = 3
     out_dim = 1

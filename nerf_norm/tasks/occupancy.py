@@ -65,6 +65,7 @@ class OccupancyTask(Task):
 
     name = "occupancy"
     progress_metric = "iou"
+    outputs = ("mesh.ply", "mesh.png", "target.png")
     in_dim = 3
     out_dim = 1
     eval_chunk = 1 << 17
