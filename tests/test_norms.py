@@ -362,11 +362,13 @@ def _reference(name: str, x: torch.Tensor, variant: str = "paper", eps: float = 
     return (x64 - mu) / torch.sqrt(var + eps)
 
 
-def _offset_batch(T: int, C: int, ratio: float, seed: int = 0) -> torch.Tensor:
-    """``[T, C]`` float32 with column means ``ratio`` x their standard deviations (which differ per column)."""
+def _offset_batch(T: int, C: int, ratio: float, seed: int = 0, same_sign: bool = False) -> torch.Tensor:
+    """``[T, C]`` float32 with column means ``ratio`` x their standard deviations (which differ per column), of
+    random signs, or all positive (then every row and the whole batch are offset too)."""
     g = torch.Generator().manual_seed(seed)
     std = torch.rand(C, generator=g) * 1.5 + 0.5
-    mean = ratio * std * torch.where(torch.rand(C, generator=g) < 0.5, -1.0, 1.0)
+    sign = torch.where(torch.rand(C, generator=g) < 0.5, -1.0, 1.0)
+    mean = ratio * std * (torch.ones(C) if same_sign else sign)
     return (torch.randn(T, C, generator=g) * std + mean).float()
 
 
@@ -383,9 +385,10 @@ def test_cross_norm_exact_at_large_T_and_offsets(variant, ratio, cn_path):
     assert (plain.double() - ref).abs().max().item() <= 1e-3
 
 
-@pytest.mark.parametrize("name", ["bn", "ln", "gn"])
-def test_other_norms_exact_at_large_T_and_offsets(name):
-    x = _offset_batch(2 ** 17, 24, 1000.0)
+@pytest.mark.parametrize("same_sign", [False, True])
+@pytest.mark.parametrize("name", ["bn", "ln", "gn", "cn"])
+def test_other_norms_exact_at_large_T_and_offsets(name, same_sign):
+    x = _offset_batch(2 ** 17, 24, 1000.0, same_sign=same_sign)
     err = (make_norm(name, 24)(x).double() - _reference(name, x)).abs().max().item()
     assert err <= 1e-3, f"{name}: max abs error {err:.2e}"
 

@@ -40,15 +40,15 @@ def batch_norm(
         if not use_batch:
             y = F.batch_norm(xs, running_mean, running_var, weight, bias, False, momentum, eps)
         else:
-            # torch's CPU batch norm forms its batch moments from plain sums: at mean/std = 1000 over 2^17
-            # samples its output was off by 0.37. var_mean (Welford / two-pass) is exact at any offset.
-            var, mean = torch.var_mean(xs, dim=0, correction=0)
+            # torch's native CPU batch norm forms its batch moments from plain sums: at mean/std = 1000 over 2^17
+            # samples its output was off by 0.37. It is exactly shift invariant, so it normalizes x minus one of
+            # its own samples (cancellation then bounded by O(1)) and keeps its fast fused backward; the
+            # shift is added back to the running mean (the variance does not see it).
+            shift = xs[:1].detach()
+            y = F.batch_norm(xs - shift, running_mean, running_var, weight, bias, True, momentum, eps)
             if running_mean is not None and momentum > 0:
-                T = xs.shape[0]
                 with torch.no_grad():
-                    running_mean.lerp_(mean.to(running_mean.dtype), momentum)
-                    running_var.lerp_((var * (T / max(T - 1, 1))).to(running_var.dtype), momentum)
-            y = _affine((xs - mean) * torch.rsqrt(var + eps), weight, bias)
+                    running_mean.add_(shift.reshape(-1).to(running_mean.dtype), alpha=momentum)
     return _restore(y, x)
 
 
@@ -84,7 +84,8 @@ def global_norm(
         raise ValueError(f"global_norm: expected more than 1 element when training, got shape {tuple(x.shape)}")
     with _no_autocast(x):
         # One "channel" holding every element: torch's native batch norm computes exactly Eq. 23's statistics
-        # (and keeps the running estimates) in a single fused pass.
+        # (and keeps the running estimates) in a single fused pass. Unlike its [T, C] path (see batch_norm),
+        # this one stays exact at large offsets (tested at mean/std 1000 over 2^17 x 24 elements).
         flat = x2.to(_stats_dtype(x)).reshape(1, 1, -1)
         y = F.batch_norm(flat, running_mean, running_var, None, None, use_batch, momentum, eps)
         y = _affine(y.reshape(x2.shape), weight, bias)
