@@ -40,6 +40,8 @@ class Args:
     archs: tuple[str, ...] = ("2x128", "2x256", "4x128", "4x256")
     size: int = 128
     projections: int = 100
+    pe_frequencies: int = 10
+    """octaves of the pe family's positional encoding (paper: 10)"""
     iters: int = 800
     """4x the first CPU budget (paper fidelity plan, docs/reproduction.md)"""
     threads: int = 2
@@ -56,6 +58,7 @@ def main(args: Args) -> None:
         def run(method: str, out: Path):
             cmd = CTCommand(image=args.image, method=method, arch=arch, size=args.size,
                             projections=args.projections, iters=args.iters, seed=args.seed, quiet=True,
+                            pe_frequencies=args.pe_frequencies,
                             resume=False, out=out)
             result, _ = run_ct(cmd)
             return result.metrics, {k: result.history[k] for k in ("iteration", "seconds", "psnr")}
@@ -63,7 +66,8 @@ def main(args: Args) -> None:
 
     setting = (f"{args.image.name} zero-padded to a square and resampled to {args.size}x{args.size} (paper: 512x512 "
                f"colorectal slices), {args.projections} parallel-beam projections, {args.iters} full-batch "
-               f"iterations (paper 20,000), Adam 5e-3 with cosine decay to 5e-4, seed {args.seed}")
+               f"iterations (paper 20,000), Adam 5e-3 with cosine decay to 5e-4, seed {args.seed}"
+               + (f", PE with {args.pe_frequencies} octaves (paper: 10)" if args.pe_frequencies != 10 else ""))
     record = run_cases("ct", [case(a) for a in args.archs], args.methods,
                        ("psnr", "psnr_best", "ssim", "fbp_psnr", "fbp_ssim"), setting, args.threads, args.out)
     fbp = next(iter(record["runs"]))

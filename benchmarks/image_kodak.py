@@ -17,6 +17,7 @@ time (the training time of the fastest method on the same image).
 
 from __future__ import annotations
 
+import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,8 @@ class Args:
     seed: int = 0
     out: Path = RESULTS / "image_kodak"
     """output stem: OUT.json, OUT.md, OUT_curves.png"""
+    report_only: bool = False
+    """write OUT.md and the curves from the runs OUT.json holds, train nothing"""
 
 
 def _psnr_at(history: dict, seconds: float) -> float:
@@ -95,6 +98,8 @@ def report(record: dict, args: Args) -> None:
              f"- machine: {meta['machine']}", f"- setting: {meta['setting']}", f"- date: {meta['date']}",
              "- `PSNR final`: eval-mode output after the last iteration; `PSNR best`: best training-mode output "
              "over the run (the authors' metric, the one their Table 2 reports); both on the 8-bit rounded output",
+             f"- images in this file: {', '.join(images)}; `mean` is over them (a method missing on one of them has no "
+             "mean yet)",
              f"- `paper` rows: Table 2, {args.arch}, mean over the 24 Kodak images at 768x512 after 100k iterations",
              "- the runs shared the 2-core machine with other benchmarks: seconds are comparable within a run's "
              "image (equal-time column) only roughly", ""]
@@ -155,6 +160,9 @@ def plot(record: dict, args: Args, images) -> None:
 
 
 def main(args: Args) -> None:
+    if args.report_only:
+        report(json.loads(args.out.with_suffix(".json").read_text()), args)
+        return
     cases = []
     for image in args.images:
         path = args.data / f"{image}.png"

@@ -80,12 +80,13 @@ def _evaluate_batch_stats(trainer, views) -> dict:
     pipeline = trainer.pipeline
     model = pipeline.model
     saved = copy.deepcopy(model.state_dict())
-    for norm in _stat_norms(model):
+    norms = _stat_norms(model)  # listed once: the filter is on track_running_stats, which is switched off below
+    for norm in norms:
         norm.track_running_stats = False  # training=False with no running stats -> batch statistics
     try:
         return evaluate(trainer, indices=views)
     finally:
-        for norm in _stat_norms(model):
+        for norm in norms:
             norm.track_running_stats = True
         model.load_state_dict(saved)
 
@@ -119,6 +120,7 @@ def _recalibrate(trainer, batches: int, step: int) -> None:
     """Re-estimates every running statistic as the plain mean over ``batches`` training batches (weights fixed)."""
     pipeline = trainer.pipeline
     norms = _stat_norms(pipeline.model)
+    assert norms, "no norm with running statistics found"
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None
