@@ -101,8 +101,10 @@ def report(record: dict, args: Args) -> None:
              f"- images in this file: {', '.join(images)}; `mean` is over them (a method missing on one of them has no "
              "mean yet)",
              f"- `paper` rows: Table 2, {args.arch}, mean over the 24 Kodak images at 768x512 after 100k iterations",
-             "- the runs shared the 2-core machine with other benchmarks: seconds are comparable within a run's "
-             "image (equal-time column) only roughly", ""]
+             "- the runs shared the 2-core machine with other benchmarks, and on 2026-11-23 both workers were paused "
+             "(SIGSTOP) for about 25 minutes while the test suite ran, so the training seconds of the runs in progress "
+             "then (WIRE on kodim05 and kodim23: ~3300 s) include the pause: read seconds and the equal-time column "
+             "as rough", ""]
     lines += table(full, args.methods, [("psnr_best", "PSNR best", "{:.2f}"), ("psnr", "PSNR final", "{:.2f}"),
                                         ("ssim", "SSIM final", "{:.3f}")], labels, paper)
     lines += ["", "## Do the paper's orderings hold? (PSNR best; cells: ours / paper)", ""]

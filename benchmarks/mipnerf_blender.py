@@ -25,7 +25,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
 import tyro
@@ -134,7 +134,7 @@ def write_markdown(args: Args, data: dict) -> None:
                      f"{et.get('steps', '-')} | {fmt(et, 'psnr')} | {fmt(et, 'fine_ssim')} |")
     others = [m for m in timing if m not in args.methods]
     if others:
-        lines += ["", f"Timed in the same interleaved rounds, quality not run at this budget: " + ", ".join(
+        lines += ["", "Timed in the same interleaved rounds, quality not run at this budget: " + ", ".join(
             f"{m} {timing[m]['s_per_iter']:.3f} s/iter (ratio {timing[m]['ratio']:.3f})" for m in others) + "."]
     rounds = ", ".join(f"{a / b:.2f}" for a, b in zip(timing[args.methods[1]]["rounds"], timing[ref]["rounds"])) \
         if len(args.methods) > 1 else ""
