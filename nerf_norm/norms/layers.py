@@ -14,6 +14,16 @@ from .functional import batch_norm, cross_norm, global_norm, layer_norm
 __all__ = ["BatchNorm", "LayerNorm", "GlobalNorm", "CrossNorm", "make_norm"]
 
 
+def _affine_parameters(module: nn.Module, num_features: int, affine: bool, factory: dict) -> None:
+    """The per-channel ``weight`` and ``bias`` (``[C]``; initialised by ``reset_parameters``), or ``None`` each."""
+    if affine:
+        module.weight = nn.Parameter(torch.empty(num_features, **factory))
+        module.bias = nn.Parameter(torch.empty(num_features, **factory))
+    else:
+        module.register_parameter("weight", None)
+        module.register_parameter("bias", None)
+
+
 class _RunningStatsNorm(nn.Module):
     """Common parts of the batch-coupled norms: affine parameters and running-stat buffers."""
 
@@ -37,12 +47,7 @@ class _RunningStatsNorm(nn.Module):
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        if affine:
-            self.weight = nn.Parameter(torch.empty(num_features, **factory))
-            self.bias = nn.Parameter(torch.empty(num_features, **factory))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, num_features, affine, factory)
         if track_running_stats:
             self.register_buffer("running_mean", torch.zeros(stat_size, **factory))
             self.register_buffer("running_var", torch.ones(stat_size, **factory))
@@ -118,12 +123,7 @@ class LayerNorm(nn.Module):
         self.num_features = num_features
         self.eps = eps
         self.affine = affine
-        if affine:
-            self.weight = nn.Parameter(torch.empty(num_features, **factory))
-            self.bias = nn.Parameter(torch.empty(num_features, **factory))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, num_features, affine, factory)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
