@@ -179,6 +179,8 @@ class SpectralDynamicsCommand:
     """seed of the network initialisation"""
     out: Path = Path("outputs/spectral_dynamics")
     """output directory"""
+    overwrite: bool = False
+    """start over where OUT/METHOD/ holds another run's outputs (they are removed first)"""
 
     def validate(self) -> List[str]:
         methods = _split(self.methods, "--methods")
@@ -234,7 +236,7 @@ def run_spectral_dynamics(cmd: SpectralDynamicsCommand) -> Dict[str, object]:
     for method in methods:
         console.log(f"training {method} ({cmd.arch}, {cmd.iters} iterations)")
         runs.append(spectral_dynamics(method, task, cmd.arch, cmd.iters, cmd.every, cmd.out / method,
-                                      seed=cmd.seed, lr=cmd.lr, quiet=False))
+                                      seed=cmd.seed, lr=cmd.lr, quiet=False, overwrite=cmd.overwrite))
     seconds = time.perf_counter() - start
     figure = plot_spectral_dynamics(runs, cmd.out / "spectral_dynamics.png",
                                     f"{task.description}; {cmd.arch}, lr {cmd.lr or 'paper default'}")

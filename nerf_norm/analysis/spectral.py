@@ -223,7 +223,7 @@ class SpectralDynamics:
 
 def spectral_dynamics(method: str, task: SignalTask, arch: str, iters: int, every: int, out_dir: Path, *,
                       seed: int = 0, lr: Optional[float] = None, quiet: bool = True,
-                      resume: bool = True) -> SpectralDynamics:
+                      resume: bool = True, overwrite: bool = False) -> SpectralDynamics:
     """Trains ``method`` (a registry name, e.g. ``pe+cn``) with ``arch`` on ``task`` for ``iters`` iterations,
     recording the band errors every ``every`` iterations (and at iteration 1). Outputs go to ``out_dir``.
 
@@ -231,7 +231,7 @@ def spectral_dynamics(method: str, task: SignalTask, arch: str, iters: int, ever
     """
     spec = get_method(method)
     config = TrainConfig(iters=iters, lr=lr, seed=seed, log_every=every, checkpoint_every=max(iters, 1),
-                         resume=resume, quiet=quiet)
+                         resume=resume, quiet=quiet, overwrite=overwrite)
     trainer = Trainer(config, out_dir, {"method": spec.name, "arch": arch})
     result = trainer.fit(task, lambda: build_network(spec.name, task.in_dim, task.out_dim, arch, seed=seed),
                          spec.default_lr)
