@@ -197,3 +197,11 @@ def test_unrelated_outputs_in_out_are_not_replaced_without_overwrite(tmp_path, c
     assert "already holds" in capsys.readouterr().out and (out / "metrics.json").read_text() == "my own numbers"
     assert main([*argv, "--overwrite"]) == 0
     assert json.loads((out / "metrics.json").read_text())["metrics"]["iterations"] == 3
+
+
+def test_gaussian_features_are_labelled_gff_not_pe(tmp_path):
+    cmd = ImageCommand(image=_small_image(tmp_path, 20), method="pe+cn", arch="2x8", iters=2, quiet=True,
+                       encoding="gaussian", gaussian_scale=10.0, out=tmp_path / "g")
+    run_image(cmd)
+    run = json.loads((tmp_path / "g" / "metrics.json").read_text())["run"]
+    assert run["method"] == "gff+cn" and run["encoding"] == "gaussian" and run["gaussian_scale"] == 10.0

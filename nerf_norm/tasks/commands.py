@@ -75,6 +75,8 @@ def run_fit(cmd: FitCommand, make_task: Callable[[], Task]) -> Tuple[FitResult, 
     info = {"method": spec.name, "arch": cmd.arch, "cn_variant": cmd.cn_variant}
     if spec.family == "pe":
         info.update(encoding.describe())
+        if encoding.kind == "gaussian":  # a different method from the paper's PE: never labelled pe
+            info["method"] = "gff" + spec.name[len("pe"):]
     trainer = Trainer(_train_config(cmd), cmd.out, info)
 
     def build():
