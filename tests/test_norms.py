@@ -420,3 +420,18 @@ def test_cross_norm_keeps_at_most_two_full_tensors_for_backward(cn_path):
     assert len(full) <= (2 if cn_path == "torch" else 1), [tuple(t.shape) for t in saved]
     y.sum().backward()
     assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_batch_norm_running_statistics_and_backward_at_large_offsets(momentum):
+    """Training with running statistics (the layer in an MLP, backward included) keeps torch's semantics: the
+    running mean/variance follow the batch's (here offset by 1000 std), and the gradient is finite."""
+    x = _offset_batch(4096, 8, 1000.0, same_sign=True).requires_grad_(True)
+    ours = BatchNorm(8, momentum=momentum, track_running_stats=True)
+    ref = torch.nn.BatchNorm1d(8, momentum=momentum, dtype=torch.float64)
+    for _ in range(3):
+        ours(x).pow(2).sum().backward()
+        ref(x.double()).sum()
+    assert torch.isfinite(x.grad).all()
+    assert torch.allclose(ours.running_mean.double(), ref.running_mean, rtol=1e-6)
+    assert torch.allclose(ours.running_var.double(), ref.running_var, rtol=1e-4)

@@ -45,10 +45,16 @@ def batch_norm(
             # its own samples (cancellation then bounded by O(1)) and keeps its fast fused backward; the
             # shift is added back to the running mean (the variance does not see it).
             shift = xs[:1].detach()
-            y = F.batch_norm(xs - shift, running_mean, running_var, weight, bias, True, momentum, eps)
             if running_mean is not None and momentum > 0:
+                # the native op updates copies (autograd keeps them for its backward, so they must not change
+                # afterwards); the buffers then get the update with the shift added back
+                mean_copy, var_copy = running_mean.clone(), running_var.clone()
+                y = F.batch_norm(xs - shift, mean_copy, var_copy, weight, bias, True, momentum, eps)
                 with torch.no_grad():
-                    running_mean.add_(shift.reshape(-1).to(running_mean.dtype), alpha=momentum)
+                    running_mean.copy_(mean_copy + momentum * shift.reshape(-1).to(running_mean.dtype))
+                    running_var.copy_(var_copy)
+            else:
+                y = F.batch_norm(xs - shift, None, None, weight, bias, True, 0.0, eps)
     return _restore(y, x)
 
 
