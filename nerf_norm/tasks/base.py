@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor, nn
 
-from ..errors import UserError
+from ..errors import UserError, require_finite_positive
 from ..outputs import prepare_output_dir
 from ..networks import count_parameters
 
@@ -124,8 +124,8 @@ class TrainConfig:
     def validate(self) -> None:
         if self.iters < 1:
             raise UserError(f"--iters must be a positive number of iterations, got {self.iters}")
-        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
-            raise UserError(f"--lr must be a positive finite number, got {self.lr}")
+        if self.lr is not None:
+            require_finite_positive("--lr", self.lr)
         if self.threads is not None and self.threads < 1:
             raise UserError(f"--threads must be at least 1 (or left out for torch's choice), got {self.threads}")
         if not 0 < self.lr_final_ratio <= 1:
