@@ -5,7 +5,8 @@ plain differentiable statement of the same formula (double backward, torch.compi
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from dataclasses import dataclass
+from typing import Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -145,6 +146,24 @@ def _cn_backward(x: Tensor, xhat: Tensor, rstd: Tensor, row_mean: Tensor, col_me
     return dx.addcmul_(x, coef, value=2.0), dw
 
 
+@dataclass(frozen=True)
+class CrossNormCall:
+    """What one CrossNorm call fixes besides its differentiable tensors.
+
+    ``n``: the column count behind ``col_mean``/``col_var`` when running statistics replace the batch's columns
+    (a float, or a 0-d tensor so that a GPU never syncs), ``None`` with batch columns; ``running``:
+    ``(running_mean, running_var, running_batch_size, factor)`` to update from this batch, or ``None``;
+    ``out_shape``: the caller's ``[..., C]`` shape of the output; ``relu``: return ``relu(y)``.
+    """
+
+    variant: str
+    eps: float
+    out_shape: torch.Size
+    relu: bool = False
+    n: Union[None, float, Tensor] = None
+    running: Optional[tuple] = None
+
+
 class _CrossNormFunction(torch.autograd.Function):
     """CrossNorm with a closed-form backward: the fused CPU kernel of :mod:`nerf_norm.norms.kernel` when it is
     available, else a few eager passes over ``[T, C]``; never autograd's graph of a dozen ops.
@@ -154,7 +173,11 @@ class _CrossNormFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, col_mean, col_var, n, variant, eps, out_shape, running, relu):
+    def forward(ctx, x, weight, bias, col_mean, col_var, call: CrossNormCall):
+        """``x [T, C]``; ``weight``/``bias`` ``[C]`` or None; ``col_mean``/``col_var`` ``[C]`` running column
+        statistics or None (batch columns)."""
+        n, variant, eps, running, relu = call.n, call.variant, call.eps, call.running, call.relu
+        out_shape = call.out_shape
         ctx.variant, ctx.eps, ctx.n_given, ctx.relu = variant, eps, n, relu
         ctx.batch_columns = col_mean is None
         ctx.has_bias = bias is not None
@@ -212,7 +235,7 @@ class _CrossNormFunction(torch.autograd.Function):
             dx, dw = _cn_backward(x, xhat, rstd, row_mean, col_mean, ctx.n, gy, weight, ctx.batch_columns,
                                   ctx.variant, need_dw)
             db = torch.mv(gy.t(), gy.new_ones(gy.shape[0])) if need_db else None
-        return (dx, dw if need_dw else None, db if need_db else None) + (None,) * 8
+        return dx, dw if need_dw else None, db if need_db else None, None, None, None
 
     @staticmethod
     def _backward_by_autograd(ctx, gy):
@@ -230,7 +253,7 @@ class _CrossNormFunction(torch.autograd.Function):
         inputs = [t for _, t, need in wanted if need and t is not None and t.requires_grad]
         grads = iter(torch.autograd.grad(y, inputs, gy, create_graph=True, allow_unused=True))
         out = [next(grads) if (need and t is not None and t.requires_grad) else None for _, t, need in wanted]
-        return (*out, None, None, None, None, None, None, None, None)
+        return (*out, None, None, None)
 
 
 def _update_running(running, col_mean: Tensor, col_var_unbiased: Tensor, n: float) -> None:

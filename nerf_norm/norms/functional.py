@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import kernel as cn_kernel
-from .common import CN_VARIANTS, _affine, _as_2d, _check_batch, _no_autocast, _restore, _stats_dtype
-from .cross_norm_function import _CrossNormFunction, _cross_norm_plain, _update_running
+from .common import CN_VARIANTS, _as_2d, _check_batch, _no_autocast, _restore, _stats_dtype
+from .cross_norm_function import CrossNormCall, _CrossNormFunction, _cross_norm_plain, _update_running
 
 __all__ = ["batch_norm", "layer_norm", "global_norm", "cross_norm", "cross_norm_autograd"]
 
@@ -89,12 +89,27 @@ def global_norm(
     if use_batch and x2.numel() < 2:
         raise ValueError(f"global_norm: expected more than 1 element when training, got shape {tuple(x.shape)}")
     with _no_autocast(x):
-        # One "channel" holding every element: torch's native batch norm computes exactly Eq. 23's statistics
-        # (and keeps the running estimates) in a single fused pass. Unlike its [T, C] path (see batch_norm),
-        # this one stays exact at large offsets (tested at mean/std 1000 over 2^17 x 24 elements).
-        flat = x2.to(_stats_dtype(x)).reshape(1, 1, -1)
-        y = F.batch_norm(flat, running_mean, running_var, None, None, use_batch, momentum, eps)
-        y = _affine(y.reshape(x2.shape), weight, bias)
+        xs = x2.to(_stats_dtype(x))
+        if use_batch:
+            # one mean and biased variance over all T x C elements; torch.var_mean is exact at large offsets
+            # (tested at mean/std 1000 over 2^17 x 24) and, unlike a one-channel batch norm, parallel on CPU
+            var, mean = torch.var_mean(xs, correction=0)
+            if running_mean is not None and momentum > 0:
+                with torch.no_grad():  # on device: no host sync
+                    count = xs.numel()
+                    running_mean.lerp_(mean.reshape(running_mean.shape).to(running_mean.dtype), momentum)
+                    unbiased = var * (count / (count - 1))
+                    running_var.lerp_(unbiased.reshape(running_var.shape).to(running_var.dtype), momentum)
+        else:
+            mean, var = running_mean.to(xs.dtype).reshape(()), running_var.to(xs.dtype).reshape(())
+        # y = (x - mean) * rstd * w + b as a single [T, C] pass: x * scale + shift with [C] scale and shift
+        scale = torch.rsqrt(var + eps)
+        if weight is not None:
+            scale = scale * weight.to(xs.dtype)
+        shift = -mean * scale
+        if bias is not None:
+            shift = shift + bias.to(xs.dtype)
+        y = torch.addcmul(shift, xs, scale)
     return _restore(y, x)
 
 
@@ -160,7 +175,8 @@ def cross_norm(
                     _update_running(running, mean, var, float(xs.shape[0]))
             y = (torch.relu(y) if relu else y).reshape(x.shape)
         else:
-            y = _CrossNormFunction.apply(xs, w, b, col_mean, col_var, n, variant, eps, x.shape, running, relu)
+            y = _CrossNormFunction.apply(xs, w, b, col_mean, col_var,
+                                         CrossNormCall(variant, eps, x.shape, relu, n, running))
     return y.to(x.dtype)
 
 
