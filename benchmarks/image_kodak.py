@@ -101,10 +101,12 @@ def report(record: dict, args: Args) -> None:
              f"- images in this file: {', '.join(images)}; `mean` is over them (a method missing on one of them has no "
              "mean yet)",
              f"- `paper` rows: Table 2, {args.arch}, mean over the 24 Kodak images at 768x512 after 100k iterations",
-             "- the runs shared the 2-core machine with other benchmarks, and on 2026-11-23 both workers were paused "
-             "(SIGSTOP) for about 25 minutes while the test suite ran, so the training seconds of the runs in progress "
-             "then (WIRE on kodim05 and kodim23: ~3300 s) include the pause: read seconds and the equal-time column "
-             "as rough", ""]
+             "- **wall-clock columns are not valid yet**: the runs shared the 2-core machine with other work, and on "
+             "2026-11-23 both workers were paused (SIGSTOP) many times, for minutes each, while timed demos, the test "
+             "suite and the browser check ran; a run's training seconds include every pause that fell inside it (e.g. "
+             "pe+bn 0.761 s/iter on kodim05 against 0.109 on kodim23). The equal-time table and the seconds per "
+             "iteration below are therefore not comparisons; they are to be recomputed from per-method iteration "
+             "times measured on an idle machine before any conclusion is drawn from them", ""]
     lines += table(full, args.methods, [("psnr_best", "PSNR best", "{:.2f}"), ("psnr", "PSNR final", "{:.2f}"),
                                         ("ssim", "SSIM final", "{:.3f}")], labels, paper)
     lines += ["", "## Do the paper's orderings hold? (PSNR best; cells: ours / paper)", ""]

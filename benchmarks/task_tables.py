@@ -70,7 +70,7 @@ def run_cases(name: str, cases: Sequence[Case], methods: Sequence[str], keep: Se
     for case in cases:
         for method in methods:
             k += 1
-            if (case.label, method) in done or (case.label, method) in _recorded(json_path):
+            if (case.label, method) in done or not _claim(json_path, case.label, method):
                 continue
             scratch = SCRATCH / name / case.label / method.replace("+", "_")
             shutil.rmtree(scratch, ignore_errors=True)
@@ -101,11 +101,6 @@ def _locked_read(json_path: Path) -> Optional[dict]:
         return json.loads(json_path.read_text()) if json_path.exists() else None
 
 
-def _recorded(json_path: Path) -> set:
-    record = _locked_read(json_path) or {"runs": []}
-    return {(r["case"], r["method"]) for r in record["runs"]}
-
-
 def _append(json_path: Path, meta: dict, entry: dict) -> dict:
     """Adds ``entry`` to the JSON on disk (re-read under the lock, so concurrent writers lose nothing)."""
     with _lock(json_path):
@@ -117,7 +112,33 @@ def _append(json_path: Path, meta: dict, entry: dict) -> dict:
         tmp.write_text(json.dumps(record, indent=1))
         os.replace(tmp, json_path)
     return record
-    return record
+
+
+def _claim(json_path: Path, label: str, method: str) -> bool:
+    """Claims a run for this process unless it is recorded or claimed by another live process (so concurrent
+    workers never train the same run); claims live in ``out.claims.json``."""
+    claims_path = json_path.with_suffix(".claims.json")
+    with _lock(json_path):
+        record = json.loads(json_path.read_text()) if json_path.exists() else {"runs": []}
+        if any((r["case"], r["method"]) == (label, method) for r in record["runs"]):
+            return False
+        claims = json.loads(claims_path.read_text()) if claims_path.exists() else {}
+        owner = claims.get(f"{label}|{method}")
+        if owner is not None and owner != os.getpid() and _alive(owner):
+            return False
+        claims[f"{label}|{method}"] = os.getpid()
+        claims_path.write_text(json.dumps(claims))
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def table(record: dict, methods: Sequence[str], metrics: Sequence[Tuple[str, str, str]],
