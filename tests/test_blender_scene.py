@@ -133,3 +133,31 @@ def test_make_scene_never_replaces_a_users_files_without_overwrite(tmp_path, cap
 def test_make_scene_bad_sizes_and_numbers(tmp_path, capsys, args, message):
     assert main(["make-scene", "blender", "--out", str(tmp_path / "s"), *args]) == 2
     assert message in capsys.readouterr().out.replace("\n", "")
+
+
+def test_demo_compares_mipnerf_and_mipnerf_cn_at_equal_time(scene, tmp_path, capsys):
+    """The main job at a tiny budget: both methods train for the same time, the figure and the scores exist."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--data", str(scene), "--out", str(out), "--seconds", "4", "--eval-every", "2",
+                 "--rays", "32", "--samples", "8"]) == 0
+    printed = capsys.readouterr().out
+    assert "demo_comparison.png" in printed.replace("\n", "")
+    record = json.loads((out / "demo.json").read_text())
+    assert set(record["methods"]) == {"mipnerf", "mipnerf-cn"}
+    for name, result in record["methods"].items():
+        curve = result["curve"]
+        assert curve[0]["steps"] == 0 and curve[-1]["seconds"] >= 4.0, name
+        assert result["steps"] >= 1 and np.isfinite(result["psnr"]) and len(result["view_psnr"]) == 2
+    figure = np.asarray(__import__("imageio.v2", fromlist=["imread"]).imread(out / "demo_comparison.png"))
+    assert figure.shape[0] > 200 and figure.shape[1] > 800
+    assert list((out / "runs" / "mipnerf-cn").rglob("*.ckpt")), "no checkpoint of the compared run"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seconds", "0"], "--seconds must be positive"),
+    (["--rays", "0"], "--rays must be >= 1"),
+    (["--steps", "10"], "--steps and --viewer belong to the single-method mode"),
+])
+def test_demo_rejects_bad_options(scene, tmp_path, capsys, args, message):
+    assert main(["demo", "--data", str(scene), "--out", str(tmp_path / "o"), *args]) == 2
+    assert message in capsys.readouterr().out.replace("\n", "")

@@ -130,4 +130,4 @@ def train_step(trainer: Trainer, step: int) -> float:
     loss, _, _ = trainer.train_iteration(step)
     for callback in trainer.callbacks:
         callback.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
-    return float(loss)
+    return float(loss.detach())
