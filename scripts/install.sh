@@ -3,7 +3,8 @@
 # scripts/constraints.txt (the project's CPU machines; pyproject.toml itself gives lower bounds only), then
 # builds the CrossNorm CPU kernel so that no later run compiles anything. Idempotent: a second run only checks
 # that the environment matches pyproject.toml, the constraints and this script. Needs python3.11 (or
-# python3 >= 3.10) and, for open3d (pulled in by nerfstudio), Debian's libusb-1.0-0, installed when run as root.
+# python3 >= 3.10) and, for open3d (pulled in by nerfstudio), Debian's libusb-1.0-0; as root it also installs
+# Debian's chromium for the viewer-in-a-browser test.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -14,6 +15,16 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then
         apt-get install -y -q libusb-1.0-0 >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q libusb-1.0-0 >/dev/null; }
     else
         echo "[install] warning: libusb-1.0 not found; open3d (nerfstudio) may fail to import. Install libusb-1.0-0." >&2
+    fi
+fi
+
+# Debian's Chromium for the viewer-in-a-browser test (tests/test_viewer_browser.py skips without it)
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "[install] installing Debian package chromium (the viewer test drives it headless)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } || echo "[install] warning: chromium could not be installed; the browser test will skip" >&2
+    else
+        echo "[install] note: no chromium; the viewer-in-a-browser test will skip (apt-get install chromium)" >&2
     fi
 fi
 

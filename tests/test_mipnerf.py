@@ -122,6 +122,9 @@ def test_eval_is_chunk_invariant(tiny_scene, tmp_path):
     for key in ("rgb_coarse", "rgb_fine", "depth_fine"):
         assert renders[1024][key].shape[:2] == (64, 64)
         torch.testing.assert_close(renders[1024][key], renders[4096][key], rtol=0, atol=2e-5)
+    # what nerfstudio's viewer reads: "rgb" by default and "depth" for depth compositing (the fine pass)
+    assert torch.equal(renders[1024]["rgb"], renders[1024]["rgb_fine"])
+    assert renders[1024]["depth"].shape == (64, 64, 1) and torch.equal(renders[1024]["depth"], renders[1024]["depth_fine"])
 
     # the control: with batch statistics in eval, the same rays render differently per chunking
     for norm in model.field.mlp_base.norms:

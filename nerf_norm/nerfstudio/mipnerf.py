@@ -113,7 +113,12 @@ class MipNerfNormModel(MipNerfModel):
 
     def get_outputs(self, ray_bundle) -> Dict[str, Tensor]:
         with self.field.calls(*PASSES):
-            return super().get_outputs(ray_bundle)
+            outputs = super().get_outputs(ray_bundle)
+        # nerfstudio's viewer renders "rgb" by default and, with "Composite depth" on (its default), reads
+        # outputs["depth"]; MipNerfModel names its passes *_coarse / *_fine only, so the viewer's render thread
+        # died with KeyError 'depth' (seen in headless Chromium). The fine pass is the model's answer.
+        # "rgb" first: the viewer shows the first output until the user picks another
+        return {"rgb": outputs["rgb_fine"], "depth": outputs["depth_fine"], **outputs}
 
     def get_image_metrics_and_images(self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]):
         metrics, images = super().get_image_metrics_and_images(outputs, batch)

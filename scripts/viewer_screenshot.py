@@ -1,0 +1,234 @@
+#!/usr/bin/env python
+"""Open nerfstudio's viewer in a real (headless) Chromium while ``ns-train mipnerf-cn-lite`` trains on the bundled
+scene, wait until the scene is drawn, save a screenshot, and check that training then exits cleanly.
+
+An untrained field renders a grey haze, so ``ns-train`` first trains ``--pretrain-steps`` steps without the
+viewer, then continues from that checkpoint with the viewer for ``--steps`` more. The browser's camera starts
+near the origin (inside the scene), so the script zooms out with the mouse wheel as a user would.
+
+The viewer is the browser client that nerfstudio's ``--vis viewer`` serves (viser); Chromium draws it with
+software WebGL (SwiftShader), so no GPU or display is needed. "Drawn" means: the 3D canvas shows the render
+nerfstudio streams to the client, with the scene's object in it (see ``drawn_fraction``).
+
+    .venv/bin/python scripts/viewer_screenshot.py --out docs/viewer.png
+
+Needs Debian's ``chromium`` (``apt-get install chromium``; ``scripts/install.sh`` installs it as root) and the
+``playwright`` Python package (in the test extra), which drives that Chromium; no browser is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+# Chromium flags: software WebGL without a GPU, no sandbox when run as root (CI), a fixed window size.
+ZOOM_OUT_WHEEL_STEPS = 12
+ORBIT_DRAG_PIXELS = 150
+CHROMIUM_ARGS = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist",
+                 "--no-sandbox", "--window-size=960,600"]
+
+
+@dataclass
+class ViewerCheck:
+    """Train mipnerf-cn-lite with the viewer, screenshot it in headless Chromium, check the render is drawn."""
+
+    out: Path = Path("docs/viewer.png")
+    """where the screenshot goes"""
+    scene: Optional[Path] = None
+    """Blender-format scene; default: the bundled scene, generated into a temporary folder"""
+    pretrain_steps: int = 250
+    """steps trained before the viewer opens (an untrained field renders a grey haze)"""
+    steps: int = 20
+    """steps trained with the viewer open (they must outlast the page load and the first renders)"""
+    timeout: float = 420.0
+    """seconds to wait for the drawn scene"""
+    sharp_wait: float = 20.0
+    """seconds to wait, once drawn, for the viewer's full-resolution render (0: keep the first drawn frame)"""
+    min_fraction: float = 0.005
+    """fraction of the canvas that must show the scene's object (see drawn_fraction)"""
+    chromium: Optional[str] = None
+    """Chromium executable; default: chromium or chromium-browser on PATH"""
+
+
+def find_chromium(explicit: Optional[str] = None) -> Optional[str]:
+    if explicit:
+        return explicit
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def drawn_fraction(image: np.ndarray) -> float:
+    """How much of ``image`` (``[H, W, 3]`` uint8, the viewer's canvas) is the scene's object, or 0 when the canvas
+    does not show a render.
+
+    The empty viewer is near-black (#121212) with a small axes gizmo; nerfstudio's render of the Blender-format
+    scene covers the canvas with its white background; an untrained field renders a uniform grey haze. So the
+    canvas counts as drawn when at least half of it is bright (the render's background), and the returned value
+    is the fraction of clearly darker pixels inside it (the object: sphere, slab, small spheres).
+    """
+    luminance = image[..., :3].astype(np.float32).mean(axis=-1)
+    if (luminance > 200).mean() < 0.5:
+        return 0.0
+    return float((luminance < 170).mean())
+
+
+def check(config: ViewerCheck) -> dict:
+    """Runs the check; returns ``{"fraction": ..., "seconds_to_draw": ..., "screenshot": ..., "exit_code": ...}``.
+    Raises ``RuntimeError`` with the training log's tail when a step fails."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = find_chromium(config.chromium)
+    if chromium is None:
+        raise RuntimeError("no Chromium found (apt-get install chromium)")
+    work = Path(tempfile.mkdtemp(prefix="viewer_check_"))
+    scene = config.scene
+    if scene is None:
+        from nerf_norm.scenes.blender import BlenderSceneConfig, write_blender_scene
+
+        scene = write_blender_scene(work / "scene", BlenderSceneConfig(resolution=64))
+    port = _free_port()
+    ns_train = Path(sys.executable).parent / "ns-train"
+    common = [str(ns_train), "mipnerf-cn-lite", "--data", str(scene), "--output-dir", str(work / "runs"),
+              "--experiment-name", "viewer",
+              # the demo's faster-learning sizes (nerf-norm demo): 256 rays of 16 + 16 samples per step
+              "--pipeline.datamanager.train-num-rays-per-batch", "256", "--pipeline.model.num-coarse-samples", "16",
+              "--pipeline.model.num-importance-samples", "16"]
+    pretrain = common + ["--timestamp", "pretrain", "--vis", "tensorboard", "--max-num-iterations",
+                         str(config.pretrain_steps), "--steps-per-save", str(config.pretrain_steps)]
+    checkpoints = work / "runs" / "viewer" / "mipnerf-cn-lite" / "pretrain" / "nerfstudio_models"
+    cmd = common + ["--timestamp", "viewer", "--load-dir", str(checkpoints),
+                    "--vis", "viewer", "--viewer.websocket-port", str(port), "--viewer.websocket-host", "127.0.0.1",
+                    "--viewer.quit-on-train-completion", "True",
+                    "--max-num-iterations", str(config.steps),  # counted from the loaded step
+                    # no training-camera thumbnails: every saturated pixel in the canvas is then the streamed render
+                    "--viewer.max-num-display-images", "0"]
+    log_path = work / "ns-train.log"
+    url = f"http://127.0.0.1:{port}/"
+
+    def fail(message: str) -> RuntimeError:
+        return RuntimeError(f"{message}; ns-train log tail:\n{log_path.read_text()[-3000:]}")
+
+    with open(log_path, "w") as log:
+        if config.pretrain_steps > 0:
+            if subprocess.call(pretrain, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)) != 0:
+                raise fail("pre-training failed")
+        else:
+            cmd = [c for c in cmd if c not in ("--load-dir", str(checkpoints))]
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+        try:
+            start = time.time()
+            while True:
+                if proc.poll() is not None:
+                    raise fail(f"ns-train exited ({proc.returncode}) before its viewer answered")
+                if time.time() - start > config.timeout:
+                    raise fail("the viewer never answered")
+                try:
+                    with urllib.request.urlopen(url, timeout=5):
+                        break
+                except OSError:
+                    time.sleep(0.5)
+            fraction, shot = 0.0, None
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+                page = browser.new_page(viewport={"width": 960, "height": 600})
+                page.goto(url)
+                canvas = page.wait_for_selector("canvas", timeout=config.timeout * 1000)
+                box = canvas.bounding_box()
+                page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+                for _ in range(ZOOM_OUT_WHEEL_STEPS):  # dolly out from the origin to see the whole scene
+                    page.mouse.wheel(0, 400)
+                    time.sleep(0.1)
+                # orbit: drag downwards to look at the scene from above (the slab's top, the spheres on it)
+                page.mouse.down()
+                for k in range(1, 11):
+                    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2 + ORBIT_DRAG_PIXELS * k / 10)
+                    time.sleep(0.05)
+                page.mouse.up()
+                while time.time() - start < config.timeout and proc.poll() is None:
+                    time.sleep(2.0)
+                    box = canvas.bounding_box()
+                    shot = page.screenshot()
+                    fraction = drawn_fraction(_crop(_decode_png(shot), box))
+                    if fraction >= config.min_fraction:
+                        break
+                seconds_to_draw = time.time() - start
+                # the viewer first streams a coarse render, then a full one once the camera rests: keep the
+                # screenshot of the full one when it arrives while training still runs
+                sharp_until = time.time() + config.sharp_wait
+                while fraction >= config.min_fraction and time.time() < sharp_until and proc.poll() is None:
+                    match = re.search(r"Resolution:\s*(\d+)\D(\d+)px", page.inner_text("body"))
+                    if match and int(match.group(1)) >= 256:
+                        time.sleep(1.0)
+                        candidate = page.screenshot()
+                        if drawn_fraction(_crop(_decode_png(candidate), box)) >= config.min_fraction:
+                            shot = candidate
+                        break
+                    time.sleep(1.0)
+                browser.close()
+            if shot is None or fraction < config.min_fraction:
+                if shot is not None:
+                    (work / "last_screenshot.png").write_bytes(shot)
+                raise fail(f"the scene was never drawn in the viewer (drawn fraction {fraction:.3f} < "
+                           f"{config.min_fraction}; last screenshot: {work / 'last_screenshot.png'})")
+            config.out.parent.mkdir(parents=True, exist_ok=True)
+            config.out.write_bytes(shot)
+            code = proc.wait(timeout=config.timeout)
+            if code != 0:
+                raise fail(f"ns-train exited with code {code} after the screenshot")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    return {"fraction": fraction, "seconds_to_draw": seconds_to_draw, "screenshot": str(config.out),
+            "exit_code": code, "work": str(work)}
+
+
+def _crop(image: np.ndarray, box: dict) -> np.ndarray:
+    x0, y0 = int(box["x"]), int(box["y"])
+    return image[y0 : y0 + int(box["height"]), x0 : x0 + int(box["width"])]
+
+
+def _decode_png(data: bytes) -> np.ndarray:
+    import io
+
+    import imageio.v2 as imageio
+
+    return np.asarray(imageio.imread(io.BytesIO(data)))
+
+
+def main() -> int:
+    import tyro
+
+    config = tyro.cli(ViewerCheck)
+    try:
+        result = check(config)
+    except RuntimeError as error:
+        print(f"viewer check failed: {error}", file=sys.stderr)
+        return 1
+    print(f"scene drawn after {result['seconds_to_draw']:.0f} s ({100 * result['fraction']:.1f}% of the canvas); "
+          f"training exited with code {result['exit_code']}; screenshot: {result['screenshot']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

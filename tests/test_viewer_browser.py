@@ -1,0 +1,49 @@
+"""nerfstudio's viewer seen in a real browser: headless Chromium (Debian's package, software WebGL) opens the
+viewer while ``ns-train mipnerf-cn-lite`` trains on the bundled scene, waits until the streamed render is drawn,
+takes a screenshot, and training then exits cleanly. The same check is ``scripts/viewer_screenshot.py``."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("viewer_screenshot", ROOT / "scripts" / "viewer_screenshot.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_drawn_fraction_needs_a_render_with_an_object_in_it():
+    script = _script()
+    empty = np.full((100, 100, 3), 18, np.uint8)  # the empty viewer: near-black canvas
+    empty[40:60, 40:60] = (200, 40, 40)  # its axes gizmo
+    assert script.drawn_fraction(empty) == 0.0
+    assert script.drawn_fraction(np.full((100, 100, 3), 128, np.uint8)) == 0.0  # an untrained field's grey haze
+    render = np.full((100, 100, 3), 250, np.uint8)  # a render: white background ...
+    assert script.drawn_fraction(render) == 0.0
+    render[10:30, 10:30] = (90, 90, 100)  # ... with the object in it
+    assert script.drawn_fraction(render) == pytest.approx(0.04)
+
+
+@pytest.mark.timeout(900)
+def test_viewer_draws_the_scene_in_chromium(tmp_path):
+    script = _script()
+    if script.find_chromium() is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium; scripts/install.sh does it as root)")
+    pytest.importorskip("playwright", reason="playwright (test extra) drives Chromium")
+    shot = tmp_path / "viewer.png"
+    # a shorter run than the script's defaults (docs/viewer.png): the test needs a drawn frame, not a sharp one
+    result = script.check(script.ViewerCheck(out=shot, pretrain_steps=150, steps=12, sharp_wait=0.0))
+    assert result["exit_code"] == 0
+    image = np.asarray(imageio.imread(shot))
+    assert image.shape[0] >= 600 and image.shape[1] >= 960
+    assert result["fraction"] >= 0.005
+    assert list(Path(result["work"]).rglob("step-*.ckpt")), "training saved no checkpoint"
