@@ -57,7 +57,7 @@ def _ct(cmd: CTCommand) -> None:
 
 def _mri(cmd: MRICommand) -> None:
     result, task = run_mri(cmd)
-    _print_summary(f"{cmd.method} {cmd.arch} MRI of {task.source} ({task.resolution}^3, "
+    _print_summary(f"{cmd.method} {cmd.arch} MRI of {task.source} ({task.size_label}, "
                    f"{100 * task.measured_fraction:.1f}% of k-space)", result.metrics, result.outputs, cmd.out)
 
 

@@ -5,6 +5,26 @@ class UserError(Exception):
     """A problem with the user's input, reported as one clear message."""
 
 
+def install_user_error_hook() -> None:
+    """Makes an uncaught :class:`UserError` end the process with its one-line message (``error: ...``, exit code
+    1) instead of a traceback; other exceptions keep the previous hook. Installed when nerfstudio loads our
+    method configurations, so ``ns-train`` reports e.g. a bad ``cameras_sphere.npz`` in one line."""
+    import sys
+
+    previous = sys.excepthook
+    if getattr(previous, "_nerf_norm", False):
+        return
+
+    def hook(exc_type, exc, tb):
+        if issubclass(exc_type, UserError):
+            print(f"error: {exc}", file=sys.stderr)
+        else:
+            previous(exc_type, exc, tb)
+
+    hook._nerf_norm = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
+
+
 def available_memory() -> int:
     """Bytes of memory available to a new allocation now (``MemAvailable``; total RAM where that is unknown)."""
     import os

@@ -33,7 +33,13 @@ class NeuSCameras:
 
     def intrinsics_and_poses(self) -> Tuple[np.ndarray, np.ndarray]:
         """``K`` ``[N, 3, 3]`` and OpenCV camera-to-world ``[N, 4, 4]`` in normalized coordinates."""
-        pairs = [decompose_projection(p) for p in self.normalized_projections()]
+        projections = self.normalized_projections()
+        for i, p in enumerate(projections):
+            m = p[:, :3]
+            if abs(np.linalg.det(m)) <= 1e-12 * max(float(np.abs(m).max()), 1e-300) ** 3:
+                raise UserError(f"{self.path}: world_mat_{i} (times scale_mat_{i}) is singular: its left 3x3 block "
+                                "has no inverse, so it is not a camera projection K [R | t]")
+        pairs = [decompose_projection(p) for p in projections]
         return np.stack([k for k, _ in pairs]), np.stack([c for _, c in pairs])
 
 

@@ -60,6 +60,13 @@ def test_scene_refuses_to_overwrite_and_rejects_bad_meshes(bunny_scene, tmp_path
         write_dtu_scene(tmp_path / "x", empty, SMALL)
     with pytest.raises(UserError, match="mesh file not found"):
         write_dtu_scene(tmp_path / "y", tmp_path / "missing.ply", SMALL)
+    tetra = "v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 1 3 2\nf 1 2 4\nf 1 4 3\nf 2 3 4\n"
+    (tmp_path / "nan.obj").write_text(tetra.replace("v 0 0 1", "v 0 nan 1"))
+    with pytest.raises(UserError, match="1 vertices with NaN or infinite coordinates"):
+        write_dtu_scene(tmp_path / "n", tmp_path / "nan.obj", SMALL)
+    (tmp_path / "flat.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nv 1 1 0\nf 1 2 3\nf 2 4 3\n")
+    with pytest.raises(UserError, match="degenerate: its 4 vertices lie on a plane"):
+        write_dtu_scene(tmp_path / "f", tmp_path / "flat.obj", SMALL)
     assert main(["make-scene", "dtu", "--out", str(bunny_scene)]) == 2
     for args in (["--scene.world-centre", "nan", "0", "0"], ["--scene.width", "100000", "--scene.height", "100000"]):
         assert main(["make-scene", "dtu", "--out", str(tmp_path / "z"), *args]) == 2

@@ -27,6 +27,29 @@ def test_phantom_and_resampling(tmp_path):
     assert np.all(np.diff(vol, axis=2) >= 0) and np.all(np.diff(vol, axis=0) > 0)
 
 
+def test_user_volume_keeps_its_own_shape_and_changes_are_said_once(tmp_path, capsys):
+    raw = np.arange(10 * 12 * 14, dtype=np.float32).reshape(10, 12, 14)
+    np.save(tmp_path / "v.npy", raw)
+    task = MRITask(tmp_path / "v.npy", sampling=0.5)
+    assert task.shape == (10, 12, 14) and task.size_label == "10x12x14"
+    assert task.coords().shape == (10 * 12 * 14, 3) and task.mask.shape == (10, 12, 14)
+    np.testing.assert_allclose(task.target.numpy(), raw / raw.max(), atol=1e-6)  # only min-max rescaled
+    said = squash(capsys.readouterr().err)
+    assert said.count(squash("volume intensities rescaled from [0, 1679] to [0, 1]")) == 1
+    assert "resampled" not in said
+    assert MRITask(tmp_path / "v.npy", resolution=8).shape == (8, 8, 8)
+    assert "resampledfrom10x12x14to8^3(--resolution)" in squash(capsys.readouterr().err)
+
+
+def test_one_extreme_voxel_does_not_squash_the_volume(tmp_path, capsys):
+    raw = np.linspace(0.0, 100.0, 16 ** 3).reshape(16, 16, 16)
+    raw[3, 4, 5] = 1e30
+    np.save(tmp_path / "v.npy", raw)
+    vol, _ = load_volume(tmp_path / "v.npy")
+    assert vol[3, 4, 5] == 1.0 and np.median(vol) == pytest.approx(0.5, abs=0.01)  # not min-max scaled to ~0
+    assert "outlier voxels" in capsys.readouterr().err
+
+
 def test_mask_fraction_and_centre():
     mask = variable_density_mask(32, 0.25, center=0.1, seed=0)
     assert mask.shape == (32, 32, 32) and mask.dtype == torch.bool
@@ -52,7 +75,7 @@ def test_mri_cli_on_default_phantom(tmp_path, cli_output):
     code = main(["mri", "--resolution", "16", "--iters", "3", "--arch", "2x32", "--quiet", "--out", str(out)])
     assert code == 0, cli_output()
     record = json.loads((out / "metrics.json").read_text())
-    assert record["run"]["volume"].startswith("3D head phantom") and record["run"]["resolution"] == 16
+    assert record["run"]["volume"].startswith("3D head phantom") and record["run"]["shape"] == [16, 16, 16]
     assert 0.2 < record["metrics"]["measured_fraction"] < 0.3 and record["metrics"]["zero_filled_psnr"] > 10
     assert (out / "slices.png").is_file() and (out / "curve.png").is_file()
 

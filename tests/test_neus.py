@@ -146,6 +146,19 @@ def test_extract_mesh_on_cpu_in_world_units(neus_scene, tmp_path, capsys):
     assert float(sdf.abs().mean()) < 0.1 * spacing and float(sdf.abs().max()) < spacing
     assert main(["extract-mesh", *common, "--out", str(world)]) == 2 and "pass --overwrite" in capsys.readouterr().out
     assert main(["extract-mesh", "--load-config", str(tmp_path / "nope.yml"), "--out", str(tmp_path / "m.ply")]) == 2
+    for text, message in (("a: [1, 2\n", "not a YAML file"), ("just: a dict\n", "holds a dict, not a nerfstudio")):
+        (tmp_path / "bad.yml").write_text(text)
+        capsys.readouterr()
+        assert main(["extract-mesh", "--load-config", str(tmp_path / "bad.yml"), "--out", str(tmp_path / "m.ply")]) == 2
+        assert message in capsys.readouterr().out.replace("\n", "")
+    # sizes that cannot work are refused in one line, before the run is loaded
+    for option, message in ((["--block", "0"], "--block must be at least 1, got 0"),
+                            (["--chunk", "0"], "--chunk must be at least 1, got 0"),
+                            (["--resolution", "100000"], "a mesh at --resolution 100000 needs about")):
+        capsys.readouterr()
+        assert main(["extract-mesh", "--load-config", str(config_path), "--out", str(tmp_path / "m.ply"),
+                     *option]) == 2
+        assert message in capsys.readouterr().out.replace("\n", "")
 
 
 def test_mask_dataset_reads_rgb_masks_and_blacks_out_background(tmp_path):

@@ -102,6 +102,33 @@ def test_bad_input_names_file_and_field(tmp_path):
     (tmp_path / "d" / "cameras_sphere.npz").unlink()
     with pytest.raises(UserError, match="camera file not found"):
         NeuSDataParserConfig(data=tmp_path / "d").setup().get_dataparser_outputs("train")
+    make_scene(tmp_path / "e")
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "e" / "mask" / "001.png")
+    with pytest.raises(UserError, match=r"001\.png: mask is 10x10 but the images are 32x24"):
+        NeuSDataParserConfig(data=tmp_path / "e", use_masks=True).setup().get_dataparser_outputs("train")
+    make_scene(tmp_path / "f")
+    cams = dict(np.load(tmp_path / "f" / "cameras_sphere.npz"))
+    cams["world_mat_2"][:3, 2] = cams["world_mat_2"][:3, 0]  # two equal columns: no inverse
+    np.savez(tmp_path / "f" / "cameras_sphere.npz", **cams)
+    with pytest.raises(UserError, match="world_mat_2 .* is singular"):
+        NeuSDataParserConfig(data=tmp_path / "f").setup().get_dataparser_outputs("train")
+    with pytest.raises(UserError, match="--downscale-factor 64 leaves no pixels of the 32x24 images"):
+        NeuSDataParserConfig(data=tmp_path / "e", downscale_factor=64).setup().get_dataparser_outputs("train")
+
+
+def test_ns_train_reports_a_bad_scene_in_one_line(tmp_path):
+    """nerfstudio's ns-train, given a scene our parser rejects, ends with our one-line message (no traceback)."""
+    import subprocess
+    import sys
+
+    make_scene(tmp_path / "b", views=3, masks=2)
+    ns_train = Path(sys.executable).parent / "ns-train"
+    done = subprocess.run([str(ns_train), "neus-cn-lite", "--data", str(tmp_path / "b"), "--output-dir",
+                           str(tmp_path / "out"), "--max-num-iterations", "1"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "error: " in done.stderr and "has 2 masks but" in done.stderr
 
 
 @pytest.mark.skipif(not DTU.is_dir(), reason=f"real DTU data not present at {DTU}")

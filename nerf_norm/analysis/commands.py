@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..encodings import PositionalEncoding
-from ..errors import UserError
+from ..errors import UserError, require_memory
 from ..networks import CoordinateMLP, get_method, parse_arch
 from ..norms import NORM_NAMES
 from .figures import NORM_LABELS, plot_ntk_histograms, plot_spectral_dynamics, stats_table
@@ -81,6 +81,8 @@ class NTKCommand:
             raise UserError(f"--samples must be at least 2 (batch statistics), got {self.samples}")
         if self.chunk_size < 1:
             raise UserError(f"--chunk-size must be positive, got {self.chunk_size}")
+        # the float64 T x T kernel, a copy for the eigensolver and its workspace
+        require_memory(f"the empirical NTK of --samples {self.samples} points", 3 * 8.0 * self.samples ** 2)
         return norms, encodings
 
 

@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, require_finite_positive, require_memory
 from ..mesh import MeshStats, extract_mesh, keep_largest_component, transform_vertices
 from .metrics import offline_lpips
 
@@ -54,9 +54,26 @@ def load_pipeline(config_path: Path):
     config_path = Path(config_path)
     if not config_path.is_file():
         raise UserError(f"--load-config {config_path}: no such file (expected a run's config.yml)")
+    _check_run_config(config_path)
     with offline_lpips():
         config, pipeline, _, _ = eval_setup(config_path, test_mode="inference")
     return config, pipeline
+
+
+def _check_run_config(config_path: Path) -> None:
+    """One line instead of a YAML or assertion traceback when ``config_path`` is not a nerfstudio run's config."""
+    import yaml
+    from nerfstudio.engine.trainer import TrainerConfig
+
+    try:
+        config = yaml.load(config_path.read_text(), Loader=yaml.Loader)  # nerfstudio's own way to read it
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"--load-config {config_path}: not a YAML file ({first}); expected the config.yml that "
+                        "ns-train writes into its run folder") from None
+    if not isinstance(config, TrainerConfig):
+        raise UserError(f"--load-config {config_path}: holds a {type(config).__name__}, not a nerfstudio "
+                        "TrainerConfig; expected the config.yml that ns-train writes into its run folder")
 
 
 def _scale_matrix(pipeline) -> Optional[np.ndarray]:
@@ -71,6 +88,13 @@ def run_extract_mesh(cmd: ExtractMeshCommand, progress=None) -> Path:
         raise UserError(f"output exists: {out} (pass --overwrite to replace it)")
     if out.suffix.lower() not in (".ply", ".obj", ".stl", ".off", ".glb"):
         raise UserError(f"--out {out}: unsupported mesh format {out.suffix!r}; use .ply, .obj, .stl, .off or .glb")
+    for option, value, least in (("--resolution", cmd.resolution, 2), ("--block", cmd.block, 1),
+                                 ("--chunk", cmd.chunk, 1)):
+        if value < least:
+            raise UserError(f"{option} must be at least {least}, got {value}")
+    require_finite_positive("--bound", cmd.bound)
+    # the float32 SDF volume, the marching-cubes masks and the mesh it builds: ~16 bytes per grid sample
+    require_memory(f"a mesh at --resolution {cmd.resolution}", 16.0 * cmd.resolution ** 3)
     _, pipeline = load_pipeline(cmd.load_config)
     model = pipeline.model
     field = getattr(model, "field", None)

@@ -109,6 +109,15 @@ class NeuSDataParser(DataParser):
         if len(sizes) != 1:
             raise UserError(f"{data / 'image'}: images differ in size ({sorted(sizes)}); the NeuS layout needs one size")
         (width, height), = sizes
+        if masks is not None:
+            for path in masks:
+                with Image.open(path) as img:
+                    if img.size != (width, height):
+                        raise UserError(f"{path}: mask is {img.size[0]}x{img.size[1]} but the images are "
+                                        f"{width}x{height}; the NeuS layout needs one mask per image, same size")
+        if width // cfg.downscale_factor < 1 or height // cfg.downscale_factor < 1:
+            raise UserError(f"--downscale-factor {cfg.downscale_factor} leaves no pixels of the {width}x{height} "
+                            "images; choose a smaller factor")
 
         indices = list(range(len(images)))
         if cfg.eval_every > 0:

@@ -96,7 +96,17 @@ def load_scene_mesh(path: Path):
     """A non-empty triangle mesh from ``path``, merged and cleaned by trimesh (clear errors otherwise)."""
     from ..mesh import read_mesh
 
-    return read_mesh(path, process=True)
+    # read without processing first: trimesh's processing drops non-finite vertices without a word
+    raw = read_mesh(path, process=False)
+    bad = int(np.count_nonzero(~np.isfinite(np.asarray(raw.vertices)).all(axis=1)))
+    if bad:
+        raise UserError(f"mesh {path} has {bad} vertices with NaN or infinite coordinates; repair or remove them")
+    mesh = read_mesh(path, process=True)
+    spread = np.linalg.svd(np.asarray(mesh.vertices) - np.asarray(mesh.vertices).mean(axis=0), compute_uv=False)
+    if spread.size < 3 or spread[2] <= 1e-9 * max(float(spread[0]), 1e-300):
+        raise UserError(f"mesh {path} is degenerate: its {len(mesh.vertices)} vertices lie on a plane, a line or a "
+                        "point, so it has no 3D extent to render")
+    return mesh
 
 
 def _albedo(p: np.ndarray) -> np.ndarray:

@@ -189,8 +189,9 @@ class MRICommand(FitCommand):
 
     volume: Optional[Path] = None
     """volume (.nii/.nii.gz, .tif stack, .npy); default: a generated 3D head phantom"""
-    resolution: int = 32
-    """voxels per axis after resampling (paper: 96; 32 is the CPU default)"""
+    resolution: Optional[int] = None
+    """resample to this many voxels per axis (paper: 96); default: a given volume's own shape, the generated
+    phantom at 32^3"""
     sampling: float = 0.25
     """fraction of k-space measured"""
     center: float = 0.08

@@ -1,37 +1,41 @@
 """3D MRI reconstruction from undersampled Fourier coefficients (paper section 5.4, Table 5, Fig. 8).
 
-The network maps voxel coordinates in ``[-1, 1]^3`` to intensity on an ``R^3`` grid (paper 96^3). The
+The network maps voxel coordinates in ``[-1, 1]^3`` to intensity on the volume's grid (paper 96^3). The
 measurements are the volume's 3D discrete Fourier coefficients (``torch.fft.fftn``, orthonormal) on a random
-variable-density mask: every coefficient with radius ``|k| <= center * R / 2`` is measured, and one farther out
-with probability ``min(1, s * exp(-|k|^2 / (2 (0.3 R / 2)^2)))``, the scale ``s`` set (by bisection) so that the
+variable-density mask: with ``r`` the frequency radius in fractions of each axis' Nyquist frequency, every
+coefficient with ``r <= center`` is measured, and one farther out with probability
+``min(1, s * exp(-r^2 / (2 * 0.3^2)))``, the scale ``s`` set (by bisection) so that the
 expected measured fraction is ``sampling``; the draw uses its own seed (``mask_seed``), independent of the
 network's. The loss is the mean squared magnitude of the difference on the measured coefficients; training is
 full batch. PSNR and SSIM (3D, 11-tap window) compare the reconstruction, clamped to ``[0, 1]``, with the
 volume. For context, ``zero_filled_psnr`` / ``zero_filled_ssim`` score the inverse FFT of the measurements
 with the missing coefficients set to zero.
 
-Data: a NIfTI (``.nii``/``.nii.gz``, nibabel), TIFF stack or ``.npy`` volume, rescaled to ``[0, 1]`` (min-max)
-and resampled to ``R^3`` (each axis independently, anti-aliased when shrinking); default: a generated 3D
-Shepp-Logan-style head phantom of ellipsoids.
+Data: a NIfTI (``.nii``/``.nii.gz``, nibabel), TIFF stack or ``.npy`` volume at its own shape, its intensities
+rescaled to ``[0, 1]`` (min-max; clipped to the 0.01-99.99 percentiles first when a few outliers would squash
+the rest), and resampled to ``R^3`` only with ``--resolution R`` (each axis independently, anti-aliased when
+shrinking); each change is printed once. Default: a generated 3D Shepp-Logan-style head phantom of ellipsoids
+at 32^3.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ..errors import UserError, require_memory
-from .base import Task
+from .base import Task, console
 from .grids import coordinate_grid, psnr, ssim
 
 __all__ = ["MRITask", "load_volume", "head_phantom", "variable_density_mask", "DEFAULT_VOLUME_NAME"]
 
 DEFAULT_VOLUME_NAME = "3D head phantom (generated)"
+DEFAULT_RESOLUTION = 32
 
 # (intensity added, semi-axes a b c, centre x y z, rotation about z in degrees); coordinates in [-1, 1]^3
 _ELLIPSOIDS = (
@@ -82,12 +86,16 @@ def _read_array(path: Path) -> np.ndarray:
     raise UserError(f"volume {path} has an unsupported format; expected .nii, .nii.gz, .tif, .tiff or .npy")
 
 
-def load_volume(path: Optional[Path], resolution: int) -> tuple[np.ndarray, str]:
-    """The volume in ``path`` (or the generated phantom) as float32 ``[R, R, R]`` in ``[0, 1]``."""
+def load_volume(path: Optional[Path], resolution: Optional[int] = None) -> tuple[np.ndarray, str]:
+    """The volume in ``path`` (or the generated phantom, ``resolution``^3, default 32) as float32 in ``[0, 1]``.
+
+    A user's volume keeps its own shape unless ``resolution`` asks for ``[R, R, R]``; each change made to it
+    (intensity rescaling, outlier clipping, resampling) is printed once.
+    """
     from skimage.transform import resize
 
     if path is None:
-        return head_phantom(resolution), DEFAULT_VOLUME_NAME
+        return head_phantom(resolution or DEFAULT_RESOLUTION), DEFAULT_VOLUME_NAME
     path = Path(path)
     if not path.is_file():
         raise UserError(f"volume file not found: {path}")
@@ -100,28 +108,46 @@ def load_volume(path: Optional[Path], resolution: int) -> tuple[np.ndarray, str]
         raise UserError(f"volume {path} has shape {tuple(shape)}; need at least 2 samples on every axis")
     if not np.issubdtype(vol.dtype, np.number) or np.iscomplexobj(vol):
         raise UserError(f"volume {path} has unsupported voxel type {vol.dtype}; expected real numbers")
-    vol = vol.astype(np.float32)
+    vol = vol.astype(np.float64)
     if not np.all(np.isfinite(vol)):
         raise UserError(f"volume {path} contains NaN or infinite voxels")
-    lo, hi = float(vol.min()), float(vol.max())
-    if not hi > lo:
-        raise UserError(f"volume {path} is constant ({lo:g}): nothing to reconstruct")
-    vol = (vol - lo) / (hi - lo)
-    if vol.shape != (resolution,) * 3:
+    vol = _rescale_intensities(vol, path)
+    if resolution is not None and vol.shape != (resolution,) * 3:
         shrinking = any(s > resolution for s in vol.shape)
+        console.log(f"volume resampled from {'x'.join(map(str, vol.shape))} to {resolution}^3 (--resolution)")
         vol = np.clip(resize(vol, (resolution,) * 3, order=1, anti_aliasing=shrinking), 0.0, 1.0)
     return vol.astype(np.float32), str(path)
 
 
-def variable_density_mask(resolution: int, sampling: float, center: float = 0.08, seed: int = 0) -> Tensor:
-    """Boolean ``[R, R, R]`` mask in FFT order (zero frequency at index 0); see the module docstring."""
+def _rescale_intensities(vol: np.ndarray, path: Path) -> np.ndarray:
+    """Min-max to ``[0, 1]``; when a few extreme voxels would squash the rest (the 0.01-99.99 percentile range is
+    under 1% of the full range), the intensities are clipped to that percentile range first. Said once."""
+    lo, hi = float(vol.min()), float(vol.max())
+    if not hi > lo:
+        raise UserError(f"volume {path} is constant ({lo:g}): nothing to reconstruct")
+    # the voxel values nearest inside each percentile (no interpolation towards an outlier)
+    p_lo = float(np.percentile(vol, 0.01, method="higher"))
+    p_hi = float(np.percentile(vol, 99.99, method="lower"))
+    if p_hi > p_lo and (p_hi - p_lo) < 0.01 * (hi - lo):
+        outliers = int(np.count_nonzero((vol < p_lo) | (vol > p_hi)))
+        console.log(f"volume intensities clipped to [{p_lo:g}, {p_hi:g}] (the 0.01-99.99 percentiles; {outliers} "
+                    f"outlier voxels reach [{lo:g}, {hi:g}]) and rescaled to [0, 1]")
+        return (np.clip(vol, p_lo, p_hi) - p_lo) / (p_hi - p_lo)
+    console.log(f"volume intensities rescaled from [{lo:g}, {hi:g}] to [0, 1]")
+    return (vol - lo) / (hi - lo)
+
+
+def variable_density_mask(shape: Union[int, Sequence[int]], sampling: float, center: float = 0.08,
+                          seed: int = 0) -> Tensor:
+    """Boolean mask of k-space (``[R, R, R]`` for an int ``shape``) in FFT order (zero frequency at index 0); the
+    radius is in fractions of each axis' Nyquist frequency. See the module docstring."""
     if not 0 < sampling <= 1:
         raise UserError(f"--sampling must be a fraction in (0, 1], got {sampling}")
     if not 0 <= center < 1:
         raise UserError(f"--center must be in [0, 1), got {center}")
-    freq = torch.fft.fftfreq(resolution, d=1.0 / resolution, dtype=torch.float64)
-    kx, ky, kz = torch.meshgrid(freq, freq, freq, indexing="ij")
-    radius = torch.sqrt(kx ** 2 + ky ** 2 + kz ** 2) / (resolution / 2)
+    shape = (shape,) * 3 if isinstance(shape, int) else tuple(shape)
+    axes = [torch.fft.fftfreq(n, d=1.0 / n, dtype=torch.float64) / (n / 2) for n in shape]
+    radius = torch.sqrt(sum(k ** 2 for k in torch.meshgrid(*axes, indexing="ij")))
     core = radius <= center
     weight = torch.exp(-radius ** 2 / (2 * 0.3 ** 2))
     lo, hi = 0.0, 1.0 / float(weight.min())  # at hi every coefficient is measured
@@ -144,18 +170,30 @@ class MRITask(Task):
     in_dim = 3
     out_dim = 1
 
-    def __init__(self, volume: Optional[Path] = None, resolution: int = 32, sampling: float = 0.25,
+    def __init__(self, volume: Optional[Path] = None, resolution: Optional[int] = None, sampling: float = 0.25,
                  center: float = 0.08, mask_seed: int = 0) -> None:
-        if resolution < 8:
+        if resolution is not None and resolution < 8:
             raise UserError(f"--resolution must be at least 8 voxels per axis, got {resolution}")
-        # coordinates (3 float32), the complex k-space and its mask, target and prediction volumes
-        require_memory(f"a {resolution}^3 MRI volume", resolution ** 3 * 64.0)
+        if resolution is not None or volume is None:
+            # coordinates (3 float32), the complex k-space and its mask, target and prediction volumes
+            require_memory(f"a {resolution or DEFAULT_RESOLUTION}^3 MRI volume",
+                           (resolution or DEFAULT_RESOLUTION) ** 3 * 64.0)
         vol, self.source = load_volume(volume, resolution)
-        self.resolution, self.sampling, self.center, self.mask_seed = resolution, sampling, center, mask_seed
+        self.shape = tuple(int(n) for n in vol.shape)
+        if min(self.shape) < 8:
+            raise UserError(f"volume {self.source} has shape {self.shape}; need at least 8 voxels per axis (or "
+                            f"resample with --resolution)")
+        require_memory(f"a {'x'.join(map(str, self.shape))} MRI volume", float(np.prod(self.shape)) * 64.0)
+        self.sampling, self.center, self.mask_seed = sampling, center, mask_seed
         self.target = torch.from_numpy(vol)
-        self.mask = variable_density_mask(resolution, sampling, center, mask_seed)
+        self.mask = variable_density_mask(self.shape, sampling, center, mask_seed)
         self.measurements = self.kspace(self.target)[self.mask]
-        self._coords = coordinate_grid((resolution,) * 3)
+        self._coords = coordinate_grid(self.shape)
+
+    @property
+    def size_label(self) -> str:
+        """``32^3`` for a cube, else ``181x217x181``."""
+        return f"{self.shape[0]}^3" if len(set(self.shape)) == 1 else "x".join(map(str, self.shape))
 
     @property
     def measured_fraction(self) -> float:
@@ -170,8 +208,7 @@ class MRITask(Task):
         return self._coords
 
     def volume(self, pred: Tensor) -> Tensor:
-        r = self.resolution
-        return pred.float().reshape(r, r, r)
+        return pred.float().reshape(self.shape)
 
     def loss(self, pred: Tensor, index: Optional[Tensor] = None) -> Tensor:
         residual = self.kspace(self.volume(pred))[self.mask] - self.measurements
@@ -193,7 +230,7 @@ class MRITask(Task):
                 "measured_fraction": self.measured_fraction}
 
     def describe(self) -> Dict[str, object]:
-        return {"task": self.name, "volume": self.source, "resolution": self.resolution, "sampling": self.sampling,
+        return {"task": self.name, "volume": self.source, "shape": list(self.shape), "sampling": self.sampling,
                 "center": self.center, "mask_seed": self.mask_seed}
 
     def save_outputs(self, pred: Tensor, out_dir: Path) -> Dict[str, Path]:
@@ -205,10 +242,8 @@ class MRITask(Task):
         vol = self.volume(pred).clamp(0.0, 1.0).numpy()
         zf = self.zero_filled().clamp(0.0, 1.0).numpy()
         target = self.target.numpy()
-        mid = self.resolution // 2
-        cuts = {"axis 0": (slice(mid, mid + 1), slice(None), slice(None)),
-                "axis 1": (slice(None), slice(mid, mid + 1), slice(None)),
-                "axis 2": (slice(None), slice(None), slice(mid, mid + 1))}
+        cuts = {f"axis {a}": tuple(slice(n // 2, n // 2 + 1) if i == a else slice(None)
+                                   for i, n in enumerate(self.shape)) for a in range(3)}
         columns = (("target", target, "gray", 1.0), (f"zero-filled ({psnr(torch.from_numpy(zf), self.target):.2f} dB)",
                                                       zf, "gray", 1.0),
                    (f"reconstruction ({psnr(torch.from_numpy(vol), self.target):.2f} dB)", vol, "gray", 1.0),
@@ -224,7 +259,7 @@ class MRITask(Task):
                     ax.set_title(title, fontsize=10)
                 if col == 0:
                     ax.set_ylabel(f"middle slice, {cut_name}")
-        fig.suptitle(f"MRI: {self.source}, {self.resolution}^3, {100 * self.measured_fraction:.1f}% of k-space")
+        fig.suptitle(f"MRI: {self.source}, {self.size_label}, {100 * self.measured_fraction:.1f}% of k-space")
         fig.tight_layout()
         path = out_dir / "slices.png"
         fig.savefig(path, dpi=100)
