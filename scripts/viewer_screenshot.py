@@ -121,7 +121,7 @@ def check(config: ViewerCheck) -> dict:
                     "--vis", "viewer", "--viewer.websocket-port", str(port), "--viewer.websocket-host", "127.0.0.1",
                     "--viewer.quit-on-train-completion", "True",
                     "--max-num-iterations", str(config.steps),  # counted from the loaded step
-                    # no training-camera thumbnails: every saturated pixel in the canvas is then the streamed render
+                    # no training-camera thumbnails: what the canvas shows besides the empty viewer is the render
                     "--viewer.max-num-display-images", "0"]
     log_path = work / "ns-train.log"
     url = f"http://127.0.0.1:{port}/"
