@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
-import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..plotting import pyplot
-from .experiment import RunSettings, configure, lite_config, setup_trainer, train_step
+from .experiment import RunSettings, configure, evaluate, lite_config, setup_trainer, train_step
 
 
 @dataclass
@@ -53,25 +52,20 @@ class MethodResult:
 
 
 def _evaluate(trainer, views: Sequence[int], keep_images: bool, result: MethodResult) -> Tuple[float, float]:
-    """Mean PSNR and SSIM over ``views`` of the test split; with ``keep_images`` the ground truth and the final
-    render of each view are stored in ``result`` (taken from nerfstudio's own ``img``: gt | ... | render)."""
-    pipeline = trainer.pipeline
-    model, dataset = pipeline.model, pipeline.datamanager.eval_dataset
-    pipeline.eval()
-    psnrs, ssims = [], []
-    with torch.no_grad():
-        for index in views:
-            outputs = model.get_outputs_for_camera(dataset.cameras[index : index + 1].to(model.device))
-            metrics, images = model.get_image_metrics_and_images(outputs, dataset[index])
-            psnrs.append(float(metrics["psnr"]))
-            ssims.append(float(metrics.get("fine_ssim", metrics.get("ssim", float("nan")))))  # mipnerf: fine_ssim
-            if keep_images:
-                img = images["img"].clamp(0, 1).cpu().numpy()
-                width = dataset.cameras[index : index + 1].width.item()
-                result.ground_truth.append(img[:, :width])
-                result.renders.append(img[:, -width:])
-    pipeline.train()
+    """Mean PSNR and SSIM over ``views`` of the test split (:func:`experiment.evaluate` per view); with
+    ``keep_images`` the ground truth and the final render of each view are stored in ``result`` (taken from
+    nerfstudio's own ``img``: gt | ... | render)."""
+    psnrs, ssims, renders = [], [], {}
+    for index in views:
+        metrics = evaluate(trainer, indices=[index], renders=renders if keep_images else None)
+        psnrs.append(metrics["psnr"])
+        ssims.append(metrics.get("fine_ssim", metrics.get("ssim", float("nan"))))  # mipnerf: fine_ssim
     if keep_images:
+        widths = trainer.pipeline.datamanager.eval_dataset.cameras.width
+        for index in views:
+            width = int(widths[index])
+            result.ground_truth.append(renders[index][:, :width])
+            result.renders.append(renders[index][:, -width:])
         result.view_psnr = psnrs
     return float(np.mean(psnrs)), float(np.mean(ssims))
 
