@@ -1,0 +1,228 @@
+"""NeuS without and with cross normalization at equal wall-clock time, chamfer distance (mm) over time.
+
+Each run is ``neus-cn-lite`` (6x128 SDF network, 128 rays, 32 + 32 samples, masks with loss weight 0.1) with the
+SDF field's norm ``none`` (nerfstudio's SDF field unchanged: the ``neus`` baseline) or ``cn``, on a scene that
+``nerf-norm make-scene dtu`` generates from a mesh (the bundled bunny, or a Stanford mesh of
+``../shared/data/meshes``). A run trains until it has both ``--seconds`` of training time and ``--min-steps`` steps;
+every ``--eval-seconds`` of training it extracts the mesh (eval mode, ``--resolution``^3) and scores it against the
+scene's ``mesh_world.ply`` (symmetric chamfer in world millimetres, both sampled and thinned at 1 mm, mean of the
+two directions), then writes a nerfstudio checkpoint, so a rerun resumes. Training seconds count training steps
+only (not the evaluations).
+
+The two methods of a scene run side by side, one process and one torch thread each, so both see the same
+machine; ``--report`` writes the table (chamfer at equal training time and at the last evaluation) and the
+chamfer-over-time figure.
+
+    .venv/bin/python benchmarks/neus_equal_time.py --scene bunny --method neus &
+    .venv/bin/python benchmarks/neus_equal_time.py --scene bunny --method neus-cn &
+    wait; .venv/bin/python benchmarks/neus_equal_time.py --report
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+import trimesh
+import tyro
+from rich.console import Console
+
+from neus_bunny import chamfer_mm
+from task_tables import provenance
+
+HERE = Path(__file__).resolve().parent
+MESHES = Path(os.environ.get("NERF_NORM_DATA", HERE.parent.parent / "shared" / "data")) / "meshes"
+NORM = {"neus": "none", "neus-cn": "cn"}
+console = Console()
+
+
+@dataclass
+class Args:
+    scene: str = "bunny"
+    """bunny (the bundled default) or the stem of a mesh in ../shared/data/meshes (e.g. dragon, armadillo)"""
+    method: Optional[str] = None
+    """neus or neus-cn; omit with --report"""
+    report: bool = False
+    """combine the runs of --scenes into OUT.md and OUT.png"""
+    scenes: Tuple[str, ...] = ("bunny", "dragon")
+    seconds: float = 1500.0
+    """training seconds of each run (both methods get the same)"""
+    min_steps: int = 2000
+    """and at least this many steps (so the slower method reaches the issue's 2000)"""
+    eval_seconds: float = 150.0
+    """training seconds between chamfer evaluations"""
+    resolution: int = 64
+    width: int = 64
+    height: int = 48
+    views: int = 16
+    threads: int = 1
+    seed: int = 0
+    out: Path = HERE / "results" / "neus_equal_time"
+    scratch: Path = HERE / "scratch" / "neus_equal_time"
+
+
+def _json(args: Args, scene: str, method: str) -> Path:
+    return args.out.parent / f"{args.out.name}_{scene}_{method}.json"
+
+
+def _scene(args: Args) -> Path:
+    from nerf_norm.scenes.dtu import DTUSceneConfig, write_dtu_scene
+
+    folder = args.scratch / f"scene_{args.scene}"
+    if not (folder / "cameras_sphere.npz").exists():
+        mesh = None
+        if args.scene != "bunny":
+            found = sorted(MESHES.glob(f"{args.scene}.*"))
+            if not found:
+                raise SystemExit(f"no mesh {args.scene}.* in {MESHES} (set NERF_NORM_DATA)")
+            mesh = found[0]
+        write_dtu_scene(folder, mesh, DTUSceneConfig(width=args.width, height=args.height, views=args.views),
+                        overwrite=True)
+    return folder
+
+
+def _chamfer(trainer, resolution: int, gt_points) -> Optional[float]:
+    from nerf_norm.errors import UserError
+    from nerf_norm.mesh import extract_mesh, transform_vertices
+
+    model = trainer.pipeline.model
+    scale = np.asarray(trainer.pipeline.datamanager.train_dataparser_outputs.metadata["scale_mat"], np.float64)
+    model.eval()
+    try:
+        with torch.no_grad():
+            v, f = extract_mesh(lambda p: model.field.forward_geonetwork(p)[:, 0], ((-1.0,) * 3, (1.0,) * 3),
+                                resolution, block=16)
+        return chamfer_mm(transform_vertices(v, scale), f, gt_points)
+    except UserError:
+        return None  # no zero crossing: the surface vanished
+    finally:
+        model.train()
+
+
+def train(args: Args) -> None:
+    from nerf_norm.dtu_eval import downsample_greedy, sample_mesh
+    from nerf_norm.nerfstudio.experiment import RunSettings, configure, method_config, setup_trainer, train_step
+
+    if args.method not in NORM:
+        raise SystemExit(f"--method must be one of {sorted(NORM)}, got {args.method!r}")
+    torch.set_num_threads(args.threads)
+    scene = _scene(args)
+    gt = trimesh.load(scene / "mesh_world.ply", process=False)
+    gt_points = downsample_greedy(sample_mesh(gt.vertices, gt.faces, 1.0), 1.0)
+    from nerfstudio.engine.schedulers import CosineDecaySchedulerConfig
+
+    from nerf_norm.method_configs.neus import LITE
+
+    # the runs stop on time, not on a step count, so no schedule can be sized to them: both methods get the lite
+    # warm-up and then an effectively constant rate (a cosine over the step cap, which no run comes near); without
+    # this the lite cosine (2000 steps, nerfstudio does not clamp it) would raise the rate again after step 2000
+    cap = 100_000
+    config = configure(method_config("neus-cn-lite"),
+                       RunSettings(scene, args.scratch / args.scene / args.method, steps=cap, seed=args.seed))
+    for group in config.optimizers.values():
+        group["scheduler"] = CosineDecaySchedulerConfig(warm_up_end=LITE["warm_up"], learning_rate_alpha=0.05,
+                                                        max_steps=cap)
+    config.pipeline.datamanager.dataparser.eval_every = 8
+    config.pipeline.model.sdf_field.norm = NORM[args.method]
+    ckpt_dir = config.get_base_dir() / config.relative_model_dir
+    path = _json(args, args.scene, args.method)
+    resuming = ckpt_dir.exists() and any(ckpt_dir.glob("step-*.ckpt")) and path.exists()
+    if resuming:
+        config.load_dir = ckpt_dir
+    record = json.loads(path.read_text()) if resuming else {"evals": []}
+    record["meta"] = provenance(
+        "neus_equal_time", args.threads,
+        f"scene {args.scene} (make-scene dtu, {args.width}x{args.height}, {args.views} views), neus-cn-lite settings "
+        f"with sdf_field.norm={NORM[args.method]} and the rate constant after the {LITE['warm_up']}-step warm-up, seed {args.seed}, until {args.seconds:.0f} training seconds and "
+        f">= {args.min_steps} steps, chamfer every {args.eval_seconds:.0f} training seconds at {args.resolution}^3")
+    trainer = setup_trainer(config)
+    step = trainer._start_step
+    elapsed = record["evals"][-1]["seconds"] if record["evals"] else 0.0
+    if not record["evals"]:
+        record["evals"].append({"step": 0, "seconds": 0.0, "chamfer_mm": _chamfer(trainer, args.resolution, gt_points)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1))
+    next_eval = (int(elapsed // args.eval_seconds) + 1) * args.eval_seconds
+    while elapsed < args.seconds or step < args.min_steps:
+        t0 = time.perf_counter()
+        train_step(trainer, step)
+        elapsed += time.perf_counter() - t0
+        step += 1
+        done = elapsed >= args.seconds and step >= args.min_steps
+        if elapsed >= next_eval or done:
+            cd = _chamfer(trainer, args.resolution, gt_points)
+            record["evals"].append({"step": step, "seconds": elapsed, "chamfer_mm": cd})
+            trainer.save_checkpoint(step - 1)
+            path.write_text(json.dumps(record, indent=1))
+            console.print(f"{args.scene} {args.method} step {step} ({elapsed:.0f} s training): chamfer "
+                          f"{'vanished' if cd is None else f'{cd:.2f} mm'}")
+            while next_eval <= elapsed:
+                next_eval += args.eval_seconds
+
+
+def _at(evals: list, seconds: float) -> dict:
+    """The last evaluation at or before ``seconds`` of training."""
+    return [e for e in evals if e["seconds"] <= seconds + 1e-6][-1]
+
+
+def report(args: Args) -> None:
+    from nerf_norm.plotting import pyplot
+
+    def cd(e):
+        return "vanished" if e["chamfer_mm"] is None else f"{e['chamfer_mm']:.2f}"
+
+    lines = ["# NeuS vs NeuS + CrossNorm at equal wall-clock time (chamfer in mm)", ""]
+    plt = pyplot()
+    scenes = [s for s in args.scenes if all(_json(args, s, m).exists() for m in NORM)]
+    if not scenes:
+        raise SystemExit(f"no scene with both runs under {args.out.parent}")
+    fig, axes = plt.subplots(1, len(scenes), figsize=(5.5 * len(scenes), 4), squeeze=False)
+    rows = []
+    for ax, scene in zip(axes[0], scenes):
+        recs = {m: json.loads(_json(args, scene, m).read_text()) for m in NORM}
+        for m, r in recs.items():
+            lines.append(f"- {scene} / {m}: `{r['meta']['command']}`; {r['meta']['machine']}; {r['meta']['date']}; "
+                         f"{r['meta']['setting']}")
+            ev = [e for e in r["evals"] if e["chamfer_mm"] is not None]
+            ax.plot([e["seconds"] for e in ev], [e["chamfer_mm"] for e in ev], marker="o", ms=3, label=m)
+        budget = min(r["evals"][-1]["seconds"] for r in recs.values())
+        at = {m: _at(r["evals"], budget) for m, r in recs.items()}
+        last = {m: r["evals"][-1] for m, r in recs.items()}
+        rows.append(f"| {scene} | {budget:.0f} | " + " | ".join(f"{cd(at[m])} (step {at[m]['step']})" for m in NORM)
+                    + " | " + " | ".join(f"{cd(last[m])} (step {last[m]['step']}, {last[m]['seconds']:.0f} s)"
+                                         for m in NORM) + " |")
+        ax.set_xlabel("training seconds")
+        ax.set_ylabel("chamfer (mm)")
+        ax.set_yscale("log")
+        ax.set_title(f"{scene}: NeuS, chamfer over time")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    lines += ["- both methods of a scene trained side by side (one torch thread each) on the same machine, so their "
+              "seconds are comparable with each other", "",
+              "| scene | equal time (s) | " + " | ".join(f"{m} at equal time" for m in NORM) + " | "
+              + " | ".join(f"{m} at its last evaluation" for m in NORM) + " |", "|---|---:|" + "---|" * 4, *rows,
+              "", f"Figure: `{args.out.name}.png`."]
+    fig.tight_layout()
+    fig.savefig(args.out.with_suffix(".png"), dpi=100)
+    plt.close(fig)
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    console.print(f"wrote {args.out.with_suffix('.md')} and {args.out.with_suffix('.png')}")
+
+
+def main(args: Args) -> None:
+    if args.report:
+        report(args)
+    elif args.method:
+        train(args)
+    else:
+        raise SystemExit("give --method neus|neus-cn to train, or --report")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
