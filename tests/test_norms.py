@@ -435,3 +435,66 @@ def test_batch_norm_running_statistics_and_backward_at_large_offsets(momentum):
     assert torch.isfinite(x.grad).all()
     assert torch.allclose(ours.running_mean.double(), ref.running_mean, rtol=1e-6)
     assert torch.allclose(ours.running_var.double(), ref.running_var, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# second derivative in closed form (cross_norm_grad.py): what an eikonal loss differentiates
+
+
+def _input_gradient_penalty(x, w, b, relu, kw, v):
+    """An eikonal-style loss: the input gradient of sum(y * v) is itself differentiated (create_graph)."""
+    y = cross_norm(x, weight=w, bias=b, relu=relu, **kw)
+    gx, = torch.autograd.grad((y * v).sum(), x, create_graph=True)
+    return (gx ** 2).sum() + (gx * y.detach()).sum()
+
+
+@pytest.mark.parametrize("running", [False, True])
+@pytest.mark.parametrize("relu", [False, True])
+def test_second_derivative_is_closed_form_and_matches_autograd(relu, running, cn_path, monkeypatch):
+    """The paper variant's backward, differentiated again, runs the closed form (never autograd's graph of the
+    plain formula) and equals the gradients that graph gives, on both paths."""
+    from nerf_norm.norms.cross_norm_function import _CrossNormFunction
+
+    torch.manual_seed(5)
+    x = (torch.randn(33, 7, dtype=torch.float64) * 3 + 2).requires_grad_(True)
+    w = (torch.rand(7, dtype=torch.float64) + 0.5).requires_grad_(True)
+    b = torch.randn(7, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(33, 7, dtype=torch.float64)
+    kw = {}
+    if running:
+        kw = dict(running_mean=torch.randn(7, dtype=torch.float64), running_var=torch.rand(7, dtype=torch.float64) + 0.5,
+                  running_batch_size=torch.tensor(20.0, dtype=torch.float64), training=False)
+    closed = torch.autograd.grad(_input_gradient_penalty(x, w, b, relu, kw, v), (x, w, b), allow_unused=True)
+    generic = _CrossNormFunction._backward_by_autograd
+    calls = []
+    monkeypatch.setattr(_CrossNormFunction, "_backward_by_autograd",
+                        staticmethod(lambda ctx, gy: calls.append(1) or generic(ctx, gy)))
+    torch.autograd.grad(_input_gradient_penalty(x, w, b, relu, kw, v), (x, w, b), allow_unused=True)
+    assert not calls, "the paper variant's second derivative must not go through autograd's generic graph"
+    monkeypatch.setattr(_CrossNormFunction, "_backward_differentiable", staticmethod(generic))
+    reference = torch.autograd.grad(_input_gradient_penalty(x, w, b, relu, kw, v), (x, w, b), allow_unused=True)
+    for got, want in zip(closed, reference):  # None: no dependence (the bias), autograd's graph may give zeros
+        got = torch.zeros_like(b) if got is None else got
+        want = torch.zeros_like(b) if want is None else want
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
+
+
+def test_second_derivative_exact_at_large_T_and_offsets(cn_path):
+    """float32 second derivative at T = 2^17 and column means 100 x their spread: against the same computation
+    in float64 (gradients of an input-gradient penalty, relative to their scale). Without a fused ReLU: with
+    one, the elements whose output rounds to the other side of 0 in float32 flip the mask, a property of ReLU
+    (measured: 2.5e-3 on every path, the generic autograd one included), not of the normalization."""
+    x32 = _offset_batch(2 ** 17, 24, 100.0, seed=3)
+    g = torch.Generator().manual_seed(4)
+    v32 = torch.randn(x32.shape, generator=g)
+    w32 = torch.rand(24, generator=g) + 0.5
+    results = {}
+    for dtype in (torch.float32, torch.float64):
+        x = x32.to(dtype).requires_grad_(True)
+        w = w32.to(dtype).requires_grad_(True)
+        y = cross_norm(x, weight=w)
+        gx, = torch.autograd.grad((y * v32.to(dtype)).sum(), x, create_graph=True)
+        results[dtype] = torch.autograd.grad((gx * v32.to(dtype)).sum(), (x, w))
+    for got, want in zip(results[torch.float32], results[torch.float64]):
+        err = ((got.double() - want).abs().max() / want.abs().max()).item()
+        assert err <= 1e-3, f"{cn_path} path: relative error {err:.2e}"

@@ -9,7 +9,8 @@
 // with u = g * rstd, c = dL/dv = -u * xhat * rstd / 2, g = dy * w, and row/column sums Cr, Cc of c.
 // The Python side (nerf_norm/norms/kernel.py) computes the [T] and [C] coefficient vectors; these kernels
 // do the passes over [T, C]: forward one pass (stats are computed by the caller's first pass), backward
-// two passes. Rows are split into one block per thread; column sums are reduced from per-block partials.
+// two passes, the paper variant's second derivative (fused_double_backward) three. Rows are split into one
+// block per thread; column sums are reduced from per-block partials.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
@@ -396,7 +397,196 @@ std::vector<torch::Tensor> fused_backward(torch::Tensor x, torch::Tensor dy, tor
   return {dx, dw, db};
 }
 
+namespace {
+
+// ---- Second derivative (paper variant), see nerf_norm/norms/cross_norm_grad.py for the derivation ----------
+// Per-row and per-column vectors prepared by the caller (in x's dtype): mr, mc (row and column means), mrs, mcs
+// (the same shifted by a common value), A_t = C vr_t / N + eps, Bc_i = n vc_i / N; scalars N, n, K = C n / N^2.
+// With running columns (batch = false) the column sums below are zero and the column terms vanish.
+template <typename scalar_t>
+struct DDArgs {
+  const scalar_t *x, *gy, *v, *w, *bias, *gdw, *gdb, *mr, *mc, *mrs, *mcs, *A, *Bc;
+  int64_t T, C;
+  scalar_t N, n, K;
+  bool batch;
+};
+
+// Pass 1, one row: row sums of v and (x - mr) v; column accumulators of v and (x - mc) v.
+template <typename scalar_t>
+__attribute__((noinline)) void dd_pass1_row(const scalar_t* __restrict__ xr, const scalar_t* __restrict__ vr,
+                                            const scalar_t* __restrict__ mc, scalar_t m, int64_t C,
+                                            scalar_t* __restrict__ lv, scalar_t* __restrict__ lxv, scalar_t* sv_out,
+                                            scalar_t* sxv_out) {
+  scalar_t sv = 0, sxv = 0;
+  for (int64_t i = 0; i < C; ++i) {
+    sv += vr[i];
+    sxv += (xr[i] - m) * vr[i];
+    lv[i] += vr[i];
+    lxv[i] += (xr[i] - mc[i]) * vr[i];
+  }
+  *sv_out = sv;
+  *sxv_out = sxv;
+}
+
+// Pass 2, one row: the gradient of gy (written), p (written into gx, finished in pass 3), row sums of p, q, r,
+// q * mcs, r * Vc, and column accumulators of gy * Jv (the weight's gradient), p, q, r, q * mrs, r * Vr.
+template <typename scalar_t, bool kRelu>
+__attribute__((noinline)) void dd_pass2_row(
+    const scalar_t* __restrict__ xr, const scalar_t* __restrict__ gyr, const scalar_t* __restrict__ vr,
+    const scalar_t* __restrict__ w, const scalar_t* __restrict__ bias, const scalar_t* __restrict__ gdw,
+    const scalar_t* __restrict__ gdb, const scalar_t* __restrict__ mcs, const scalar_t* __restrict__ Bc,
+    const scalar_t* __restrict__ Vc, const scalar_t* __restrict__ XVc, scalar_t* __restrict__ ggyr,
+    scalar_t* __restrict__ pr_out, scalar_t* __restrict__ l6, int64_t C, scalar_t mrt, scalar_t mrst, scalar_t At,
+    scalar_t Vrt, scalar_t XVrt, scalar_t K, scalar_t f, scalar_t n, scalar_t invN, scalar_t* row5) {
+  const scalar_t half = scalar_t(0.5), two_invN = 2 * invN;
+  scalar_t pr = 0, qr = 0, rr = 0, qm = 0, rv = 0;
+  scalar_t *lgw = l6, *lp = l6 + C, *lq = l6 + 2 * C, *lr = l6 + 3 * C, *lqm = l6 + 4 * C, *lrv = l6 + 5 * C;
+  for (int64_t i = 0; i < C; ++i) {
+    const scalar_t d = mrst - mcs[i];
+    const scalar_t s = scalar_t(1) / std::sqrt(At + Bc[i] + K * d * d);
+    const scalar_t D = (xr[i] - mrt) + f * d;
+    const scalar_t xhat = D * s;
+    const bool on = !kRelu || xhat * w[i] + bias[i] > scalar_t(0);
+    const scalar_t ge = on ? gyr[i] : scalar_t(0);
+    const scalar_t vm = vr[i] - (Vrt + Vc[i]) * invN;
+    const scalar_t dV = (XVrt + XVc[i] + d * (n * Vrt - scalar_t(C) * Vc[i]) * invN) * two_invN;
+    const scalar_t s2 = s * s, s3 = s2 * s;
+    const scalar_t Jv = s * vm - half * D * s3 * dV;
+    ggyr[i] = on ? w[i] * Jv + xhat * gdw[i] + gdb[i] : scalar_t(0);
+    const scalar_t g = ge * w[i];
+    const scalar_t p = g * s3 * dV * half * invN;
+    const scalar_t q = g * (-half * s3 * vm + scalar_t(0.75) * D * s3 * s2 * dV) * two_invN;
+    const scalar_t r = -g * D * s3 * invN;
+    pr_out[i] = p;
+    pr += p;
+    qr += q;
+    rr += r;
+    qm += q * mcs[i];
+    rv += r * Vc[i];
+    lgw[i] += ge * Jv;
+    lp[i] += p;
+    lq[i] += q;
+    lr[i] += r;
+    lqm[i] += q * mrst;
+    lrv[i] += r * Vrt;
+  }
+  row5[0] = pr;
+  row5[1] = qr;
+  row5[2] = rr;
+  row5[3] = qm;
+  row5[4] = rv;
+}
+
+// Rows in blocks (one per thread) and sub-blocks of kSubRows whose column accumulators (k per column, in
+// scalar_t) are added to float64 partials; returns the k * C column sums in float64.
+template <typename scalar_t, typename RowFn>
+std::vector<double> rows_with_column_sums(int64_t T, int64_t C, int k, RowFn row) {
+  const int64_t nblocks = num_blocks(T);
+  std::vector<double> part(nblocks * k * C, 0.0);
+  at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<scalar_t> local(k * C);
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t t0 = T * blk / nblocks, t1 = T * (blk + 1) / nblocks;
+      double* p = part.data() + blk * k * C;
+      for (int64_t s0 = t0; s0 < t1; s0 += kSubRows) {
+        const int64_t s1_ = std::min(t1, s0 + kSubRows);
+        std::fill(local.begin(), local.end(), scalar_t(0));
+        for (int64_t t = s0; t < s1_; ++t) row(t, local.data());
+        for (int64_t j = 0; j < k * C; ++j) p[j] += local[j];
+      }
+    }
+  });
+  std::vector<double> out(k * C, 0.0);
+  for (int64_t blk = 0; blk < nblocks; ++blk)
+    for (int64_t j = 0; j < k * C; ++j) out[j] += part[blk * k * C + j];
+  return out;
+}
+
+template <typename scalar_t, bool kRelu>
+void double_backward_kernel(const DDArgs<scalar_t>& a, scalar_t* gx, scalar_t* ggy, double* gw_out) {
+  const int64_t T = a.T, C = a.C;
+  const scalar_t invN = scalar_t(1) / a.N, f = a.n * invN, Cf = scalar_t(C) * invN;
+  // pass 1: directional statistics of v: Vr, XVr (rows), Vc, XVc (columns; zero with running columns)
+  std::vector<scalar_t> Vr(T), XVr(T), Vc(C, 0), XVc(C, 0);
+  auto c1 = rows_with_column_sums<scalar_t>(T, C, 2, [&](int64_t t, scalar_t* l) {
+    dd_pass1_row<scalar_t>(a.x + t * C, a.v + t * C, a.mc, a.mr[t], C, l, l + C, &Vr[t], &XVr[t]);
+  });
+  if (a.batch)
+    for (int64_t i = 0; i < C; ++i) {
+      Vc[i] = scalar_t(c1[i]);
+      XVc[i] = scalar_t(c1[C + i]);
+    }
+  // pass 2
+  std::vector<scalar_t> R5(5 * T);
+  auto c2 = rows_with_column_sums<scalar_t>(T, C, 6, [&](int64_t t, scalar_t* l) {
+    dd_pass2_row<scalar_t, kRelu>(a.x + t * C, a.gy + t * C, a.v + t * C, a.w, a.bias, a.gdw, a.gdb, a.mcs, a.Bc,
+                                  Vc.data(), XVc.data(), ggy + t * C, gx + t * C, l, C, a.mr[t], a.mrs[t], a.A[t],
+                                  Vr[t], XVr[t], a.K, f, a.n, invN, &R5[5 * t]);
+  });
+  for (int64_t i = 0; i < C; ++i) gw_out[i] = c2[i];
+  // the [T] and [C] coefficients of H v (module docstring of cross_norm_grad.py)
+  std::vector<scalar_t> Er(T), Qr(T), Rr(T), Ec(C, 0), Qc(C, 0), Rc(C, 0);
+  for (int64_t t = 0; t < T; ++t) {
+    const scalar_t* r5 = &R5[5 * t];  // Pr, Qr, Rr, q mcs, r Vc
+    Qr[t] = r5[1];
+    Rr[t] = r5[2];
+    Er[t] = r5[0] + f * (a.mrs[t] * r5[1] - r5[3]) - (r5[2] * Vr[t] + r5[4]) * invN;
+  }
+  if (a.batch)
+    for (int64_t i = 0; i < C; ++i) {
+      Qc[i] = scalar_t(c2[2 * C + i]);
+      Rc[i] = scalar_t(c2[3 * C + i]);
+      Ec[i] = scalar_t(c2[C + i]) + Cf * (a.mcs[i] * Qc[i] - scalar_t(c2[4 * C + i])) -
+              (scalar_t(c2[5 * C + i]) + Rc[i] * Vc[i]) * invN;
+    }
+  // pass 3: H v = -N p + E_t + E_i + (x - mr) Qr + (x - mc) Qc + v (Rr + Rc), p held in gx
+  const scalar_t N = a.N;
+  at::parallel_for(0, T, 256, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const scalar_t* __restrict__ xr = a.x + t * C;
+      const scalar_t* __restrict__ vr = a.v + t * C;
+      scalar_t* __restrict__ g = gx + t * C;
+      const scalar_t Et = Er[t], Qt = Qr[t], Rt = Rr[t], mrt = a.mr[t];
+      for (int64_t i = 0; i < C; ++i)
+        g[i] = -N * g[i] + Et + Ec[i] + (xr[i] - mrt) * Qt + (xr[i] - a.mc[i]) * Qc[i] + vr[i] * (Rt + Rc[i]);
+    }
+  });
+}
+
+}  // namespace
+
+// Gradients (x, weight, gy) of <v, dx> + <gdw, dw> + <gdb, db> where (dx, dw, db) is the paper variant's first
+// backward of gy at x; the <gdw, dw> term's x part (a first backward with weight gdw) is the caller's. Vectors:
+// see DDArgs. Returns {gx, gw, ggy}.
+std::vector<torch::Tensor> fused_double_backward(torch::Tensor x, torch::Tensor gy, torch::Tensor v, torch::Tensor w,
+                                                 torch::Tensor bias, torch::Tensor gdw, torch::Tensor gdb,
+                                                 torch::Tensor mr, torch::Tensor mc, torch::Tensor mrs,
+                                                 torch::Tensor mcs, torch::Tensor A, torch::Tensor Bc, double N,
+                                                 double n, double K, bool batch, bool relu) {
+  check2d(x, "x");
+  check2d(gy, "gy");
+  check2d(v, "v");
+  auto gx = torch::empty_like(x), ggy = torch::empty_like(x);
+  auto gw = torch::empty({x.size(1)}, x.options().dtype(torch::kFloat64));
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cross_norm_double_backward", [&] {
+    DDArgs<scalar_t> a{x.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(),
+                       w.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(), gdw.data_ptr<scalar_t>(),
+                       gdb.data_ptr<scalar_t>(), mr.data_ptr<scalar_t>(), mc.data_ptr<scalar_t>(),
+                       mrs.data_ptr<scalar_t>(), mcs.data_ptr<scalar_t>(), A.data_ptr<scalar_t>(),
+                       Bc.data_ptr<scalar_t>(), x.size(0), x.size(1), scalar_t(N), scalar_t(n), scalar_t(K), batch};
+    if (relu)
+      double_backward_kernel<scalar_t, true>(a, gx.data_ptr<scalar_t>(), ggy.data_ptr<scalar_t>(),
+                                             gw.data_ptr<double>());
+    else
+      double_backward_kernel<scalar_t, false>(a, gx.data_ptr<scalar_t>(), ggy.data_ptr<scalar_t>(),
+                                              gw.data_ptr<double>());
+  });
+  return {gx, gw.to(x.scalar_type()), ggy};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("fused_forward", &fused_forward, "CrossNorm forward: statistics, coefficients, running update, output");
   m.def("fused_backward", &fused_backward, "CrossNorm backward: both passes and the coefficients between them");
+  m.def("fused_double_backward", &fused_double_backward,
+        "CrossNorm (paper variant) second derivative: gradients of the first backward's outputs");
 }

@@ -25,7 +25,7 @@ Each module has a functional twin (:func:`batch_norm`, :func:`layer_norm`, :func
 
 Files, one concept each: ``layers`` (the modules and :func:`make_norm`), ``functional`` (their functional
 twins), ``cross_norm_function`` (CrossNorm's stable moments, closed-form backward and autograd Function, with the
-derivation), ``kernel`` (the binding of the fused CPU kernel in ``nerf_norm/csrc``), ``common`` (shared
+derivation), ``cross_norm_grad`` (its second derivative in closed form, for eikonal losses), ``kernel`` (the binding of the fused CPU kernel in ``nerf_norm/csrc``), ``common`` (shared
 plumbing).
 """
 

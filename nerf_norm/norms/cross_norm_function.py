@@ -1,6 +1,6 @@
 """CrossNorm's mathematics (paper Eq. 24 and the authors' variant): stable moments, the forward, the closed-form
 backward and the autograd Function that runs them on the fused CPU kernel or as eager torch passes; plus the
-plain differentiable statement of the same formula (double backward, torch.compile).
+plain differentiable statement of the same formula (torch.compile, the authors' variant's double backward).
 """
 
 from __future__ import annotations
@@ -168,8 +168,9 @@ class _CrossNormFunction(torch.autograd.Function):
     """CrossNorm with a closed-form backward: the fused CPU kernel of :mod:`nerf_norm.norms.kernel` when it is
     available, else a few eager passes over ``[T, C]``; never autograd's graph of a dozen ops.
 
-    Second-order gradients (``create_graph=True``, e.g. eikonal losses) re-derive the backward through the
-    straightforward differentiable formulation, so they are exact too.
+    Second-order gradients (``create_graph=True``, e.g. eikonal losses): for the paper variant the backward is
+    itself a differentiable Function with a closed-form derivative (``cross_norm_grad.py``, fused on the CPU
+    kernel); the authors' variant differentiates the straightforward formulation with autograd.
     """
 
     @staticmethod
@@ -219,10 +220,18 @@ class _CrossNormFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gy):
-        if torch.is_grad_enabled():  # double backward: differentiate the plain formulation instead
+        if torch.is_grad_enabled():  # the backward will be differentiated again (create_graph=True)
+            if ctx.variant == "paper":  # closed-form second derivative (cross_norm_grad.py)
+                return _CrossNormFunction._backward_differentiable(ctx, gy)
             return _CrossNormFunction._backward_by_autograd(ctx, gy)
+        x = ctx.saved_tensors[0]
+        return (*_CrossNormFunction._first_backward(ctx, gy.to(x.dtype).reshape(x.shape).contiguous()),
+                None, None, None)
+
+    @staticmethod
+    def _first_backward(ctx, gy):
+        """(dx, dweight | None, dbias | None) for ``gy`` ``[T, C]``: the kernel's or the eager closed form."""
         x, weight, bias, _, _, *extra = ctx.saved_tensors
-        gy = gy.to(x.dtype).reshape(x.shape).contiguous()
         need_dw = weight is not None and ctx.needs_input_grad[1]
         need_db = ctx.has_bias and ctx.needs_input_grad[2]
         if ctx.kernel is not None:
@@ -235,7 +244,19 @@ class _CrossNormFunction(torch.autograd.Function):
             dx, dw = _cn_backward(x, xhat, rstd, row_mean, col_mean, ctx.n, gy, weight, ctx.batch_columns,
                                   ctx.variant, need_dw)
             db = torch.mv(gy.t(), gy.new_ones(gy.shape[0])) if need_db else None
-        return dx, dw if need_dw else None, db if need_db else None, None, None, None
+        return dx, dw if need_dw else None, db if need_db else None
+
+    @staticmethod
+    def _backward_differentiable(ctx, gy):
+        from .cross_norm_grad import _CrossNormGradFunction
+
+        x, weight, bias, col_mean, col_var = ctx.saved_tensors[:5]
+        gy = gy.to(x.dtype).reshape(x.shape)
+        first = lambda g: _CrossNormFunction._first_backward(ctx, g.contiguous())  # noqa: E731
+        dx, dw, db = _CrossNormGradFunction.apply(x, weight, bias, gy, col_mean, col_var, first,
+                                                  (ctx.n_given, ctx.eps, ctx.relu,
+                                                   ctx.state if ctx.kernel is not None else None))
+        return dx, dw, db, None, None, None
 
     @staticmethod
     def _backward_by_autograd(ctx, gy):

@@ -1,8 +1,9 @@
 """The binding of CrossNorm's optional fused CPU kernels (``nerf_norm/csrc/cross_norm_cpu.cpp``), built once per
 machine by ``scripts/install.sh`` (:func:`main`) or, failing that, announced and built on first use.
 
-The kernels make one pass over ``[T, C]`` for the statistics and one for the output in forward, and two
-passes in backward, instead of the dozen elementwise torch ops of the eager path. They are built with
+The kernels make one pass over ``[T, C]`` for the statistics and one for the output in forward, two passes in
+backward and three for the paper variant's second derivative (``fused_double_backward``, the closed form of
+``nerf_norm/norms/cross_norm_grad.py``), instead of the dozens of elementwise torch ops of the eager path. They are built with
 ``torch.utils.cpp_extension`` (gcc and ninja; cached under ``~/.cache/torch_extensions``). Choose with ``NERF_NORM_CN_KERNEL``: ``auto`` (default: the kernel when it
 builds, else the eager path with one warning), ``cpp`` (the kernel or an error), ``torch`` (eager only).
 
@@ -173,6 +174,18 @@ def backward(module, x: Tensor, gy: Tensor, weight: Optional[Tensor], bias: Opti
     dx, dw, db = module.fused_backward(x, gy, _weight(x, weight), _bias(x, bias), state, batch_columns, relu)
     return dx, dw, db
 
+
+
+def double_backward(module, x: Tensor, gy: Tensor, v: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
+                    gdw: Optional[Tensor], gdb: Optional[Tensor], vectors: Tuple[Tensor, ...], N: float, n: float,
+                    K: float, batch_columns: bool, relu: bool) -> Tuple[Tensor, Tensor, Tensor]:
+    """(grad x, grad weight, grad gy) of CrossNorm's (paper variant) first backward, in three native passes;
+    ``vectors`` = (mr, mc, mrs, mcs, A, Bc) as ``nerf_norm/norms/cross_norm_grad.py`` prepares them."""
+    zeros = x.new_zeros(x.shape[1])
+    return tuple(module.fused_double_backward(
+        x.contiguous(), gy.contiguous(), v.contiguous(), _weight(x, weight), _bias(x, bias),
+        gdw.contiguous() if gdw is not None else zeros, gdb.contiguous() if gdb is not None else zeros,
+        *[t.to(x.dtype).contiguous() for t in vectors], float(N), float(n), float(K), batch_columns, relu))
 
 def main() -> int:
     """Builds (or finds) this machine's kernel; scripts/install.sh runs it at install time."""
