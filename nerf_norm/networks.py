@@ -56,9 +56,13 @@ class CoordinateMLP(nn.Module):
         self.encoding = encoding if encoding is not None else nn.Identity()
         width = getattr(encoding, "out_dim", in_dim) if encoding is not None else in_dim
         blocks = []
+        # CrossNorm applies the ReLU itself (fuse_relu: one pass fewer each way, the same values and gradients);
+        # an Identity keeps the block's place, so checkpoints have the same keys either way
+        fused = norm == "cn"
         for _ in range(hidden_layers):
-            blocks += [nn.Linear(width, hidden_features), make_norm(norm, hidden_features, **(norm_kwargs or {})),
-                       nn.ReLU(inplace=True)]
+            kwargs = {**(norm_kwargs or {}), **({"fuse_relu": True} if fused else {})}
+            blocks += [nn.Linear(width, hidden_features), make_norm(norm, hidden_features, **kwargs),
+                       nn.Identity() if fused else nn.ReLU(inplace=True)]
             width = hidden_features
         self.hidden = nn.Sequential(*blocks)
         self.output = nn.Linear(width, out_dim)

@@ -8,7 +8,7 @@ from torch import nn
 
 from nerf_norm.encodings import GaussianFourierFeatures, PositionalEncoding
 from nerf_norm.networks import METHODS, CoordinateMLP, EncodingSpec, build_network, count_parameters, get_method, parse_arch
-from nerf_norm.norms import CrossNorm
+from nerf_norm.norms import BatchNorm, CrossNorm
 
 
 def test_positional_encoding_is_nerfs_hand_computed():
@@ -62,10 +62,22 @@ def test_fourier_features_fixed_and_seeded():
 
 
 def test_coordinate_mlp_is_linear_norm_relu():
-    net = CoordinateMLP(2, 3, hidden_layers=3, hidden_features=8, norm="cn")
-    kinds = [type(m) for m in net.hidden]
-    assert kinds == [nn.Linear, CrossNorm, nn.ReLU] * 3
+    net = CoordinateMLP(2, 3, hidden_layers=3, hidden_features=8, norm="bn")
+    assert [type(m) for m in net.hidden] == [nn.Linear, BatchNorm, nn.ReLU] * 3
     assert isinstance(net.output, nn.Linear) and net.output.out_features == 3
+    # CrossNorm applies the ReLU itself; an Identity keeps the layout (and the checkpoint keys)
+    fused = CoordinateMLP(2, 3, hidden_layers=3, hidden_features=8, norm="cn")
+    assert [type(m) for m in fused.hidden] == [nn.Linear, CrossNorm, nn.Identity] * 3
+    assert all(m.fuse_relu for m in fused.hidden if isinstance(m, CrossNorm))
+    assert list(fused.state_dict()) == [k for k in CoordinateMLP(2, 3, 3, 8, norm="bn").state_dict()
+                                        if "running" not in k and "num_batches" not in k]
+    x = torch.rand(40, 2) * 2 - 1
+    y_fused = fused(x)
+    for m in fused.hidden:  # the same network as Linear -> CrossNorm -> ReLU
+        if isinstance(m, CrossNorm):
+            m.fuse_relu = False
+    unfused = nn.Sequential(*[nn.ReLU() if isinstance(m, nn.Identity) else m for m in fused.hidden])
+    torch.testing.assert_close(y_fused, fused.output(unfused(x)), rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("method", list(METHODS))

@@ -436,11 +436,14 @@ __attribute__((noinline)) void dd_pass2_row(
     const scalar_t* __restrict__ w, const scalar_t* __restrict__ bias, const scalar_t* __restrict__ gdw,
     const scalar_t* __restrict__ gdb, const scalar_t* __restrict__ mcs, const scalar_t* __restrict__ Bc,
     const scalar_t* __restrict__ Vc, const scalar_t* __restrict__ XVc, scalar_t* __restrict__ ggyr,
-    scalar_t* __restrict__ pr_out, scalar_t* __restrict__ l6, int64_t C, scalar_t mrt, scalar_t mrst, scalar_t At,
-    scalar_t Vrt, scalar_t XVrt, scalar_t K, scalar_t f, scalar_t n, scalar_t invN, scalar_t* row5) {
+    scalar_t* __restrict__ pr_out, scalar_t* __restrict__ lgw, scalar_t* __restrict__ lp, scalar_t* __restrict__ lq,
+    scalar_t* __restrict__ lr, scalar_t* __restrict__ lqm, scalar_t* __restrict__ lrv, int64_t C, scalar_t mrt,
+    scalar_t mrst, scalar_t At, scalar_t Vrt, scalar_t XVrt, scalar_t K, scalar_t f, scalar_t n, scalar_t invN,
+    scalar_t* row5) {
+  // six separate restrict-qualified column accumulators: pointers derived from one array may alias in GCC's view,
+  // which keeps it from vectorising the loop
   const scalar_t half = scalar_t(0.5), two_invN = 2 * invN;
   scalar_t pr = 0, qr = 0, rr = 0, qm = 0, rv = 0;
-  scalar_t *lgw = l6, *lp = l6 + C, *lq = l6 + 2 * C, *lr = l6 + 3 * C, *lqm = l6 + 4 * C, *lrv = l6 + 5 * C;
   for (int64_t i = 0; i < C; ++i) {
     const scalar_t d = mrst - mcs[i];
     const scalar_t s = scalar_t(1) / std::sqrt(At + Bc[i] + K * d * d);
@@ -520,7 +523,8 @@ void double_backward_kernel(const DDArgs<scalar_t>& a, scalar_t* gx, scalar_t* g
   std::vector<scalar_t> R5(5 * T);
   auto c2 = rows_with_column_sums<scalar_t>(T, C, 6, [&](int64_t t, scalar_t* l) {
     dd_pass2_row<scalar_t, kRelu>(a.x + t * C, a.gy + t * C, a.v + t * C, a.w, a.bias, a.gdw, a.gdb, a.mcs, a.Bc,
-                                  Vc.data(), XVc.data(), ggy + t * C, gx + t * C, l, C, a.mr[t], a.mrs[t], a.A[t],
+                                  Vc.data(), XVc.data(), ggy + t * C, gx + t * C, l, l + C, l + 2 * C, l + 3 * C,
+                                  l + 4 * C, l + 5 * C, C, a.mr[t], a.mrs[t], a.A[t],
                                   Vr[t], XVr[t], a.K, f, a.n, invN, &R5[5 * t]);
   });
   for (int64_t i = 0; i < C; ++i) gw_out[i] = c2[i];
