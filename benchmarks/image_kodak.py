@@ -166,6 +166,7 @@ def report(record: dict, args: Args) -> None:
                                                               "iteration (see the timing note above)" if timed else
                                                               " (the runs' own clocks: not valid, see above)") + ".",
               "", "| case | " + " | ".join(args.methods) + " |", "|---|" + "---:|" * len(args.methods)]
+    per_image = []
     for image in images:
         rs = [by[(image, m)] for m in args.methods if (image, m) in by]
         budget = min(_seconds_axis(record, r)[-1] for r in rs)
@@ -174,6 +175,12 @@ def report(record: dict, args: Args) -> None:
         best = max(v for v in vals if v == v)
         lines.append(f"| {image} ({budget:.0f} s) | " + " | ".join(
             ("**{:.2f}**" if v == best else "{:.2f}").format(v) if v == v else "-" for v in vals) + " |")
+        per_image.append(vals)
+    if len(per_image) > 1:
+        means = [statistics.fmean(col) for col in zip(*per_image)]
+        best = max(v for v in means if v == v)
+        lines.append("| mean | " + " | ".join(("**{:.2f}**" if v == best else "{:.2f}").format(v) if v == v else "-"
+                                             for v in means) + " |")
     lines += ["", "## Seconds per iteration", ""]
     if timed:
         cost = record["timing"]["seconds_per_iter"]

@@ -36,6 +36,7 @@ import numpy as np
 # Chromium flags: software WebGL without a GPU, no sandbox when run as root (CI), a fixed window size.
 ZOOM_OUT_WHEEL_STEPS = 12
 ORBIT_DRAG_PIXELS = 150
+SHARP_SIZE = 256  # longer side (px) of the viewer's render at its "Fast" maximum resolution
 CHROMIUM_ARGS = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist",
                  "--no-sandbox", "--window-size=960,600"]
 
@@ -54,8 +55,9 @@ class ViewerCheck:
     """steps trained with the viewer open (they must outlast the page load and the first renders)"""
     timeout: float = 420.0
     """seconds to wait for the drawn scene"""
-    sharp_wait: float = 20.0
-    """seconds to wait, once drawn, for the viewer's full-resolution render (0: keep the first drawn frame)"""
+    sharp_wait: float = 120.0
+    """seconds to wait, once drawn, for the full-resolution render with training paused (0: keep the first drawn
+    frame and never pause)"""
     min_fraction: float = 0.005
     """fraction of the canvas that must show the scene's object (see drawn_fraction)"""
     chromium: Optional[str] = None
@@ -173,18 +175,25 @@ def check(config: ViewerCheck) -> dict:
                     if fraction >= config.min_fraction:
                         break
                 seconds_to_draw = time.time() - start
-                # the viewer first streams a coarse render, then a full one once the camera rests: keep the
-                # screenshot of the full one when it arrives while training still runs
-                sharp_until = time.time() + config.sharp_wait
-                while fraction >= config.min_fraction and time.time() < sharp_until and proc.poll() is None:
-                    match = re.search(r"Resolution:\s*(\d+)\D(\d+)px", page.inner_text("body"))
-                    if match and int(match.group(1)) >= 256:
+                # the viewer first streams a coarse render while training takes most of the CPU; a user who wants
+                # a sharp view pauses training with the viewer's own button: do that (with the "Fast" train speed,
+                # whose maximum render resolution is 256 px, so a CPU renders it in time), wait for the
+                # full-resolution render, keep its screenshot, and resume (training must still run to its end and
+                # exit cleanly)
+                if fraction >= config.min_fraction and config.sharp_wait > 0 and proc.poll() is None:
+                    page.get_by_text("Fast", exact=True).first.click()  # train speed "Fast": max render res 256
+                    _click_button(page, "Pause Training")
+                    sharp_until = time.time() + config.sharp_wait
+                    while time.time() < sharp_until and proc.poll() is None:
+                        match = re.search(r"Resolution:\s*(\d+)\D(\d+)px", page.inner_text("body"))
+                        if match and max(int(match.group(1)), int(match.group(2))) >= SHARP_SIZE:
+                            time.sleep(2.0)  # let the frame reach the canvas
+                            candidate = page.screenshot()
+                            if drawn_fraction(_crop(_decode_png(candidate), box)) >= config.min_fraction:
+                                shot = candidate
+                            break
                         time.sleep(1.0)
-                        candidate = page.screenshot()
-                        if drawn_fraction(_crop(_decode_png(candidate), box)) >= config.min_fraction:
-                            shot = candidate
-                        break
-                    time.sleep(1.0)
+                    _click_button(page, "Resume Training")
                 browser.close()
             if shot is None or fraction < config.min_fraction:
                 if shot is not None:
@@ -193,7 +202,10 @@ def check(config: ViewerCheck) -> dict:
                            f"{config.min_fraction}; last screenshot: {work / 'last_screenshot.png'})")
             config.out.parent.mkdir(parents=True, exist_ok=True)
             config.out.write_bytes(shot)
-            code = proc.wait(timeout=config.timeout)
+            try:
+                code = proc.wait(timeout=config.timeout)
+            except subprocess.TimeoutExpired:
+                raise fail(f"ns-train did not finish within {config.timeout:.0f} s after the screenshot") from None
             if code != 0:
                 raise fail(f"ns-train exited with code {code} after the screenshot")
         finally:
@@ -201,6 +213,16 @@ def check(config: ViewerCheck) -> dict:
                 proc.kill()
     return {"fraction": fraction, "seconds_to_draw": seconds_to_draw, "screenshot": str(config.out),
             "exit_code": code, "work": str(work)}
+
+
+def _click_button(page, label: str) -> None:
+    """Clicks the viewer's button labelled ``label`` once it is visible (the viewer swaps Pause and Resume)."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    try:
+        page.get_by_role("button", name=label).first.click(timeout=30_000)
+    except PlaywrightError as error:
+        raise RuntimeError(f"the viewer's {label!r} button could not be clicked: {error}") from error
 
 
 def _crop(image: np.ndarray, box: dict) -> np.ndarray:
