@@ -41,6 +41,9 @@ class Args:
     """train this method (mipnerf or mipnerf-cn; any mipnerf-* works); omit with --report"""
     report: bool = False
     """combine the results of --methods into OUT.md and OUT.png"""
+    per_view: bool = False
+    """score each of --final-views separately from --method's last checkpoint (stored as the last evaluation's
+    per_view), so equal-time comparisons can use the views scored every --eval-every steps"""
     methods: tuple[str, ...] = ("mipnerf", "mipnerf-cn")
     data: Path = DATA
     scale: float = 0.5
@@ -107,6 +110,25 @@ def train(args: Args) -> None:
                           f"SSIM {scores['fine_ssim']:.3f}")
 
 
+def score_per_view(args: Args) -> None:
+    from nerf_norm.nerfstudio.experiment import RunSettings, configure, evaluate, lite_config, setup_trainer
+
+    torch.set_num_threads(args.threads)
+    config = configure(lite_config(args.method), RunSettings(args.data, args.scratch / args.method, args.steps,
+                                                             args.seed, image_scale=args.scale))
+    config.load_dir = config.get_base_dir() / config.relative_model_dir
+    path = _json(args, args.method)
+    record = json.loads(path.read_text())
+    last = record["evals"][-1]
+    if last["step"] != args.steps:
+        raise SystemExit(f"{args.method} has not reached step {args.steps} yet ({path})")
+    trainer = setup_trainer(config)
+    last["per_view"] = {str(v): evaluate(trainer, indices=[v]) for v in args.final_views}
+    path.write_text(json.dumps(record, indent=1))
+    console.print(f"{args.method} step {args.steps}: " + ", ".join(
+        f"view {v}: {s['psnr']:.2f} dB / {s['fine_ssim']:.3f}" for v, s in last["per_view"].items()))
+
+
 def _save_png(path: Path, img: np.ndarray) -> None:
     import imageio.v3 as iio
 
@@ -121,6 +143,13 @@ def report(args: Args) -> None:
     records = {m: json.loads(_json(args, m).read_text()) for m in args.methods if _json(args, m).exists()}
     if not records:
         raise SystemExit(f"no results yet under {args.out.parent}")
+    finals = {m: r["evals"][-1] for m, r in records.items()}
+    # the curves use the views scored at every evaluation (--views); the last evaluation scored --final-views,
+    # so its row takes those views' own scores when --per-view stored them
+    key = ",".join(map(str, args.views))
+    for r in records.values():
+        r["evals"] = [{**e, **e["per_view"][key], "step": e["step"], "seconds": e["seconds"]}
+                      if key in e.get("per_view", {}) else e for e in r["evals"]]
     ref = args.methods[0]
     lines = [f"# Mip-NeRF on lego at 200x200, {args.steps} steps: {' vs '.join(records)}", ""]
     for m, r in records.items():
@@ -128,7 +157,8 @@ def report(args: Args) -> None:
     lines += [f"- setting: {next(iter(records.values()))['meta']['setting']}",
               "- both processes trained side by side (one torch thread each) on a 2-core machine that was also "
               "running other work, so the seconds are comparable between the two methods but not absolute",
-              "- PSNR / SSIM: nerfstudio's Mip-NeRF fine-pass metrics, mean over the test views", ""]
+              f"- PSNR / SSIM: nerfstudio's Mip-NeRF fine-pass metrics of test view(s) {key} (the curve); the last "
+              f"step also over views {', '.join(map(str, args.final_views))}, below the table", ""]
     steps = sorted({e["step"] for r in records.values() for e in r["evals"]})
     head = "| step | " + " | ".join(f"{m} PSNR | {m} SSIM | {m} s" for m in records) + " |"
     lines += [head, "|" + "---|" * (1 + 3 * len(records))]
@@ -138,6 +168,11 @@ def report(args: Args) -> None:
             e = next((e for e in r["evals"] if e["step"] == s), None)
             row += [f"{e['psnr']:.2f}", f"{e['fine_ssim']:.3f}", f"{e['seconds']:.0f}"] if e else ["-"] * 3
         lines.append("| " + " | ".join(row) + " |")
+    lines += [""] + [f"Step {e['step']}, mean over test views {', '.join(map(str, args.final_views))}: {m} "
+                     f"{e['psnr']:.2f} dB / SSIM {e['fine_ssim']:.3f}" + (
+                         " (" + "; ".join(f"view {v}: {p['psnr']:.2f} / {p['fine_ssim']:.3f}"
+                                          for v, p in e["per_view"].items()) + ")" if "per_view" in e else "") + "."
+                     for m, e in finals.items()]
     if ref in records and len(records) > 1:
         lines += [""]
         base = records[ref]["evals"][-1]
@@ -148,7 +183,7 @@ def report(args: Args) -> None:
             # equal wall-clock: the other method's score at the last evaluation within ref's training time
             within = [e for e in r["evals"] if e["seconds"] <= base["seconds"]]
             eq = within[-1] if within else r["evals"][0]
-            lines.append(f"At step {last['step']}: {m} {last['psnr']:.2f} dB / SSIM {last['fine_ssim']:.3f} against "
+            lines.append(f"Test view(s) {key}, at step {last['step']}: {m} {last['psnr']:.2f} dB / SSIM {last['fine_ssim']:.3f} against "
                          f"{ref} {base['psnr']:.2f} dB / {base['fine_ssim']:.3f} (difference "
                          f"{last['psnr'] - base['psnr']:+.2f} dB). Within {ref}'s {base['seconds']:.0f} s of training, "
                          f"{m} reached step {eq['step']}: {eq['psnr']:.2f} dB / {eq['fine_ssim']:.3f}.")
@@ -189,6 +224,8 @@ def report(args: Args) -> None:
 def main(args: Args) -> None:
     if args.report:
         report(args)
+    elif args.method and args.per_view:
+        score_per_view(args)
     elif args.method:
         if not (args.data / "transforms_test.json").exists():
             raise SystemExit(f"no Blender scene at {args.data} (set --data or NERF_NORM_DATA)")
