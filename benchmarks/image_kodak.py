@@ -205,10 +205,9 @@ def report(record: dict, args: Args) -> None:
 
 
 def _timing_notes(record: dict) -> list:
-    notes = ["- the runs' own clocks (`train_seconds`, the curves' `seconds`) are **not comparisons**: the runs shared "
-             "the 2-core machine with other work, and on 2026-11-23 both workers were paused (SIGSTOP) many times, for "
-             "minutes each, while timed demos, the test suite and the browser check ran; a run's training seconds "
-             "include every pause that fell inside it (e.g. pe+bn 0.761 s/iter on kodim05 against 0.109 on kodim23)"]
+    notes = ["- " + record.get("clock_note", "the runs' own clocks (`train_seconds`, the curves' `seconds`) are wall "
+                                             "time on a 2-core machine that other runs shared, so they compare runs "
+                                             "only roughly")]
     if "timing" in record:
         t = record["timing"]["meta"]
         notes.append(f"- equal-time comparisons use each method's **measured** seconds per iteration instead: "
