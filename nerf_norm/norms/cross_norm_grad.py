@@ -50,6 +50,7 @@ from torch.autograd.function import once_differentiable
 
 from . import kernel as cn_kernel
 from .common import _affine
+from .cross_norm_function import _cn_backward, _cn_rstd
 
 
 def _cn_double_backward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], gy: Tensor,
@@ -62,8 +63,8 @@ def _cn_double_backward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tens
     need_x, need_w, need_gy = need
     T, C = x.shape
     batch = col_mean is None
-    module = cn_kernel.load_for(x)
-    if module is not None and kernel_state is not None:
+    module = cn_kernel.load_for(x) if kernel_state is not None else None
+    if module is not None:  # the fused kernel, with the forward's row / column vectors
         _, A, mr_k, _, Bc, mc_k, scalars = kernel_state
         _, K, N, n = scalars.tolist()[:4]  # float64 on the CPU: no device sync
         shift = mc_k.mean()
@@ -83,18 +84,8 @@ def _cn_double_backward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tens
     else:
         col_mean, col_var, n = col_mean.to(x.dtype), col_var.to(x.dtype), n_given
     N = C + n
-    from .cross_norm_function import _cn_rstd
-
     shift = col_mean.mean()
     mr, mc = row_mean - shift, col_mean - shift  # shifted means: only their differences matter below
-    if module is not None:
-        vectors = (row_mean, col_mean, mr, mc, row_var * (C / N) + eps, col_var * (n / N))
-        v = gdx if gdx is not None else torch.zeros_like(x)
-        gx, gw, ggy = cn_kernel.double_backward(module, x, gy, v, weight, bias, gdw, gdb, vectors, N, n,
-                                                C * n / N ** 2, batch, relu)
-        if need_x and gdw is not None:
-            gx += _jt_weighted(x, weight, bias, gy, gdw, row_mean, row_var, col_mean, col_var, n, eps, batch, relu)
-        return gx if need_x else None, gw if need_w and weight is not None else None, ggy if need_gy else None
     s = _cn_rstd(row_mean, row_var, col_mean, col_var, n, C, "paper", eps)
     x_r = x - row_mean.unsqueeze(1)  # x - mr, stable
     delta = mr.unsqueeze(1) - mc.unsqueeze(0)  # mr_t - mc_i
@@ -156,8 +147,6 @@ def _cn_double_backward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tens
 
 def _jt_weighted(x, weight, bias, gy, gdw, row_mean, row_var, col_mean, col_var, n, eps, batch, relu) -> Tensor:
     """d<gdw, dw>/dx with dw = sum_t gy xhat: J^T (gy * gdw), a first backward with weight gdw (eager)."""
-    from .cross_norm_function import _cn_backward, _cn_rstd
-
     C = x.shape[1]
     s = _cn_rstd(row_mean, row_var, col_mean, col_var, n, C, "paper", eps)
     N = C + n
