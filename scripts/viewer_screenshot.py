@@ -4,7 +4,10 @@ scene, wait until the scene is drawn, save a screenshot, and check that training
 
 An untrained field renders a grey haze, so ``ns-train`` first trains ``--pretrain-steps`` steps without the
 viewer, then continues from that checkpoint with the viewer for ``--steps`` more. The browser's camera starts
-near the origin (inside the scene), so the script zooms out with the mouse wheel as a user would.
+near the origin (inside the scene), so the script zooms out with the mouse wheel as a user would. Once the scene
+is drawn, it sets the train speed to "Fast" (render resolution up to 256 px), pauses training with the viewer's
+button, keeps the screenshot of the full-resolution render, and resumes training (``--sharp-wait 0`` keeps the
+first drawn frame and never pauses).
 
 The viewer is the browser client that nerfstudio's ``--vis viewer`` serves (viser); Chromium draws it with
 software WebGL (SwiftShader), so no GPU or display is needed. "Drawn" means: the 3D canvas shows the render
