@@ -13,8 +13,6 @@ from . import kernel as cn_kernel
 from .common import CN_VARIANTS, _as_2d, _check_batch, _no_autocast, _restore, _stats_dtype
 from .cross_norm_function import CrossNormCall, _CrossNormFunction, _cross_norm_plain, _update_running
 
-from .global_norm_function import _GlobalNormFunction
-
 __all__ = ["batch_norm", "layer_norm", "global_norm", "cross_norm", "cross_norm_autograd"]
 
 
@@ -93,13 +91,25 @@ def global_norm(
     with _no_autocast(x):
         xs = x2.to(_stats_dtype(x))
         if use_batch:
-            # one mean and biased variance over all T x C elements, in the Function (two-pass, exact at large
-            # offsets: tested at mean/std 1000 over 2^17 x 24); on the CPU ~10x faster than torch.var_mean over
-            # all elements, a sequential Welford reduction (13.8 vs 1.1 ms at 4096 x 256)
-            w = weight.to(xs.dtype) if weight is not None else None
-            b = bias.to(xs.dtype) if bias is not None else None
-            running = (running_mean, running_var, momentum) if running_mean is not None and momentum > 0 else None
-            return _restore(_GlobalNormFunction.apply(xs, w, b, eps, running), x)
+            # one mean and biased variance over all T x C elements, two-pass: x - m is formed before squaring, so a
+            # large offset costs no accuracy (tested at mean/std 1000 over 2^17 x 24), and torch's pairwise-summed
+            # means keep both passes exact. On the CPU this is ~10x faster than torch.var_mean over all elements,
+            # a sequential Welford reduction (measured 13.8 vs 1.1 ms at 4096 x 256). Plain autograd ops: double
+            # backward (eikonal losses) and functorch transforms (the NTK) work as they are.
+            mean = xs.mean()
+            xc = xs - mean
+            var = xc.square().mean()
+            if running_mean is not None and momentum > 0:
+                with torch.no_grad():  # on device: no host sync
+                    count = xs.numel()
+                    running_mean.lerp_(mean.reshape(running_mean.shape).to(running_mean.dtype), momentum)
+                    unbiased = var * (count / (count - 1))
+                    running_var.lerp_(unbiased.reshape(running_var.shape).to(running_var.dtype), momentum)
+            scale = torch.rsqrt(var + eps)
+            if weight is not None:
+                scale = scale * weight.to(xs.dtype)
+            y = torch.addcmul(bias.to(xs.dtype), xc, scale) if bias is not None else xc * scale
+            return _restore(y, x)
         mean, var = running_mean.to(xs.dtype).reshape(()), running_var.to(xs.dtype).reshape(())
         # y = (x - mean) * rstd * w + b as a single [T, C] pass: x * scale + shift with [C] scale and shift
         scale = torch.rsqrt(var + eps)
