@@ -183,6 +183,7 @@ def check(config: ViewerCheck) -> dict:
                 # whose maximum render resolution is 256 px, so a CPU renders it in time), wait for the
                 # full-resolution render, keep its screenshot, and resume (training must still run to its end and
                 # exit cleanly)
+                sharp = False
                 if fraction >= config.min_fraction and config.sharp_wait > 0 and proc.poll() is None:
                     page.get_by_text("Fast", exact=True).first.click()  # train speed "Fast": max render res 256
                     _click_button(page, "Pause Training")
@@ -193,7 +194,7 @@ def check(config: ViewerCheck) -> dict:
                             time.sleep(2.0)  # let the frame reach the canvas
                             candidate = page.screenshot()
                             if drawn_fraction(_crop(_decode_png(candidate), box)) >= config.min_fraction:
-                                shot = candidate
+                                shot, sharp = candidate, True
                             break
                         time.sleep(1.0)
                     _click_button(page, "Resume Training")
@@ -215,7 +216,7 @@ def check(config: ViewerCheck) -> dict:
             if proc.poll() is None:
                 proc.kill()
     return {"fraction": fraction, "seconds_to_draw": seconds_to_draw, "screenshot": str(config.out),
-            "exit_code": code, "work": str(work)}
+            "exit_code": code, "work": str(work), "sharp": sharp}
 
 
 def _click_button(page, label: str) -> None:
@@ -251,7 +252,8 @@ def main() -> int:
         print(f"viewer check failed: {error}", file=sys.stderr)
         return 1
     print(f"scene drawn after {result['seconds_to_draw']:.0f} s ({100 * result['fraction']:.1f}% of the canvas); "
-          f"training exited with code {result['exit_code']}; screenshot: {result['screenshot']}")
+          f"training exited with code {result['exit_code']}; screenshot: {result['screenshot']} ("
+          + ("the full-resolution render, training paused" if result["sharp"] else "the first drawn frame") + ")")
     return 0
 
 
