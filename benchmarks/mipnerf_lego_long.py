@@ -68,14 +68,21 @@ def _png(args: Args, method: str, view: int) -> Path:
     return args.out.parent / f"{args.out.name}_{method}_view{view:03d}.png"
 
 
+def _config(args: Args):
+    """--method's nerfstudio configuration: lite settings, the scene at --scale, output under --scratch."""
+    from nerf_norm.nerfstudio.experiment import RunSettings, configure, lite_config
+
+    return configure(lite_config(args.method), RunSettings(args.data, args.scratch / args.method, args.steps,
+                                                           args.seed, image_scale=args.scale))
+
+
 def train(args: Args) -> None:
     from nerf_norm.method_configs.mipnerf import LITE
-    from nerf_norm.nerfstudio.experiment import RunSettings, configure, evaluate, lite_config, setup_trainer, train_step
+    from nerf_norm.nerfstudio.experiment import evaluate, setup_trainer, train_step
 
     torch.set_num_threads(args.threads)
     method = args.method
-    config = configure(lite_config(method), RunSettings(args.data, args.scratch / method, args.steps, args.seed,
-                                                        image_scale=args.scale))
+    config = _config(args)
     ckpt_dir = config.get_base_dir() / config.relative_model_dir
     if ckpt_dir.exists() and any(ckpt_dir.glob("step-*.ckpt")):
         config.load_dir = ckpt_dir
@@ -111,11 +118,10 @@ def train(args: Args) -> None:
 
 
 def score_per_view(args: Args) -> None:
-    from nerf_norm.nerfstudio.experiment import RunSettings, configure, evaluate, lite_config, setup_trainer
+    from nerf_norm.nerfstudio.experiment import evaluate, setup_trainer
 
     torch.set_num_threads(args.threads)
-    config = configure(lite_config(args.method), RunSettings(args.data, args.scratch / args.method, args.steps,
-                                                             args.seed, image_scale=args.scale))
+    config = _config(args)
     config.load_dir = config.get_base_dir() / config.relative_model_dir
     path = _json(args, args.method)
     record = json.loads(path.read_text())

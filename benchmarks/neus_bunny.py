@@ -18,7 +18,7 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -57,6 +57,23 @@ def chamfer_mm(v, f, gt_points) -> float:
     return float((cKDTree(gt_points).query(pts)[0].mean() + cKDTree(pts).query(gt_points)[0].mean()) / 2)
 
 
+def trainer_chamfer_mm(trainer, resolution: int, gt_points) -> Optional[float]:
+    """Chamfer (mm) of the trained NeuS field's mesh (eval mode, ``resolution``^3) against ``gt_points``, or None
+    when the surface vanished (no zero crossing); the model is back in training mode afterwards."""
+    model = trainer.pipeline.model
+    scale = np.asarray(trainer.pipeline.datamanager.train_dataparser_outputs.metadata["scale_mat"], np.float64)
+    model.eval()
+    try:
+        with torch.no_grad():
+            v, f = extract_mesh(lambda p: model.field.forward_geonetwork(p)[:, 0], ((-1.0,) * 3, (1.0,) * 3),
+                                resolution, block=16)
+        return chamfer_mm(transform_vertices(v, scale), f, gt_points)
+    except UserError:
+        return None
+    finally:
+        model.train()
+
+
 def run(args: Args, scene: Path, norm: str, place: str, steps: int, gt_points) -> dict:
     config = configure(method_config("neus-cn-lite"),
                        RunSettings(scene, args.scratch / f"{norm}-{place}-{steps}", steps=steps, seed=args.seed))
@@ -64,16 +81,7 @@ def run(args: Args, scene: Path, norm: str, place: str, steps: int, gt_points) -
     config.pipeline.model.sdf_field.norm = norm
     config.pipeline.model.sdf_field.norm_in = place
     trainer, seconds = train(config)
-    model = trainer.pipeline.model
-    model.eval()
-    scale = np.asarray(trainer.pipeline.datamanager.train_dataparser_outputs.metadata["scale_mat"], np.float64)
-    try:
-        with torch.no_grad():
-            v, f = extract_mesh(lambda p: model.field.forward_geonetwork(p)[:, 0], ((-1.0,) * 3, (1.0,) * 3),
-                                args.resolution, block=16)
-        cd = chamfer_mm(transform_vertices(v, scale), f, gt_points)
-    except UserError:
-        cd = None  # no zero crossing: the surface vanished
+    cd = trainer_chamfer_mm(trainer, args.resolution, gt_points)
     record = {"norm": norm, "norm_in": place, "steps": steps, "s_per_iter": seconds / steps, "chamfer_mm": cd}
     print(record, flush=True)
     return record

@@ -27,13 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 
-import numpy as np
 import torch
 import trimesh
 import tyro
 from rich.console import Console
 
-from neus_bunny import chamfer_mm
+from neus_bunny import trainer_chamfer_mm
 from task_tables import provenance
 
 HERE = Path(__file__).resolve().parent
@@ -87,24 +86,6 @@ def _scene(args: Args) -> Path:
     return folder
 
 
-def _chamfer(trainer, resolution: int, gt_points) -> Optional[float]:
-    from nerf_norm.errors import UserError
-    from nerf_norm.mesh import extract_mesh, transform_vertices
-
-    model = trainer.pipeline.model
-    scale = np.asarray(trainer.pipeline.datamanager.train_dataparser_outputs.metadata["scale_mat"], np.float64)
-    model.eval()
-    try:
-        with torch.no_grad():
-            v, f = extract_mesh(lambda p: model.field.forward_geonetwork(p)[:, 0], ((-1.0,) * 3, (1.0,) * 3),
-                                resolution, block=16)
-        return chamfer_mm(transform_vertices(v, scale), f, gt_points)
-    except UserError:
-        return None  # no zero crossing: the surface vanished
-    finally:
-        model.train()
-
-
 def train(args: Args) -> None:
     from nerf_norm.dtu_eval import downsample_greedy, sample_mesh
     from nerf_norm.nerfstudio.experiment import RunSettings, configure, method_config, setup_trainer, train_step
@@ -145,7 +126,8 @@ def train(args: Args) -> None:
     step = trainer._start_step
     elapsed = record["evals"][-1]["seconds"] if record["evals"] else 0.0
     if not record["evals"]:
-        record["evals"].append({"step": 0, "seconds": 0.0, "chamfer_mm": _chamfer(trainer, args.resolution, gt_points)})
+        initial = trainer_chamfer_mm(trainer, args.resolution, gt_points)
+        record["evals"].append({"step": 0, "seconds": 0.0, "chamfer_mm": initial})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1))
     next_eval = (int(elapsed // args.eval_seconds) + 1) * args.eval_seconds
@@ -156,7 +138,7 @@ def train(args: Args) -> None:
         step += 1
         done = elapsed >= args.seconds and step >= args.min_steps
         if elapsed >= next_eval or done:
-            cd = _chamfer(trainer, args.resolution, gt_points)
+            cd = trainer_chamfer_mm(trainer, args.resolution, gt_points)
             record["evals"].append({"step": step, "seconds": elapsed, "chamfer_mm": cd})
             trainer.save_checkpoint(step - 1)
             path.write_text(json.dumps(record, indent=1))

@@ -139,14 +139,15 @@ def _cn_double_backward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tens
             hv -= ((Rr * Vr + r @ Vc) / N).unsqueeze(1) + ((r.t() @ Vr + Rc * Vc) / N).unsqueeze(0)
         else:
             hv -= (Rr * Vr / N).unsqueeze(1)
-        if gdw is not None:
-            hv += _jt_weighted(x, weight, bias, gy, gdw, row_mean, row_var, col_mean, col_var, n, eps, batch, relu)
+        if gdw is not None:  # d<gdw, dw>/dx = J^T (ge * gdw): a first backward with weight gdw
+            hv += _cn_backward(x, xhat, s, row_mean, col_mean, n, ge, gdw, batch, "paper", False)[0]
         grad_x = hv
     return grad_x, grad_w, grad_gy
 
 
 def _jt_weighted(x, weight, bias, gy, gdw, row_mean, row_var, col_mean, col_var, n, eps, batch, relu) -> Tensor:
-    """d<gdw, dw>/dx with dw = sum_t gy xhat: J^T (gy * gdw), a first backward with weight gdw (eager)."""
+    """d<gdw, dw>/dx with dw = sum_t gy xhat: J^T (gy * gdw), a first backward with weight gdw (eager), for the
+    kernel path, which has no xhat at hand."""
     C = x.shape[1]
     s = _cn_rstd(row_mean, row_var, col_mean, col_var, n, C, "paper", eps)
     N = C + n

@@ -93,8 +93,8 @@ def global_norm(
         if use_batch:
             # one mean and biased variance over all T x C elements, two-pass: x - m is formed before squaring, so a
             # large offset costs no accuracy (tested at mean/std 1000 over 2^17 x 24), and torch's pairwise-summed
-            # means keep both passes exact. On the CPU this is ~10x faster than torch.var_mean over all elements,
-            # a sequential Welford reduction (measured 13.8 vs 1.1 ms at 4096 x 256). Plain autograd ops: double
+            # means keep both passes exact. On the CPU this is much faster than torch.var_mean over all elements,
+            # a sequential Welford reduction. Plain autograd ops: double
             # backward (eikonal losses) and functorch transforms (the NTK) work as they are.
             mean = xs.mean()
             xc = xs - mean
