@@ -1,4 +1,4 @@
-"""NeuS without and with cross normalization at equal wall-clock time, chamfer distance (mm) over time.
+"""NeuS without and with cross normalization at equal training time, chamfer distance (mm) over time.
 
 Each run is ``neus-cn-lite`` (6x128 SDF network, 128 rays, 32 + 32 samples, masks with loss weight 0.1) with the
 SDF field's norm ``none`` (nerfstudio's SDF field unchanged: the ``neus`` baseline) or ``cn``, on a scene that
@@ -7,7 +7,9 @@ SDF field's norm ``none`` (nerfstudio's SDF field unchanged: the ``neus`` baseli
 every ``--eval-seconds`` of training it extracts the mesh (eval mode, ``--resolution``^3) and scores it against the
 scene's ``mesh_world.ply`` (symmetric chamfer in world millimetres, both sampled and thinned at 1 mm, mean of the
 two directions), then writes a nerfstudio checkpoint, so a rerun resumes. Training seconds count training steps
-only (not the evaluations).
+only (not the evaluations), and they are the process's CPU seconds (``time.process_time``; one torch thread), so
+each method is charged for its own compute even when other work shares the machine: with one thread, CPU time and
+wall-clock time of an unshared run agree.
 
 The two methods of a scene run side by side, one process and one torch thread each, so both see the same
 machine; ``--report`` writes the table (chamfer at equal training time and at the last evaluation) and the
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +64,7 @@ class Args:
     height: int = 48
     views: int = 16
     threads: int = 1
+    """torch threads; keep 1 so that the CPU seconds counted equal the wall-clock seconds of an unshared run"""
     seed: int = 0
     out: Path = HERE / "results" / "neus_equal_time"
     scratch: Path = HERE / "scratch" / "neus_equal_time"
@@ -81,8 +85,14 @@ def _scene(args: Args) -> Path:
             if not found:
                 raise SystemExit(f"no mesh {args.scene}.* in {MESHES} (set NERF_NORM_DATA)")
             mesh = found[0]
-        write_dtu_scene(folder, mesh, DTUSceneConfig(width=args.width, height=args.height, views=args.views),
+        # the two methods of a scene start together: each writes its own copy and the first rename wins
+        tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
+        write_dtu_scene(tmp, mesh, DTUSceneConfig(width=args.width, height=args.height, views=args.views),
                         overwrite=True)
+        try:
+            tmp.rename(folder)
+        except OSError:
+            shutil.rmtree(tmp)
     return folder
 
 
@@ -132,9 +142,9 @@ def train(args: Args) -> None:
     path.write_text(json.dumps(record, indent=1))
     next_eval = (int(elapsed // args.eval_seconds) + 1) * args.eval_seconds
     while elapsed < args.seconds or step < args.min_steps:
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         train_step(trainer, step)
-        elapsed += time.perf_counter() - t0
+        elapsed += time.process_time() - t0
         step += 1
         done = elapsed >= args.seconds and step >= args.min_steps
         if elapsed >= next_eval or done:
@@ -159,7 +169,7 @@ def report(args: Args) -> None:
     def cd(e):
         return "vanished" if e["chamfer_mm"] is None else f"{e['chamfer_mm']:.2f}"
 
-    lines = ["# NeuS vs NeuS + CrossNorm at equal wall-clock time (chamfer in mm)", ""]
+    lines = ["# NeuS vs NeuS + CrossNorm at equal training time (CPU seconds, one torch thread each; chamfer in mm)", ""]
     plt = pyplot()
     scenes = [s for s in args.scenes if all(_json(args, s, m).exists() for m in NORM)]
     if not scenes:

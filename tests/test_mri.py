@@ -112,7 +112,7 @@ def test_mri_bad_input(tmp_path, cli_output):
 def test_relu_cn_beats_relu_on_mri(shared_data, tmp_path):
     """Fixed seed and budget (ch2bet at 24^3, 25% of k-space, 4x128, 300 iterations): CN lifts PSNR.
 
-    Not universal at this budget: at 2x256 and 4x256 plain ReLU is ahead (benchmarks/results/mri.md), and in
+    Not universal at this budget: at 2x256 and 4x256 plain ReLU was ahead (benchmarks/results/mri_gff.md, 300 iterations), and in
     exploratory runs also on the generated phantom and on brain.tiff (see README)."""
     psnr = {}
     for method in ("relu", "relu+cn"):
@@ -121,3 +121,15 @@ def test_relu_cn_beats_relu_on_mri(shared_data, tmp_path):
         psnr[method] = run_mri(cmd)[0].metrics["psnr"]
     # measured: relu 25.52 dB, relu+cn 27.37 dB
     assert psnr["relu+cn"] > psnr["relu"] + 1.0, psnr
+
+
+def test_kspace_error_split_is_parseval_exact():
+    """The two parts of the k-space error split add up to the voxel MSE (orthonormal DFT); the target has neither."""
+    task = MRITask(None, 12, sampling=0.3)
+    torch.manual_seed(0)
+    pred = task.target.reshape(-1, 1) + 0.05 * torch.randn(task.target.numel(), 1)
+    split = task.kspace_error_split(pred)
+    mse = ((pred.reshape(task.shape).double() - task.target.double()) ** 2).mean().item()
+    assert split["mse_measured_kspace"] + split["mse_unmeasured_kspace"] == pytest.approx(mse, rel=1e-5)
+    assert split["mse_measured_kspace"] < split["mse_unmeasured_kspace"]  # ~30% vs ~70% of the coefficients
+    assert max(task.kspace_error_split(task.target.reshape(-1, 1)).values()) < 1e-12

@@ -121,13 +121,16 @@ def evaluate(trainer: Trainer, max_images: Optional[int] = None, indices: Option
     return {key: value / len(indices) for key, value in sums.items()} | {"images": len(indices)}
 
 
-def train_step(trainer: Trainer, step: int) -> float:
-    """One training step as ``Trainer.train`` takes it (callbacks, forward/backward, optimizer); returns the loss."""
+def train_step(trainer: Trainer, step: int, losses: Optional[dict] = None) -> float:
+    """One training step as ``Trainer.train`` takes it (callbacks, forward/backward, optimizer); returns the loss
+    and, when ``losses`` is given, fills it with the step's named loss terms (floats)."""
     from nerfstudio.engine.callbacks import TrainingCallbackLocation
 
     for callback in trainer.callbacks:
         callback.run_callback_at_location(step, location=TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
-    loss, _, _ = trainer.train_iteration(step)
+    loss, loss_dict, _ = trainer.train_iteration(step)
+    if losses is not None:
+        losses.update({name: float(value.detach()) for name, value in loss_dict.items()})
     for callback in trainer.callbacks:
         callback.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
     return float(loss.detach())

@@ -223,9 +223,20 @@ class MRITask(Task):
         full[self.mask] = self.measurements
         return torch.fft.ifftn(full, norm="ortho").real
 
+    def kspace_error_split(self, pred: Tensor) -> Dict[str, float]:
+        """The volume's squared error split over k-space: by Parseval (orthonormal DFT) the voxel MSE is exactly
+        ``measured + unmeasured``, each the sum of ``|F(pred) - F(target)|^2`` over its coefficients divided by
+        the voxel count (of the prediction before PSNR's clamp to [0, 1]). A network that fits the measurements but fills the missing coefficients badly shows a
+        small ``measured`` and a large ``unmeasured`` part (generalisation, not optimisation)."""
+        err = (self.kspace(self.volume(pred)) - self.kspace(self.target)).abs().square().double()
+        n = err.numel()
+        return {"mse_measured_kspace": float(err[self.mask].sum() / n),
+                "mse_unmeasured_kspace": float(err[~self.mask].sum() / n)}
+
     def evaluate(self, pred: Tensor) -> Dict[str, float]:
         vol, zf = self.volume(pred), self.zero_filled()
         return {"psnr": psnr(vol, self.target), "ssim": ssim(vol, self.target), "kspace_mse": float(self.loss(pred)),
+                **self.kspace_error_split(pred),
                 "zero_filled_psnr": psnr(zf, self.target), "zero_filled_ssim": ssim(zf, self.target),
                 "measured_fraction": self.measured_fraction}
 

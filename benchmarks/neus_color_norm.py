@@ -1,0 +1,131 @@
+"""Why NeuS loses its surface when only the colour network is normalized (``norm_in=color``).
+
+With ``norm_in=color`` the SDF network is nerfstudio's, untouched, so the sphere it starts from is the plain
+NeuS one; only the colour network gets Linear -> Norm -> ReLU. The placement study
+(``benchmarks/results/neus_bunny.md``) found no zero crossing left after 100 steps for cn and bn alike. This
+driver trains ``none`` (baseline), ``cn:color`` and ``bn:color`` on the generated bunny with the neus-cn-lite
+settings and logs, at every step: the loss terms, the gradient norms reaching the SDF network and the colour
+network, and the SDF on fixed probe points (its value at the centre and the fraction of the scene box that is
+inside, SDF < 0), so the moment and the way the surface goes are on record.
+
+    .venv/bin/python benchmarks/neus_color_norm.py   # writes benchmarks/results/neus_color_norm.{json,md,png}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Tuple
+
+import torch
+import tyro
+
+from neus_equal_time import Args as SceneArgs
+from neus_equal_time import _scene
+from task_tables import provenance
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Args:
+    placements: Tuple[str, ...] = ("none:sdf", "cn:color", "bn:color")
+    steps: int = 150
+    probes: int = 4096
+    threads: int = 1
+    seed: int = 0
+    out: Path = HERE / "results" / "neus_color_norm"
+    scratch: Path = HERE / "scratch" / "neus_color_norm"
+
+
+def _grad_norm(params) -> float:
+    grads = [p.grad.detach().double().square().sum() for p in params if p.grad is not None]
+    return float(torch.stack(grads).sum().sqrt()) if grads else 0.0
+
+
+def run(args: Args, scene: Path, norm: str, place: str) -> dict:
+    from nerf_norm.nerfstudio.experiment import RunSettings, configure, method_config, setup_trainer, train_step
+
+    config = configure(method_config("neus-cn-lite"),
+                       RunSettings(scene, args.scratch / f"{norm}-{place}", steps=args.steps, seed=args.seed))
+    config.pipeline.datamanager.dataparser.eval_every = 8
+    config.pipeline.model.sdf_field.norm = norm
+    config.pipeline.model.sdf_field.norm_in = place
+    trainer = setup_trainer(config)
+    field = trainer.pipeline.model.field
+    sdf_params = [p for n, p in field.named_parameters() if n.startswith(("glin", "geo_norms"))]
+    color_params = [p for n, p in field.named_parameters() if n.startswith(("clin", "color_norms"))]
+    probes = 2.0 * torch.rand(args.probes, 3, generator=torch.Generator().manual_seed(1)) - 1.0
+    probes[0] = 0.0  # the centre of the scene box
+
+    def sdf_state() -> dict:
+        with torch.no_grad():  # the SDF network holds no norm here, so train and eval mode agree
+            sdf = field.forward_geonetwork(probes)[:, 0]
+        return {"sdf_centre": float(sdf[0]), "inside_fraction": float((sdf < 0).double().mean()),
+                "sdf_min": float(sdf.min()), "sdf_max": float(sdf.max())}
+
+    log = [{"step": 0, **sdf_state()}]
+    for step in range(args.steps):
+        losses: dict = {}
+        train_step(trainer, step, losses)
+        log.append({"step": step + 1, **losses, "grad_sdf": _grad_norm(sdf_params),
+                    "grad_color": _grad_norm(color_params), **sdf_state()})
+    lost = next((e["step"] for e in log if e["inside_fraction"] in (0.0, 1.0)), None)  # no zero crossing left
+    print(f"{norm}:{place}: inside fraction {log[0]['inside_fraction']:.3f} -> {log[-1]['inside_fraction']:.3f}, "
+          f"surface gone at step {lost}", flush=True)
+    return {"norm": norm, "norm_in": place, "surface_gone_at_step": lost, "log": log}
+
+
+def main(args: Args) -> None:
+    from nerf_norm.plotting import pyplot
+
+    torch.set_num_threads(args.threads)
+    scene = _scene(SceneArgs(scene="bunny"))  # the scene of benchmarks/neus_equal_time.py
+    runs = [run(args, scene, *p.split(":")) for p in args.placements]
+    record = {"meta": provenance("neus_color_norm", args.threads,
+                                 f"generated bunny (make-scene dtu, 64x48, 16 views), neus-cn-lite settings, "
+                                 f"{args.steps} steps, seed {args.seed}; {args.probes} probe points uniform in "
+                                 f"the scene box [-1, 1]^3 (point 0: the centre)"), "runs": runs}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(record, indent=1))
+
+    plt = pyplot()
+    keys = (("inside_fraction", "fraction of the box inside (SDF < 0)", "linear"),
+            ("sdf_centre", "SDF at the centre", "linear"),
+            ("grad_sdf", "|grad| of the SDF network", "log"), ("grad_color", "|grad| of the colour network", "log"))
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4))
+    for ax, (key, title, scale) in zip(axes, keys):
+        for r in runs:
+            pts = [(e["step"], e[key]) for e in r["log"] if key in e]
+            ax.plot(*zip(*pts), label=f"{r['norm']}:{r['norm_in']}")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step")
+        ax.set_yscale(scale)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(args.out.with_suffix(".png"), dpi=100)
+    plt.close(fig)
+
+    meta = record["meta"]
+    lines = ["# NeuS with norms only in the colour network: how the surface goes", "",
+             f"- command: `{meta['command']}`", f"- machine: {meta['machine']}", f"- setting: {meta['setting']}",
+             f"- date: {meta['date']}", "",
+             "| placement | inside fraction at step 0 / 10 / end | SDF at centre, step 0 / end | median grad SDF net, "
+             "steps 1-10 | median grad colour net, steps 1-10 | surface gone at step |", "|---|---|---|---:|---:|---|"]
+    for r in runs:
+        log = r["log"]
+        first = sorted(e["grad_sdf"] for e in log[1:11])
+        firstc = sorted(e["grad_color"] for e in log[1:11])
+        lines.append(f"| {r['norm']}:{r['norm_in']} | {log[0]['inside_fraction']:.3f} / "
+                     f"{log[min(10, len(log) - 1)]['inside_fraction']:.3f} / {log[-1]['inside_fraction']:.3f} | "
+                     f"{log[0]['sdf_centre']:.3f} / {log[-1]['sdf_centre']:.3f} | {first[len(first) // 2]:.3g} | "
+                     f"{firstc[len(firstc) // 2]:.3g} | {r['surface_gone_at_step'] or 'kept'} |")
+    lines += ["", f"Figure: `{args.out.name}.png`."]
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
