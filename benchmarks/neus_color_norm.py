@@ -8,6 +8,10 @@ settings and logs, at every step: the loss terms, the gradient norms reaching th
 network, and the SDF on fixed probe points (its value at the centre and the fraction of the scene box that is
 inside, SDF < 0), so the moment and the way the surface goes are on record.
 
+Interventions, to find the path by which the colour network moves the geometry: a placement may end in
+``:detach-normals`` or ``:detach-features``, which cut the gradient from the colour network into the SDF network
+through its normal input (the SDF's spatial gradient) or through its geometric-feature input.
+
     .venv/bin/python benchmarks/neus_color_norm.py   # writes benchmarks/results/neus_color_norm.{json,md,png}
 """
 
@@ -30,7 +34,8 @@ HERE = Path(__file__).resolve().parent
 
 @dataclass
 class Args:
-    placements: Tuple[str, ...] = ("none:sdf", "cn:color", "bn:color")
+    placements: Tuple[str, ...] = ("none:sdf", "cn:color", "bn:color", "cn:color:detach-normals",
+                                   "cn:color:detach-features")
     steps: int = 150
     probes: int = 4096
     threads: int = 1
@@ -44,16 +49,37 @@ def _grad_norm(params) -> float:
     return float(torch.stack(grads).sum().sqrt()) if grads else 0.0
 
 
-def run(args: Args, scene: Path, norm: str, place: str) -> dict:
+def _cut(field, what: str) -> None:
+    """Makes the colour network see its ``normals`` or ``geo_features`` input without gradient (an intervention of
+    this experiment only)."""
+    colors = field.get_colors
+
+    def get_colors(points, directions, normals, geo_features, camera_indices):
+        if what == "detach-normals":
+            normals = normals.detach()
+        else:
+            geo_features = geo_features.detach()
+        return colors(points, directions, normals, geo_features, camera_indices)
+
+    field.get_colors = get_colors
+
+
+def run(args: Args, scene: Path, norm: str, place: str, *cut: str) -> dict:
     from nerf_norm.nerfstudio.experiment import RunSettings, configure, method_config, setup_trainer, train_step
 
+    label = ":".join((norm, place, *cut))
     config = configure(method_config("neus-cn-lite"),
-                       RunSettings(scene, args.scratch / f"{norm}-{place}", steps=args.steps, seed=args.seed))
+                       RunSettings(scene, args.scratch / label.replace(":", "-"), steps=args.steps,
+                                   seed=args.seed))
     config.pipeline.datamanager.dataparser.eval_every = 8
     config.pipeline.model.sdf_field.norm = norm
     config.pipeline.model.sdf_field.norm_in = place
     trainer = setup_trainer(config)
     field = trainer.pipeline.model.field
+    for what in cut:
+        if what not in ("detach-normals", "detach-features"):
+            raise SystemExit(f"unknown intervention {what!r} in placement {label!r}")
+        _cut(field, what)
     sdf_params = [p for n, p in field.named_parameters() if n.startswith(("glin", "geo_norms"))]
     color_params = [p for n, p in field.named_parameters() if n.startswith(("clin", "color_norms"))]
     probes = 2.0 * torch.rand(args.probes, 3, generator=torch.Generator().manual_seed(1)) - 1.0
@@ -72,9 +98,9 @@ def run(args: Args, scene: Path, norm: str, place: str) -> dict:
         log.append({"step": step + 1, **losses, "grad_sdf": _grad_norm(sdf_params),
                     "grad_color": _grad_norm(color_params), **sdf_state()})
     lost = next((e["step"] for e in log if e["inside_fraction"] in (0.0, 1.0)), None)  # no zero crossing left
-    print(f"{norm}:{place}: inside fraction {log[0]['inside_fraction']:.3f} -> {log[-1]['inside_fraction']:.3f}, "
+    print(f"{label}: inside fraction {log[0]['inside_fraction']:.3f} -> {log[-1]['inside_fraction']:.3f}, "
           f"surface gone at step {lost}", flush=True)
-    return {"norm": norm, "norm_in": place, "surface_gone_at_step": lost, "log": log}
+    return {"norm": norm, "norm_in": place, "label": label, "surface_gone_at_step": lost, "log": log}
 
 
 def main(args: Args) -> None:
@@ -82,11 +108,16 @@ def main(args: Args) -> None:
 
     torch.set_num_threads(args.threads)
     scene = _scene(SceneArgs(scene="bunny"))  # the scene of benchmarks/neus_equal_time.py
-    runs = [run(args, scene, *p.split(":")) for p in args.placements]
-    record = {"meta": provenance("neus_color_norm", args.threads,
-                                 f"generated bunny (make-scene dtu, 64x48, 16 views), neus-cn-lite settings, "
-                                 f"{args.steps} steps, seed {args.seed}; {args.probes} probe points uniform in "
-                                 f"the scene box [-1, 1]^3 (point 0: the centre)"), "runs": runs}
+    setting = (f"generated bunny (make-scene dtu, 64x48, 16 views), neus-cn-lite settings, {args.steps} steps, "
+               f"seed {args.seed}; {args.probes} probe points uniform in the scene box [-1, 1]^3 (point 0: the "
+               f"centre)")
+    done = {}
+    if args.out.with_suffix(".json").exists():  # a rerun trains only the placements not recorded yet
+        earlier = json.loads(args.out.with_suffix(".json").read_text())
+        if earlier["meta"]["setting"] == setting:
+            done = {r.setdefault("label", f"{r['norm']}:{r['norm_in']}"): r for r in earlier["runs"]}
+    runs = [done[p] if p in done else run(args, scene, *p.split(":")) for p in args.placements]
+    record = {"meta": provenance("neus_color_norm", args.threads, setting), "runs": runs}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=1))
 
@@ -98,7 +129,7 @@ def main(args: Args) -> None:
     for ax, (key, title, scale) in zip(axes, keys):
         for r in runs:
             pts = [(e["step"], e[key]) for e in r["log"] if key in e]
-            ax.plot(*zip(*pts), label=f"{r['norm']}:{r['norm_in']}")
+            ax.plot(*zip(*pts), label=r["label"])
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step")
         ax.set_yscale(scale)
@@ -118,7 +149,7 @@ def main(args: Args) -> None:
         log = r["log"]
         first = sorted(e["grad_sdf"] for e in log[1:11])
         firstc = sorted(e["grad_color"] for e in log[1:11])
-        lines.append(f"| {r['norm']}:{r['norm_in']} | {log[0]['inside_fraction']:.3f} / "
+        lines.append(f"| {r['label']} | {log[0]['inside_fraction']:.3f} / "
                      f"{log[min(10, len(log) - 1)]['inside_fraction']:.3f} / {log[-1]['inside_fraction']:.3f} | "
                      f"{log[0]['sdf_centre']:.3f} / {log[-1]['sdf_centre']:.3f} | {first[len(first) // 2]:.3g} | "
                      f"{firstc[len(firstc) // 2]:.3g} | {r['surface_gone_at_step'] or 'kept'} |")

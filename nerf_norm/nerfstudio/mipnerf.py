@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Literal, Optional, Sequence, Tuple, Type
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
 from torch import Tensor
 from nerfstudio.cameras.rays import RaySamples
@@ -24,6 +24,7 @@ from nerfstudio.models.vanilla_nerf import VanillaModelConfig
 
 from .metrics import drop_missing, offline_lpips
 from .mlp import NormalizedMLP, NormName
+from .norm_options import NormOptions
 
 PASSES: Tuple[str, ...] = ("coarse", "fine")
 
@@ -77,18 +78,13 @@ class NormalizedNeRFField(NeRFField):
 
 
 @dataclass
-class MipNerfNormModelConfig(VanillaModelConfig):
-    """Mip-NeRF (nerfstudio's ``mipnerf``) with normalized field MLPs."""
+class MipNerfNormModelConfig(VanillaModelConfig, NormOptions):
+    """Mip-NeRF (nerfstudio's ``mipnerf``) with normalized field MLPs: ``norm`` before every ReLU of the base MLP
+    (options shared with NeuS: :class:`~nerf_norm.nerfstudio.norm_options.NormOptions`)."""
 
     _target: Type = field(default_factory=lambda: MipNerfNormModel)
-    norm: NormName = "cn"
-    """normalization before every ReLU of the base MLP: none, bn (batch), ln (layer), gn (global), cn (cross)"""
     norm_head: bool = False
     """also normalize the view-dependent head MLP (2x128)"""
-    norm_momentum: float = 0.1
-    """update factor of the running statistics used in eval"""
-    cn_variant: Literal["paper", "reference"] = "paper"
-    """CrossNorm formulation (README: 'Which CrossNorm')"""
 
 
 class MipNerfNormModel(MipNerfModel):
@@ -104,12 +100,13 @@ class MipNerfNormModel(MipNerfModel):
         self.field = NormalizedNeRFField(
             norm=self.config.norm,
             norm_head=self.config.norm_head,
-            norm_kwargs={"momentum": self.config.norm_momentum, "variant": self.config.cn_variant},
+            norm_kwargs=self.config.norm_kwargs(),
             position_encoding=nerf.position_encoding,
             direction_encoding=nerf.direction_encoding,
             use_integrated_encoding=nerf.use_integrated_encoding,
             spatial_distortion=nerf.spatial_distortion,
         )
+        self.field = self.config.synchronize(self.field)
 
     def get_outputs(self, ray_bundle) -> Dict[str, Tensor]:
         with self.field.calls(*PASSES):

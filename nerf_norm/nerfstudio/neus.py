@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from ..norms import make_norm
 from .metrics import drop_missing, offline_lpips
 from .mlp import NormName
+from .norm_options import NormOptions
 
 __all__ = ["NormalizedSDFFieldConfig", "NormalizedSDFField", "NeuSNormModelConfig", "NeuSNormModel"]
 
@@ -55,24 +56,13 @@ class _GridFeature(nn.Module):
 
 
 @dataclass
-class NormalizedSDFFieldConfig(SDFFieldConfig):
-    """``SDFFieldConfig`` plus where and which norm."""
+class NormalizedSDFFieldConfig(SDFFieldConfig, NormOptions):
+    """``SDFFieldConfig`` plus the norm options (:class:`~nerf_norm.nerfstudio.norm_options.NormOptions`) and
+    where the norms go."""
 
     _target: Type = field(default_factory=lambda: NormalizedSDFField)
-    norm: NormName = "cn"
-    """none, bn (batch), ln (layer), gn (global), cn (cross)"""
     norm_in: NormPlace = "sdf"
     """which network gets the norms: sdf, color or both (chosen by benchmarks/neus_bunny.py, see README)"""
-    norm_momentum: float = 0.1
-    """update factor of the running statistics used in eval"""
-    cn_variant: Literal["paper", "reference"] = "paper"
-
-
-def _norm_kwargs(config: NormalizedSDFFieldConfig) -> dict:
-    kwargs = {"track_running_stats": True, "momentum": config.norm_momentum}
-    if config.norm == "cn":
-        kwargs["variant"] = config.cn_variant
-    return kwargs
 
 
 class NormalizedSDFField(SDFField):
@@ -89,10 +79,11 @@ class NormalizedSDFField(SDFField):
                          use_average_appearance_embedding, spatial_distortion)
         self.config = config
         color_norm = config.norm if config.norm_in in ("color", "both") else "none"
-        self.color_norms = nn.ModuleList(make_norm(color_norm, config.hidden_dim_color, **_norm_kwargs(config))
+        self.color_norms = nn.ModuleList(make_norm(color_norm, config.hidden_dim_color, **config.norm_kwargs())
                                          for _ in range(self.num_layers_color - 2))
         if config.norm != "none" and config.norm_in in ("sdf", "both") and config.geometric_init:
             self._refit_sphere_readout(config)
+        config.synchronize(self)  # multi-device: statistics over all devices' samples (in place)
 
     def initialize_geo_layers(self) -> None:
         config = self._pending_config
@@ -100,7 +91,7 @@ class NormalizedSDFField(SDFField):
         super().initialize_geo_layers()
         geo_norm = config.norm if config.norm_in in ("sdf", "both") else "none"
         widths = [getattr(self, f"glin{i}").out_features for i in range(self.num_layers - 2)]
-        self.geo_norms = nn.ModuleList(make_norm(geo_norm, w, **_norm_kwargs(config)) for w in widths)
+        self.geo_norms = nn.ModuleList(make_norm(geo_norm, w, **config.norm_kwargs()) for w in widths)
 
     @torch.no_grad()
     def _refit_sphere_readout(self, config: SDFFieldConfig, samples: int = 8192, ridge: float = 1e-3) -> None:

@@ -29,10 +29,10 @@ from .common import _as_2d, _no_autocast, _restore, _stats_dtype
 from .cross_norm_function import _cross_norm_plain, _update_running
 from .layers import BatchNorm, CrossNorm, GlobalNorm
 
-__all__ = ["SyncBatchNorm", "SyncGlobalNorm", "SyncCrossNorm", "convert_sync_norms", "global_moments"]
+__all__ = ["SyncBatchNorm", "SyncGlobalNorm", "SyncCrossNorm", "convert_sync_norms", "global_moments", "world_size"]
 
 
-def _group_size(group) -> int:
+def world_size(group=None) -> int:
     """World size of ``group``, or 1 when torch.distributed is not in use (then nothing is synchronized)."""
     if not (dist.is_available() and dist.is_initialized()):
         return 1
@@ -68,7 +68,7 @@ class _SyncMixin:
     process_group = None
 
     def _sync_active(self) -> bool:
-        return self.training and _group_size(self.process_group) > 1
+        return self.training and world_size(self.process_group) > 1
 
     def _sync_update_running(self, mean: Tensor, var_unbiased: Tensor, count: Tensor, factor: float) -> None:
         if self.track_running_stats and factor > 0:
