@@ -18,6 +18,7 @@ from .demo import DemoCommand, run_demo
 from .nerfstudio.extract_mesh import ExtractMeshCommand
 from .scenes.blender import BlenderSceneConfig
 from .scenes.dtu import DTUSceneConfig
+from .sweep import SweepCommand
 from .tasks.commands import CTCommand, ImageCommand, MRICommand, OccupancyCommand, run_ct, run_image, run_mri, run_occupancy
 
 console = Console()
@@ -196,6 +197,7 @@ COMMANDS = {
     "extract-mesh": (ExtractMeshCommand, _extract_mesh),
     "ntk": (NTKCommand, run_ntk),
     "spectral-dynamics": (SpectralDynamicsCommand, run_spectral_dynamics),
+    "sweep": (SweepCommand, None),  # parsed by _sweep_handler (task options after "--")
 }
 
 
@@ -206,9 +208,20 @@ def _parse(commands, prog: str, description: str, argv):
     return config, next(fn for cls, fn in commands.values() if isinstance(config, cls))
 
 
+def _sweep_handler(argv: list[str]):
+    """``nerf-norm sweep [SWEEP OPTIONS] [-- TASK OPTIONS]``: the task's own options go after ``--``."""
+    from .sweep import run_sweep
+
+    cut = argv.index("--") if "--" in argv else len(argv)
+    config = tyro.cli(SweepCommand, args=argv[:cut], prog="nerf-norm sweep", description=SweepCommand.__doc__)
+    return config, lambda cmd: run_sweep(cmd, argv[cut + 1:])
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in GROUPS:
+    if argv and argv[0] == "sweep":
+        config, handler = _sweep_handler(argv[1:])
+    elif argv and argv[0] in GROUPS:
         config, handler = _parse(GROUPS[argv[0]], f"nerf-norm {argv[0]}", COMMANDS[argv[0]][0].__doc__, argv[1:])
     else:
         config, handler = _parse(
