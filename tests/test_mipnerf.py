@@ -10,13 +10,17 @@ import urllib.request
 import warnings
 from importlib.metadata import entry_points
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from nerf_norm.nerfstudio import metrics as lpips_metrics
-from nerf_norm.nerfstudio.experiment import RunSettings, configure, evaluate, lite_config, method_config, train
-from nerf_norm.nerfstudio.mipnerf import MipNerfNormModelConfig, NormalizedNeRFField
+from nerfstudio.cameras.rays import RayBundle
+
+from nerf_norm.nerfstudio.experiment import (RunSettings, configure, evaluate, lite_config, method_config,
+                                             setup_trainer, train)
+from nerf_norm.nerfstudio.mipnerf import STAT_SET_LABEL, MipNerfNormModelConfig, NormalizedNeRFField, StatSetSampler
 from nerf_norm.nerfstudio.mlp import NormalizedMLP
 from nerf_norm.scenes.blender import BlenderSceneConfig, write_blender_scene
 
@@ -84,19 +88,30 @@ def test_train_two_iterations(name, tiny_scene, tmp_path):
     assert [p.name for p in checkpoints] == ["step-000000001.ckpt"]
 
 
-def test_passes_select_their_statistics(monkeypatch):
+def test_passes_select_their_statistics(monkeypatch, tiny_scene, tmp_path):
+    """The statistics set of a field call is the label its samples got from the sampler that drew them, whatever
+    the order of the calls; unlabelled samples use the coarse set."""
     from nerfstudio.fields.vanilla_nerf_field import NeRFField
 
     field = NormalizedNeRFField(norm="cn")
     seen = []
     monkeypatch.setattr(NeRFField, "forward", lambda self, *a, **k: seen.append(self.mlp_base.norms[0].active))
-    with field.calls("coarse", "fine"):
-        field(None)
-        field(None)
-        with pytest.raises(RuntimeError, match="more forward calls"):
-            field(None)
-    field(None)  # outside a model step: the first (coarse) set
-    assert seen == [0, 1, 0]
+    fine, coarse, unlabelled = (SimpleNamespace(**{STAT_SET_LABEL: "fine"}), SimpleNamespace(**{STAT_SET_LABEL: "coarse"}),
+                                SimpleNamespace())
+    for samples in (fine, coarse, fine, unlabelled):
+        field(samples)
+    assert seen == [1, 0, 1, 0]
+    with pytest.raises(ValueError, match="'medium'"):
+        field(SimpleNamespace(**{STAT_SET_LABEL: "medium"}))
+
+    # in the model: the uniform sampler labels coarse, the PDF sampler fine
+    config = configure(method_config("mipnerf-cn-lite"), RunSettings(tiny_scene, tmp_path, steps=1))
+    model = setup_trainer(config).pipeline.model
+    assert isinstance(model.sampler_uniform, StatSetSampler) and model.sampler_uniform.stat_set == "coarse"
+    assert isinstance(model.sampler_pdf, StatSetSampler) and model.sampler_pdf.stat_set == "fine"
+    bundle = RayBundle(origins=torch.zeros(4, 3), directions=torch.tensor([[0.0, 0.0, 1.0]]).expand(4, 3),
+                       pixel_area=torch.ones(4, 1), nears=torch.full((4, 1), 2.0), fars=torch.full((4, 1), 6.0))
+    assert getattr(model.sampler_uniform(bundle), STAT_SET_LABEL) == "coarse"
 
     mlp = NormalizedMLP(3, 3, 8, norm="bn", num_stat_sets=2)
     x = torch.randn(64, 3)

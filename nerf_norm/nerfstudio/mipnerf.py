@@ -6,17 +6,19 @@ only the field's two MLPs are replaced by :class:`~nerf_norm.nerfstudio.mlp.Norm
 Statistics of the coarse and fine passes: Mip-NeRF queries one field twice per step, with uniform (coarse) and
 importance (fine) samples whose feature distributions differ. In training each pass is normalized with its own
 batch statistics (as two calls of one network naturally are), and the running statistics used in eval are kept
-per pass as well: set 0 follows the coarse calls, set 1 the fine calls. Weights and the norms' affine parameters
-are shared, as in Mip-NeRF's single MLP.
+per pass as well: set 0 for the coarse samples, set 1 for the fine ones. Which set a call uses is a property of
+its samples, not of the call order: the model's two samplers are wrapped by :class:`StatSetSampler`, which labels
+the samples it draws with its pass, and the field reads that label (samples without one, e.g. from a caller of
+the field outside the model, use the coarse set). Weights and the norms' affine parameters are shared, as in
+Mip-NeRF's single MLP.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Type
+from typing import Dict, Optional, Sequence, Tuple, Type
 
-from torch import Tensor
+from torch import Tensor, nn
 from nerfstudio.cameras.rays import RaySamples
 from nerfstudio.fields.vanilla_nerf_field import NeRFField
 from nerfstudio.models.mipnerf import MipNerfModel
@@ -27,6 +29,7 @@ from .mlp import NormalizedMLP, NormName
 from .norm_options import NormOptions
 
 PASSES: Tuple[str, ...] = ("coarse", "fine")
+STAT_SET_LABEL = "nerf_norm_stat_set"  # attribute of RaySamples naming the statistics set they are evaluated with
 
 
 class NormalizedNeRFField(NeRFField):
@@ -48,7 +51,6 @@ class NormalizedNeRFField(NeRFField):
         self.mlp_base = NormalizedMLP.like(self.mlp_base, norm=norm, **common)
         if hasattr(self, "mlp_head"):
             self.mlp_head = NormalizedMLP.like(self.mlp_head, norm=norm if norm_head else "none", **common)
-        self._pending: Optional[List[str]] = None
 
     def select_stat_set(self, name: str) -> None:
         index = self.stat_sets.index(name)
@@ -56,25 +58,30 @@ class NormalizedNeRFField(NeRFField):
             if isinstance(mlp, NormalizedMLP):
                 mlp.select_stat_set(index)
 
-    @contextlib.contextmanager
-    def calls(self, *names: str) -> Iterator[None]:
-        """Within the block, the k-th ``forward`` uses the statistics set ``names[k]``; more calls are an error."""
-        unknown = [n for n in names if n not in self.stat_sets]
-        if unknown:
-            raise ValueError(f"unknown statistics sets {unknown}; this field has {self.stat_sets}")
-        self._pending = list(names)
-        try:
-            yield
-        finally:
-            self._pending = None
-            self.select_stat_set(self.stat_sets[0])
-
     def forward(self, ray_samples: RaySamples, compute_normals: bool = False):
-        if self._pending is not None:
-            if not self._pending:
-                raise RuntimeError("NormalizedNeRFField: more forward calls than statistics sets were announced")
-            self.select_stat_set(self._pending.pop(0))
+        name = getattr(ray_samples, STAT_SET_LABEL, self.stat_sets[0])
+        if name not in self.stat_sets:
+            raise ValueError(f"samples labelled for statistics set {name!r}; this field has {self.stat_sets}")
+        self.select_stat_set(name)
         return super().forward(ray_samples, compute_normals=compute_normals)
+
+
+class StatSetSampler(nn.Module):
+    """One of the model's ray samplers, unchanged, whose samples are labelled with the statistics set (pass) of
+    the field calls that will evaluate them. Holds only the sampler and the label."""
+
+    def __init__(self, sampler: nn.Module, stat_set: str) -> None:
+        super().__init__()
+        self.sampler = sampler
+        self.stat_set = stat_set
+
+    def forward(self, *args, **kwargs) -> RaySamples:
+        samples = self.sampler(*args, **kwargs)
+        setattr(samples, STAT_SET_LABEL, self.stat_set)
+        return samples
+
+    def extra_repr(self) -> str:
+        return f"stat_set={self.stat_set!r}"
 
 
 @dataclass
@@ -107,10 +114,11 @@ class MipNerfNormModel(MipNerfModel):
             spatial_distortion=nerf.spatial_distortion,
         )
         self.field = self.config.synchronize(self.field)
+        self.sampler_uniform = StatSetSampler(self.sampler_uniform, PASSES[0])
+        self.sampler_pdf = StatSetSampler(self.sampler_pdf, PASSES[1])
 
     def get_outputs(self, ray_bundle) -> Dict[str, Tensor]:
-        with self.field.calls(*PASSES):
-            outputs = super().get_outputs(ray_bundle)
+        outputs = super().get_outputs(ray_bundle)
         # nerfstudio's viewer renders "rgb" by default and, with "Composite depth" on (its default), reads
         # outputs["depth"]; MipNerfModel names its passes *_coarse / *_fine only, so the viewer's render thread
         # died with KeyError 'depth' (seen in headless Chromium). The fine pass is the model's answer.
