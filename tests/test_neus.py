@@ -68,7 +68,7 @@ def test_train_two_iterations(name, neus_scene, tmp_path):
     assert isinstance(field, NormalizedSDFField)
     assert all(torch.isfinite(p).all() for p in field.parameters())
     norm = field.config.norm
-    normalized = [m for m in list(field.geo_norms) + list(field.color_norms) if not isinstance(m, torch.nn.Identity)]
+    normalized = field.norm_layers()
     assert normalized and all(type(m).__name__.lower().startswith({"cn": "cross", "bn": "batch", "ln": "layer",
                                                                     "gn": "global"}[norm]) for m in normalized)
 

@@ -65,33 +65,63 @@ class NormalizedSDFFieldConfig(SDFFieldConfig, NormOptions):
     """which network gets the norms: sdf, color or both (chosen by benchmarks/neus_bunny.py, see README)"""
 
 
+class _LinearNorm(nn.Module):
+    """One hidden layer of nerfstudio's SDF or colour network with a norm after its Linear. Put in the Linear's
+    place (``glin{k}`` / ``clin{k}``), it makes the parent's own loops (``forward_geonetwork``, ``get_colors``)
+    compute Linear -> Norm -> activation. Input ``[N, C_in]``, output ``[N, C_out]``."""
+
+    def __init__(self, linear: nn.Module, norm: nn.Module) -> None:
+        super().__init__()
+        self.linear = linear
+        self.norm = norm
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(self.linear(x))
+
+
 class NormalizedSDFField(SDFField):
-    """nerfstudio's ``SDFField`` with norms before the activations of its MLPs (see the module docstring)."""
+    """nerfstudio's ``SDFField`` with norms before the activations of its MLPs (see the module docstring). The
+    parent's forward passes run unchanged: only its hidden Linear layers are replaced by Linear -> Norm."""
 
     config: NormalizedSDFFieldConfig
 
     def __init__(self, config: NormalizedSDFFieldConfig, aabb: Tensor, num_images: int,
                  use_average_appearance_embedding: bool = False, spatial_distortion=None) -> None:
-        self._pending_config = config  # read by initialize_geo_layers, which the parent calls
-        # the parent builds its tinycudann grid only for encoding_type "hash": hand it another type and build
-        # the grid ourselves in initialize_geo_layers
+        # nerfstudio's SDFField.__init__ calls tinycudann directly whenever encoding_type is "hash" (its default),
+        # even when the grid is never used, and offers no hook to build it otherwise: the parent gets a copy of the
+        # config with another type, and initialize_geo_layers builds the grid (when used) as HashEncoding
         super().__init__(dataclasses.replace(config, encoding_type="periodic"), aabb, num_images,
                          use_average_appearance_embedding, spatial_distortion)
         self.config = config
-        color_norm = config.norm if config.norm_in in ("color", "both") else "none"
-        self.color_norms = nn.ModuleList(make_norm(color_norm, config.hidden_dim_color, **config.norm_kwargs())
-                                         for _ in range(self.num_layers_color - 2))
+        if config.norm_in in ("color", "both"):
+            self._insert_norms("clin", self.num_layers_color - 2, config)
         if config.norm != "none" and config.norm_in in ("sdf", "both") and config.geometric_init:
             self._refit_sphere_readout(config)
         config.synchronize(self)  # multi-device: statistics over all devices' samples (in place)
 
     def initialize_geo_layers(self) -> None:
-        config = self._pending_config
-        self.encoding = _GridFeature(config)
+        # called by the parent's __init__, with self.config the parent's copy (all our options included)
+        self.encoding = _GridFeature(self.config)
         super().initialize_geo_layers()
-        geo_norm = config.norm if config.norm_in in ("sdf", "both") else "none"
-        widths = [getattr(self, f"glin{i}").out_features for i in range(self.num_layers - 2)]
-        self.geo_norms = nn.ModuleList(make_norm(geo_norm, w, **config.norm_kwargs()) for w in widths)
+        if self.config.norm_in in ("sdf", "both"):
+            self._insert_norms("glin", self.num_layers - 2, self.config)
+
+    def _insert_norms(self, prefix: str, hidden_layers: int, config: NormalizedSDFFieldConfig) -> None:
+        """Replaces the Linear layers ``{prefix}0 .. {prefix}{hidden_layers - 1}`` by Linear -> Norm."""
+        if config.norm == "none":
+            return
+        for k in range(hidden_layers):
+            linear = getattr(self, f"{prefix}{k}")
+            setattr(self, f"{prefix}{k}", _LinearNorm(linear, make_norm(config.norm, linear.out_features,
+                                                                        **config.norm_kwargs())))
+
+    def norm_layers(self, network: str = "both") -> list:
+        """The norm modules of the ``sdf`` network, the ``color`` network or ``both``, in layer order."""
+        prefixes = {"sdf": ("glin",), "color": ("clin",), "both": ("glin", "clin")}[network]
+        return [m.norm for name, m in self.named_children() if name.startswith(prefixes) and isinstance(m, _LinearNorm)]
+
+    def _readout_layer(self) -> nn.Module:
+        return getattr(self, f"glin{self.num_layers - 2}")
 
     @torch.no_grad()
     def _refit_sphere_readout(self, config: SDFFieldConfig, samples: int = 8192, ridge: float = 1e-3) -> None:
@@ -110,12 +140,12 @@ class NormalizedSDFField(SDFField):
         target = pts.norm(dim=-1) - config.bias
         if config.inside_outside:
             target = -target
-        last = getattr(self, f"glin{self.num_layers - 2}")
+        last = self._readout_layer()
         was_training = self.training
         self.train()
         # the probe's batch statistics become the running statistics (a cumulative average over one batch), so
         # that eval mode at step 0 (e.g. extracting the initial mesh) sees the same sphere as training
-        tracked = [n for n in self.geo_norms if getattr(n, "track_running_stats", False)]
+        tracked = [n for n in self.norm_layers("sdf") if getattr(n, "track_running_stats", False)]
         momenta = [n.momentum for n in tracked]
         for n in tracked:
             n.reset_running_stats()
@@ -136,46 +166,15 @@ class NormalizedSDFField(SDFField):
         self.train(was_training)
 
     def _readout_input(self, inputs: Tensor) -> Tensor:
-        """``[N, 3]`` points -> the input of the SDF network's last layer (Linear -> Norm -> Softplus layers)."""
-        if self.use_grid_feature:
-            positions = (self.spatial_distortion(inputs) + 2.0) / 4.0  # [-2, 2] -> [0, 1], as the parent
-            feature = self.encoding(positions)
-        else:
-            feature = inputs.new_zeros(inputs.shape[0], self.encoding.n_output_dims)
-        x0 = torch.cat((inputs, self.position_encoding(inputs), feature), dim=-1)
-        x = x0
-        for layer in range(self.num_layers - 1):
-            if layer in self.skip_in:
-                x = torch.cat([x, x0], dim=1) / np.sqrt(2)
-            if layer == self.num_layers - 2:
-                break
-            x = self.softplus(self.geo_norms[layer](getattr(self, f"glin{layer}")(x)))
-        return x
-
-    def forward_geonetwork(self, inputs: Tensor) -> Tensor:
-        """``[N, 3]`` points -> ``[N, 1 + geo_feat_dim]`` (SDF, features)."""
-        return getattr(self, f"glin{self.num_layers - 2}")(self._readout_input(inputs))
-
-    def get_colors(self, points: Tensor, directions: Tensor, normals: Tensor, geo_features: Tensor,
-                   camera_indices: Tensor) -> Tensor:
-        """As the parent, with Linear -> Norm -> ReLU in the hidden layers of the colour network."""
-        d = self.direction_encoding(directions)
-        dim = self.config.appearance_embedding_dim
-        if self.training:
-            appearance = self.embedding_appearance(camera_indices)
-            if not self.config.use_appearance_embedding:
-                appearance = torch.zeros_like(appearance)
-        elif self.use_average_appearance_embedding:
-            appearance = directions.new_ones(*directions.shape[:-1], dim) * self.embedding_appearance.mean(dim=0)
-        else:
-            appearance = directions.new_zeros(*directions.shape[:-1], dim)
-        x = torch.cat([points, d, normals, geo_features.view(-1, self.config.geo_feat_dim),
-                       appearance.view(-1, dim)], dim=-1)
-        for layer in range(self.num_layers_color - 1):
-            x = getattr(self, f"clin{layer}")(x)
-            if layer < self.num_layers_color - 2:
-                x = self.relu(self.color_norms[layer](x))
-        return self.sigmoid(x)
+        """``[N, 3]`` points -> ``[N, C]``, the input of the SDF network's last layer, as the parent's
+        ``forward_geonetwork`` computes it (captured at that layer)."""
+        captured = []
+        handle = self._readout_layer().register_forward_pre_hook(lambda module, args: captured.append(args[0]))
+        try:
+            self.forward_geonetwork(inputs)
+        finally:
+            handle.remove()
+        return captured[0]
 
 
 @dataclass
