@@ -80,8 +80,8 @@ def run(args: Args, scene: Path, norm: str, place: str, *cut: str) -> dict:
         if what not in ("detach-normals", "detach-features"):
             raise SystemExit(f"unknown intervention {what!r} in placement {label!r}")
         _cut(field, what)
-    sdf_params = [p for n, p in field.named_parameters() if n.startswith(("glin", "geo_norms"))]
-    color_params = [p for n, p in field.named_parameters() if n.startswith(("clin", "color_norms"))]
+    sdf_params = [p for n, p in field.named_parameters() if n.startswith("glin")]
+    color_params = [p for n, p in field.named_parameters() if n.startswith("clin")]
     probes = 2.0 * torch.rand(args.probes, 3, generator=torch.Generator().manual_seed(1)) - 1.0
     probes[0] = 0.0  # the centre of the scene box
 
