@@ -28,3 +28,21 @@ def cli_output(capsys):
         captured = capsys.readouterr()
         return squash(captured.out + captured.err)
     return read
+
+
+def free_port() -> int:
+    """A free TCP port on loopback (for a gloo process group's rendezvous)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spread_between_ranks(flat: torch.Tensor) -> float:
+    """Largest difference between this rank's 1-D ``flat`` and rank 0's (a collective: every rank calls it)."""
+    import torch.distributed as dist
+
+    gathered = [torch.empty_like(flat) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, flat)
+    return max((g - gathered[0]).abs().max().item() for g in gathered)

@@ -96,8 +96,8 @@ def test_passes_select_their_statistics(monkeypatch, tiny_scene, tmp_path):
     field = NormalizedNeRFField(norm="cn")
     seen = []
     monkeypatch.setattr(NeRFField, "forward", lambda self, *a, **k: seen.append(self.mlp_base.norms[0].active))
-    fine, coarse, unlabelled = (SimpleNamespace(**{STAT_SET_LABEL: "fine"}), SimpleNamespace(**{STAT_SET_LABEL: "coarse"}),
-                                SimpleNamespace())
+    fine, coarse = (SimpleNamespace(**{STAT_SET_LABEL: name}) for name in ("fine", "coarse"))
+    unlabelled = SimpleNamespace()
     for samples in (fine, coarse, fine, unlabelled):
         field(samples)
     assert seen == [1, 0, 1, 0]

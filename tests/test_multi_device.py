@@ -10,24 +10,18 @@ neus-cn-lite, and compare parameters and running statistics between the ranks.
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import free_port, spread_between_ranks
 from test_neus_data import make_scene
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from nerf_norm.scenes.blender import BlenderSceneConfig, write_blender_scene
 
 METHODS = ("mipnerf-cn-lite", "neus-cn-lite")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _model_config(config):
@@ -64,9 +58,7 @@ def _worker(rank: int, world: int, port: int, scenes: dict, root: str) -> None:
                                                                 "running_batch_size")])
                 diffs = {}
                 for name, flat in (("params", params), ("running", buffers)):
-                    gathered = [torch.empty_like(flat) for _ in range(world)]
-                    dist.all_gather(gathered, flat)
-                    diffs[name] = max((g - gathered[0]).abs().max().item() for g in gathered)
+                    diffs[name] = spread_between_ranks(flat)
                 results[f"{method}:{'sync' if sync else 'local'}"] = {**diffs, "sync_layers": synced,
                                                                       "running_numel": buffers.numel()}
         with open(f"{root}/result.{rank}.json", "w") as handle:
@@ -82,7 +74,7 @@ def two_rank_results(tmp_path_factory):
                                                                       test_views=1))
     make_scene(root / "neus", views=4, masks=4)
     scenes = {"mipnerf-cn-lite": blender, "neus-cn-lite": root / "neus"}
-    mp.spawn(_worker, args=(2, _free_port(), scenes, str(root)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), scenes, str(root)), nprocs=2, join=True)
     out = []
     for rank in range(2):
         with open(root / f"result.{rank}.json") as handle:

@@ -4,12 +4,12 @@ holding the whole batch, in float64; uneven row counts per rank."""
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import free_port, spread_between_ranks
 from torch import nn
 
 from nerf_norm.norms import SyncCrossNorm, convert_sync_norms, make_norm
@@ -25,12 +25,6 @@ CASES = [("bn", {}, False), ("gn", {}, False), ("cn", {"variant": "paper"}, Fals
 def _case_id(case) -> str:
     norm, kwargs, second = case
     return "-".join([norm, *(f"{k}={v}" for k, v in kwargs.items()), *(["second-order"] if second else [])])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _network(norm: str, kwargs: dict) -> nn.Module:
@@ -103,9 +97,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
                 }
                 # running statistics identical on the ranks
                 flat = torch.cat([b.double().reshape(-1) for b in got["buffers"].values()])
-                gathered = [torch.empty_like(flat) for _ in range(world)]
-                dist.all_gather(gathered, flat)
-                errors["buffers_between_ranks"] = max((o - gathered[0]).abs().max().item() for o in gathered)
+                errors["buffers_between_ranks"] = spread_between_ranks(flat)
                 errors["layer"] = type(net[1]).__name__
                 results[f"{_case_id(case)}:{'sync' if convert else 'local'}"] = errors
         with open(f"{out}.{rank}.json", "w") as handle:
@@ -117,7 +109,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 @pytest.fixture(scope="module")
 def two_rank_errors(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("sync") / "errors")
-    mp.spawn(_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), out), nprocs=2, join=True)
     ranks = []
     for rank in range(2):
         with open(f"{out}.{rank}.json") as handle:

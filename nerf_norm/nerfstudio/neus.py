@@ -20,7 +20,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Dict, Literal, Type
 
-import numpy as np
 import torch
 from nerfstudio.field_components.encodings import HashEncoding
 from nerfstudio.fields.sdf_field import SDFField, SDFFieldConfig
@@ -29,7 +28,6 @@ from torch import Tensor, nn
 
 from ..norms import make_norm
 from .metrics import drop_missing, offline_lpips
-from .mlp import NormName
 from .norm_options import NormOptions
 
 __all__ = ["NormalizedSDFFieldConfig", "NormalizedSDFField", "NeuSNormModelConfig", "NeuSNormModel"]
@@ -118,7 +116,8 @@ class NormalizedSDFField(SDFField):
     def norm_layers(self, network: str = "both") -> list:
         """The norm modules of the ``sdf`` network, the ``color`` network or ``both``, in layer order."""
         prefixes = {"sdf": ("glin",), "color": ("clin",), "both": ("glin", "clin")}[network]
-        return [m.norm for name, m in self.named_children() if name.startswith(prefixes) and isinstance(m, _LinearNorm)]
+        return [m.norm for name, m in self.named_children()
+                if name.startswith(prefixes) and isinstance(m, _LinearNorm)]
 
     def _readout_layer(self) -> nn.Module:
         return getattr(self, f"glin{self.num_layers - 2}")

@@ -25,9 +25,9 @@ Each module has a functional twin (:func:`batch_norm`, :func:`layer_norm`, :func
 
 Files, one concept each: ``layers`` (the modules and :func:`make_norm`), ``functional`` (their functional
 twins), ``cross_norm_function`` (CrossNorm's stable moments, closed-form backward and autograd Function, with the
-derivation), ``cross_norm_grad`` (its second derivative in closed form, for eikonal losses), ``kernel`` (the binding of the fused CPU kernel in ``nerf_norm/csrc``), ``sync`` (the
-norms with statistics over all ranks of a process group, :func:`convert_sync_norms`), ``common`` (shared
-plumbing).
+derivation), ``cross_norm_grad`` (its second derivative in closed form, for eikonal losses), ``kernel`` (the
+binding of the fused CPU kernel in ``nerf_norm/csrc``), ``sync`` (the norms with statistics over all ranks of a
+process group, :func:`convert_sync_norms`), ``common`` (shared plumbing).
 """
 
 from .common import CN_VARIANTS, NORM_NAMES

@@ -19,13 +19,13 @@ forward is plain autograd ops, not the fused CrossNorm kernel.
 from __future__ import annotations
 
 import copy
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .common import _as_2d, _no_autocast, _restore, _stats_dtype
+from .common import _affine, _as_2d, _no_autocast, _restore, _stats_dtype
 from .cross_norm_function import _cross_norm_plain, _update_running
 from .layers import BatchNorm, CrossNorm, GlobalNorm
 
@@ -70,13 +70,25 @@ class _SyncMixin:
     def _sync_active(self) -> bool:
         return self.training and world_size(self.process_group) > 1
 
-    def _sync_update_running(self, mean: Tensor, var_unbiased: Tensor, count: Tensor, factor: float) -> None:
+    def _sync_update_running(self, mean: Tensor, var_unbiased: Tensor, factor: float) -> None:
         if self.track_running_stats and factor > 0:
             with torch.no_grad():
                 self.running_mean.lerp_(mean.detach().reshape(self.running_mean.shape).to(self.running_mean.dtype),
                                         factor)
                 self.running_var.lerp_(var_unbiased.detach().reshape(self.running_var.shape)
                                        .to(self.running_var.dtype), factor)
+
+    def _standardize_synced(self, x: Tensor, per_column: bool) -> Tensor:
+        """BN (``per_column``) or GN in training: ``(x - mean) / sqrt(var + eps)`` with the moments of all ranks,
+        then the affine; updates the running statistics."""
+        args = self._stat_args()
+        x2 = _as_2d(x, self.num_features, type(self).__name__)
+        with _no_autocast(x):
+            xs = x2.to(_stats_dtype(x))
+            mean, var, count = global_moments(xs, self.process_group, per_column=per_column)
+            self._sync_update_running(mean, var * (count / (count - 1)), args["momentum"])
+            y = _affine((xs - mean) * torch.rsqrt(var + self.eps), args["weight"], args["bias"])
+        return _restore(y, x)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", process_group={self.process_group}"
@@ -87,17 +99,7 @@ class SyncBatchNorm(_SyncMixin, BatchNorm):
     samples of all ranks. Input ``[..., C]``."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self._sync_active():
-            return super().forward(x)
-        args = self._stat_args()
-        x2 = _as_2d(x, self.num_features, "SyncBatchNorm")
-        with _no_autocast(x):
-            xs = x2.to(_stats_dtype(x))
-            mean, var, count = global_moments(xs, self.process_group)
-            self._sync_update_running(mean, var * (count / (count - 1)), count, args["momentum"])
-            y = (xs - mean) * torch.rsqrt(var + self.eps)
-            y = _affine_opt(y, args["weight"], args["bias"], xs.dtype)
-        return _restore(y, x)
+        return self._standardize_synced(x, per_column=True) if self._sync_active() else super().forward(x)
 
 
 class SyncGlobalNorm(_SyncMixin, GlobalNorm):
@@ -105,17 +107,7 @@ class SyncGlobalNorm(_SyncMixin, GlobalNorm):
     ranks. Input ``[..., C]``."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self._sync_active():
-            return super().forward(x)
-        args = self._stat_args()
-        x2 = _as_2d(x, self.num_features, "SyncGlobalNorm")
-        with _no_autocast(x):
-            xs = x2.to(_stats_dtype(x))
-            mean, var, count = global_moments(xs, self.process_group, per_column=False)
-            self._sync_update_running(mean, var * (count / (count - 1)), count, args["momentum"])
-            y = (xs - mean) * torch.rsqrt(var + self.eps)
-            y = _affine_opt(y, args["weight"], args["bias"], xs.dtype)
-        return _restore(y, x)
+        return self._standardize_synced(x, per_column=False) if self._sync_active() else super().forward(x)
 
 
 class SyncCrossNorm(_SyncMixin, CrossNorm):
@@ -143,14 +135,6 @@ class SyncCrossNorm(_SyncMixin, CrossNorm):
             if self.fuse_relu:
                 y = torch.relu(y)
         return _restore(y, x)
-
-
-def _affine_opt(y: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], dtype: torch.dtype) -> Tensor:
-    if weight is not None:
-        y = y * weight.to(dtype)
-    if bias is not None:
-        y = y + bias.to(dtype)
-    return y
 
 
 _SYNC_OF = {BatchNorm: SyncBatchNorm, GlobalNorm: SyncGlobalNorm, CrossNorm: SyncCrossNorm}
