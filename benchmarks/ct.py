@@ -74,7 +74,7 @@ def main(args: Args) -> None:
     write_report(args.out, "2D CT reconstruction (Table 4 layout)", record, [
         f"filtered back projection (scikit-image iradon, ramp filter) of the same measurements: PSNR "
         f"{fbp['fbp_psnr']:.2f} dB, SSIM {fbp['fbp_ssim']:.3f}",
-        "one process ran all runs one after another; `paper` rows: the paper's Table 4 (other data, 512x512, "
+        "runs as Ray tasks of --threads CPUs each, as many at once as the machine has CPUs (seconds per iteration are under that load); `paper` rows: the paper's Table 4 (other data, 512x512, "
         "20k iterations)"], args.methods, [("psnr", "PSNR final", "{:.2f}"), ("psnr_best", "PSNR best", "{:.2f}"),
                                    ("ssim", "SSIM final", "{:.3f}")], args.archs,
         PAPER)

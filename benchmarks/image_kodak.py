@@ -9,8 +9,7 @@ Kodak images at 768x512, 100k iterations), whether the paper's orderings hold, a
 time (the training time of the fastest method on the same image).
 
     .venv/bin/python benchmarks/image_kodak.py                      # 3 images at 192x128, 13 methods, 2000 it
-    # two workers on one result file (each skips what the file already holds; the images in the other order)
-    .venv/bin/python benchmarks/image_kodak.py --images kodim23 kodim08 kodim05 &
+    # the runs are Ray tasks of --threads CPUs each, as many at once as the machine has CPUs
     .venv/bin/python benchmarks/image_kodak.py --images kodim05 --downscale 2 --iters 1000 \
         --methods relu relu+cn pe pe+cn --out benchmarks/results/image_kodak_384
 """

@@ -73,7 +73,7 @@ def main(args: Args) -> None:
     write_report(args.out, "3D MRI reconstruction (Table 5 layout)", record, [
         f"zero-filled inverse FFT of the same measurements: PSNR {zf['zero_filled_psnr']:.2f} dB, SSIM "
         f"{zf['zero_filled_ssim']:.3f}",
-        "one process ran all runs one after another; `paper` rows: the paper's Table 5 (other data and "
+        "runs as Ray tasks of --threads CPUs each, as many at once as the machine has CPUs (seconds per iteration are under that load); `paper` rows: the paper's Table 5 (other data and "
         "sampling, 96^3, 1,000 iterations)",
         "`measured` / `unmeasured k-space error (dB)`: -10 log10 of the voxel MSE's two parts by Parseval (the "
         "error on the measured coefficients, which training minimises, and on the coefficients the network had to "

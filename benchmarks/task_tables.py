@@ -1,8 +1,9 @@
 """Shared driver of the task benchmarks (``occupancy.py``, ``ct.py``, ``mri.py``).
 
-Runs every (case, method) pair through the task's own command code, appends each result to a JSON file as
-soon as it exists (an interrupted benchmark resumes where it stopped), and writes a Markdown table in the
-paper's layout with the paper's numbers on the row under ours.
+Runs every (case, method) pair through the task's own command code as Ray tasks (``nerf_norm.sweep``'s engine,
+the one ``nerf-norm sweep`` uses), appends each result to a JSON file as soon as it exists (an interrupted
+benchmark resumes where it stopped), and writes a Markdown table in the paper's layout with the paper's numbers
+on the row under ours.
 """
 
 from __future__ import annotations
@@ -51,12 +52,15 @@ def provenance(script: str, threads: int, setting: str) -> dict:
 
 
 def run_cases(name: str, cases: Sequence[Case], methods: Sequence[str], keep: Sequence[str], setting: str,
-              threads: int, out: Path, script: Optional[str] = None) -> dict:
-    """Runs what ``out.json`` does not hold yet; returns the record (meta + runs). ``name`` names the scratch
+              threads: int, out: Path, script: Optional[str] = None, parallel: Optional[int] = None,
+              address: Optional[str] = None) -> dict:
+    """Runs what ``out.json`` does not hold yet, as Ray tasks of ``threads`` CPUs each (``nerf_norm.sweep``'s
+    engine: an embedded local instance of ``parallel`` CPUs, default all, or the cluster at ``address``); each
+    result is appended to ``out.json`` as it ends. Returns the record (meta + runs). ``name`` names the scratch
     folder, ``script`` (default: ``name``) the benchmark script in the recorded command."""
     from nerf_norm.norms import kernel as cn_kernel
+    from nerf_norm.sweep import run_on_ray
 
-    torch.set_num_threads(threads)
     cn_kernel.load()  # the one-time build/load of the CrossNorm kernel must not land in a timed run
     json_path = out.with_suffix(".json")
     record = json.loads(json_path.read_text()) if json_path.exists() else {"runs": []}
@@ -65,23 +69,34 @@ def run_cases(name: str, cases: Sequence[Case], methods: Sequence[str], keep: Se
         raise SystemExit(f"{json_path} holds runs made with other settings ({earlier!r}); resuming would mix "
                          f"them with {setting!r}. Move it away or choose another --out.")
     done = {(r["case"], r["method"]) for r in record["runs"]}
-    record["meta"] = provenance(script or name, threads, setting)
-    total, k = len(cases) * len(methods), 0
-    for case in cases:
-        for method in methods:
-            k += 1
-            if (case.label, method) in done or not _claim(json_path, case.label, method):
-                continue
-            scratch = SCRATCH / name / case.label / method.replace("+", "_")
-            shutil.rmtree(scratch, ignore_errors=True)
-            metrics, history = case.run(method, scratch)
-            entry = {"case": case.label, "method": method, **{key: metrics[key] for key in keep if key in metrics},
-                     "params": metrics["params"], "train_seconds": metrics["train_seconds"],
-                     "iterations": metrics["iterations"], "history": history}
-            record = _append(json_path, record["meta"], entry)
-            shown = "  ".join(f"{key} {metrics[key]:.4f}" for key in keep if key in metrics)
-            print(f"[{k}/{total}] {case.label} {method:8s} {shown}  {metrics['train_seconds']:.1f}s", flush=True)
+    meta = provenance(script or name, threads, setting)
+    jobs = {(case.label, method): (_fresh_run, (case.run, method, SCRATCH / name / case.label /
+                                                method.replace("+", "_")))
+            for case in cases for method in methods if (case.label, method) not in done}
+
+    def finished(key, outcome) -> None:
+        (label, method), (metrics, history) = key, outcome
+        entry = {"case": label, "method": method, **{k: metrics[k] for k in keep if k in metrics},
+                 "params": metrics["params"], "train_seconds": metrics["train_seconds"],
+                 "iterations": metrics["iterations"], "history": history}
+        _append(json_path, meta, entry)
+        shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in keep if k in metrics)
+        print(f"{label} {method:8s} {shown}  {metrics['train_seconds']:.1f}s", flush=True)
+
+    print(f"{name}: {len(cases) * len(methods)} runs, {len(done)} already in {json_path}, {len(jobs)} to run",
+          flush=True)
+    failed = run_on_ray(jobs, finished, name, cpus_per_cell=threads, address=address, cpus=parallel,
+                        name=lambda key: f"{key[0]} {key[1]}") if jobs else []
+    if failed:
+        raise SystemExit(f"{len(failed)} runs failed (the others are recorded): "
+                         + "; ".join(f"{label} {method}: {error}" for (label, method), error in failed))
     return _locked_read(json_path) or record
+
+
+def _fresh_run(run: Callable, method: str, scratch: Path):
+    """One run in a Ray worker: a clean scratch folder, then ``run(method, scratch) -> (metrics, history)``."""
+    shutil.rmtree(scratch, ignore_errors=True)
+    return run(method, scratch)
 
 
 @contextlib.contextmanager
@@ -112,33 +127,6 @@ def _append(json_path: Path, meta: dict, entry: dict) -> dict:
         tmp.write_text(json.dumps(record, indent=1))
         os.replace(tmp, json_path)
     return record
-
-
-def _claim(json_path: Path, label: str, method: str) -> bool:
-    """Claims a run for this process unless it is recorded or claimed by another live process (so concurrent
-    workers never train the same run); claims live in ``out.claims.json``."""
-    claims_path = json_path.with_suffix(".claims.json")
-    with _lock(json_path):
-        record = json.loads(json_path.read_text()) if json_path.exists() else {"runs": []}
-        if any((r["case"], r["method"]) == (label, method) for r in record["runs"]):
-            return False
-        claims = json.loads(claims_path.read_text()) if claims_path.exists() else {}
-        owner = claims.get(f"{label}|{method}")
-        if owner is not None and owner != os.getpid() and _alive(owner):
-            return False
-        claims[f"{label}|{method}"] = os.getpid()
-        claims_path.write_text(json.dumps(claims))
-    return True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 def table(record: dict, methods: Sequence[str], metrics: Sequence[Tuple[str, str, str]],

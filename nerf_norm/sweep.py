@@ -20,7 +20,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Dict, List, Literal, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Literal, Optional, Sequence, Tuple
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -196,54 +196,66 @@ def run_sweep(cmd: SweepCommand, task_args: Sequence[str] = ()) -> List[dict]:
 
 
 def _run_on_ray(cmd, base, todo, out, results, key, done) -> List[Tuple[Cell, str]]:
+    def finished(cell: Cell, outcome: dict) -> None:
+        record = {"task": cmd.task, "method": cell.method, "arch": cell.arch, "input": cell.input, "seed": cell.seed,
+                  "metrics": outcome["metrics"], "seconds": outcome["seconds"], "settings": key}
+        with open(results, "a") as handle:  # one line per cell, written as it ends
+            handle.write(json.dumps(record) + "\n")
+        done[cell] = record
+
+    jobs = {cell: (_run_cell, (_cell_command(cmd, base, cell, out), cmd.task)) for cell in todo}
+    return run_on_ray(jobs, finished, f"sweep {cmd.task}", cpus_per_cell=cmd.cpus_per_cell, address=cmd.address,
+                      cpus=cmd.cpus, name=lambda cell: cell.name)
+
+
+def run_on_ray(jobs: Dict[object, Tuple[Callable, tuple]], on_done: Callable[[object, object], None],
+               description: str, cpus_per_cell: float = 1.0, address: Optional[str] = None,
+               cpus: Optional[int] = None, name: Callable[[object], str] = str) -> List[Tuple[object, str]]:
+    """Runs ``fn(*args)`` for every ``key: (fn, args)`` of ``jobs`` as a Ray task (``cpus_per_cell`` CPUs each) on
+    an embedded local instance (``cpus`` CPUs) or the cluster at ``address``; calls ``on_done(key, result)`` in
+    this process as each one ends, shows a rich display of done / running / failed, and returns the failed
+    ``(key, error)`` pairs (a failure never stops the other jobs). Shared by ``nerf-norm sweep`` and the task
+    benchmarks (``benchmarks/task_tables.py``)."""
     try:
         import ray
     except ImportError as exc:
-        raise UserError("nerf-norm sweep needs Ray: pip install 'nerf_norm[sweep]' (or pip install ray)") from exc
+        raise UserError("running grids needs Ray: pip install 'nerf_norm[sweep]' (or pip install ray)") from exc
     started_here = not ray.is_initialized()
     if started_here:
-        if cmd.address:
-            ray.init(address=cmd.address, log_to_driver=False)
+        if address:
+            ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=cmd.cpus, include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(num_cpus=cmd.cpus_per_cell, max_retries=0)(_run_cell)
-    pending = {remote.remote(_cell_command(cmd, base, c, out), cmd.task): c for c in todo}
-    failed: List[Tuple[Cell, str]] = []
+            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    pending = {}
+    for key, (fn, args) in jobs.items():
+        pending[ray.remote(num_cpus=cpus_per_cell, max_retries=0)(fn).remote(*args)] = key
+    failed: List[Tuple[object, str]] = []
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[state]}"), TimeElapsedColumn(), console=console)
     try:
         with progress:
-            bar = progress.add_task(f"sweep {cmd.task}", total=len(todo), state="")
+            bar = progress.add_task(description, total=len(jobs), state="")
             finished = 0
+            slots = max(1, int(ray.cluster_resources().get("CPU", 1.0) // cpus_per_cell))
             while pending:
-                progress.update(bar, state=f"running {min(len(pending), _slots(ray, cmd))}, queued "
-                                          f"{max(0, len(pending) - _slots(ray, cmd))}, failed {len(failed)}")
+                progress.update(bar, state=f"running {min(len(pending), slots)}, queued "
+                                          f"{max(0, len(pending) - slots)}, failed {len(failed)}")
                 ready, _ = ray.wait(list(pending), num_returns=1)
-                cell = pending.pop(ready[0])
+                key = pending.pop(ready[0])
                 try:
                     outcome = ray.get(ready[0])
-                except Exception as exc:  # the cell's own error, reported; the other cells go on
+                except Exception as exc:  # the job's own error, reported; the other jobs go on
                     cause = getattr(exc, "cause", None) or exc
-                    failed.append((cell, f"{type(cause).__name__}: {cause}".splitlines()[0]))
-                    progress.console.print(f"[red]failed[/red] {cell.name}: {failed[-1][1]}")
+                    failed.append((key, f"{type(cause).__name__}: {cause}".splitlines()[0]))
+                    progress.console.print(f"[red]failed[/red] {name(key)}: {failed[-1][1]}")
                 else:
-                    record = {"task": cmd.task, "method": cell.method, "arch": cell.arch, "input": cell.input,
-                              "seed": cell.seed, "metrics": outcome["metrics"], "seconds": outcome["seconds"],
-                              "settings": key}
-                    with open(results, "a") as handle:  # one line per cell, written as it ends
-                        handle.write(json.dumps(record) + "\n")
-                    done[cell] = record
+                    on_done(key, outcome)
                     finished += 1
                 progress.update(bar, completed=finished + len(failed))
     finally:
         if started_here:
             ray.shutdown()
     return failed
-
-
-def _slots(ray, cmd: SweepCommand) -> int:
-    cpus = ray.cluster_resources().get("CPU", 1.0)
-    return max(1, int(cpus // cmd.cpus_per_cell))
 
 
 def write_table(path: Path, cmd: SweepCommand, records: Sequence[dict]) -> Path:
