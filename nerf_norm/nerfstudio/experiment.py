@@ -1,5 +1,7 @@
-"""Run nerfstudio methods in-process, offline and on the CPU: for tests and benchmarks that compare nerfstudio's
-``mipnerf`` with the normalized methods on exactly the same settings.
+"""Run nerfstudio methods in-process, offline and on the CPU, step by step: the engine of ``nerf-norm demo`` (the
+package's main job, which interleaves two methods under one time budget and evaluates them between steps), also
+used by the tests and benchmarks that compare nerfstudio's methods with the normalized ones on exactly the same
+settings. Everything here is nerfstudio's own trainer and configs; nothing is re-implemented.
 """
 
 from __future__ import annotations
