@@ -160,10 +160,13 @@ def main(args: Args) -> None:
     torch.set_num_threads(args.threads)
     path = args.out.with_suffix(".json")
     record = json.loads(path.read_text()) if path.exists() else {"runs": {}}
+    errata = record.get("meta", {}).get("errata")
     record["meta"] = provenance(
         "mipnerf_bn_anomaly", args.threads,
         f"lego at scale {args.scale}, lite settings, {args.steps} steps, seed {args.seed}, norm momentum "
         f"{args.momentum}, test views {list(args.views)}, recalibration over {args.recalibrate} batches")
+    if errata:  # notes on earlier runs in this file stay with it
+        record["meta"]["errata"] = errata
     for method in args.methods:
         key = f"{method}@momentum={args.momentum}"
         if key not in record["runs"]:

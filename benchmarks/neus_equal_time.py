@@ -183,7 +183,11 @@ def report(args: Args) -> None:
             lines.append(f"- {scene} / {m}: `{r['meta']['command']}`; {r['meta']['machine']}; {r['meta']['date']}; "
                          f"{r['meta']['setting']}")
             ev = [e for e in r["evals"] if e["chamfer_mm"] is not None]
-            ax.plot([e["seconds"] for e in ev], [e["chamfer_mm"] for e in ev], marker="o", ms=3, label=m)
+            line, = ax.plot([e["seconds"] for e in ev], [e["chamfer_mm"] for e in ev], marker="o", ms=3, label=m)
+            gone = [e["seconds"] for e in r["evals"] if e["chamfer_mm"] is None]
+            if gone:  # evaluations without a surface: crosses on the top edge
+                ax.plot(gone, [1.0] * len(gone), "x", ms=9, mew=2, color=line.get_color(),
+                        transform=ax.get_xaxis_transform(), clip_on=False, label=f"{m}: no surface")
         budget = min(r["evals"][-1]["seconds"] for r in recs.values())
         marks = [k * args.eval_seconds for k in range(int(budget // args.eval_seconds + 0.5) + 1)]
         for mark in marks:
