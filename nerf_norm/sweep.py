@@ -111,7 +111,9 @@ def grid(cmd: SweepCommand, base) -> List[Cell]:
         seeds = [int(s) for s in _split(cmd.seeds)]
     except ValueError as exc:
         raise UserError(f"--seeds must be comma-separated integers, got {cmd.seeds!r}") from exc
-    inputs: List[Optional[str]] = [str(Path(p).resolve()) for p in _split(cmd.inputs)] or [None]
+    given = getattr(base, TASKS[cmd.task][1])  # an input named after "--" counts as the one input
+    inputs: List[Optional[str]] = ([str(Path(p).resolve()) for p in _split(cmd.inputs)]
+                                   or [str(Path(given).resolve()) if given is not None else None])
     missing = [p for p in inputs if p is not None and not Path(p).is_file()]
     if missing:
         raise UserError(f"--inputs: no such file: {', '.join(missing)}")
@@ -127,9 +129,8 @@ def grid(cmd: SweepCommand, base) -> List[Cell]:
 
 def _cell_command(cmd: SweepCommand, base, cell: Cell, out: Path):
     values = {f.name: getattr(base, f.name) for f in fields(base)}
-    values.update(method=cell.method, arch=cell.arch, seed=cell.seed, out=out / "cells" / settings_key(cmd, base)
-                  / cell.name, quiet=True,
-                  resume=True, overwrite=False, threads=max(1, int(cmd.cpus_per_cell)))
+    values.update(method=cell.method, arch=cell.arch, seed=cell.seed, quiet=True, resume=True, overwrite=False,
+                  out=out / "cells" / settings_key(cmd, base) / cell.name, threads=max(1, int(cmd.cpus_per_cell)))
     if cmd.iters is not None:
         values["iters"] = cmd.iters
     if cell.input is not None:

@@ -71,3 +71,13 @@ def test_bad_grid_is_refused_before_anything_runs(tmp_path, cli_output):
     assert main(["sweep", "--inputs", str(tmp_path / "missing.png"), "--out", str(tmp_path / "c")]) == 2
     assert "missing.png" in cli_output()
     assert not (tmp_path / "a" / "results.jsonl").exists()
+
+
+def test_input_given_as_a_task_option_is_the_cells_input(tmp_path, image):
+    """``-- --image X`` without ``--inputs``: the cells record X (so another image is never taken for done)."""
+    from nerf_norm.sweep import SweepCommand, grid, task_command
+
+    cmd = SweepCommand(task="image", methods="relu", out=tmp_path)
+    cells = grid(cmd, task_command(cmd, ["--image", str(image)]))
+    assert [c.input for c in cells] == [str(image.resolve())]
+    assert [c.input for c in grid(cmd, task_command(cmd, []))] == [None]  # the task's bundled default
