@@ -91,16 +91,35 @@ def run(args: Args, scene: Path, norm: str, place: str, *cut: str) -> dict:
         return {"sdf_centre": float(sdf[0]), "inside_fraction": float((sdf < 0).double().mean()),
                 "sdf_min": float(sdf.min()), "sdf_max": float(sdf.max())}
 
+    rendered = {}
+
+    def weights_of_the_step(module, args_, kwargs):  # the rendering weights [rays, samples, 1] of the RGB pass
+        rendered["weights"] = kwargs["weights"].detach()
+
+    trainer.pipeline.model.renderer_rgb.register_forward_pre_hook(weights_of_the_step, with_kwargs=True)
     log = [{"step": 0, **sdf_state()}]
     for step in range(args.steps):
         losses: dict = {}
         train_step(trainer, step, losses)
+        w = rendered["weights"][..., 0]
+        opaque = w.sum(dim=-1) > 0.5  # rays that hit the object
+        # how concentrated each opaque ray's weight is: the largest single sample weight over the ray's opacity
+        peak = (w.max(dim=-1).values / w.sum(dim=-1).clamp_min(1e-8))[opaque]
         log.append({"step": step + 1, **losses, "grad_sdf": _grad_norm(sdf_params),
-                    "grad_color": _grad_norm(color_params), **sdf_state()})
+                    "grad_color": _grad_norm(color_params), "opaque_rays": float(opaque.double().mean()),
+                    "peak_weight": float(peak.mean()) if peak.numel() else 0.0, **sdf_state()})
     lost = next((e["step"] for e in log if e["inside_fraction"] in (0.0, 1.0)), None)  # no zero crossing left
     print(f"{label}: inside fraction {log[0]['inside_fraction']:.3f} -> {log[-1]['inside_fraction']:.3f}, "
           f"surface gone at step {lost}", flush=True)
     return {"norm": norm, "norm_in": place, "label": label, "surface_gone_at_step": lost, "log": log}
+
+
+def _peaks(log: list) -> str:
+    """Mean peak weight (largest sample weight over the ray's opacity) in three windows of steps."""
+    def mean(lo, hi):
+        vals = [e["peak_weight"] for e in log if lo <= e["step"] <= hi and "peak_weight" in e]
+        return f"{sum(vals) / len(vals):.3f}" if vals else "-"
+    return " / ".join(mean(lo, hi) for lo, hi in ((31, 60), (61, 90), (91, 10**9)))
 
 
 def main(args: Args) -> None:
@@ -124,8 +143,11 @@ def main(args: Args) -> None:
     plt = pyplot()
     keys = (("inside_fraction", "fraction of the box inside (SDF < 0)", "linear"),
             ("sdf_centre", "SDF at the centre", "linear"),
-            ("grad_sdf", "|grad| of the SDF network", "log"), ("grad_color", "|grad| of the colour network", "log"))
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4))
+            ("grad_sdf", "|grad| of the SDF network", "log"), ("grad_color", "|grad| of the colour network", "log"),
+            ("opaque_rays", "fraction of rays with opacity > 0.5", "linear"),
+            ("peak_weight", "largest sample weight / opacity (opaque rays)", "linear"))
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    axes = axes.ravel()
     for ax, (key, title, scale) in zip(axes, keys):
         for r in runs:
             pts = [(e["step"], e[key]) for e in r["log"] if key in e]
@@ -144,7 +166,8 @@ def main(args: Args) -> None:
              f"- command: `{meta['command']}`", f"- machine: {meta['machine']}", f"- setting: {meta['setting']}",
              f"- date: {meta['date']}", "",
              "| placement | inside fraction at step 0 / 10 / end | SDF at centre, step 0 / end | median grad SDF net, "
-             "steps 1-10 | median grad colour net, steps 1-10 | surface gone at step |", "|---|---|---|---:|---:|---|"]
+             "steps 1-10 | median grad colour net, steps 1-10 | peak weight of opaque rays, steps 31-60 / 61-90 / "
+             "91-end (mean) | surface gone at step |", "|---|---|---|---:|---:|---|---|"]
     for r in runs:
         log = r["log"]
         first = sorted(e["grad_sdf"] for e in log[1:11])
@@ -152,7 +175,7 @@ def main(args: Args) -> None:
         lines.append(f"| {r['label']} | {log[0]['inside_fraction']:.3f} / "
                      f"{log[min(10, len(log) - 1)]['inside_fraction']:.3f} / {log[-1]['inside_fraction']:.3f} | "
                      f"{log[0]['sdf_centre']:.3f} / {log[-1]['sdf_centre']:.3f} | {first[len(first) // 2]:.3g} | "
-                     f"{firstc[len(firstc) // 2]:.3g} | {r['surface_gone_at_step'] or 'kept'} |")
+                     f"{firstc[len(firstc) // 2]:.3g} | {_peaks(log)} | {r['surface_gone_at_step'] or 'kept'} |")
     lines += ["", f"Figure: `{args.out.name}.png`."]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
