@@ -175,7 +175,8 @@ def main(args: Args) -> None:
             path.write_text(json.dumps(record, indent=1))
     lines = ["# mipnerf-bn on lego: where the 9.8 dB came from", "", f"- command: `{record['meta']['command']}`",
              f"- machine: {record['meta']['machine']}", f"- setting: {record['meta']['setting']}",
-             f"- date: {record['meta']['date']}", "",
+             f"- date: {record['meta']['date']}",
+             *([f"- errata: {record['meta']['errata']}"] if record["meta"].get("errata") else []), "",
              "| run | training-batch PSNR (last step) | 20 training batches, batch stats / running stats | "
              "test PSNR, running stats | test PSNR, batch stats | test PSNR, recalibrated | "
              "SSIM running / batch / recalibrated |", "|---|---:|---|---:|---:|---:|---|"]
