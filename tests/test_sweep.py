@@ -70,6 +70,8 @@ def test_bad_grid_is_refused_before_anything_runs(tmp_path, cli_output):
     assert "2by16" in cli_output()
     assert main(["sweep", "--inputs", str(tmp_path / "missing.png"), "--out", str(tmp_path / "c")]) == 2
     assert "missing.png" in cli_output()
+    assert main(["sweep", "--out", str(tmp_path / "d"), "--", "--nonsense", "3"]) == 2
+    assert squash("the task options after '--' are not valid for image") in cli_output()
     assert not (tmp_path / "a" / "results.jsonl").exists()
 
 
