@@ -30,15 +30,6 @@ def cli_output(capsys):
     return read
 
 
-def free_port() -> int:
-    """A free TCP port on loopback (for a gloo process group's rendezvous)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def spread_between_ranks(flat: torch.Tensor) -> float:
     """Largest difference between this rank's 1-D ``flat`` and rank 0's (a collective: every rank calls it)."""
     import torch.distributed as dist
@@ -46,3 +37,36 @@ def spread_between_ranks(flat: torch.Tensor) -> float:
     gathered = [torch.empty_like(flat) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, flat)
     return max((g - gathered[0]).abs().max().item() for g in gathered)
+
+
+def _rank_main(rank: int, world: int, rendezvous: str, out: str, fn, args) -> None:
+    import json
+
+    import torch.distributed as dist
+
+    # a file rendezvous: no port to pick in advance that another process (e.g. a Ray instance) could take first;
+    # gloo's own connections then use ports the OS assigns
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
+    try:
+        result = fn(rank, world, *args)
+        with open(f"{out}.{rank}.json", "w") as handle:
+            json.dump(result, handle)
+    finally:
+        dist.destroy_process_group()
+
+
+def run_on_two_ranks(fn, folder: Path, *args) -> list:
+    """Runs ``fn(rank, world, *args)`` (a module-level function returning JSON-able data) in two processes joined
+    by a gloo process group on loopback (rendezvous through a file in ``folder``); returns the two results, rank 0
+    first."""
+    import json
+
+    import torch.multiprocessing as mp
+
+    out = str(folder / "rank")
+    mp.spawn(_rank_main, args=(2, str(folder / "rendezvous"), out, fn, args), nprocs=2, join=True)
+    results = []
+    for rank in range(2):
+        with open(f"{out}.{rank}.json") as handle:
+            results.append(json.load(handle))
+    return results

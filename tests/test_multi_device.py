@@ -9,13 +9,10 @@ neus-cn-lite, and compare parameters and running statistics between the ranks.
 
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
-from conftest import free_port, spread_between_ranks
+from conftest import run_on_two_ranks, spread_between_ranks
 from test_neus_data import make_scene
 from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -30,41 +27,36 @@ def _model_config(config):
     return model.sdf_field if hasattr(model, "sdf_field") else model
 
 
-def _worker(rank: int, world: int, port: int, scenes: dict, root: str) -> None:
+def _worker(rank: int, world: int, scenes: dict, root: str) -> dict:
     from nerf_norm.nerfstudio.experiment import (RunSettings, configure, method_config, seed_everything,
                                                  setup_trainer, train_step)
     from nerf_norm.norms.sync import SyncCrossNorm
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     results = {}
-    try:
-        for method in METHODS:
-            for sync in (True, False):
-                config = configure(method_config(method),
-                                   RunSettings(scenes[method], f"{root}/{rank}/{method}-{sync}", steps=2, seed=0))
-                _model_config(config).sync_norms = sync
-                trainer = setup_trainer(config)
-                seed_everything(rank)  # as nerfstudio's launcher: each rank draws its own rays
-                pipeline = trainer.pipeline
-                pipeline._model = DDP(pipeline._model, find_unused_parameters=True)
-                model = pipeline.model
-                synced = sum(isinstance(m, SyncCrossNorm) for m in model.modules())
-                for step in range(2):
-                    train_step(trainer, step)
-                params = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-                buffers = torch.cat([b.detach().double().reshape(-1) for name, b in model.named_buffers()
-                                     if name.split(".")[-1] in ("running_mean", "running_var",
-                                                                "running_batch_size")])
-                diffs = {}
-                for name, flat in (("params", params), ("running", buffers)):
-                    diffs[name] = spread_between_ranks(flat)
-                results[f"{method}:{'sync' if sync else 'local'}"] = {**diffs, "sync_layers": synced,
-                                                                      "running_numel": buffers.numel()}
-        with open(f"{root}/result.{rank}.json", "w") as handle:
-            json.dump(results, handle)
-    finally:
-        dist.destroy_process_group()
+    for method in METHODS:
+        for sync in (True, False):
+            config = configure(method_config(method),
+                               RunSettings(scenes[method], f"{root}/{rank}/{method}-{sync}", steps=2, seed=0))
+            _model_config(config).sync_norms = sync
+            trainer = setup_trainer(config)
+            seed_everything(rank)  # as nerfstudio's launcher: each rank draws its own rays
+            pipeline = trainer.pipeline
+            pipeline._model = DDP(pipeline._model, find_unused_parameters=True)
+            model = pipeline.model
+            synced = sum(isinstance(m, SyncCrossNorm) for m in model.modules())
+            for step in range(2):
+                train_step(trainer, step)
+            params = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+            buffers = torch.cat([b.detach().double().reshape(-1) for name, b in model.named_buffers()
+                                 if name.split(".")[-1] in ("running_mean", "running_var",
+                                                            "running_batch_size")])
+            diffs = {}
+            for name, flat in (("params", params), ("running", buffers)):
+                diffs[name] = spread_between_ranks(flat)
+            results[f"{method}:{'sync' if sync else 'local'}"] = {**diffs, "sync_layers": synced,
+                                                                  "running_numel": buffers.numel()}
+    return results
 
 
 @pytest.fixture(scope="module")
@@ -74,12 +66,7 @@ def two_rank_results(tmp_path_factory):
                                                                       test_views=1))
     make_scene(root / "neus", views=4, masks=4)
     scenes = {"mipnerf-cn-lite": blender, "neus-cn-lite": root / "neus"}
-    mp.spawn(_worker, args=(2, free_port(), scenes, str(root)), nprocs=2, join=True)
-    out = []
-    for rank in range(2):
-        with open(root / f"result.{rank}.json") as handle:
-            out.append(json.load(handle))
-    return out
+    return run_on_two_ranks(_worker, root, scenes, str(root))
 
 
 @pytest.mark.parametrize("method", METHODS)

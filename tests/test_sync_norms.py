@@ -3,13 +3,11 @@ holding the whole batch, in float64; uneven row counts per rank."""
 
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
-from conftest import free_port, spread_between_ranks
+from conftest import run_on_two_ranks, spread_between_ranks
 from torch import nn
 
 from nerf_norm.norms import SyncCrossNorm, convert_sync_norms, make_norm
@@ -68,53 +66,42 @@ def _run(net: nn.Module, x: torch.Tensor, probe: torch.Tensor, second_order: boo
     return {"y": y.detach(), "gx": x.grad.detach(), "grads": grads, "buffers": buffers, "y_eval": y_eval}
 
 
-def _worker(rank: int, world: int, port: int, out: str) -> None:
-    """Every case in one process group (one spawn for the module); plus each case unconverted, which must differ
-    (the check that the comparison can fail)."""
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        x, probe = _data()
-        lo = sum(ROWS[:rank])
-        rows = slice(lo, lo + ROWS[rank])
-        results = {}
-        for case in CASES:
-            norm, kwargs, second_order = case
-            ref = _run(_network(norm, kwargs), x, probe, second_order)  # one process, the whole batch
-            for convert in (True, False):
-                net = _network(norm, kwargs)
-                if convert:
-                    net = convert_sync_norms(net)
-                got = _run(net, x[rows], probe[rows], second_order)
-                for name in got["grads"]:  # what DDP's gradient all-reduce sums (before its averaging)
-                    dist.all_reduce(got["grads"][name])
-                errors = {
-                    "y": (got["y"] - ref["y"][rows]).abs().max().item(),
-                    "gx": (got["gx"] - ref["gx"][rows]).abs().max().item(),
-                    "grads": max((got["grads"][k] - ref["grads"][k]).abs().max().item() for k in ref["grads"]),
-                    "buffers": max((got["buffers"][k].double() - ref["buffers"][k].double()).abs().max().item()
-                                   for k in ref["buffers"]),
-                    "y_eval": (got["y_eval"] - ref["y_eval"][rows]).abs().max().item(),
-                }
-                # running statistics identical on the ranks
-                flat = torch.cat([b.double().reshape(-1) for b in got["buffers"].values()])
-                errors["buffers_between_ranks"] = spread_between_ranks(flat)
-                errors["layer"] = type(net[1]).__name__
-                results[f"{_case_id(case)}:{'sync' if convert else 'local'}"] = errors
-        with open(f"{out}.{rank}.json", "w") as handle:
-            json.dump(results, handle)
-    finally:
-        dist.destroy_process_group()
+def _worker(rank: int, world: int) -> dict:
+    """Every case in one process group (one spawn for the module), with the errors against one process holding the
+    whole batch; plus each case unconverted, which must differ (the check that the comparison can fail)."""
+    x, probe = _data()
+    lo = sum(ROWS[:rank])
+    rows = slice(lo, lo + ROWS[rank])
+    results = {}
+    for case in CASES:
+        norm, kwargs, second_order = case
+        ref = _run(_network(norm, kwargs), x, probe, second_order)  # one process, the whole batch
+        for convert in (True, False):
+            net = _network(norm, kwargs)
+            if convert:
+                net = convert_sync_norms(net)
+            got = _run(net, x[rows], probe[rows], second_order)
+            for name in got["grads"]:  # what DDP's gradient all-reduce sums (before its averaging)
+                dist.all_reduce(got["grads"][name])
+            errors = {
+                "y": (got["y"] - ref["y"][rows]).abs().max().item(),
+                "gx": (got["gx"] - ref["gx"][rows]).abs().max().item(),
+                "grads": max((got["grads"][k] - ref["grads"][k]).abs().max().item() for k in ref["grads"]),
+                "buffers": max((got["buffers"][k].double() - ref["buffers"][k].double()).abs().max().item()
+                               for k in ref["buffers"]),
+                "y_eval": (got["y_eval"] - ref["y_eval"][rows]).abs().max().item(),
+            }
+            # running statistics identical on the ranks
+            flat = torch.cat([b.double().reshape(-1) for b in got["buffers"].values()])
+            errors["buffers_between_ranks"] = spread_between_ranks(flat)
+            errors["layer"] = type(net[1]).__name__
+            results[f"{_case_id(case)}:{'sync' if convert else 'local'}"] = errors
+    return results
 
 
 @pytest.fixture(scope="module")
 def two_rank_errors(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("sync") / "errors")
-    mp.spawn(_worker, args=(2, free_port(), out), nprocs=2, join=True)
-    ranks = []
-    for rank in range(2):
-        with open(f"{out}.{rank}.json") as handle:
-            ranks.append(json.load(handle))
-    return ranks
+    return run_on_two_ranks(_worker, tmp_path_factory.mktemp("sync"))
 
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
