@@ -3,7 +3,6 @@ holding the whole batch, in float64; uneven row counts per rank."""
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 import torch.distributed as dist
