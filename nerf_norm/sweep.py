@@ -27,17 +27,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .errors import UserError
 from .networks import METHODS
-from .tasks.commands import CTCommand, ImageCommand, MRICommand, OccupancyCommand
+from .tasks.commands import (CTCommand, ImageCommand, MRICommand, OccupancyCommand, run_ct, run_image, run_mri,
+                             run_occupancy)
 
 console = Console()
 
 TaskName = Literal["image", "occupancy", "ct", "mri"]
-# the command dataclass of each task, the field that names its input file, its main metric (higher is better)
-TASKS: Dict[str, Tuple[type, str, str]] = {
-    "image": (ImageCommand, "image", "psnr"),
-    "occupancy": (OccupancyCommand, "mesh", "iou"),
-    "ct": (CTCommand, "image", "psnr"),
-    "mri": (MRICommand, "volume", "psnr"),
+# the command dataclass of each task, the field that names its input file, its main metric (higher is better),
+# the function that runs it
+TASKS: Dict[str, Tuple[type, str, str, Callable]] = {
+    "image": (ImageCommand, "image", "psnr", run_image),
+    "occupancy": (OccupancyCommand, "mesh", "iou", run_occupancy),
+    "ct": (CTCommand, "image", "psnr", run_ct),
+    "mri": (MRICommand, "volume", "psnr", run_mri),
 }
 GRID_FIELDS = ("method", "arch", "seed", "iters", "out", "quiet", "resume", "threads", "overwrite")
 
@@ -122,15 +124,16 @@ def grid(cmd: SweepCommand, base) -> List[Cell]:
     if cmd.cpus_per_cell <= 0:
         raise UserError(f"--cpus-per-cell must be positive, got {cmd.cpus_per_cell}")
     cells = [Cell(m, a, i, s) for i, a, m, s in itertools.product(inputs, archs, methods, seeds)]
+    key = settings_key(cmd, base)
     for cell in cells:  # every cell's full command must validate (arch syntax, options) before Ray starts
-        _cell_command(cmd, base, cell, Path(cmd.out)).validate()
+        _cell_command(cmd, base, cell, Path(cmd.out), key).validate()
     return cells
 
 
-def _cell_command(cmd: SweepCommand, base, cell: Cell, out: Path):
+def _cell_command(cmd: SweepCommand, base, cell: Cell, out: Path, key: str):
     values = {f.name: getattr(base, f.name) for f in fields(base)}
     values.update(method=cell.method, arch=cell.arch, seed=cell.seed, quiet=True, resume=True, overwrite=False,
-                  out=out / "cells" / settings_key(cmd, base) / cell.name, threads=max(1, int(cmd.cpus_per_cell)))
+                  out=out / "cells" / key / cell.name, threads=max(1, int(cmd.cpus_per_cell)))
     if cmd.iters is not None:
         values["iters"] = cmd.iters
     if cell.input is not None:
@@ -148,12 +151,8 @@ def settings_key(cmd: SweepCommand, base) -> str:
 
 def _run_cell(command, task: str) -> dict:
     """Runs in a Ray worker: one fit; returns its metrics and seconds (an exception marks the cell failed)."""
-    from .tasks import commands
-
-    runner = {"image": commands.run_image, "occupancy": commands.run_occupancy, "ct": commands.run_ct,
-              "mri": commands.run_mri}[task]
     start = time.perf_counter()
-    result, _ = runner(command)
+    result, _ = TASKS[task][3](command)
     metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
     return {"metrics": metrics, "seconds": time.perf_counter() - start}
 
@@ -204,7 +203,7 @@ def _run_on_ray(cmd, base, todo, out, results, key, done) -> List[Tuple[Cell, st
             handle.write(json.dumps(record) + "\n")
         done[cell] = record
 
-    jobs = {cell: (_run_cell, (_cell_command(cmd, base, cell, out), cmd.task)) for cell in todo}
+    jobs = {cell: (_run_cell, (_cell_command(cmd, base, cell, out, key), cmd.task)) for cell in todo}
     return run_on_ray(jobs, finished, f"sweep {cmd.task}", cpus_per_cell=cmd.cpus_per_cell, address=cmd.address,
                       cpus=cmd.cpus, name=lambda cell: cell.name)
 
