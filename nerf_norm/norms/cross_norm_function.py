@@ -279,11 +279,13 @@ class _CrossNormFunction(torch.autograd.Function):
 
 def _update_running(running, col_mean: Tensor, col_var_unbiased: Tensor, n: Union[float, Tensor]) -> None:
     """EMA update of (running_mean, running_var, running_batch_size, factor) from a batch's columns of ``n`` rows
-    (a number, or a 0-d tensor such as a count all-reduced over ranks)."""
+    (a number, or a 0-d tensor such as a count all-reduced over ranks); ``running_batch_size`` may be None (BN,
+    GN track no batch size)."""
     r_mean, r_var, r_n, factor = running
     r_mean.lerp_(col_mean.to(r_mean.dtype), factor)
     r_var.lerp_(col_var_unbiased.to(r_var.dtype), factor)
-    r_n.lerp_(n.to(r_n.dtype) if isinstance(n, Tensor) else torch.full_like(r_n, n), factor)
+    if r_n is not None:
+        r_n.lerp_(n.to(r_n.dtype) if isinstance(n, Tensor) else torch.full_like(r_n, n), factor)
 
 
 def _cross_norm_plain(x, weight, bias, col_mean, col_var, n, variant, eps):

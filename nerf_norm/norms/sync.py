@@ -70,13 +70,11 @@ class _SyncMixin:
     def _sync_active(self) -> bool:
         return self.training and world_size(self.process_group) > 1
 
-    def _sync_update_running(self, mean: Tensor, var_unbiased: Tensor, factor: float) -> None:
+    def _sync_update_running(self, mean: Tensor, var_unbiased: Tensor, count: Tensor, factor: float) -> None:
         if self.track_running_stats and factor > 0:
             with torch.no_grad():
-                self.running_mean.lerp_(mean.detach().reshape(self.running_mean.shape).to(self.running_mean.dtype),
-                                        factor)
-                self.running_var.lerp_(var_unbiased.detach().reshape(self.running_var.shape)
-                                       .to(self.running_var.dtype), factor)
+                _update_running((self.running_mean, self.running_var, getattr(self, "running_batch_size", None),
+                                 factor), mean.detach(), var_unbiased.detach(), count)
 
     def _standardize_synced(self, x: Tensor, per_column: bool) -> Tensor:
         """BN (``per_column``) or GN in training: ``(x - mean) / sqrt(var + eps)`` with the moments of all ranks,
@@ -86,7 +84,7 @@ class _SyncMixin:
         with _no_autocast(x):
             xs = x2.to(_stats_dtype(x))
             mean, var, count = global_moments(xs, self.process_group, per_column=per_column)
-            self._sync_update_running(mean, var * (count / (count - 1)), args["momentum"])
+            self._sync_update_running(mean, var * (count / (count - 1)), count, args["momentum"])
             y = _affine((xs - mean) * torch.rsqrt(var + self.eps), args["weight"], args["bias"])
         return _restore(y, x)
 
@@ -123,10 +121,7 @@ class SyncCrossNorm(_SyncMixin, CrossNorm):
             xs = x2.to(_stats_dtype(x))
             mean, var, count = global_moments(xs, self.process_group)
             var_unbiased = var * (count / (count - 1))
-            if self.track_running_stats and args["momentum"] > 0:
-                with torch.no_grad():
-                    _update_running((self.running_mean, self.running_var, self.running_batch_size,
-                                     args["momentum"]), mean.detach(), var_unbiased.detach(), count)
+            self._sync_update_running(mean, var_unbiased, count, args["momentum"])
             # the paper's variant pools biased column variances, the authors' adds unbiased ones
             col_var = var if self.variant == "paper" else var_unbiased
             w = args["weight"].to(xs.dtype) if args["weight"] is not None else None
