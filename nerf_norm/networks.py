@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .encodings import ENCODINGS, GaussianFourierFeatures, PositionalEncoding
-from .norms import NORM_NAMES, make_norm
+from .norms import FUSED_RELU_NORMS, NORM_NAMES, make_norm
 
 __all__ = [
     "CoordinateMLP",
@@ -56,9 +56,9 @@ class CoordinateMLP(nn.Module):
         self.encoding = encoding if encoding is not None else nn.Identity()
         width = getattr(encoding, "out_dim", in_dim) if encoding is not None else in_dim
         blocks = []
-        # CrossNorm applies the ReLU itself (fuse_relu: one pass fewer each way, the same values and gradients);
-        # an Identity keeps the block's place, so checkpoints have the same keys either way
-        fused = norm == "cn"
+        # CrossNorm and GlobalNorm apply the ReLU themselves (fuse_relu: one pass fewer each way, the same values
+        # and gradients); an Identity keeps the block's place, so checkpoints have the same keys either way
+        fused = norm in FUSED_RELU_NORMS
         for _ in range(hidden_layers):
             kwargs = {**(norm_kwargs or {}), **({"fuse_relu": True} if fused else {})}
             blocks += [nn.Linear(width, hidden_features), make_norm(norm, hidden_features, **kwargs),

@@ -1,11 +1,11 @@
-"""torch.compile(fullgraph=True) of CrossNorm and of a CN coordinate MLP (what becomes Triton on a GPU), equal to
-eager; no host synchronisation in the eager CrossNorm path's hot loop."""
+"""torch.compile(fullgraph=True) of CrossNorm and of CN and GN coordinate MLPs (what becomes Triton on a GPU), equal
+to eager; no host synchronisation in the eager CrossNorm and GlobalNorm paths' hot loops."""
 
 import pytest
 import torch
 
 from nerf_norm.networks import build_network
-from nerf_norm.norms import CrossNorm
+from nerf_norm.norms import CrossNorm, GlobalNorm
 
 
 def _grads(module, x):
@@ -42,15 +42,17 @@ def test_compiled_cross_norm_equals_eager(variant):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-9), (torch.float32, 1e-4)])
-def test_compiled_cn_coordinate_mlp_equals_eager(dtype, tol):
-    """A pe+cn network (the paper's PE, CrossNorm, ReLU) compiled with fullgraph=True against eager: outputs,
+@pytest.mark.parametrize("method, dtype, tol", [("pe+cn", torch.float64, 1e-9), ("pe+cn", torch.float32, 1e-4),
+                                               ("pe+gn", torch.float64, 1e-9)])
+def test_compiled_normalized_coordinate_mlp_equals_eager(method, dtype, tol):
+    """A pe+cn or pe+gn network (the paper's PE, the norm with its ReLU fused) compiled with fullgraph=True (the
+    plain formulation, which Inductor fuses) against eager (the autograd Functions): outputs,
     input and parameter gradients within ``tol`` of each tensor's largest magnitude (input gradients through
     2^9 pi reach ~600). float64 checks the formulas; in float32 the two sum in different orders and differ by
     up to 3e-5 relative in a parameter gradient."""
     torch.manual_seed(0)
-    net = build_network("pe+cn", 2, 3, "3x32", seed=0).to(dtype)
-    twin = build_network("pe+cn", 2, 3, "3x32", seed=0).to(dtype)
+    net = build_network(method, 2, 3, "3x32", seed=0).to(dtype)
+    twin = build_network(method, 2, 3, "3x32", seed=0).to(dtype)
     twin.load_state_dict(net.state_dict())
     compiled = torch.compile(twin, fullgraph=True)
     x = (torch.rand(400, 2) * 2 - 1).to(dtype)
@@ -59,11 +61,13 @@ def test_compiled_cn_coordinate_mlp_equals_eager(dtype, tol):
         assert (a - b).abs().max() <= tol * a.abs().max(), ((a - b).abs().max(), a.abs().max())
 
 
-def test_eager_eval_forward_does_not_read_the_device(monkeypatch):
+@pytest.mark.parametrize("layer", [CrossNorm, GlobalNorm])
+def test_eager_eval_forward_does_not_read_the_device(monkeypatch, layer):
     """The eager path (what a GPU runs) never converts a tensor to a Python number in forward or backward: here
-    every Tensor.__float__/item/tolist raises while a CrossNorm trains and evaluates on the eager path."""
+    every Tensor.__float__/item/tolist raises while a CrossNorm or GlobalNorm trains and evaluates on the eager
+    path."""
     monkeypatch.setenv("NERF_NORM_CN_KERNEL", "torch")
-    norm = CrossNorm(8, track_running_stats=True, fuse_relu=True)
+    norm = layer(8, track_running_stats=True, fuse_relu=True)
     x = torch.randn(64, 8, requires_grad=True)
     norm(x).sum().backward()  # one step to fill the running statistics
     norm.eval()

@@ -18,7 +18,7 @@ from nerf_norm.norms import (
 
 @pytest.fixture(params=["cpp", "torch"])
 def cn_path(request, monkeypatch):
-    """Runs a CrossNorm test on the fused CPU kernel and on the eager torch path."""
+    """Runs a CrossNorm or GlobalNorm test on the fused CPU kernels and on the eager torch path."""
     monkeypatch.setenv("NERF_NORM_CN_KERNEL", request.param)
     if request.param == "cpp":
         assert cn_kernel.usable(torch.zeros(2, 2)), "the CrossNorm CPU kernel must build on this machine"
@@ -318,13 +318,85 @@ def test_fused_relu_equals_relu_of_cross_norm(variant, running, cn_path):
     assert torch.autograd.gradgradcheck(f, (x, w, b))
 
 
-def test_fuse_relu_only_for_cross_norm():
-    assert make_norm("cn", 4, fuse_relu=True).fuse_relu
-    assert "fuse_relu=True" in repr(make_norm("cn", 4, fuse_relu=True))
-    for name in ("none", "bn", "ln", "gn"):
-        with pytest.raises(ValueError, match="fuse_relu is implemented for cn only"):
+def test_fuse_relu_only_for_cross_and_global_norm():
+    for name in ("cn", "gn"):
+        assert make_norm(name, 4, fuse_relu=True).fuse_relu
+        assert "fuse_relu=True" in repr(make_norm(name, 4, fuse_relu=True))
+    for name in ("none", "bn", "ln"):
+        with pytest.raises(ValueError, match="fuse_relu is implemented for gn and cn only"):
             make_norm(name, 4, fuse_relu=True)
         make_norm(name, 4, fuse_relu=False)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("running", [False, True])
+def test_global_norm_closed_form_gradients(relu, running, cn_path):
+    """GlobalNorm's Function (kernel or eager passes, closed-form backward) equals the plain autograd statement of
+    Eq. 23 in value and gradients, passes gradcheck and gradgradcheck (the second derivative goes through
+    autograd), with the ReLU fused or not and with batch or running statistics."""
+    from nerf_norm.norms import global_norm
+    from nerf_norm.norms.global_norm_function import global_norm_plain
+
+    torch.manual_seed(4)
+    x = torch.randn(12, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    kw, stats = {"relu": relu}, (None, None)
+    if running:
+        rm, rv = torch.randn(1, dtype=torch.float64), torch.rand(1, dtype=torch.float64) + 0.5
+        kw.update(running_mean=rm, running_var=rv, training=False)
+        stats = (rm.reshape(()), rv.reshape(()))
+    y = global_norm(x, weight=w, bias=b, **kw)
+    ref = global_norm_plain(x, w, b, *stats, 1e-5, relu)
+    if relu:
+        assert (y > 0).any() and (y == 0).any()
+    torch.testing.assert_close(y, ref, rtol=0, atol=1e-12)
+    g = torch.randn_like(y)
+    for a, c in zip(torch.autograd.grad(y, (x, w, b), g), torch.autograd.grad(ref, (x, w, b), g)):
+        torch.testing.assert_close(a, c, rtol=1e-10, atol=1e-12)
+    f = lambda x, w, b: global_norm(x, weight=w, bias=b, **kw)  # noqa: E731
+    assert torch.autograd.gradcheck(f, (x, w, b))
+    assert torch.autograd.gradgradcheck(f, (x, w, b))
+
+
+def test_global_norm_backward_exact_at_large_T_and_offsets(cn_path):
+    """In float32 at T = 2^17 with the whole batch offset by 1000 std: output and input gradient against the
+    float64 statement, and the running statistics against the batch's float64 moments."""
+    from nerf_norm.norms.global_norm_function import global_norm_plain
+
+    x = _offset_batch(2 ** 17, 24, 1000.0, same_sign=True, seed=2)
+    torch.manual_seed(0)
+    norm = GlobalNorm(24, track_running_stats=True, momentum=1.0, fuse_relu=True)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    gy = torch.randn(2 ** 17, 24)
+    x32 = x.clone().requires_grad_(True)
+    y = norm(x32)
+    (dx,) = torch.autograd.grad(y, x32, gy)
+    x64 = x.double().requires_grad_(True)
+    ref = global_norm_plain(x64, norm.weight.double(), norm.bias.double(), None, None, 1e-5, True)
+    (dx_ref,) = torch.autograd.grad(ref, x64, gy.double())
+    assert (y.double() - ref).abs().max().item() <= 1e-3
+    err = ((dx.double() - dx_ref).abs().max() / dx_ref.abs().max()).item()
+    assert err <= 1e-4, f"{cn_path}: relative gradient error {err:.2e}"
+    m, v = x.double().mean(), x.double().var()
+    assert abs(norm.running_mean.item() - m.item()) <= 1e-6 * abs(m.item())
+    assert abs(norm.running_var.item() - v.item()) <= 1e-4 * v.item()
+
+
+def test_global_norm_keeps_one_full_tensor_for_backward(cn_path):
+    """Activation memory: GlobalNorm with the ReLU fused keeps only its input x between forward and backward
+    (the mask and xhat are recomputed from x and the 0-d moments); the separate ReLU's output is not needed."""
+    T, C = 512, 16
+    saved = []
+    x = torch.randn(T, C, requires_grad=True)
+    norm = GlobalNorm(C, track_running_stats=True, fuse_relu=True)
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        y = norm(x)
+    assert len([t for t in saved if t.numel() == T * C]) == 1, [tuple(t.shape) for t in saved]
+    y.sum().backward()
+    assert torch.isfinite(x.grad).all()
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -21,40 +21,45 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev
 
-from ..norms import CrossNorm, cross_norm_autograd
+from ..norms import CrossNorm, GlobalNorm, cross_norm_autograd
+from ..norms.global_norm_function import global_norm_plain
 
 __all__ = ["empirical_ntk", "ntk_eigenvalues", "ntk_statistics", "NTKStatistics"]
 
 
-class _DifferentiableCrossNorm(nn.Module):
-    """Stand-in for a :class:`~nerf_norm.norms.CrossNorm` under ``torch.func`` transforms.
+class _DifferentiableNorm(nn.Module):
+    """Stand-in for a :class:`~nerf_norm.norms.CrossNorm` or :class:`~nerf_norm.norms.GlobalNorm` under
+    ``torch.func`` transforms.
 
-    CrossNorm's fast path is an autograd Function with a closed-form (native) backward, which ``torch.func``
-    cannot vectorise. This module computes the same values with plain differentiable ops
-    (:func:`~nerf_norm.norms.cross_norm_autograd`, batch statistics) and shares the original's ``weight`` and
-    ``bias``, so parameter names and values are unchanged.
+    Their fast paths are autograd Functions with closed-form (native) backwards, which ``torch.func`` cannot
+    vectorise. This module computes the same values (batch statistics) with plain differentiable ops and shares
+    the original's ``weight`` and ``bias``, so parameter names and values are unchanged.
     """
 
-    def __init__(self, source: CrossNorm) -> None:
+    def __init__(self, source: nn.Module) -> None:
         super().__init__()
         self.weight, self.bias = source.weight, source.bias
-        self.eps, self.variant, self.relu = source.eps, source.variant, source.fuse_relu
+        self.eps, self.relu = source.eps, source.fuse_relu
+        self.variant = getattr(source, "variant", None)  # CrossNorm's; None for GlobalNorm
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.variant is None:
+            x2 = x.reshape(-1, x.shape[-1])
+            return global_norm_plain(x2, self.weight, self.bias, None, None, self.eps, self.relu).reshape(x.shape)
         y = cross_norm_autograd(x, self.weight, self.bias, self.eps, self.variant)
         return torch.relu(y) if self.relu else y
 
 
 def _analysis_copy(model: nn.Module, dtype: torch.dtype) -> nn.Module:
-    """A training-mode copy of ``model`` in ``dtype`` whose CrossNorms ``torch.func`` can differentiate."""
+    """A training-mode copy of ``model`` in ``dtype`` whose norms ``torch.func`` can differentiate."""
     if any(p.is_complex() for p in model.parameters()):
         raise ValueError("empirical_ntk: complex parameters (e.g. WIRE) are not supported; the NTK here is over "
                          "real parameters")
     clone = copy.deepcopy(model).to(dtype)
     for name, module in list(clone.named_modules()):
         for child_name, child in list(module.named_children()):
-            if isinstance(child, CrossNorm):
-                setattr(module, child_name, _DifferentiableCrossNorm(child))
+            if isinstance(child, (CrossNorm, GlobalNorm)):
+                setattr(module, child_name, _DifferentiableNorm(child))
     return clone.train()
 
 

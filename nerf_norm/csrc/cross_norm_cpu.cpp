@@ -588,9 +588,12 @@ std::vector<torch::Tensor> fused_double_backward(torch::Tensor x, torch::Tensor 
   return {gx, gw.to(x.scalar_type()), ggy};
 }
 
+void bind_global_norm(pybind11::module& m);  // global_norm_cpu.cpp: GlobalNorm's kernels, same module
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("fused_forward", &fused_forward, "CrossNorm forward: statistics, coefficients, running update, output");
   m.def("fused_backward", &fused_backward, "CrossNorm backward: both passes and the coefficients between them");
   m.def("fused_double_backward", &fused_double_backward,
         "CrossNorm (paper variant) second derivative: gradients of the first backward's outputs");
+  bind_global_norm(m);
 }

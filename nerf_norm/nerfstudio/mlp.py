@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from nerfstudio.field_components.mlp import MLP
 
-from ..norms import NORM_NAMES, make_norm
+from ..norms import FUSED_RELU_NORMS, NORM_NAMES, make_norm
 
 NormName = Literal["none", "bn", "ln", "gn", "cn"]
 
@@ -93,8 +93,10 @@ class NormalizedMLP(MLP):
         super().build_nn_modules()
         widths = [layer.out_features for layer in self.layers]
         normed = len(widths) - 1 + (self.out_activation is not None)
-        # CrossNorm applies a following ReLU in its own kernel passes (one read/write of [T, C] less each way)
-        self._fused = [self.norm == "cn" and isinstance(self._activation_after(i), nn.ReLU) for i in range(normed)]
+        # CrossNorm and GlobalNorm apply a following ReLU in their own passes (one read/write of [T, C] less each
+        # way)
+        self._fused = [self.norm in FUSED_RELU_NORMS and isinstance(self._activation_after(i), nn.ReLU)
+                       for i in range(normed)]
         self.norms = nn.ModuleList(
             [StatSetNorm(self.norm, w, self.num_stat_sets, **self.norm_kwargs, **({"fuse_relu": True} if f else {}))
              for w, f in zip(widths[:normed], self._fused)]

@@ -25,18 +25,20 @@ Each module has a functional twin (:func:`batch_norm`, :func:`layer_norm`, :func
 
 Files, one concept each: ``layers`` (the modules and :func:`make_norm`), ``functional`` (their functional
 twins), ``cross_norm_function`` (CrossNorm's stable moments, closed-form backward and autograd Function, with the
-derivation), ``cross_norm_grad`` (its second derivative in closed form, for eikonal losses), ``kernel`` (the
-binding of the fused CPU kernel in ``nerf_norm/csrc``), ``sync`` (the norms with statistics over all ranks of a
+derivation), ``cross_norm_grad`` (its second derivative in closed form, for eikonal losses),
+``global_norm_function`` (the same for GlobalNorm: moments, closed-form backward, Function), ``kernel`` (the
+binding of the fused CPU kernels in ``nerf_norm/csrc``), ``sync`` (the norms with statistics over all ranks of a
 process group, :func:`convert_sync_norms`), ``common`` (shared plumbing).
 """
 
-from .common import CN_VARIANTS, NORM_NAMES
+from .common import CN_VARIANTS, FUSED_RELU_NORMS, NORM_NAMES
 from .functional import batch_norm, cross_norm, cross_norm_autograd, global_norm, layer_norm
 from .layers import BatchNorm, CrossNorm, GlobalNorm, LayerNorm, make_norm
 from .sync import SyncBatchNorm, SyncCrossNorm, SyncGlobalNorm, convert_sync_norms
 
 __all__ = [
     "NORM_NAMES",
+    "FUSED_RELU_NORMS",
     "CN_VARIANTS",
     "BatchNorm",
     "LayerNorm",

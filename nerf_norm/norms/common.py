@@ -11,6 +11,8 @@ from torch import Tensor
 
 NormName = Literal["none", "bn", "ln", "gn", "cn"]
 NORM_NAMES: Tuple[str, ...] = ("none", "bn", "ln", "gn", "cn")
+FUSED_RELU_NORMS: Tuple[str, ...] = ("gn", "cn")
+"""The norms that can apply a following ReLU in their own passes over ``[T, C]`` (``fuse_relu=True``)."""
 CNVariant = Literal["paper", "reference"]
 CN_VARIANTS: Tuple[str, ...] = ("paper", "reference")
 

@@ -12,6 +12,7 @@ from torch import Tensor
 from . import kernel as cn_kernel
 from .common import CN_VARIANTS, _as_2d, _check_batch, _no_autocast, _restore, _stats_dtype
 from .cross_norm_function import CrossNormCall, _CrossNormFunction, _cross_norm_plain, _update_running
+from .global_norm_function import _GlobalNormFunction, global_moments_local, global_norm_plain
 
 __all__ = ["batch_norm", "layer_norm", "global_norm", "cross_norm", "cross_norm_autograd"]
 
@@ -77,11 +78,13 @@ def global_norm(
     training: bool = True,
     momentum: float = 0.1,
     eps: float = 1e-5,
+    relu: bool = False,
 ) -> Tensor:
     """Global normalization, paper Eq. 23, for ``x`` of shape ``[..., C]``.
 
     All T x C elements share one mean and (biased) variance; the running statistics are one-element
-    tensors. The affine transform is per channel.
+    tensors. The affine transform is per channel. ``relu=True`` returns ``relu(global_norm(x))`` computed in the
+    same passes. The math and its closed-form backward: :mod:`nerf_norm.norms.global_norm_function`.
     """
     C = x.shape[-1]
     x2 = _as_2d(x, C, "global_norm")
@@ -89,36 +92,24 @@ def global_norm(
     if use_batch and x2.numel() < 2:
         raise ValueError(f"global_norm: expected more than 1 element when training, got shape {tuple(x.shape)}")
     with _no_autocast(x):
-        xs = x2.to(_stats_dtype(x))
+        xs = x2.to(_stats_dtype(x)).contiguous()
+        w = weight.to(xs.dtype) if weight is not None else None
+        b = bias.to(xs.dtype) if bias is not None else None
         if use_batch:
-            # one mean and biased variance over all T x C elements, two-pass: x - m is formed before squaring, so a
-            # large offset costs no accuracy (tested at mean/std 1000 over 2^17 x 24), and torch's pairwise-summed
-            # means keep both passes exact. On the CPU this is much faster than torch.var_mean over all elements,
-            # a sequential Welford reduction. Plain autograd ops: double
-            # backward (eikonal losses) and functorch transforms (the NTK) work as they are.
-            mean = xs.mean()
-            xc = xs - mean
-            var = xc.square().mean()
+            mean, var = global_moments_local(xs)
             if running_mean is not None and momentum > 0:
                 with torch.no_grad():  # on device: no host sync
                     count = xs.numel()
                     running_mean.lerp_(mean.reshape(running_mean.shape).to(running_mean.dtype), momentum)
                     unbiased = var * (count / (count - 1))
                     running_var.lerp_(unbiased.reshape(running_var.shape).to(running_var.dtype), momentum)
-            scale = torch.rsqrt(var + eps)
-            if weight is not None:
-                scale = scale * weight.to(xs.dtype)
-            y = torch.addcmul(bias.to(xs.dtype), xc, scale) if bias is not None else xc * scale
-            return _restore(y, x)
-        mean, var = running_mean.to(xs.dtype).reshape(()), running_var.to(xs.dtype).reshape(())
-        # y = (x - mean) * rstd * w + b as a single [T, C] pass: x * scale + shift with [C] scale and shift
-        scale = torch.rsqrt(var + eps)
-        if weight is not None:
-            scale = scale * weight.to(xs.dtype)
-        shift = -mean * scale
-        if bias is not None:
-            shift = shift + bias.to(xs.dtype)
-        y = torch.addcmul(shift, xs, scale)
+        else:
+            mean, var = running_mean.to(xs.dtype).reshape(()), running_var.to(xs.dtype).reshape(())
+        if torch.compiler.is_compiling():
+            # torch.compile traces the plain formulation (Inductor fuses it; Triton on a GPU)
+            y = global_norm_plain(xs, w, b, None if use_batch else mean, None if use_batch else var, eps, relu)
+        else:
+            y = _GlobalNormFunction.apply(xs, w, b, mean, var, use_batch, eps, relu, x.shape)
     return _restore(y, x)
 
 

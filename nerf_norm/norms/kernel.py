@@ -1,5 +1,7 @@
-"""The binding of CrossNorm's optional fused CPU kernels (``nerf_norm/csrc/cross_norm_cpu.cpp``), built once per
-machine by ``scripts/install.sh`` (:func:`main`) or, failing that, announced and built on first use.
+"""The binding of the optional fused CPU kernels of CrossNorm (``nerf_norm/csrc/cross_norm_cpu.cpp``) and GlobalNorm
+(``nerf_norm/csrc/global_norm_cpu.cpp``, used by :mod:`nerf_norm.norms.global_norm_function`), one extension
+module built once per machine by ``scripts/install.sh`` (:func:`main`) or, failing that, announced and built on
+first use.
 
 The kernels make one pass over ``[T, C]`` for the statistics and one for the output in forward, two passes in
 backward and three for the paper variant's second derivative (``fused_double_backward``, the closed form of
@@ -26,7 +28,8 @@ from torch import Tensor
 
 log = logging.getLogger(__name__)
 
-_SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "cross_norm_cpu.cpp"
+_CSRC = Path(__file__).resolve().parent.parent / "csrc"
+_SOURCES = (_CSRC / "cross_norm_cpu.cpp", _CSRC / "global_norm_cpu.cpp")
 # Vectorisation needs sqrt without errno and reorderable float sums; NaN/Inf semantics are kept (no
 # -ffinite-math-only). -march=native: the build is per machine, named by the CPU's feature flags.
 # -fopenmp: at::parallel_for is inlined into this module and is OpenMP-parallel only when compiled so.
@@ -89,10 +92,10 @@ def build_directory() -> Path:
 
 
 def is_built() -> bool:
-    """Whether this machine's kernel is compiled from the current source (then loading it compiles nothing;
-    torch rebuilds a library older than its source)."""
+    """Whether this machine's kernel is compiled from the current sources (then loading it compiles nothing;
+    torch rebuilds a library older than its sources)."""
     built = build_directory() / f"{_name()}.so"
-    return built.exists() and built.stat().st_mtime >= _SOURCE.stat().st_mtime
+    return built.exists() and built.stat().st_mtime >= max(src.stat().st_mtime for src in _SOURCES)
 
 
 def mode() -> str:
@@ -120,9 +123,10 @@ def load():
                 _ninja_on_path()
                 name = _name()
                 if not is_built() and _announce_build:
-                    log.warning("building the CrossNorm CPU kernel %s (once per machine, about 2 minutes; "
+                    log.warning("building the CrossNorm / GlobalNorm CPU kernels %s (once per machine, about 2 "
+                                "minutes; "
                                 "scripts/install.sh does this at install time)", name)
-                _module = load_extension(name=name, sources=[str(_SOURCE)],
+                _module = load_extension(name=name, sources=[str(src) for src in _SOURCES],
                                          extra_cflags=_CFLAGS, extra_ldflags=["-fopenmp"], verbose=False)
             except Exception as exc:  # noqa: BLE001 - any build problem means: use the eager path
                 _failed = f"{exc.__class__.__name__}: {exc}"
@@ -199,11 +203,12 @@ def main() -> int:
     _announce_build = False
     built = is_built()
     if not built:
-        print("[install] building the CrossNorm CPU kernel (once per machine, about 2 minutes)", flush=True)
+        print("[install] building the CrossNorm / GlobalNorm CPU kernels (once per machine, about 2 minutes)",
+              flush=True)
     if load() is None:
-        print(f"[install] the CrossNorm CPU kernel could not be built ({_failed}); CrossNorm will use the eager "
-              "torch path (same results, slower on the CPU). It needs a C++ compiler (g++) with OpenMP and ninja.",
-              file=sys.stderr)
+        print(f"[install] the CrossNorm / GlobalNorm CPU kernels could not be built ({_failed}); both norms will use "
+              "the eager torch path (same results, slower on the CPU). It needs a C++ compiler (g++) with OpenMP and "
+              "ninja.", file=sys.stderr)
         return 0
-    print(f"[install] CrossNorm CPU kernel {'found' if built else 'built'}: {build_directory()}")
+    print(f"[install] CrossNorm / GlobalNorm CPU kernels {'found' if built else 'built'}: {build_directory()}")
     return 0

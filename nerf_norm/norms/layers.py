@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from .common import CN_VARIANTS, NORM_NAMES, CNVariant, _as_2d, _ema_factor
+from .common import CN_VARIANTS, FUSED_RELU_NORMS, NORM_NAMES, CNVariant, _as_2d, _ema_factor
 from .functional import batch_norm, cross_norm, global_norm, layer_norm
 
 __all__ = ["BatchNorm", "LayerNorm", "GlobalNorm", "CrossNorm", "make_norm"]
@@ -140,15 +140,24 @@ class LayerNorm(nn.Module):
 
 
 class GlobalNorm(_RunningStatsNorm):
-    """Global normalization: one mean/variance over all T x C elements (paper Eq. 23). Input ``[..., C]``."""
+    """Global normalization: one mean/variance over all T x C elements (paper Eq. 23). Input ``[..., C]``.
+
+    Arguments as :class:`BatchNorm`'s, plus ``fuse_relu``: output ``relu(GN(x))``, computed in the norm's own
+    passes over ``[T, C]`` (as :class:`CrossNorm`'s).
+    """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
-                 affine: bool = True, track_running_stats: bool = False, device=None, dtype=None) -> None:
+                 affine: bool = True, track_running_stats: bool = False, fuse_relu: bool = False, device=None,
+                 dtype=None) -> None:
+        self.fuse_relu = fuse_relu
         super().__init__(num_features, 1, eps, momentum, affine, track_running_stats, device, dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         _as_2d(x, self.num_features, "GlobalNorm")
-        return global_norm(x, **self._stat_args())
+        return global_norm(x, relu=self.fuse_relu, **self._stat_args())
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", fuse_relu=True" if self.fuse_relu else "")
 
 
 class CrossNorm(_RunningStatsNorm):
@@ -201,11 +210,11 @@ def make_norm(name: str, num_features: int, **kwargs) -> nn.Module:
 
     Keyword arguments go to the layer; ``track_running_stats``/``momentum`` are ignored by ``ln``/``none``
     and ``variant`` by all but ``cn``, so one set of options can configure every norm. ``fuse_relu=True``
-    exists only for ``cn`` (elsewhere it is an error, never silently dropped).
+    exists only for ``cn`` and ``gn`` (elsewhere it is an error, never silently dropped).
     """
     key = name.lower()
-    if key != "cn" and kwargs.pop("fuse_relu", False):
-        raise ValueError(f"fuse_relu is implemented for cn only, not {name!r}")
+    if key not in FUSED_RELU_NORMS and kwargs.pop("fuse_relu", False):
+        raise ValueError(f"fuse_relu is implemented for {' and '.join(FUSED_RELU_NORMS)} only, not {name!r}")
     if key == "none":
         return nn.Identity()
     if key == "ln":

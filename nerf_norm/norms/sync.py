@@ -86,6 +86,8 @@ class _SyncMixin:
             mean, var, count = global_moments(xs, self.process_group, per_column=per_column)
             self._sync_update_running(mean, var * (count / (count - 1)), count, args["momentum"])
             y = _affine((xs - mean) * torch.rsqrt(var + self.eps), args["weight"], args["bias"])
+            if getattr(self, "fuse_relu", False):
+                y = torch.relu(y)
         return _restore(y, x)
 
     def extra_repr(self) -> str:
