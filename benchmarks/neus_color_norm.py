@@ -35,7 +35,8 @@ HERE = Path(__file__).resolve().parent
 @dataclass
 class Args:
     placements: Tuple[str, ...] = ("none:sdf", "cn:color", "bn:color", "cn:color:detach-normals",
-                                   "cn:color:detach-features")
+                                   "cn:color:detach-features", "ln:color", "gn:color")
+    """norm:place[:intervention]; ln and gn in the colour network tell batch coupling from normalization as such"""
     steps: int = 150
     probes: int = 4096
     threads: int = 1
