@@ -161,6 +161,62 @@ def test_extract_mesh_on_cpu_in_world_units(neus_scene, tmp_path, capsys):
         assert message in capsys.readouterr().out.replace("\n", "")
 
 
+def test_checkpoints_resume_migrate_and_refuse_mismatches(neus_scene, tmp_path):
+    """A neus-cn-lite run past its warm-up (numpy learning rates in the checkpoint) resumes through nerfstudio's
+    trainer under torch's weights-only loading; a checkpoint in the layout before the Linear -> Norm layers
+    (geo_norms.{k} beside plain glin{k}) restores the same field; a checkpoint of another norm is refused even by
+    nerfstudio's non-strict retry, instead of leaving the field partly untrained."""
+    from nerf_norm.nerfstudio.checkpoints import CheckpointMismatch
+    from nerf_norm.nerfstudio.experiment import setup_trainer
+
+    config = configure(method_config("neus-cn-lite"), RunSettings(neus_scene, tmp_path / "run", steps=2))
+    config.pipeline.datamanager.dataparser.eval_every = 2
+    config.pipeline.datamanager.train_num_rays_per_batch = 32
+    for group in config.optimizers.values():  # past the warm-up, as every real run: numpy learning rates
+        group["scheduler"].warm_up_end = 1
+    trainer, _ = train(config)
+    state = trainer.pipeline.state_dict()
+    (ckpt,) = (config.get_base_dir() / config.relative_model_dir).glob("step-*.ckpt")
+    saved = torch.load(ckpt, map_location="cpu")  # torch's default (weights-only) load, as nerfstudio's
+    assert isinstance(saved["optimizers"]["fields"]["param_groups"][0]["lr"], np.floating)
+    from nerf_norm.cli import main
+
+    assert main(["extract-mesh", "--load-config", str(config.get_base_dir() / "config.yml"), "--resolution", "32",
+                 "--block", "16", "--out", str(tmp_path / "m.ply")]) == 0  # eval_setup reads it too
+    config.load_dir = config.get_base_dir() / config.relative_model_dir
+    resumed = setup_trainer(config)
+    assert resumed._start_step == 2
+    for key, value in resumed.pipeline.state_dict().items():
+        torch.testing.assert_close(value, state[key], rtol=0, atol=0, msg=key)
+
+    field_keys = [k for k in state if k.startswith("_model.field.glin")]
+    assert any(".norm.running_mean" in k for k in field_keys)
+    old = {}
+    for key, value in state.items():  # the layout of nerf_norm before cef38ae
+        parts = key.split(".")
+        if key.startswith("_model.field.glin") and parts[3] == "norm":
+            old[".".join(["_model", "field", "geo_norms", parts[2][len("glin"):], *parts[4:]])] = value
+        elif key.startswith("_model.field.glin") and parts[3] == "linear":
+            old[".".join(parts[:3] + parts[4:])] = value
+        else:
+            old[key] = value
+    assert not any(".norm." in k or ".linear." in k for k in old if k.startswith("_model.field.glin"))
+    def like(folder: str, **field_options):
+        other = configure(method_config("neus-cn-lite"), RunSettings(neus_scene, tmp_path / folder, steps=2))
+        other.pipeline.datamanager.dataparser.eval_every = 2
+        for key, value in field_options.items():
+            setattr(other.pipeline.model.sdf_field, key, value)
+        return setup_trainer(other)
+
+    fresh = like("b")
+    fresh.pipeline.load_state_dict(old)
+    for key, value in fresh.pipeline.state_dict().items():
+        torch.testing.assert_close(value, state[key], rtol=0, atol=0, msg=key)
+
+    with pytest.raises(CheckpointMismatch, match="not used field.glin0.norm.running_mean"):
+        like("c", norm="ln").pipeline.load_state_dict(state)  # LN keeps no running statistics
+
+
 def test_mask_dataset_reads_rgb_masks_and_blacks_out_background(tmp_path):
     """DTU's IDR masks are RGB PNGs; the mask dataset must read them (nerfstudio's mask reader refuses them)."""
     from PIL import Image

@@ -24,6 +24,7 @@ from nerfstudio.fields.vanilla_nerf_field import NeRFField
 from nerfstudio.models.mipnerf import MipNerfModel
 from nerfstudio.models.vanilla_nerf import VanillaModelConfig
 
+from .checkpoints import refuse_partial_loads
 from .metrics import drop_missing, offline_lpips
 from .mlp import NormalizedMLP, NormName
 from .norm_options import NormOptions
@@ -116,6 +117,7 @@ class MipNerfNormModel(MipNerfModel):
         self.field = self.config.synchronize(self.field)
         self.sampler_uniform = StatSetSampler(self.sampler_uniform, PASSES[0])
         self.sampler_pdf = StatSetSampler(self.sampler_pdf, PASSES[1])
+        refuse_partial_loads(self, "field.")
 
     def get_outputs(self, ray_bundle) -> Dict[str, Tensor]:
         outputs = super().get_outputs(ray_bundle)

@@ -27,6 +27,7 @@ from nerfstudio.models.neus import NeuSModel, NeuSModelConfig
 from torch import Tensor, nn
 
 from ..norms import make_norm
+from .checkpoints import refuse_partial_loads
 from .metrics import drop_missing, offline_lpips
 from .norm_options import NormOptions
 
@@ -164,6 +165,24 @@ class NormalizedSDFField(SDFField):
             n.momentum = momentum
         self.train(was_training)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # Checkpoints of nerf_norm before the Linear -> Norm layers (cef38ae) kept the norms in lists beside plain
+        # Linear layers: geo_norms.{k} / color_norms.{k} and glin{k}.* / clin{k}.*. Renamed to today's layout
+        # (glin{k}.norm.*, glin{k}.linear.*), such a checkpoint restores the same network.
+        for lists, layer in (("geo_norms", "glin"), ("color_norms", "clin")):
+            old_norm = f"{prefix}{lists}."
+            for key in [k for k in state_dict if k.startswith(old_norm)]:
+                k, rest = key[len(old_norm):].split(".", 1)
+                state_dict[f"{prefix}{layer}{k}.norm.{rest}"] = state_dict.pop(key)
+            for name, child in self.named_children():
+                if not (name.startswith(layer) and isinstance(child, _LinearNorm)):
+                    continue
+                flat = f"{prefix}{name}."
+                for key in [k for k in state_dict if k.startswith(flat)
+                            and not k.startswith((flat + "linear.", flat + "norm."))]:
+                    state_dict[f"{flat}linear.{key[len(flat):]}"] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def _readout_input(self, inputs: Tensor) -> Tensor:
         """``[N, 3]`` points -> ``[N, C]``, the input of the SDF network's last layer, as the parent's
         ``forward_geonetwork`` computes it (captured at that layer)."""
@@ -192,6 +211,7 @@ class NeuSNormModel(NeuSModel):
     def populate_modules(self) -> None:
         with offline_lpips():
             super().populate_modules()
+        refuse_partial_loads(self, "field.")
 
     def get_image_metrics_and_images(self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]):
         metrics, images = super().get_image_metrics_and_images(outputs, batch)
