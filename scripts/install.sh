@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs nerf_norm and its dependencies into .venv/ at the repository root, at the exact versions of
 # scripts/constraints.txt (the project's CPU machines; pyproject.toml itself gives lower bounds only), then
-# builds the CrossNorm / GlobalNorm CPU kernels so that no later run compiles anything. Idempotent: a second run
+# builds the nerf_norm CPU kernels so that no later run compiles anything. Idempotent: a second run
 # only checks that the environment matches pyproject.toml, the constraints and this script. Needs python3.11 (or
 # python3 >= 3.10) and, for open3d (pulled in by nerfstudio), Debian's libusb-1.0-0; as root it also installs
 # Debian's chromium for the viewer-in-a-browser test.

@@ -4,6 +4,7 @@ chunk-invariant eval."""
 from __future__ import annotations
 
 import importlib.util
+import math
 from importlib.metadata import entry_points
 
 import numpy as np
@@ -13,6 +14,7 @@ from test_neus_data import make_scene
 
 from nerf_norm.nerfstudio.experiment import RunSettings, configure, method_config, train
 from nerf_norm.nerfstudio.neus import NormalizedSDFField, NormalizedSDFFieldConfig
+from nerf_norm.nerfstudio.softplus import BoundedSoftplus
 
 NEUS_METHODS = sorted(ep.name for ep in entry_points(group="nerfstudio.method_configs")
                       if ep.value.startswith("nerf_norm.method_configs.neus:"))
@@ -83,6 +85,8 @@ def test_sdf_at_step_zero_is_the_init_sphere(norm):
     +0.19 at the centre (wrong sign), slope 0.44."""
     torch.manual_seed(0)
     field = NormalizedSDFFieldConfig(norm=norm, norm_in="sdf", inside_outside=False).setup(aabb=AABB, num_images=2)
+    # behind a norm the Softplus(beta=100) is the bounded-exponent kernel's; without, nerfstudio's own
+    assert isinstance(field.softplus, BoundedSoftplus) == (norm != "none") and float(field.softplus.beta) == 100
     gen = torch.Generator().manual_seed(1)
     pts = 2.0 * torch.rand(4096, 3, generator=gen) - 1.0  # a batch spread over the scene box, as rays sample it
     probes = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 0.98], [-0.98, 0.0, 0.0]])
@@ -215,6 +219,38 @@ def test_checkpoints_resume_migrate_and_refuse_mismatches(neus_scene, tmp_path):
 
     with pytest.raises(CheckpointMismatch, match="not used field.glin0.norm.running_mean"):
         like("c", norm="ln").pipeline.load_state_dict(state)  # LN keeps no running statistics
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_bounded_softplus_matches_torch_softplus(dtype):
+    """NeuS' Softplus(beta=100) behind a norm runs on the CPU kernel with a bounded exponent: value, gradient and
+    second derivative (what the eikonal loss takes) equal torch's over unit-scale inputs, the threshold region
+    included; gradcheck/gradgradcheck in float64."""
+    from nerf_norm.norms import kernel
+
+    torch.manual_seed(0)
+    ours, ref = BoundedSoftplus(beta=100), torch.nn.Softplus(beta=100)
+    assert kernel.load_for_elementwise(torch.zeros(2)) is not None, "the CPU kernels must build here"
+    x = (torch.randn(4000, 37, dtype=torch.float64) * 1.5).to(dtype).requires_grad_(True)
+    # the documented bound of the clamped exponent: exp(-30) / beta on the value, exp(-30) |w| on the derivative,
+    # beta exp(-30) |w|^2 on the second derivative; beyond it, float rounding
+    bound, rtol = math.exp(-30.0), (1e-12 if dtype == torch.float64 else 1e-5)
+    eps = torch.finfo(dtype).eps
+    y, y_ref = ours(x), ref(x)
+    torch.testing.assert_close(y, y_ref, rtol=rtol, atol=bound / 100 + 10 * eps / 100)
+    w = torch.randn_like(x)
+    (g,) = torch.autograd.grad((y * w).sum(), x, create_graph=True)
+    (g_ref,) = torch.autograd.grad((y_ref * w).sum(), x, create_graph=True)
+    wmax = float(w.abs().max())
+    torch.testing.assert_close(g, g_ref, rtol=rtol, atol=(bound + 10 * eps) * wmax)
+    (gg,) = torch.autograd.grad((g * w).sum(), x)
+    (gg_ref,) = torch.autograd.grad((g_ref * w).sum(), x)
+    torch.testing.assert_close(gg, gg_ref, rtol=rtol, atol=100 * (bound + 10 * eps) * wmax ** 2)
+    if dtype == torch.float64:
+        small = (torch.randn(30, 4, dtype=dtype) * 0.05).requires_grad_(True)
+        assert torch.autograd.gradcheck(ours, (small,))
+        assert torch.autograd.gradgradcheck(ours, (small,))
+    assert "beta=100" in repr(ours)
 
 
 def test_mask_dataset_reads_rgb_masks_and_blacks_out_background(tmp_path):

@@ -621,6 +621,7 @@ std::vector<torch::Tensor> fused_double_backward(torch::Tensor x, torch::Tensor 
 }
 
 void bind_global_norm(pybind11::module& m);  // global_norm_cpu.cpp: GlobalNorm's kernels, same module
+void bind_softplus(pybind11::module& m);     // softplus_cpu.cpp: NeuS' Softplus behind a norm
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("fused_forward", &fused_forward, "CrossNorm forward: statistics, coefficients, running update, output");
@@ -628,4 +629,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("fused_double_backward", &fused_double_backward,
         "CrossNorm (paper variant) second derivative: gradients of the first backward's outputs");
   bind_global_norm(m);
+  bind_softplus(m);
 }

@@ -30,6 +30,7 @@ from ..norms import make_norm
 from .checkpoints import refuse_partial_loads
 from .metrics import drop_missing, offline_lpips
 from .norm_options import NormOptions
+from .softplus import BoundedSoftplus
 
 __all__ = ["NormalizedSDFFieldConfig", "NormalizedSDFField", "NeuSNormModelConfig", "NeuSNormModel"]
 
@@ -94,6 +95,10 @@ class NormalizedSDFField(SDFField):
         self.config = config
         if config.norm_in in ("color", "both"):
             self._insert_norms("clin", self.num_layers_color - 2, config)
+        if config.norm != "none" and config.norm_in in ("sdf", "both"):
+            # unit-scale pre-activations push torch's Softplus(beta=100) into exp's slow paths on the CPU; the
+            # same function with a bounded exponent, on a fused kernel (nerf_norm/nerfstudio/softplus.py)
+            self.softplus = BoundedSoftplus(beta=self.softplus.beta, threshold=self.softplus.threshold)
         if config.norm != "none" and config.norm_in in ("sdf", "both") and config.geometric_init:
             self._refit_sphere_readout(config)
         config.synchronize(self)  # multi-device: statistics over all devices' samples (in place)

@@ -1,13 +1,15 @@
-"""The binding of the optional fused CPU kernels of CrossNorm (``nerf_norm/csrc/cross_norm_cpu.cpp``) and GlobalNorm
-(``nerf_norm/csrc/global_norm_cpu.cpp``, used by :mod:`nerf_norm.norms.global_norm_function`), one extension
-module built once per machine by ``scripts/install.sh`` (:func:`main`) or, failing that, announced and built on
-first use.
+"""The binding of nerf_norm's optional fused CPU kernels, one extension module built once per machine by
+``scripts/install.sh`` (:func:`main`) or, failing that, announced and built on first use: CrossNorm
+(``nerf_norm/csrc/cross_norm_cpu.cpp``), GlobalNorm (``global_norm_cpu.cpp``, used by
+:mod:`nerf_norm.norms.global_norm_function`) and the softplus of NeuS' normalized SDF network (``softplus_cpu.cpp``,
+used by :mod:`nerf_norm.nerfstudio.softplus`).
 
 The kernels make one pass over ``[T, C]`` for the statistics and one for the output in forward, two passes in
 backward and three for the paper variant's second derivative (``fused_double_backward``, the closed form of
 ``nerf_norm/norms/cross_norm_grad.py``), instead of the dozens of elementwise torch ops of the eager path. They are built with
-``torch.utils.cpp_extension`` (gcc and ninja; cached under ``~/.cache/torch_extensions``). Choose with ``NERF_NORM_CN_KERNEL``: ``auto`` (default: the kernel when it
-builds, else the eager path with one warning), ``cpp`` (the kernel or an error), ``torch`` (eager only).
+``torch.utils.cpp_extension`` (gcc and ninja; cached under ``~/.cache/torch_extensions``). Choose with
+``NERF_NORM_CN_KERNEL`` (for all three): ``auto`` (default: the kernels when they build, else the eager paths with
+one warning), ``cpp`` (the kernels or an error), ``torch`` (eager only).
 
 Both variants share one parametrisation (see the C++ file): ``z = alpha x - a_t - b_i``,
 ``v = A_t + B_i + K (mr_t - mc_i)^2``. The native ``fused_forward``/``fused_backward`` compute the statistics,
@@ -29,7 +31,7 @@ from torch import Tensor
 log = logging.getLogger(__name__)
 
 _CSRC = Path(__file__).resolve().parent.parent / "csrc"
-_SOURCES = (_CSRC / "cross_norm_cpu.cpp", _CSRC / "global_norm_cpu.cpp")
+_SOURCES = (_CSRC / "cross_norm_cpu.cpp", _CSRC / "global_norm_cpu.cpp", _CSRC / "softplus_cpu.cpp")
 # Vectorisation needs sqrt without errno and reorderable float sums; NaN/Inf semantics are kept (no
 # -ffinite-math-only). -march=native: the build is per machine, named by the CPU's feature flags.
 # -fopenmp: at::parallel_for is inlined into this module and is OpenMP-parallel only when compiled so.
@@ -47,6 +49,18 @@ def _ninja_on_path() -> None:
     bindir = os.path.dirname(sys.executable)
     if shutil.which("ninja") is None and os.path.exists(os.path.join(bindir, "ninja")):
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+
+
+def _vector_flags() -> List[str]:
+    """ATen's ``Vectorized`` (used by softplus_cpu.cpp, with torch's own Sleef exp / log1p) chooses its SIMD
+    implementation by the ``CPU_CAPABILITY`` macros, which torch's per-capability builds set; without them it is a
+    scalar fallback. The build is per machine, so AVX2 is used where this CPU has it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    return ["-DCPU_CAPABILITY_AVX2", "-DCPU_CAPABILITY=AVX2"] if {"avx2", "fma"} <= set(flags) else []
 
 
 def _cpu_tag() -> str:
@@ -123,11 +137,11 @@ def load():
                 _ninja_on_path()
                 name = _name()
                 if not is_built() and _announce_build:
-                    log.warning("building the CrossNorm / GlobalNorm CPU kernels %s (once per machine, about 2 "
-                                "minutes; "
+                    log.warning("building the nerf_norm CPU kernels %s (once per machine, about 2 minutes; "
                                 "scripts/install.sh does this at install time)", name)
                 _module = load_extension(name=name, sources=[str(src) for src in _SOURCES],
-                                         extra_cflags=_CFLAGS, extra_ldflags=["-fopenmp"], verbose=False)
+                                         extra_cflags=_CFLAGS + _vector_flags(), extra_ldflags=["-fopenmp"],
+                                         verbose=False)
             except Exception as exc:  # noqa: BLE001 - any build problem means: use the eager path
                 _failed = f"{exc.__class__.__name__}: {exc}"
                 log.warning("CrossNorm CPU kernel unavailable, using the eager torch path (%s)", _failed)
@@ -137,6 +151,14 @@ def load():
 def load_for(x: Tensor):
     """The compiled module when it applies to ``x`` (a 2D float32/float64 CPU tensor), else ``None``."""
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or x.dim() != 2:
+        return None
+    return load()
+
+
+def load_for_elementwise(x: Tensor):
+    """The compiled module for an elementwise kernel (softplus) on ``x`` (a float32/float64 CPU tensor of any
+    shape), else ``None``."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
         return None
     return load()
 
@@ -197,18 +219,17 @@ def main() -> int:
 
     logging.basicConfig(level=logging.WARNING, format="[install] %(message)s")
     if mode() == "torch":
-        print("[install] NERF_NORM_CN_KERNEL=torch: CrossNorm uses the eager torch path, no kernel built")
+        print("[install] NERF_NORM_CN_KERNEL=torch: the torch paths are used, no kernel built")
         return 0
     global _announce_build
     _announce_build = False
     built = is_built()
     if not built:
-        print("[install] building the CrossNorm / GlobalNorm CPU kernels (once per machine, about 2 minutes)",
-              flush=True)
+        print("[install] building the nerf_norm CPU kernels (once per machine, about 2 minutes)", flush=True)
     if load() is None:
-        print(f"[install] the CrossNorm / GlobalNorm CPU kernels could not be built ({_failed}); both norms will use "
-              "the eager torch path (same results, slower on the CPU). It needs a C++ compiler (g++) with OpenMP and "
-              "ninja.", file=sys.stderr)
+        print(f"[install] the nerf_norm CPU kernels could not be built ({_failed}); CrossNorm, GlobalNorm and "
+              "NeuS' softplus will use their torch paths (same results, slower on the CPU). It needs a C++ compiler "
+              "(g++) with OpenMP and ninja.", file=sys.stderr)
         return 0
-    print(f"[install] CrossNorm / GlobalNorm CPU kernels {'found' if built else 'built'}: {build_directory()}")
+    print(f"[install] nerf_norm CPU kernels {'found' if built else 'built'}: {build_directory()}")
     return 0
