@@ -4,6 +4,8 @@ Three pairs (issue 13's targets in brackets):
 
 - ``neus``: ``neus-cn-lite`` against the same configuration with ``sdf_field.norm none`` (nerfstudio's NeuS SDF
   field computation without norms) on a generated bunny scene (``make-scene dtu``, 64x48, 16 views) [<= 1.3x];
+  also the plain field with neus-cn's kernel softplus (``nerf_norm/nerfstudio/softplus.py``), so that CN's own
+  cost shows apart from the activation's;
 - ``mipnerf``: ``mipnerf-gn-lite`` and ``mipnerf-cn-lite`` against nerfstudio's ``mipnerf`` with the same lite
   settings, on a generated Blender scene (``make-scene blender``, 100x100) [gn <= 1.15x];
 - ``image``: ``relu+cn`` against ``relu`` at 10x28 on the bundled image at 256x256 (T = 65,536 pixels, full
@@ -126,11 +128,17 @@ def neus_pair(args: Args) -> Dict[str, dict]:
     scene = SCRATCH / "dtu_scene"
     if not (scene / "cameras_sphere.npz").exists():
         write_dtu_scene(scene, None, DTUSceneConfig(width=64, height=48, views=16), overwrite=True)
+    from nerf_norm.nerfstudio.softplus import BoundedSoftplus
+
     steppers = {}
-    for name, norm in (("neus", "none"), ("neus-cn", "cn")):
+    for name, norm in (("neus", "none"), ("neus-cn", "cn"), ("neus, kernel softplus", "none")):
         config = method_config("neus-cn-lite")
         config.pipeline.model.sdf_field.norm = norm
-        timed = _ProfiledStep(_nerfstudio_trainer(config, scene, SCRATCH / name))
+        trainer = _nerfstudio_trainer(config, scene, SCRATCH / f"neus_{len(steppers)}")
+        if name.endswith("kernel softplus"):  # the plain field with the activation neus-cn uses: CN's own cost
+            field = trainer.pipeline.model.field
+            field.softplus = BoundedSoftplus(beta=field.softplus.beta, threshold=field.softplus.threshold)
+        timed = _ProfiledStep(trainer)
         steppers[name] = (timed.step, timed)
     return interleave(steppers, args.rounds, args.steps)
 

@@ -1,0 +1,166 @@
+"""Why a neus-cn evaluation sometimes finds no surface: running statistics or the weights?
+
+In ``benchmarks/neus_equal_time.py`` one evaluation of each neus-cn run extracted an SDF without a zero crossing
+(bunny at step 2361, dragon at 2001) while the evaluations before and after had a surface. Evaluation uses the
+norms' running statistics (an exponential average of the column statistics of past training batches). This
+driver repeats the bunny neus-cn run of that benchmark (same settings and seed: constant rate after the warm-up,
+one torch thread) and, every ``--every`` steps from ``--eval-from`` on, evaluates the SDF on the
+``--resolution``^3 grid of the scene box three ways:
+
+- ``running``: eval mode, the running statistics (what mesh extraction and the benchmark use);
+- ``last batch``: eval mode with the running statistics replaced by the column statistics of the training batch
+  just taken (a copy of the field whose norms take that batch with momentum 1);
+- the SDF of the training batch's own samples in training mode (batch statistics), whose sign change says whether
+  the network, as trained, still has a surface where the rays look.
+
+For each it records whether a zero crossing exists and the fraction of the grid inside (SDF < 0), plus how far
+the running column means are from the last batch's (max over channels and layers, in running standard
+deviations).
+
+    .venv/bin/python benchmarks/neus_eval_gap.py   # writes benchmarks/results/neus_eval_gap.{json,md}
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import tyro
+
+from neus_equal_time import Args as EqualTimeArgs
+from neus_equal_time import _scene
+from task_tables import provenance
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Args:
+    steps: int = 2600
+    eval_from: int = 1800
+    every: int = 10
+    """evaluate every this many steps from --eval-from on"""
+    resolution: int = 64
+    threads: int = 1
+    scratch: Path = HERE / "scratch" / "neus_eval_gap"
+    out: Path = HERE / "results" / "neus_eval_gap"
+
+
+def _grid(resolution: int) -> torch.Tensor:
+    axis = torch.linspace(-1.0, 1.0, resolution)
+    return torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)
+
+
+def _sdf_summary(sdf: torch.Tensor) -> dict:
+    inside = float((sdf < 0).double().mean())
+    return {"inside": inside, "surface": 0.0 < inside < 1.0, "min": float(sdf.min()), "max": float(sdf.max())}
+
+
+@torch.no_grad()
+def _grid_sdf(field, grid: torch.Tensor, chunk: int = 32768) -> torch.Tensor:
+    return torch.cat([field.forward_geonetwork(grid[i:i + chunk])[:, 0] for i in range(0, len(grid), chunk)])
+
+
+def main(args: Args) -> None:
+    from nerfstudio.engine.schedulers import CosineDecaySchedulerConfig
+
+    from nerf_norm.method_configs.neus import LITE
+    from nerf_norm.nerfstudio.experiment import RunSettings, configure, method_config, setup_trainer, train_step
+    from nerf_norm.norms import CrossNorm
+
+    torch.set_num_threads(args.threads)
+    scene = _scene(EqualTimeArgs(scene="bunny"))
+    cap = 100_000  # the equal-time benchmark's schedule: lite warm-up, then an effectively constant rate
+    config = configure(method_config("neus-cn-lite"), RunSettings(scene, args.scratch, steps=cap, seed=0))
+    for group in config.optimizers.values():
+        group["scheduler"] = CosineDecaySchedulerConfig(warm_up_end=LITE["warm_up"], learning_rate_alpha=0.05,
+                                                        max_steps=cap)
+    config.pipeline.datamanager.dataparser.eval_every = 8
+    config.pipeline.model.sdf_field.norm = "cn"
+    trainer = setup_trainer(config)
+    model = trainer.pipeline.model
+    field = model.field
+    grid = _grid(args.resolution)
+
+    batch = {}
+
+    def keep_batch(module, inputs, output):  # the first geometry call of a step: the training samples
+        if module.training and "points" not in batch:
+            batch["points"] = inputs[0].detach().reshape(-1, 3)
+            batch["sdf"] = output[..., 0].detach().reshape(-1)
+
+    original = field.forward_geonetwork
+
+    def forward_geonetwork(inputs):
+        out = original(inputs)
+        keep_batch(field, (inputs,), out)
+        return out
+
+    field.forward_geonetwork = forward_geonetwork
+    log = []
+    t0 = time.time()
+    for step in range(args.steps):
+        batch.clear()
+        train_step(trainer, step)
+        if step + 1 < args.eval_from or (step + 1) % args.every:
+            continue
+        entry = {"step": step + 1, "train_batch": _sdf_summary(batch["sdf"])}
+        model.eval()
+        entry["running"] = _sdf_summary(_grid_sdf(field, grid))
+        model.train()
+        twin = copy.deepcopy(field)
+        del twin.forward_geonetwork  # the copied recording wrapper; the class's method again
+        norms = [m for m in twin.modules() if isinstance(m, CrossNorm)]
+        before = [(m.running_mean.clone(), m.running_var.clone()) for m in norms]
+        for m in norms:
+            m.momentum = 1.0
+        twin.train()
+        with torch.no_grad():
+            twin.forward_geonetwork(batch["points"])
+        shift = max(float(((b[0] - m.running_mean).abs() / b[1].sqrt().clamp_min(1e-12)).max())
+                    for m, b in zip(norms, before))
+        twin.eval()
+        entry["last_batch"] = _sdf_summary(_grid_sdf(twin, grid))
+        entry["running_vs_batch_mean_in_std"] = shift
+        log.append(entry)
+        print(f"step {entry['step']}: surface running {entry['running']['surface']} "
+              f"(inside {entry['running']['inside']:.4f}), last batch {entry['last_batch']['surface']} "
+              f"(inside {entry['last_batch']['inside']:.4f}), training samples {entry['train_batch']['surface']}, "
+              f"running vs batch mean {shift:.2f} std  [{time.time() - t0:.0f} s]", flush=True)
+
+    gaps = [e for e in log if not e["running"]["surface"]]
+    record = {"meta": provenance("neus_eval_gap", args.threads,
+                                 f"bunny neus-cn of benchmarks/neus_equal_time.py repeated (same settings, seed 0) for "
+                                 f"{args.steps} steps, SDF on a {args.resolution}^3 grid every {args.every} steps "
+                                 f"from step {args.eval_from}"),
+              "log": log}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(record, indent=1))
+    meta = record["meta"]
+    n = len(log)
+    count = lambda key: sum(1 for e in log if not e[key]["surface"])  # noqa: E731
+    lines = ["# neus-cn evaluations without a surface: running statistics or weights?", "",
+             f"- command: `{meta['command']}`", f"- machine: {meta['machine']}", f"- setting: {meta['setting']}",
+             f"- date: {meta['date']}", "",
+             "| SDF evaluated with | evaluations without a zero crossing |", "|---|---:|",
+             f"| running statistics (eval mode, as mesh extraction) | {count('running')} of {n} |",
+             f"| the last training batch's column statistics (eval mode) | {count('last_batch')} of {n} |",
+             f"| batch statistics, on the training batch's own samples | {count('train_batch')} of {n} |", "",
+             "| step | running: inside fraction | last batch: inside fraction | training samples: SDF min / max | "
+             "running vs batch column mean (std) |", "|---:|---:|---:|---|---:|"]
+    for e in gaps + [e for e in log if e not in gaps][:5]:
+        lines.append(f"| {e['step']} | {e['running']['inside']:.4f} | {e['last_batch']['inside']:.4f} | "
+                     f"{e['train_batch']['min']:.3f} / {e['train_batch']['max']:.3f} | "
+                     f"{e['running_vs_batch_mean_in_std']:.2f} |")
+    lines += ["", "Rows: every evaluation whose running-statistics SDF had no zero crossing, then the first five "
+              "that had one, for comparison."]
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
