@@ -8,8 +8,9 @@ one torch thread) and, every ``--every`` steps from ``--eval-from`` on, evaluate
 ``--resolution``^3 grid of the scene box three ways:
 
 - ``running``: eval mode, the running statistics (what mesh extraction and the benchmark use);
-- ``last batch``: eval mode with the running statistics replaced by the column statistics of the training batch
-  just taken (a copy of the field whose norms take that batch with momentum 1);
+- ``last batch``: eval mode with the running statistics replaced by the column statistics of the step's first
+  SDF-network call (the norms take those samples once more with momentum 1, without gradient; every buffer is
+  restored afterwards);
 - the SDF of the training batch's own samples in training mode (batch statistics), whose sign change says whether
   the network, as trained, still has a surface where the rays look.
 
@@ -22,7 +23,6 @@ deviations).
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from dataclasses import dataclass
@@ -40,8 +40,8 @@ HERE = Path(__file__).resolve().parent
 
 @dataclass
 class Args:
-    steps: int = 2600
-    eval_from: int = 1800
+    steps: int = 2400
+    eval_from: int = 1500
     every: int = 10
     """evaluate every this many steps from --eval-from on"""
     resolution: int = 64
@@ -88,7 +88,7 @@ def main(args: Args) -> None:
 
     batch = {}
 
-    def keep_batch(module, inputs, output):  # the first geometry call of a step: the training samples
+    def keep_batch(module, inputs, output):  # the step's first SDF-network call (NeuS' up-sampler's first samples)
         if module.training and "points" not in batch:
             batch["points"] = inputs[0].detach().reshape(-1, 3)
             batch["sdf"] = output[..., 0].detach().reshape(-1)
@@ -112,19 +112,24 @@ def main(args: Args) -> None:
         model.eval()
         entry["running"] = _sdf_summary(_grid_sdf(field, grid))
         model.train()
-        twin = copy.deepcopy(field)
-        del twin.forward_geonetwork  # the copied recording wrapper; the class's method again
-        norms = [m for m in twin.modules() if isinstance(m, CrossNorm)]
-        before = [(m.running_mean.clone(), m.running_var.clone()) for m in norms]
+        # the last batch's column statistics in place of the running ones: the norms take that batch once more
+        # with momentum 1 (no gradient), the grid is evaluated, and every buffer and momentum is put back
+        norms = [m for m in field.modules() if isinstance(m, CrossNorm)]
+        saved = [({k: v.clone() for k, v in m.named_buffers()}, m.momentum) for m in norms]
         for m in norms:
             m.momentum = 1.0
-        twin.train()
         with torch.no_grad():
-            twin.forward_geonetwork(batch["points"])
-        shift = max(float(((b[0] - m.running_mean).abs() / b[1].sqrt().clamp_min(1e-12)).max())
-                    for m, b in zip(norms, before))
-        twin.eval()
-        entry["last_batch"] = _sdf_summary(_grid_sdf(twin, grid))
+            field.forward_geonetwork(batch["points"])  # training mode: updates the running statistics
+        shift = max(float(((b["running_mean"] - m.running_mean).abs()
+                           / b["running_var"].sqrt().clamp_min(1e-12)).max()) for m, (b, _) in zip(norms, saved))
+        model.eval()
+        last_batch = _sdf_summary(_grid_sdf(field, grid))
+        model.train()
+        for m, (buffers, momentum) in zip(norms, saved):
+            for k, v in buffers.items():
+                getattr(m, k).copy_(v)
+            m.momentum = momentum
+        entry["last_batch"] = last_batch
         entry["running_vs_batch_mean_in_std"] = shift
         log.append(entry)
         print(f"step {entry['step']}: surface running {entry['running']['surface']} "
