@@ -11,6 +11,9 @@ one torch thread) and, every ``--every`` steps from ``--eval-from`` on, evaluate
 - ``last batch``: eval mode with the running statistics replaced by the column statistics of the step's first
   SDF-network call (the norms take those samples once more with momentum 1, without gradient; every buffer is
   restored afterwards);
+- ``refreshed``: eval mode with running statistics re-estimated at the current weights over ``--refresh``
+  fresh training batches (``nerf_norm.nerfstudio.statistics.refresh_running_statistics``, what
+  ``nerf-norm extract-mesh --refresh-stats`` does), restored afterwards;
 - the SDF of the training batch's own samples in training mode (batch statistics), whose sign change says whether
   the network, as trained, still has a surface where the rays look.
 
@@ -44,6 +47,8 @@ class Args:
     eval_from: int = 1500
     every: int = 10
     """evaluate every this many steps from --eval-from on"""
+    refresh: int = 8
+    """training batches for the refreshed statistics"""
     resolution: int = 64
     threads: int = 1
     scratch: Path = HERE / "scratch" / "neus_eval_gap"
@@ -70,6 +75,7 @@ def main(args: Args) -> None:
 
     from nerf_norm.method_configs.neus import LITE
     from nerf_norm.nerfstudio.experiment import RunSettings, configure, method_config, setup_trainer, train_step
+    from nerf_norm.nerfstudio.statistics import norms_with_running_statistics, refresh_running_statistics
     from nerf_norm.norms import CrossNorm
 
     torch.set_num_threads(args.threads)
@@ -131,10 +137,19 @@ def main(args: Args) -> None:
             m.momentum = momentum
         entry["last_batch"] = last_batch
         entry["running_vs_batch_mean_in_std"] = shift
+        tracked = norms_with_running_statistics(model)
+        saved = [{k: v.clone() for k, v in m.named_buffers()} for m in tracked]
+        refresh_running_statistics(trainer.pipeline, args.refresh, start_step=step + 1)
+        entry["refreshed"] = _sdf_summary(_grid_sdf(field, grid))
+        model.train()
+        for m, buffers in zip(tracked, saved):
+            for k, v in buffers.items():
+                getattr(m, k).copy_(v)
         log.append(entry)
         print(f"step {entry['step']}: surface running {entry['running']['surface']} "
               f"(inside {entry['running']['inside']:.4f}), last batch {entry['last_batch']['surface']} "
-              f"(inside {entry['last_batch']['inside']:.4f}), training samples {entry['train_batch']['surface']}, "
+              f"(inside {entry['last_batch']['inside']:.4f}), refreshed {entry['refreshed']['surface']} "
+              f"(inside {entry['refreshed']['inside']:.4f}), training samples {entry['train_batch']['surface']}, "
               f"running vs batch mean {shift:.2f} std  [{time.time() - t0:.0f} s]", flush=True)
 
     gaps = [e for e in log if not e["running"]["surface"]]
@@ -154,11 +169,14 @@ def main(args: Args) -> None:
              "| SDF evaluated with | evaluations without a zero crossing |", "|---|---:|",
              f"| running statistics (eval mode, as mesh extraction) | {count('running')} of {n} |",
              f"| the last training batch's column statistics (eval mode) | {count('last_batch')} of {n} |",
+             f"| running statistics re-estimated over {args.refresh} fresh training batches (eval mode) | "
+             f"{count('refreshed')} of {n} |",
              f"| batch statistics, on the training batch's own samples | {count('train_batch')} of {n} |", "",
-             "| step | running: inside fraction | last batch: inside fraction | training samples: SDF min / max | "
-             "running vs batch column mean (std) |", "|---:|---:|---:|---|---:|"]
+             "| step | running: inside fraction | last batch: inside fraction | refreshed: inside fraction | "
+             "training samples: SDF min / max | running vs batch column mean (std) |", "|---:|---:|---:|---:|---|---:|"]
     for e in gaps + [e for e in log if e not in gaps][:5]:
         lines.append(f"| {e['step']} | {e['running']['inside']:.4f} | {e['last_batch']['inside']:.4f} | "
+                     f"{e['refreshed']['inside']:.4f} | "
                      f"{e['train_batch']['min']:.3f} / {e['train_batch']['max']:.3f} | "
                      f"{e['running_vs_batch_mean_in_std']:.2f} |")
     lines += ["", "Rows: every evaluation whose running-statistics SDF had no zero crossing, then the first five "

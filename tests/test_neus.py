@@ -187,6 +187,8 @@ def test_checkpoints_resume_migrate_and_refuse_mismatches(neus_scene, tmp_path):
 
     assert main(["extract-mesh", "--load-config", str(config.get_base_dir() / "config.yml"), "--resolution", "32",
                  "--block", "16", "--out", str(tmp_path / "m.ply")]) == 0  # eval_setup reads it too
+    assert main(["extract-mesh", "--load-config", str(config.get_base_dir() / "config.yml"), "--resolution", "32",
+                 "--block", "16", "--out", str(tmp_path / "r.ply"), "--refresh-stats", "2"]) == 0
     config.load_dir = config.get_base_dir() / config.relative_model_dir
     resumed = setup_trainer(config)
     assert resumed._start_step == 2
@@ -251,6 +253,35 @@ def test_bounded_softplus_matches_torch_softplus(dtype):
         assert torch.autograd.gradcheck(ours, (small,))
         assert torch.autograd.gradgradcheck(ours, (small,))
     assert "beta=100" in repr(ours)
+
+
+def test_refresh_running_statistics_changes_statistics_only(neus_scene, tmp_path):
+    """Precise statistics: the norms' running statistics become the plain average over every norm call of the
+    given training batches at the current weights; no weight changes, momenta are restored, eval mode after."""
+    from nerf_norm.nerfstudio.statistics import norms_with_running_statistics, refresh_running_statistics
+
+    config = configure(method_config("neus-cn-lite"), RunSettings(neus_scene, tmp_path, steps=2))
+    config.pipeline.datamanager.dataparser.eval_every = 2
+    config.pipeline.datamanager.train_num_rays_per_batch = 32
+    trainer, _ = train(config)
+    pipeline = trainer.pipeline
+    params = {k: v.clone() for k, v in pipeline.model.named_parameters()}
+    norms = norms_with_running_statistics(pipeline.model)
+    before = [m.running_mean.clone() for m in norms]
+    momenta = [m.momentum for m in norms]
+    calls = []
+    hooks = [m.register_forward_hook(lambda mod, i, o: calls.append(mod)) for m in norms[:1]]
+    assert refresh_running_statistics(pipeline, 2) == len(norms) > 0
+    for h in hooks:
+        h.remove()
+    assert not pipeline.model.training
+    for k, v in pipeline.model.named_parameters():
+        assert torch.equal(v, params[k]), k
+    assert [m.momentum for m in norms] == momenta
+    assert all(not torch.equal(m.running_mean, b) for m, b in zip(norms, before))
+    # a cumulative average over every call of the 2 batches: NeuS calls its SDF network several times per batch
+    assert int(norms[0].num_batches_tracked) == len(calls) >= 2
+    assert refresh_running_statistics(pipeline, 0) == 0
 
 
 def test_mask_dataset_reads_rgb_masks_and_blacks_out_background(tmp_path):

@@ -2,7 +2,8 @@
 
 nerfstudio's ``ns-export marching-cubes`` moves tensors to CUDA unconditionally. This loads the run with
 nerfstudio's ``eval_setup`` (its checkpoint, on CUDA when available, else the CPU), evaluates the SDF network in
-eval mode (running statistics) block by block (:func:`nerf_norm.mesh.extract_mesh`), optionally keeps the
+eval mode (running statistics; ``--refresh-stats N`` re-estimates them first over N training batches at the final
+weights, :mod:`nerf_norm.nerfstudio.statistics`) block by block (:func:`nerf_norm.mesh.extract_mesh`), optionally keeps the
 largest component, maps the vertices back to world units with the dataparser's scale matrix (``neus-data``
 records it; DTU: millimetres) and writes the mesh with trimesh.
 """
@@ -19,6 +20,7 @@ import torch
 from ..errors import UserError, require_finite_positive, require_memory
 from ..mesh import MeshStats, extract_mesh, keep_largest_component, transform_vertices
 from .metrics import offline_lpips
+from .statistics import refresh_running_statistics
 
 __all__ = ["ExtractMeshCommand", "run_extract_mesh", "load_pipeline"]
 
@@ -43,12 +45,16 @@ class ExtractMeshCommand:
     """map vertices to world units with the dataparser's scale matrix (when it records one)"""
     overwrite: bool = False
     """replace --out if it exists"""
+    refresh_stats: int = 0
+    """re-estimate the norms' running statistics at the run's final weights over this many training batches before
+    extracting (loads the run's training data); 0 uses the checkpoint's running statistics"""
     chunk: int = 65536
     """points per network evaluation"""
 
 
-def load_pipeline(config_path: Path):
-    """``(config, pipeline)`` of a run, restored from its latest checkpoint (nerfstudio's eval_setup)."""
+def load_pipeline(config_path: Path, test_mode: str = "inference"):
+    """``(config, pipeline)`` of a run, restored from its latest checkpoint (nerfstudio's eval_setup; ``test_mode``
+    ``"inference"`` loads no images, ``"val"`` the training and validation data)."""
     from nerfstudio.utils.eval_utils import eval_setup
 
     config_path = Path(config_path)
@@ -56,7 +62,7 @@ def load_pipeline(config_path: Path):
         raise UserError(f"--load-config {config_path}: no such file (expected a run's config.yml)")
     _check_run_config(config_path)
     with offline_lpips():
-        config, pipeline, _, _ = eval_setup(config_path, test_mode="inference")
+        config, pipeline, _, _ = eval_setup(config_path, test_mode=test_mode)
     return config, pipeline
 
 
@@ -95,12 +101,16 @@ def run_extract_mesh(cmd: ExtractMeshCommand, progress=None) -> Path:
     require_finite_positive("--bound", cmd.bound)
     # the float32 SDF volume, the marching-cubes masks and the mesh it builds: ~16 bytes per grid sample
     require_memory(f"a mesh at --resolution {cmd.resolution}", 16.0 * cmd.resolution ** 3)
-    _, pipeline = load_pipeline(cmd.load_config)
+    if cmd.refresh_stats < 0:
+        raise UserError(f"--refresh-stats must be at least 0, got {cmd.refresh_stats}")
+    _, pipeline = load_pipeline(cmd.load_config, test_mode="val" if cmd.refresh_stats else "inference")
     model = pipeline.model
     field = getattr(model, "field", None)
     if not hasattr(field, "forward_geonetwork"):
         raise UserError(f"{cmd.load_config}: the model {type(model).__name__} has no SDF network "
                         "(extract-mesh is for neus-style runs)")
+    if cmd.refresh_stats:
+        refresh_running_statistics(pipeline, cmd.refresh_stats)
     model.eval()
     device = next(model.parameters()).device
 
