@@ -292,39 +292,6 @@ void moments(const double* s1, const double* s2, int64_t n, double count, int co
 
 torch::Tensor as_double(const torch::Tensor& t) { return t.to(torch::kFloat64).contiguous(); }
 
-// The forward's [T] coefficients, straight into x's dtype, rows in parallel: mr_t (row mean: shift x_t0 plus the
-// shifted sum's mean), a_t = mr_t C / N, A_t = row variance (with the variant's correction) * rowscale + eps.
-template <typename scalar_t>
-void row_coefficients_kernel(const scalar_t* x, const double* r1, const double* r2, int64_t T, int64_t C,
-                             int correction, double c_over_N, double rowscale, double eps, scalar_t* a,
-                             scalar_t* A, scalar_t* mr) {
-  const double div = std::max(double(C - correction), 1.0);
-  at::parallel_for(0, T, 2048, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const double d = r1[t] / double(C);
-      const double mean = d + double(x[t * C]);
-      const double var = std::max((r2[t] - r1[t] * d) / div, 0.0);
-      mr[t] = scalar_t(mean);
-      a[t] = scalar_t(mean * c_over_N);
-      A[t] = scalar_t(var * rowscale + eps);
-    }
-  });
-}
-
-// The backward's [T] coefficients P_t and R_t (see fused_backward), straight into x's dtype, rows in parallel.
-template <typename scalar_t>
-void row_grad_coefficients_kernel(const double* Ur, const double* Cr, const double* CMr, const scalar_t* mr,
-                                  int64_t T, int64_t C, double N, double K, double lam_row, scalar_t* P,
-                                  scalar_t* R) {
-  at::parallel_for(0, T, 2048, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const double m = double(mr[t]);
-      P[t] = scalar_t(-Ur[t] / N - lam_row * m * Cr[t] + (2.0 * K / C) * (m * Cr[t] - CMr[t]));
-      R[t] = scalar_t(lam_row * Cr[t]);
-    }
-  });
-}
-
 }  // namespace
 
 // Statistics, coefficients, running-statistics update and output in one call (the whole forward).
@@ -350,6 +317,8 @@ std::vector<torch::Tensor> fused_forward(torch::Tensor x, torch::Tensor w, torch
   const float* xf = x.scalar_type() == torch::kFloat32 ? x.data_ptr<float>() : nullptr;
   const double* xd = xf ? nullptr : x.data_ptr<double>();
   auto dopt = x.options().dtype(torch::kFloat64);
+  auto mr = torch::empty({T}, dopt), vr = torch::empty({T}, dopt);
+  moments(r1, r2, T, double(C), corr, xf, xd, C, mr.data_ptr<double>(), vr.data_ptr<double>());
   torch::Tensor mc, vc;
   double n;
   if (batch_columns) {
@@ -371,27 +340,25 @@ std::vector<torch::Tensor> fused_forward(torch::Tensor x, torch::Tensor w, torch
   }
   const double N = C + n;
   double alpha, K, lam_row, lam_col;
-  auto B = torch::empty({C}, dopt);
-  double* Bp = B.data_ptr<double>();
-  const double* vcp = vc.data_ptr<double>();
+  auto A = torch::empty({T}, dopt), B = torch::empty({C}, dopt);
+  double *Ap = A.data_ptr<double>(), *Bp = B.data_ptr<double>();
+  const double *vrp = vr.data_ptr<double>(), *vcp = vc.data_ptr<double>();
   if (paper) {
     alpha = 1.0;
     K = C * n / (N * N);
     lam_row = lam_col = 2.0 / N;
+    for (int64_t t = 0; t < T; ++t) Ap[t] = vrp[t] * (C / N) + eps;
     for (int64_t i = 0; i < C; ++i) Bp[i] = vcp[i] * (n / N);
   } else {
     alpha = 1.0 + 1.0 / N;
     K = 0.0;
     lam_row = 2.0 / (C - 1);
     lam_col = n > 1 ? 2.0 / (n - 1) : 0.0;
+    for (int64_t t = 0; t < T; ++t) Ap[t] = vrp[t] + eps;
     for (int64_t i = 0; i < C; ++i) Bp[i] = vcp[i];
   }
   const auto st = x.scalar_type();
-  auto a_ = torch::empty({T}, x.options()), A_ = torch::empty({T}, x.options()), mr_ = torch::empty({T}, x.options());
-  AT_DISPATCH_FLOATING_TYPES(st, "cross_norm_row_coefficients", [&] {
-    row_coefficients_kernel<scalar_t>(x.data_ptr<scalar_t>(), r1, r2, T, C, corr, C / N, paper ? C / N : 1.0, eps,
-                                      a_.data_ptr<scalar_t>(), A_.data_ptr<scalar_t>(), mr_.data_ptr<scalar_t>());
-  });
+  auto a_ = (mr * (C / N)).to(st), A_ = A.to(st), mr_ = mr.to(st);
   auto b_ = (mc * (n / N)).to(st), B_ = B.to(st), mc_ = mc.to(st);
   auto scalars = torch::tensor({alpha, K, N, n, lam_row, lam_col}, dopt);
   auto y = forward(x, w, bias, out_shape, alpha, K, a_, A_, mr_, b_, B_, mc_, relu);
@@ -405,26 +372,27 @@ std::vector<torch::Tensor> fused_backward(torch::Tensor x, torch::Tensor dy, tor
   const double* sc = co[6].data_ptr<double>();
   const double alpha = sc[0], K = sc[1], N = sc[2], n = sc[3], lam_row = sc[4], lam_col = sc[5];
   auto parts = backward_sums(x, dy, w, bias, alpha, K, co[0], co[1], co[2], co[3], co[4], co[5], relu);
-  auto mc = as_double(co[5]);
-  const double* mcp = mc.data_ptr<double>();
+  auto mr = as_double(co[2]), mc = as_double(co[5]);
+  const double *mrp = mr.data_ptr<double>(), *mcp = mc.data_ptr<double>();
   const double *Ur = parts[1].data_ptr<double>(), *Cr = parts[2].data_ptr<double>(),
                *CMr = parts[3].data_ptr<double>(), *cols = parts[4].data_ptr<double>();
   const double *Uc = cols, *Cc = cols + C, *CMc = cols + 2 * C;
   auto dopt = x.options().dtype(torch::kFloat64);
-  const auto st = x.scalar_type();
-  auto P = torch::empty({T}, x.options()), R = torch::empty({T}, x.options());
-  AT_DISPATCH_FLOATING_TYPES(st, "cross_norm_row_grad_coefficients", [&] {
-    row_grad_coefficients_kernel<scalar_t>(Ur, Cr, CMr, co[2].data_ptr<scalar_t>(), T, C, N, K, lam_row,
-                                           P.data_ptr<scalar_t>(), R.data_ptr<scalar_t>());
-  });
+  auto P = torch::empty({T}, dopt), R = torch::empty({T}, dopt);
   auto Q = torch::zeros({C}, dopt), S = torch::zeros({C}, dopt);
-  double *Qp = Q.data_ptr<double>(), *Sp = S.data_ptr<double>();
+  double *Pp = P.data_ptr<double>(), *Rp = R.data_ptr<double>(), *Qp = Q.data_ptr<double>(),
+         *Sp = S.data_ptr<double>();
+  for (int64_t t = 0; t < T; ++t) {
+    Pp[t] = -Ur[t] / N - lam_row * mrp[t] * Cr[t] + (2.0 * K / C) * (mrp[t] * Cr[t] - CMr[t]);
+    Rp[t] = lam_row * Cr[t];
+  }
   if (batch_columns)
     for (int64_t i = 0; i < C; ++i) {
       Qp[i] = -Uc[i] / N - lam_col * mcp[i] * Cc[i] - (2.0 * K / n) * (CMc[i] - mcp[i] * Cc[i]);
       Sp[i] = lam_col * Cc[i];
     }
-  auto dx = backward_apply(x, parts[0], alpha, P, R, Q.to(st), S.to(st));
+  const auto st = x.scalar_type();
+  auto dx = backward_apply(x, parts[0], alpha, P.to(st), R.to(st), Q.to(st), S.to(st));
   auto dw = parts[4].select(0, 3).to(st), db = parts[4].select(0, 4).to(st);
   return {dx, dw, db};
 }
