@@ -45,18 +45,30 @@ class Args:
     """output stem: OUT.json, OUT.md"""
 
 
+def mri_case(label: str, volume: Path, arch: str, resolution: int, sampling: float, iters: int, seed: int) -> Case:
+    """One row group of an MRI table: ``nerf-norm mri``'s code path for any method, with these settings."""
+    def run(method: str, out: Path):
+        cmd = MRICommand(volume=volume, method=method, arch=arch, resolution=resolution, sampling=sampling,
+                         iters=iters, seed=seed, quiet=True, resume=False, out=out)
+        result, _ = run_mri(cmd)
+        return result.metrics, {k: result.history[k] for k in ("iteration", "seconds", "psnr")}
+    return Case(label, run)
+
+
+def add_kspace_db(record: dict) -> None:
+    """The voxel error's two parts by Parseval (measured / unmeasured k-space) as dB, so that higher is better."""
+    for run in record["runs"]:
+        for key, shown in (("mse_measured_kspace", "fit_db"), ("mse_unmeasured_kspace", "fill_db")):
+            if key in run:
+                run[shown] = -10.0 * math.log10(max(run[key], 1e-30))
+
+
 def main(args: Args) -> None:
     if not args.volume.is_file():
         raise SystemExit(f"MRI volume not found: {args.volume} (set NERF_NORM_DATA or --volume)")
 
     def case(arch: str) -> Case:
-        def run(method: str, out: Path):
-            cmd = MRICommand(volume=args.volume, method=method, arch=arch, resolution=args.resolution,
-                             sampling=args.sampling, iters=args.iters, seed=args.seed, quiet=True, resume=False,
-                             out=out)
-            result, _ = run_mri(cmd)
-            return result.metrics, {k: result.history[k] for k in ("iteration", "seconds", "psnr")}
-        return Case(arch, run)
+        return mri_case(arch, args.volume, arch, args.resolution, args.sampling, args.iters, args.seed)
 
     setting = (f"{args.volume.name} resampled to {args.resolution}^3 (paper: ATLAS volumes at 96^3), "
                f"{100 * args.sampling:.0f}% of k-space on a variable-density random mask (mask seed 0), "
@@ -65,10 +77,7 @@ def main(args: Args) -> None:
     record = run_cases("mri", [case(a) for a in args.archs], args.methods,
                        ("psnr", "psnr_best", "ssim", "zero_filled_psnr", "zero_filled_ssim", "kspace_mse",
                         "mse_measured_kspace", "mse_unmeasured_kspace"), setting, args.threads, args.out)
-    for run in record["runs"]:  # the voxel error split over k-space (Parseval), as dB so that higher is better
-        for key, shown in (("mse_measured_kspace", "fit_db"), ("mse_unmeasured_kspace", "fill_db")):
-            if key in run:
-                run[shown] = -10.0 * math.log10(max(run[key], 1e-30))
+    add_kspace_db(record)
     zf = next(iter(record["runs"]))
     write_report(args.out, "3D MRI reconstruction (Table 5 layout)", record, [
         f"zero-filled inverse FFT of the same measurements: PSNR {zf['zero_filled_psnr']:.2f} dB, SSIM "

@@ -12,15 +12,13 @@ sampling fraction and reports each run's error split over measured and unmeasure
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
 
-from task_tables import DATA, RESULTS, Case, run_cases, write_report
-
-from nerf_norm.tasks.commands import MRICommand, run_mri
+from mri import add_kspace_db, mri_case
+from task_tables import DATA, RESULTS, run_cases, write_report
 
 
 @dataclass
@@ -40,14 +38,8 @@ def main(args: Args) -> None:
     if not args.volume.is_file():
         raise SystemExit(f"MRI volume not found: {args.volume} (set NERF_NORM_DATA or --volume)")
 
-    def case(resolution: int) -> Case:
-        def run(method: str, out: Path):
-            cmd = MRICommand(volume=args.volume, method=method, arch=args.arch, resolution=resolution,
-                             sampling=args.sampling, iters=args.iters, seed=args.seed, quiet=True, resume=False,
-                             out=out)
-            result, _ = run_mri(cmd)
-            return result.metrics, {k: result.history[k] for k in ("iteration", "seconds", "psnr")}
-        return Case(f"{resolution}^3", run)
+    def case(resolution: int):
+        return mri_case(f"{resolution}^3", args.volume, args.arch, resolution, args.sampling, args.iters, args.seed)
 
     setting = (f"{args.volume.name} resampled to each grid, {100 * args.sampling:.0f}% of k-space (variable-density "
                f"random mask, mask seed 0), {args.arch}, {args.iters} full-batch iterations, Adam 2e-3 with cosine "
@@ -55,10 +47,7 @@ def main(args: Args) -> None:
     record = run_cases("mri_resolution", [case(r) for r in args.resolutions], args.methods,
                        ("psnr", "psnr_best", "ssim", "zero_filled_psnr", "mse_measured_kspace",
                         "mse_unmeasured_kspace"), setting, args.threads, args.out)
-    for run in record["runs"]:
-        for key, shown in (("mse_measured_kspace", "fit_db"), ("mse_unmeasured_kspace", "fill_db")):
-            if key in run:
-                run[shown] = -10.0 * math.log10(max(run[key], 1e-30))
+    add_kspace_db(record)
     write_report(args.out, "MRI at two grid sizes: measured vs unmeasured k-space", record, [
         "`measured` / `unmeasured k-space error (dB)`: -10 log10 of the voxel MSE's two parts by Parseval; higher "
         "is better; a measured error far above the unmeasured one is a fit of the measurements that does not carry "
