@@ -19,6 +19,7 @@ costs no Python-level small tensor ops.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -51,6 +52,7 @@ def _ninja_on_path() -> None:
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
 
 
+@functools.lru_cache(maxsize=None)
 def _vector_flags() -> List[str]:
     """ATen's ``Vectorized`` (used by softplus_cpu.cpp, with torch's own Sleef exp / log1p) chooses its SIMD
     implementation by the ``CPU_CAPABILITY`` macros, which torch's per-capability builds set; without them it is a
@@ -157,8 +159,9 @@ def load_for(x: Tensor):
 
 def load_for_elementwise(x: Tensor):
     """The compiled module for an elementwise kernel (softplus) on ``x`` (a float32/float64 CPU tensor of any
-    shape), else ``None``."""
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+    shape), else ``None``; also ``None`` where the build has no SIMD flags (:func:`_vector_flags`), where the
+    kernel would be scalar and slower than torch's own."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or not _vector_flags():
         return None
     return load()
 
