@@ -33,6 +33,7 @@ from rich.console import Console
 from task_tables import provenance
 
 from nerf_norm.nerfstudio.experiment import RunSettings, configure, evaluate, lite_config, setup_trainer
+from nerf_norm.nerfstudio.statistics import refresh_running_statistics
 from nerf_norm.norms import BatchNorm, CrossNorm, GlobalNorm
 
 HERE = Path(__file__).resolve().parent
@@ -116,20 +117,6 @@ def _train_rays_psnr(trainer, batches: int, step: int) -> dict:
     return {k: v / batches for k, v in sums.items()}
 
 
-def _recalibrate(trainer, batches: int, step: int) -> None:
-    """Re-estimates every running statistic as the plain mean over ``batches`` training batches (weights fixed)."""
-    pipeline = trainer.pipeline
-    norms = _stat_norms(pipeline.model)
-    assert norms, "no norm with running statistics found"
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None
-    with torch.no_grad():
-        for k in range(batches):
-            ray_bundle, batch = pipeline.datamanager.next_train(step + k)
-            pipeline.model(ray_bundle)
-
-
 def run(args: Args, method: str) -> dict:
     config = lite_config(method)
     if hasattr(config.pipeline.model, "norm_momentum"):
@@ -150,7 +137,9 @@ def run(args: Args, method: str) -> dict:
     console.print(f"{method} running statistics: {result['running']['psnr']:.2f} dB")
     result["batch"] = _evaluate_batch_stats(trainer, args.views)
     console.print(f"{method} batch statistics: {result['batch']['psnr']:.2f} dB")
-    _recalibrate(trainer, args.recalibrate, args.steps)
+    # the plain mean over fresh training batches at the final weights, as nerf-norm extract-mesh --refresh-stats
+    refreshed = refresh_running_statistics(trainer.pipeline, args.recalibrate, start_step=args.steps)
+    assert refreshed, "no norm with running statistics found"
     result["recalibrated"] = evaluate(trainer, indices=args.views)
     console.print(f"{method} recalibrated running statistics: {result['recalibrated']['psnr']:.2f} dB")
     return result

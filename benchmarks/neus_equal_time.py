@@ -96,9 +96,29 @@ def _scene(args: Args) -> Path:
     return folder
 
 
+def equal_time_config(scene: Path, out: Path, norm: str, seed: int):
+    """The runs' nerfstudio config: neus-cn-lite with the SDF field's ``norm`` on ``scene``. The runs stop on time,
+    not on a step count, so no schedule can be sized to them: the lite warm-up, then an effectively constant rate
+    (a cosine over a step cap no run comes near); without this the lite cosine (2000 steps, nerfstudio does not
+    clamp it) would raise the rate again after step 2000."""
+    from nerfstudio.engine.schedulers import CosineDecaySchedulerConfig
+
+    from nerf_norm.method_configs.neus import LITE
+    from nerf_norm.nerfstudio.experiment import RunSettings, configure, method_config
+
+    cap = 100_000
+    config = configure(method_config("neus-cn-lite"), RunSettings(scene, out, steps=cap, seed=seed))
+    for group in config.optimizers.values():
+        group["scheduler"] = CosineDecaySchedulerConfig(warm_up_end=LITE["warm_up"], learning_rate_alpha=0.05,
+                                                        max_steps=cap)
+    config.pipeline.datamanager.dataparser.eval_every = 8
+    config.pipeline.model.sdf_field.norm = norm
+    return config
+
+
 def train(args: Args) -> None:
     from nerf_norm.dtu_eval import downsample_greedy, sample_mesh
-    from nerf_norm.nerfstudio.experiment import RunSettings, configure, method_config, setup_trainer, train_step
+    from nerf_norm.nerfstudio.experiment import setup_trainer, train_step
 
     if args.method not in NORM:
         raise SystemExit(f"--method must be one of {sorted(NORM)}, got {args.method!r}")
@@ -106,21 +126,9 @@ def train(args: Args) -> None:
     scene = _scene(args)
     gt = trimesh.load(scene / "mesh_world.ply", process=False)
     gt_points = downsample_greedy(sample_mesh(gt.vertices, gt.faces, 1.0), 1.0)
-    from nerfstudio.engine.schedulers import CosineDecaySchedulerConfig
-
     from nerf_norm.method_configs.neus import LITE
 
-    # the runs stop on time, not on a step count, so no schedule can be sized to them: both methods get the lite
-    # warm-up and then an effectively constant rate (a cosine over the step cap, which no run comes near); without
-    # this the lite cosine (2000 steps, nerfstudio does not clamp it) would raise the rate again after step 2000
-    cap = 100_000
-    config = configure(method_config("neus-cn-lite"),
-                       RunSettings(scene, args.scratch / args.scene / args.method, steps=cap, seed=args.seed))
-    for group in config.optimizers.values():
-        group["scheduler"] = CosineDecaySchedulerConfig(warm_up_end=LITE["warm_up"], learning_rate_alpha=0.05,
-                                                        max_steps=cap)
-    config.pipeline.datamanager.dataparser.eval_every = 8
-    config.pipeline.model.sdf_field.norm = NORM[args.method]
+    config = equal_time_config(scene, args.scratch / args.scene / args.method, NORM[args.method], args.seed)
     ckpt_dir = config.get_base_dir() / config.relative_model_dir
     path = _json(args, args.scene, args.method)
     resuming = ckpt_dir.exists() and any(ckpt_dir.glob("step-*.ckpt")) and path.exists()

@@ -26,6 +26,7 @@ deviations).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ import torch
 import tyro
 
 from neus_equal_time import Args as EqualTimeArgs
-from neus_equal_time import _scene
+from neus_equal_time import _scene, equal_time_config
 from task_tables import provenance
 
 HERE = Path(__file__).resolve().parent
@@ -65,32 +66,35 @@ def _sdf_summary(sdf: torch.Tensor) -> dict:
     return {"inside": inside, "surface": 0.0 < inside < 1.0, "min": float(sdf.min()), "max": float(sdf.max())}
 
 
+@contextlib.contextmanager
+def _statistics_restored(norms):
+    """Yields each norm's buffers as they were (a list of name -> tensor copies); puts them and the momenta back."""
+    saved = [({k: v.clone() for k, v in m.named_buffers()}, m.momentum) for m in norms]
+    try:
+        yield [buffers for buffers, _ in saved]
+    finally:
+        for m, (buffers, momentum) in zip(norms, saved):
+            for k, v in buffers.items():
+                getattr(m, k).copy_(v)
+            m.momentum = momentum
+
+
 @torch.no_grad()
 def _grid_sdf(field, grid: torch.Tensor, chunk: int = 32768) -> torch.Tensor:
     return torch.cat([field.forward_geonetwork(grid[i:i + chunk])[:, 0] for i in range(0, len(grid), chunk)])
 
 
 def main(args: Args) -> None:
-    from nerfstudio.engine.schedulers import CosineDecaySchedulerConfig
-
-    from nerf_norm.method_configs.neus import LITE
-    from nerf_norm.nerfstudio.experiment import RunSettings, configure, method_config, setup_trainer, train_step
+    from nerf_norm.nerfstudio.experiment import setup_trainer, train_step
     from nerf_norm.nerfstudio.statistics import norms_with_running_statistics, refresh_running_statistics
-    from nerf_norm.norms import CrossNorm
 
     torch.set_num_threads(args.threads)
     scene = _scene(EqualTimeArgs(scene="bunny"))
-    cap = 100_000  # the equal-time benchmark's schedule: lite warm-up, then an effectively constant rate
-    config = configure(method_config("neus-cn-lite"), RunSettings(scene, args.scratch, steps=cap, seed=0))
-    for group in config.optimizers.values():
-        group["scheduler"] = CosineDecaySchedulerConfig(warm_up_end=LITE["warm_up"], learning_rate_alpha=0.05,
-                                                        max_steps=cap)
-    config.pipeline.datamanager.dataparser.eval_every = 8
-    config.pipeline.model.sdf_field.norm = "cn"
-    trainer = setup_trainer(config)
+    trainer = setup_trainer(equal_time_config(scene, args.scratch, "cn", seed=0))
     model = trainer.pipeline.model
     field = model.field
     grid = _grid(args.resolution)
+    norms = norms_with_running_statistics(field)  # the SDF network's CrossNorms
 
     batch = {}
 
@@ -119,32 +123,23 @@ def main(args: Args) -> None:
         entry["running"] = _sdf_summary(_grid_sdf(field, grid))
         model.train()
         # the last batch's column statistics in place of the running ones: the norms take that batch once more
-        # with momentum 1 (no gradient), the grid is evaluated, and every buffer and momentum is put back
-        norms = [m for m in field.modules() if isinstance(m, CrossNorm)]
-        saved = [({k: v.clone() for k, v in m.named_buffers()}, m.momentum) for m in norms]
-        for m in norms:
-            m.momentum = 1.0
-        with torch.no_grad():
-            field.forward_geonetwork(batch["points"])  # training mode: updates the running statistics
-        shift = max(float(((b["running_mean"] - m.running_mean).abs()
-                           / b["running_var"].sqrt().clamp_min(1e-12)).max()) for m, (b, _) in zip(norms, saved))
-        model.eval()
-        last_batch = _sdf_summary(_grid_sdf(field, grid))
-        model.train()
-        for m, (buffers, momentum) in zip(norms, saved):
-            for k, v in buffers.items():
-                getattr(m, k).copy_(v)
-            m.momentum = momentum
-        entry["last_batch"] = last_batch
+        # with momentum 1 (no gradient) and the grid is evaluated; then the running statistics re-estimated over
+        # fresh batches; every buffer and momentum is put back after each
+        with _statistics_restored(norms) as saved:
+            for m in norms:
+                m.momentum = 1.0
+            with torch.no_grad():
+                field.forward_geonetwork(batch["points"])  # training mode: updates the running statistics
+            shift = max(float(((b["running_mean"] - m.running_mean).abs()
+                               / b["running_var"].sqrt().clamp_min(1e-12)).max()) for m, b in zip(norms, saved))
+            model.eval()
+            entry["last_batch"] = _sdf_summary(_grid_sdf(field, grid))
+            model.train()
         entry["running_vs_batch_mean_in_std"] = shift
-        tracked = norms_with_running_statistics(model)
-        saved = [{k: v.clone() for k, v in m.named_buffers()} for m in tracked]
-        refresh_running_statistics(trainer.pipeline, args.refresh, start_step=step + 1)
-        entry["refreshed"] = _sdf_summary(_grid_sdf(field, grid))
-        model.train()
-        for m, buffers in zip(tracked, saved):
-            for k, v in buffers.items():
-                getattr(m, k).copy_(v)
+        with _statistics_restored(norms):
+            refresh_running_statistics(trainer.pipeline, args.refresh, start_step=step + 1)
+            entry["refreshed"] = _sdf_summary(_grid_sdf(field, grid))
+            model.train()
         log.append(entry)
         print(f"step {entry['step']}: surface running {entry['running']['surface']} "
               f"(inside {entry['running']['inside']:.4f}), last batch {entry['last_batch']['surface']} "
