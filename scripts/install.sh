@@ -35,7 +35,7 @@ fi
 [ -x .venv/bin/python ] || { echo "[install] creating .venv with $py"; "$py" -m venv .venv; }
 
 stamp=.venv/.nerf_norm_installed
-want="$(cat pyproject.toml scripts/install.sh scripts/constraints.txt nerf_norm/csrc/*.cpp | sha256sum | cut -d' ' -f1)"
+want="$(cat pyproject.toml scripts/install.sh scripts/constraints.txt nerf_norm/csrc/*.cpp nerf_norm/csrc/*.h | sha256sum | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && .venv/bin/python -c "import nerf_norm, torch, nerfstudio" 2>/dev/null; then
     echo "[install] .venv is up to date"
     exit 0

@@ -14,68 +14,48 @@
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "row_blocks.h"
+
 namespace {
 
-// Column sums are accumulated in scalar_t over sub-blocks of this many rows, then added to float64
-// partials: the inner loops stay in one precision (and vectorise) while long sums keep float64 accuracy.
-constexpr int64_t kSubRows = 256;
-
-int64_t num_blocks(int64_t T) { return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), T)); }
+using nerf_norm::check2d;
+using nerf_norm::rows_with_column_sums;
 
 // Shifted sums for the moments: row t accumulates d = x_ti - x_t0 and d^2, column i accumulates
 // e = x_ti - x_0i and e^2 (the shifts are the row's first and the column's first element). Plain sums of x
 // and x^2 cancel catastrophically when the mean is large against the spread (at mean/std = 1e4 the output
 // was off by more than 1000); with a shift drawn from the data the cancellation is bounded by
-// (shift - mean)^2 / var, which is O(1), at any T.
+// (shift - mean)^2 / var, which is O(1), at any T. One row: its two sums, and the column accumulators l1, l2.
+template <typename scalar_t>
+__attribute__((noinline)) void row_col_sums_row(const scalar_t* __restrict__ row, const scalar_t* __restrict__ first,
+                                                int64_t C, scalar_t* __restrict__ l1, scalar_t* __restrict__ l2,
+                                                double* r1_out, double* r2_out) {
+  const scalar_t k = row[0];
+  scalar_t a = 0, q = 0;
+  for (int64_t i = 0; i < C; ++i) {
+    const scalar_t d = row[i] - k, e = row[i] - first[i];
+    a += d;
+    q += d * d;
+    l1[i] += e;
+    l2[i] += e * e;
+  }
+  *r1_out = a;
+  *r2_out = q;
+}
+
 template <typename scalar_t>
 void row_col_sums_kernel(const scalar_t* x, int64_t T, int64_t C, bool columns, double* r1, double* r2,
                          double* s1, double* s2) {
-  const int64_t nblocks = num_blocks(T);
-  std::vector<double> part(nblocks * 2 * C, 0.0);
-  const scalar_t* first = x;  // row 0: the column shifts
-  at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
-    std::vector<scalar_t> l1(C), l2(C);
-    for (int64_t blk = b0; blk < b1; ++blk) {
-      const int64_t t0 = T * blk / nblocks, t1 = T * (blk + 1) / nblocks;
-      double* p1 = part.data() + blk * 2 * C;
-      double* p2 = p1 + C;
-      for (int64_t s0 = t0; s0 < t1; s0 += kSubRows) {
-        const int64_t s1_ = std::min(t1, s0 + kSubRows);
-        std::fill(l1.begin(), l1.end(), scalar_t(0));
-        std::fill(l2.begin(), l2.end(), scalar_t(0));
-        for (int64_t t = s0; t < s1_; ++t) {
-          const scalar_t* row = x + t * C;
-          const scalar_t k = row[0];
-          scalar_t a = 0, q = 0;
-          for (int64_t i = 0; i < C; ++i) {
-            const scalar_t d = row[i] - k, e = row[i] - first[i];
-            a += d;
-            q += d * d;
-            l1[i] += e;
-            l2[i] += e * e;
-          }
-          r1[t] = a;
-          r2[t] = q;
-        }
-        if (columns)
-          for (int64_t i = 0; i < C; ++i) {
-            p1[i] += l1[i];
-            p2[i] += l2[i];
-          }
-      }
-    }
+  auto cols = rows_with_column_sums<scalar_t>(T, C, 2, [&](int64_t t, scalar_t* l) {
+    row_col_sums_row<scalar_t>(x + t * C, x, C, l, l + C, &r1[t], &r2[t]);
   });
   if (columns) {
-    std::fill(s1, s1 + C, 0.0);
-    std::fill(s2, s2 + C, 0.0);
-    for (int64_t blk = 0; blk < nblocks; ++blk)
-      for (int64_t i = 0; i < C; ++i) {
-        s1[i] += part[blk * 2 * C + i];
-        s2[i] += part[blk * 2 * C + C + i];
-      }
+    std::copy(cols.begin(), cols.begin() + C, s1);
+    std::copy(cols.begin() + C, cols.end(), s2);
   }
 }
 
@@ -147,37 +127,15 @@ void backward_sums_kernel(const scalar_t* x, const scalar_t* dy, const scalar_t*
                           const scalar_t* mr, const scalar_t* b, const scalar_t* B, const scalar_t* mc,
                           double* Ur, double* Cr, double* CMr, double* col_out /* [5, C] */) {
   const scalar_t alpha = static_cast<scalar_t>(alpha_), K = static_cast<scalar_t>(K_);
-  const int64_t nblocks = num_blocks(T);
-  std::vector<double> part(nblocks * 5 * C, 0.0);
-  at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
-    std::vector<scalar_t> local(5 * C);
-    scalar_t* lu = local.data();
-    scalar_t* lc = lu + C;
-    scalar_t* lcm = lc + C;
-    scalar_t* lw = lcm + C;
-    scalar_t* lb = lw + C;
-    for (int64_t blk = b0; blk < b1; ++blk) {
-      const int64_t t0 = T * blk / nblocks, t1 = T * (blk + 1) / nblocks;
-      double* p = part.data() + blk * 5 * C;
-      for (int64_t s0 = t0; s0 < t1; s0 += kSubRows) {
-        const int64_t s1_ = std::min(t1, s0 + kSubRows);
-        std::fill(local.begin(), local.end(), scalar_t(0));
-        for (int64_t t = s0; t < s1_; ++t) {
-          scalar_t su, sc, scm;
-          backward_sums_row<scalar_t, kRelu>(x + t * C, dy + t * C, dx + t * C, w, bias, b, B, mc, lu, lc, lcm, lw,
-                                             lb, alpha, K,
-                                      a[t], A[t], mr[t], C, &su, &sc, &scm);
-          Ur[t] = su;
-          Cr[t] = sc;
-          CMr[t] = scm;
-        }
-        for (int64_t k = 0; k < 5 * C; ++k) p[k] += local[k];
-      }
-    }
+  auto cols = rows_with_column_sums<scalar_t>(T, C, 5, [&](int64_t t, scalar_t* l) {
+    scalar_t su, sc, scm;
+    backward_sums_row<scalar_t, kRelu>(x + t * C, dy + t * C, dx + t * C, w, bias, b, B, mc, l, l + C, l + 2 * C,
+                                       l + 3 * C, l + 4 * C, alpha, K, a[t], A[t], mr[t], C, &su, &sc, &scm);
+    Ur[t] = su;
+    Cr[t] = sc;
+    CMr[t] = scm;
   });
-  std::fill(col_out, col_out + 5 * C, 0.0);
-  for (int64_t blk = 0; blk < nblocks; ++blk)
-    for (int64_t k = 0; k < 5 * C; ++k) col_out[k] += part[blk * 5 * C + k];
+  std::copy(cols.begin(), cols.end(), col_out);
 }
 
 // Pass 2: dx = alpha * u + P_t + Q_i + x * (R_t + S_i), in place on dx (which holds u).
@@ -193,10 +151,6 @@ void backward_apply_kernel(const scalar_t* x, scalar_t* dx, int64_t T, int64_t C
       for (int64_t i = 0; i < C; ++i) dr[i] = alpha * dr[i] + Pt + Q[i] + xr[i] * (Rt + S[i]);
     }
   });
-}
-
-void check2d(const torch::Tensor& t, const char* name) {
-  TORCH_CHECK(t.device().is_cpu() && t.dim() == 2 && t.is_contiguous(), name, " must be a contiguous CPU [T, C] tensor");
 }
 
 }  // namespace
@@ -478,31 +432,6 @@ __attribute__((noinline)) void dd_pass2_row(
   row5[2] = rr;
   row5[3] = qm;
   row5[4] = rv;
-}
-
-// Rows in blocks (one per thread) and sub-blocks of kSubRows whose column accumulators (k per column, in
-// scalar_t) are added to float64 partials; returns the k * C column sums in float64.
-template <typename scalar_t, typename RowFn>
-std::vector<double> rows_with_column_sums(int64_t T, int64_t C, int k, RowFn row) {
-  const int64_t nblocks = num_blocks(T);
-  std::vector<double> part(nblocks * k * C, 0.0);
-  at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
-    std::vector<scalar_t> local(k * C);
-    for (int64_t blk = b0; blk < b1; ++blk) {
-      const int64_t t0 = T * blk / nblocks, t1 = T * (blk + 1) / nblocks;
-      double* p = part.data() + blk * k * C;
-      for (int64_t s0 = t0; s0 < t1; s0 += kSubRows) {
-        const int64_t s1_ = std::min(t1, s0 + kSubRows);
-        std::fill(local.begin(), local.end(), scalar_t(0));
-        for (int64_t t = s0; t < s1_; ++t) row(t, local.data());
-        for (int64_t j = 0; j < k * C; ++j) p[j] += local[j];
-      }
-    }
-  });
-  std::vector<double> out(k * C, 0.0);
-  for (int64_t blk = 0; blk < nblocks; ++blk)
-    for (int64_t j = 0; j < k * C; ++j) out[j] += part[blk * k * C + j];
-  return out;
 }
 
 template <typename scalar_t, bool kRelu>

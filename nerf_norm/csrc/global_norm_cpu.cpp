@@ -13,12 +13,17 @@
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "row_blocks.h"
+
 namespace {
 
-int64_t blocks_for(int64_t T) { return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), T)); }
+using nerf_norm::check2d;
+using nerf_norm::num_blocks;
+using nerf_norm::rows_with_column_sums;
 
 // Rows t0..t1 of x: (count, mean, M2) of their elements. Each row is summed shifted by its first element (C
 // terms in scalar_t), the rows are merged in float64 around the block's mean of row means.
@@ -75,31 +80,13 @@ __attribute__((noinline)) void sums_row(const scalar_t* __restrict__ xr, const s
   }
 }
 
-// Column sums are accumulated in scalar_t over sub-blocks of this many rows, then added to float64 partials.
-constexpr int64_t kRowsPerPartial = 256;
-
 template <typename scalar_t, bool kRelu>
 void sums_kernel(const scalar_t* x, const scalar_t* g, int64_t T, int64_t C, scalar_t m, const scalar_t* s,
                  const scalar_t* b, double* out /* [2, C] */) {
-  const int64_t nblocks = blocks_for(T);
-  std::vector<double> part(nblocks * 2 * C, 0.0);
-  at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
-    std::vector<scalar_t> local(2 * C);
-    for (int64_t blk = b0; blk < b1; ++blk) {
-      const int64_t t0 = T * blk / nblocks, t1 = T * (blk + 1) / nblocks;
-      double* p = part.data() + blk * 2 * C;
-      for (int64_t r0 = t0; r0 < t1; r0 += kRowsPerPartial) {
-        const int64_t r1 = std::min(t1, r0 + kRowsPerPartial);
-        std::fill(local.begin(), local.end(), scalar_t(0));
-        for (int64_t t = r0; t < r1; ++t)
-          sums_row<scalar_t, kRelu>(x + t * C, g + t * C, s, b, m, C, local.data(), local.data() + C);
-        for (int64_t k = 0; k < 2 * C; ++k) p[k] += local[k];
-      }
-    }
+  auto cols = rows_with_column_sums<scalar_t>(T, C, 2, [&](int64_t t, scalar_t* l) {
+    sums_row<scalar_t, kRelu>(x + t * C, g + t * C, s, b, m, C, l, l + C);
   });
-  std::fill(out, out + 2 * C, 0.0);
-  for (int64_t blk = 0; blk < nblocks; ++blk)
-    for (int64_t k = 0; k < 2 * C; ++k) out[k] += part[blk * 2 * C + k];
+  std::copy(cols.begin(), cols.end(), out);
 }
 
 template <typename scalar_t, bool kRelu>
@@ -119,11 +106,6 @@ void grad_kernel(const scalar_t* x, const scalar_t* g, scalar_t* dx, int64_t T, 
   });
 }
 
-void check_2d(const torch::Tensor& t, const char* name) {
-  TORCH_CHECK(t.device().is_cpu() && t.dim() == 2 && t.is_contiguous(), name,
-              " must be a contiguous CPU [T, C] tensor");
-}
-
 void check_vector(const torch::Tensor& t, const torch::Tensor& x, const char* name) {
   TORCH_CHECK(t.dim() == 1 && t.size(0) == x.size(1) && t.scalar_type() == x.scalar_type() && t.is_contiguous(),
               name, " must be a contiguous [C] tensor of x's dtype");
@@ -133,10 +115,10 @@ void check_vector(const torch::Tensor& t, const torch::Tensor& x, const char* na
 
 // (mean, biased variance) of all elements of x [T, C] as 0-d float64 tensors.
 std::vector<torch::Tensor> global_norm_moments(torch::Tensor x) {
-  check_2d(x, "x");
+  check2d(x, "x");
   const int64_t T = x.size(0), C = x.size(1);
   TORCH_CHECK(T > 0 && C > 0, "x must not be empty");
-  const int64_t nblocks = blocks_for(T);
+  const int64_t nblocks = num_blocks(T);
   std::vector<double> means(nblocks), m2s(nblocks);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "global_norm_moments", [&] {
     const scalar_t* xp = x.data_ptr<scalar_t>();
@@ -161,7 +143,7 @@ std::vector<torch::Tensor> global_norm_moments(torch::Tensor x) {
 // y = (x - m) * s + b (relu(y) with relu), in out_shape.
 torch::Tensor global_norm_output(torch::Tensor x, double m, torch::Tensor s, torch::Tensor b,
                                  std::vector<int64_t> out_shape, bool relu) {
-  check_2d(x, "x");
+  check2d(x, "x");
   check_vector(s, x, "s");
   check_vector(b, x, "b");
   auto y = torch::empty(out_shape, x.options());
@@ -182,8 +164,8 @@ torch::Tensor global_norm_output(torch::Tensor x, double m, torch::Tensor s, tor
 // Column sums [2, C] in float64: G (sum of g) and S (sum of g (x - m)), g masked by the ReLU when fused.
 torch::Tensor global_norm_grad_sums(torch::Tensor x, torch::Tensor g, double m, torch::Tensor s, torch::Tensor b,
                                     bool relu) {
-  check_2d(x, "x");
-  check_2d(g, "g");
+  check2d(x, "x");
+  check2d(g, "g");
   check_vector(s, x, "s");
   check_vector(b, x, "b");
   auto out = torch::empty({2, x.size(1)}, x.options().dtype(torch::kFloat64));
@@ -203,8 +185,8 @@ torch::Tensor global_norm_grad_sums(torch::Tensor x, torch::Tensor g, double m, 
 // dx = s g + P + (x - m) R, g masked by the ReLU when fused.
 torch::Tensor global_norm_grad_input(torch::Tensor x, torch::Tensor g, double m, torch::Tensor s, torch::Tensor b,
                                      double P, double R, bool relu) {
-  check_2d(x, "x");
-  check_2d(g, "g");
+  check2d(x, "x");
+  check2d(g, "g");
   check_vector(s, x, "s");
   check_vector(b, x, "b");
   auto dx = torch::empty_like(x);

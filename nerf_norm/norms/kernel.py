@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 _CSRC = Path(__file__).resolve().parent.parent / "csrc"
 _SOURCES = (_CSRC / "cross_norm_cpu.cpp", _CSRC / "global_norm_cpu.cpp", _CSRC / "softplus_cpu.cpp")
+_HEADERS = (_CSRC / "row_blocks.h",)  # included by the sources: a change rebuilds too (ninja tracks them)
 # Vectorisation needs sqrt without errno and reorderable float sums; NaN/Inf semantics are kept (no
 # -ffinite-math-only). -march=native: the build is per machine, named by the CPU's feature flags.
 # -fopenmp: at::parallel_for is inlined into this module and is OpenMP-parallel only when compiled so.
@@ -111,7 +112,7 @@ def is_built() -> bool:
     """Whether this machine's kernel is compiled from the current sources (then loading it compiles nothing;
     torch rebuilds a library older than its sources)."""
     built = build_directory() / f"{_name()}.so"
-    return built.exists() and built.stat().st_mtime >= max(src.stat().st_mtime for src in _SOURCES)
+    return built.exists() and built.stat().st_mtime >= max(src.stat().st_mtime for src in _SOURCES + _HEADERS)
 
 
 def mode() -> str:
