@@ -45,11 +45,12 @@ class Args:
     """output stem: OUT.json, OUT.md"""
 
 
-def mri_case(label: str, volume: Path, arch: str, resolution: int, sampling: float, iters: int, seed: int) -> Case:
+def mri_case(label: str, volume: Path, arch: str, resolution: int, sampling: float, iters: int, seed: int,
+             pe_frequencies: int = 10) -> Case:
     """One row group of an MRI table: ``nerf-norm mri``'s code path for any method, with these settings."""
     def run(method: str, out: Path):
         cmd = MRICommand(volume=volume, method=method, arch=arch, resolution=resolution, sampling=sampling,
-                         iters=iters, seed=seed, quiet=True, resume=False, out=out)
+                         iters=iters, seed=seed, quiet=True, resume=False, out=out, pe_frequencies=pe_frequencies)
         result, _ = run_mri(cmd)
         return result.metrics, {k: result.history[k] for k in ("iteration", "seconds", "psnr")}
     return Case(label, run)
