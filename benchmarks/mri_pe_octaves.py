@@ -18,8 +18,8 @@ from pathlib import Path
 
 import tyro
 
-from mri import add_kspace_db, mri_case
-from task_tables import DATA, RESULTS, run_cases, write_report
+from mri import kspace_split_study, mri_case
+from task_tables import DATA, RESULTS
 
 
 @dataclass
@@ -49,19 +49,10 @@ def main(args: Args) -> None:
     setting = (f"{args.volume.name} resampled to {args.resolution}^3, {100 * args.sampling:.0f}% of k-space "
                f"(variable-density random mask, mask seed 0), {args.arch}, {args.iters} full-batch iterations, Adam "
                f"2e-3 with cosine decay to 2e-4, seed {args.seed}; PE with L octaves sin/cos(2^k pi x), k < L")
-    record = run_cases("mri_pe_octaves", [case(L) for L in args.octaves], args.methods,
-                       ("psnr", "psnr_best", "ssim", "zero_filled_psnr", "mse_measured_kspace",
-                        "mse_unmeasured_kspace"), setting, args.threads, args.out)
-    add_kspace_db(record)
-    write_report(args.out, "MRI with fewer PE octaves: measured vs unmeasured k-space", record, [
-        "`measured` / `unmeasured k-space error (dB)`: -10 log10 of the voxel MSE's two parts by Parseval; higher "
-        "is better; a measured error far above the unmeasured one is a fit of the measurements that does not carry "
-        "over to the coefficients the network fills in",
-        f"Nyquist frequency of the {args.resolution}^3 grid: {args.resolution // 2} periods across [-1, 1]; octave k "
-        "has 2^k periods",
-        "runs as Ray tasks of --threads CPUs each"], args.methods,
-        [("psnr", "PSNR final", "{:.2f}"), ("fit_db", "measured k-space error (dB)", "{:.1f}"),
-         ("fill_db", "unmeasured k-space error (dB)", "{:.1f}")], [f"L={L}" for L in args.octaves], {})
+    kspace_split_study("mri_pe_octaves", "MRI with fewer PE octaves: measured vs unmeasured k-space",
+                       [case(L) for L in args.octaves], args.methods, setting, args.threads, args.out,
+                       (f"Nyquist frequency of the {args.resolution}^3 grid: {args.resolution // 2} periods across "
+                        "[-1, 1]; octave k has 2^k periods",))
 
 
 if __name__ == "__main__":

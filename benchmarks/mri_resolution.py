@@ -17,8 +17,8 @@ from pathlib import Path
 
 import tyro
 
-from mri import add_kspace_db, mri_case
-from task_tables import DATA, RESULTS, run_cases, write_report
+from mri import kspace_split_study, mri_case
+from task_tables import DATA, RESULTS
 
 
 @dataclass
@@ -44,17 +44,8 @@ def main(args: Args) -> None:
     setting = (f"{args.volume.name} resampled to each grid, {100 * args.sampling:.0f}% of k-space (variable-density "
                f"random mask, mask seed 0), {args.arch}, {args.iters} full-batch iterations, Adam 2e-3 with cosine "
                f"decay to 2e-4, seed {args.seed}")
-    record = run_cases("mri_resolution", [case(r) for r in args.resolutions], args.methods,
-                       ("psnr", "psnr_best", "ssim", "zero_filled_psnr", "mse_measured_kspace",
-                        "mse_unmeasured_kspace"), setting, args.threads, args.out)
-    add_kspace_db(record)
-    write_report(args.out, "MRI at two grid sizes: measured vs unmeasured k-space", record, [
-        "`measured` / `unmeasured k-space error (dB)`: -10 log10 of the voxel MSE's two parts by Parseval; higher "
-        "is better; a measured error far above the unmeasured one is a fit of the measurements that does not carry "
-        "over to the coefficients the network fills in",
-        "runs as Ray tasks of --threads CPUs each"], args.methods,
-        [("psnr", "PSNR final", "{:.2f}"), ("fit_db", "measured k-space error (dB)", "{:.1f}"),
-         ("fill_db", "unmeasured k-space error (dB)", "{:.1f}")], [f"{r}^3" for r in args.resolutions], {})
+    kspace_split_study("mri_resolution", "MRI at two grid sizes: measured vs unmeasured k-space",
+                       [case(r) for r in args.resolutions], args.methods, setting, args.threads, args.out)
 
 
 if __name__ == "__main__":
