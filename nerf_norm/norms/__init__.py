@@ -28,7 +28,8 @@ twins), ``cross_norm_function`` (CrossNorm's stable moments, closed-form backwar
 derivation), ``cross_norm_grad`` (its second derivative in closed form, for eikonal losses),
 ``global_norm_function`` (the same for GlobalNorm: moments, closed-form backward, Function), ``kernel`` (the
 binding of the fused CPU kernels in ``nerf_norm/csrc``), ``sync`` (the norms with statistics over all ranks of a
-process group, :func:`convert_sync_norms`), ``common`` (shared plumbing).
+process group, :func:`convert_sync_norms`), ``running_statistics`` (running statistics re-estimated at the
+current weights, :func:`~nerf_norm.norms.running_statistics.refresh_statistics`), ``common`` (shared plumbing).
 """
 
 from .common import CN_VARIANTS, FUSED_RELU_NORMS, NORM_NAMES

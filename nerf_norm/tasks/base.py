@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from ..errors import UserError, require_finite_positive
 from ..outputs import prepare_output_dir
 from ..networks import count_parameters
+from ..norms.running_statistics import refresh_statistics
 
 console = Console(stderr=True)
 
@@ -71,9 +72,16 @@ class Task(abc.ABC):
         ``None`` (the default) trains full batch."""
         return None
 
-    #: evaluate the final prediction in chunks of this many coordinates (None: all at once); with a norm,
-    #: chunks are exact because evaluation uses the running statistics
+    #: evaluate the final prediction in chunks of this many coordinates (None: all at once). Exact with any norm:
+    #: a task that trains on batches (:meth:`trains_on_batches`) gets networks whose batch-coupled norms keep
+    #: running statistics, refreshed at the final weights before evaluation, so a point's output does not depend
+    #: on the other points of its chunk; a full-batch task evaluates its whole batch at once
     eval_chunk: Optional[int] = None
+
+    @classmethod
+    def trains_on_batches(cls) -> bool:
+        """Whether a training step sees a batch drawn by :meth:`sample` rather than every coordinate."""
+        return cls.sample is not Task.sample
 
     @abc.abstractmethod
     def evaluate(self, pred: Tensor) -> Dict[str, float]:
@@ -120,6 +128,9 @@ class TrainConfig:
     """no progress bar"""
     overwrite: bool = False
     """start over in an --out that holds another run's outputs or checkpoint (they are removed first)"""
+    stats_batches: int = 16
+    """tasks trained on batches (occupancy): training batches over which the norms' running statistics are
+    re-estimated at the final weights before evaluation (0: keep the running averages of training)"""
 
     def validate(self) -> None:
         if self.iters < 1:
@@ -132,6 +143,8 @@ class TrainConfig:
             raise UserError(f"--lr-final-ratio must be in (0, 1], got {self.lr_final_ratio}")
         if self.log_every < 1 or self.checkpoint_every < 1:
             raise UserError("--log-every and --checkpoint-every must be positive")
+        if self.stats_batches < 0:
+            raise UserError(f"--stats-batches must be at least 0, got {self.stats_batches}")
 
 
 @dataclass
@@ -205,7 +218,10 @@ class Trainer:
         progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[metric]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                             console=console, disable=cfg.quiet, transient=False)
-        with progress, self._checkpoint_on_interrupt(lambda: (step, model, opt, sched, history, best),
+        # the model's buffers (running statistics) as the last finished iteration left them: an interrupted
+        # iteration's forward may have updated them already
+        buffers = {name: b.clone() for name, b in model.named_buffers()}
+        with progress, self._checkpoint_on_interrupt(lambda: (step, model, opt, sched, history, best, buffers),
                                                       ckpt_path, identity, t_start):
             bar = progress.add_task(f"{self.run_info.get('method', 'fit')}", total=cfg.iters, completed=step,
                                     metric="")
@@ -222,6 +238,7 @@ class Trainer:
                 opt.step()
                 sched.step()
                 step += 1
+                buffers = {name: b.clone() for name, b in model.named_buffers()}
                 logged = step % cfg.log_every == 0 or step == cfg.iters or step == 1
                 if logged or task.track_best:
                     # the output of this step's forward pass, i.e. of the weights before this step's update
@@ -242,6 +259,9 @@ class Trainer:
                                best)
         train_seconds = time.perf_counter() - t_start
 
+        if task.trains_on_batches():  # precise running statistics at the final weights (none without norms)
+            generator.manual_seed(cfg.seed * 1_000_003 + cfg.iters)  # not a training step's batch
+            refresh_statistics(model, lambda k: model(coords[task.sample(generator)]), cfg.stats_batches)
         model.eval()
         with torch.no_grad():
             chunk = task.eval_chunk or len(coords)
@@ -267,8 +287,11 @@ class Trainer:
         try:
             yield
         except KeyboardInterrupt:
-            step, model, opt, sched, history, best = state()
+            step, model, opt, sched, history, best, buffers = state()
             if step > 0:
+                with torch.no_grad():  # undo the interrupted iteration's running-statistics update
+                    for name, b in model.named_buffers():
+                        b.copy_(buffers[name])
                 self._save(ckpt_path, identity, model, opt, sched, step, time.perf_counter() - t_start, history, best)
                 console.log(f"interrupted at iteration {step}: checkpoint written to {ckpt_path} (the same command "
                             "resumes from it)")
@@ -304,7 +327,11 @@ class Trainer:
         if diff:
             details = "; ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diff.items())
             raise UserError(f"{path} belongs to a different run ({details}); use another --out or remove it")
-        model.load_state_dict(ckpt["model"])
+        try:
+            model.load_state_dict(ckpt["model"])
+        except RuntimeError as exc:
+            raise UserError(f"{path} holds weights of another network layout (e.g. a run made before its norms kept "
+                            f"running statistics); use another --out or remove it. {exc}") from exc
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         best = ckpt.get("best", {"value": -math.inf, "iteration": 0})

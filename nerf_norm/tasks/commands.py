@@ -79,9 +79,13 @@ def run_fit(cmd: FitCommand, make_task: Callable[[], Task]) -> Tuple[FitResult, 
             info["method"] = "gff" + spec.name[len("pe"):]
     trainer = Trainer(_train_config(cmd), cmd.out, info)
 
+    norm_kwargs = {"variant": cmd.cn_variant} if spec.norm == "cn" else {}
+    if task.trains_on_batches():  # evaluation in chunks needs per-point normalization (Task.eval_chunk)
+        norm_kwargs["track_running_stats"] = True
+
     def build():
         return build_network(spec.name, task.in_dim, task.out_dim, cmd.arch, encoding=encoding, seed=cmd.seed,
-                             norm_kwargs={"variant": cmd.cn_variant} if spec.norm == "cn" else None)
+                             norm_kwargs=norm_kwargs or None)
 
     return trainer.fit(task, build, spec.default_lr), task
 
