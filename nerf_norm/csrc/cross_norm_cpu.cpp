@@ -234,14 +234,33 @@ namespace {
 
 // Mean and variance (divisor count - correction, clamped at 0) of n entries from their shifted sums s1, s2
 // (sums of x - shift and (x - shift)^2, see row_col_sums_kernel); shift[k * stride] is entry k's shift.
-void moments(const double* s1, const double* s2, int64_t n, double count, int correction, const float* shift32,
-             const double* shift64, int64_t stride, double* mean, double* var) {
+template <typename scalar_t>
+void moments(const double* s1, const double* s2, int64_t n, double count, int correction, const scalar_t* shift,
+             int64_t stride, double* mean, double* var) {
   const double div = std::max(count - correction, 1.0);
   for (int64_t k = 0; k < n; ++k) {
     const double d = s1[k] / count;
-    mean[k] = d + (shift32 ? double(shift32[k * stride]) : shift64[k * stride]);
+    mean[k] = d + double(shift[k * stride]);
     var[k] = std::max((s2[k] - s1[k] * d) / div, 0.0);
   }
+}
+
+// The [T] row coefficients of the forward, in x's dtype, from the row sums: mr (mean), a = mr C / N and A (the
+// row part of the variance, eps included; scaled by C / N in the paper variant). Rows in parallel.
+template <typename scalar_t>
+void row_coefficients(const double* r1, const double* r2, const scalar_t* x, int64_t T, int64_t C, int correction,
+                      bool paper, double N, double eps, scalar_t* a, scalar_t* A, scalar_t* mr) {
+  const double div = std::max(double(C - correction), 1.0), cn = C / N, scale = paper ? C / N : 1.0;
+  at::parallel_for(0, T, 4096, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const double d = r1[t] / C;
+      const double mean = d + double(x[t * C]);
+      const double var = std::max((r2[t] - r1[t] * d) / div, 0.0);
+      mr[t] = scalar_t(mean);
+      a[t] = scalar_t(mean * cn);
+      A[t] = scalar_t(var * scale + eps);
+    }
+  });
 }
 
 torch::Tensor as_double(const torch::Tensor& t) { return t.to(torch::kFloat64).contiguous(); }
@@ -267,57 +286,76 @@ std::vector<torch::Tensor> fused_forward(torch::Tensor x, torch::Tensor w, torch
   const double* s1 = sums[2].data_ptr<double>();
   const double* s2 = sums[3].data_ptr<double>();
   const int corr = paper ? 0 : 1;
-  // the shifts of the sums: row t's first element (stride C), column i's first element (stride 1)
-  const float* xf = x.scalar_type() == torch::kFloat32 ? x.data_ptr<float>() : nullptr;
-  const double* xd = xf ? nullptr : x.data_ptr<double>();
   auto dopt = x.options().dtype(torch::kFloat64);
-  auto mr = torch::empty({T}, dopt), vr = torch::empty({T}, dopt);
-  moments(r1, r2, T, double(C), corr, xf, xd, C, mr.data_ptr<double>(), vr.data_ptr<double>());
+  // columns ([C], float64): the batch's, or the given running statistics
   torch::Tensor mc, vc;
   double n;
   if (batch_columns) {
     mc = torch::empty({C}, dopt);
     vc = torch::empty({C}, dopt);
-    moments(s1, s2, C, double(T), corr, xf, xd, 1, mc.data_ptr<double>(), vc.data_ptr<double>());
     n = double(T);
   } else {
     mc = as_double(col_mean);
     vc = as_double(col_var);
     n = n_given;
   }
+  auto mean_u = torch::empty({C}, dopt), var_u = torch::empty({C}, dopt);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cross_norm_column_moments", [&] {
+    // the column shifts are row 0 (stride 1)
+    const scalar_t* x0 = x.data_ptr<scalar_t>();
+    if (batch_columns)
+      moments<scalar_t>(s1, s2, C, double(T), corr, x0, 1, mc.data_ptr<double>(), vc.data_ptr<double>());
+    if (factor > 0)
+      moments<scalar_t>(s1, s2, C, double(T), 1, x0, 1, mean_u.data_ptr<double>(), var_u.data_ptr<double>());
+  });
   if (factor > 0) {
-    auto mean = torch::empty({C}, dopt), var_u = torch::empty({C}, dopt);
-    moments(s1, s2, C, double(T), 1, xf, xd, 1, mean.data_ptr<double>(), var_u.data_ptr<double>());
-    run_mean.lerp_(mean.to(run_mean.scalar_type()), factor);
+    run_mean.lerp_(mean_u.to(run_mean.scalar_type()), factor);
     run_var.lerp_(var_u.to(run_var.scalar_type()), factor);
     run_n.lerp_(torch::full_like(run_n, double(T)), factor);
   }
   const double N = C + n;
   double alpha, K, lam_row, lam_col;
-  auto A = torch::empty({T}, dopt), B = torch::empty({C}, dopt);
-  double *Ap = A.data_ptr<double>(), *Bp = B.data_ptr<double>();
-  const double *vrp = vr.data_ptr<double>(), *vcp = vc.data_ptr<double>();
   if (paper) {
     alpha = 1.0;
     K = C * n / (N * N);
     lam_row = lam_col = 2.0 / N;
-    for (int64_t t = 0; t < T; ++t) Ap[t] = vrp[t] * (C / N) + eps;
-    for (int64_t i = 0; i < C; ++i) Bp[i] = vcp[i] * (n / N);
   } else {
     alpha = 1.0 + 1.0 / N;
     K = 0.0;
     lam_row = 2.0 / (C - 1);
     lam_col = n > 1 ? 2.0 / (n - 1) : 0.0;
-    for (int64_t t = 0; t < T; ++t) Ap[t] = vrp[t] + eps;
-    for (int64_t i = 0; i < C; ++i) Bp[i] = vcp[i];
   }
   const auto st = x.scalar_type();
-  auto a_ = (mr * (C / N)).to(st), A_ = A.to(st), mr_ = mr.to(st);
-  auto b_ = (mc * (n / N)).to(st), B_ = B.to(st), mc_ = mc.to(st);
+  auto a_ = torch::empty({T}, x.options()), A_ = torch::empty({T}, x.options()), mr_ = torch::empty({T}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(st, "cross_norm_row_coefficients", [&] {
+    row_coefficients<scalar_t>(r1, r2, x.data_ptr<scalar_t>(), T, C, corr, paper, N, eps, a_.data_ptr<scalar_t>(),
+                               A_.data_ptr<scalar_t>(), mr_.data_ptr<scalar_t>());
+  });
+  // B: the column part of the variance (scaled by n / N in the paper variant)
+  auto b_ = (mc * (n / N)).to(st), B_ = (paper ? vc * (n / N) : vc).to(st), mc_ = mc.to(st);
   auto scalars = torch::tensor({alpha, K, N, n, lam_row, lam_col}, dopt);
   auto y = forward(x, w, bias, out_shape, alpha, K, a_, A_, mr_, b_, B_, mc_, relu);
   return {y, a_, A_, mr_, b_, B_, mc_, scalars};
 }
+
+namespace {
+
+// The [T] row coefficients of backward pass 2, in x's dtype (see the file's header): P and R from pass 1's row
+// sums Ur, Cr, CMr and the row means mr. Rows in parallel.
+template <typename scalar_t>
+void backward_row_coefficients(const double* Ur, const double* Cr, const double* CMr, const scalar_t* mr, int64_t T,
+                               int64_t C, double N, double K, double lam_row, scalar_t* P, scalar_t* R) {
+  const double twoKC = 2.0 * K / C;
+  at::parallel_for(0, T, 4096, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const double m = double(mr[t]);
+      P[t] = scalar_t(-Ur[t] / N - lam_row * m * Cr[t] + twoKC * (m * Cr[t] - CMr[t]));
+      R[t] = scalar_t(lam_row * Cr[t]);
+    }
+  });
+}
+
+}  // namespace
 
 // The whole backward from fused_forward's saved coefficients: returns {dx, dweight, dbias}.
 std::vector<torch::Tensor> fused_backward(torch::Tensor x, torch::Tensor dy, torch::Tensor w, torch::Tensor bias,
@@ -326,27 +364,27 @@ std::vector<torch::Tensor> fused_backward(torch::Tensor x, torch::Tensor dy, tor
   const double* sc = co[6].data_ptr<double>();
   const double alpha = sc[0], K = sc[1], N = sc[2], n = sc[3], lam_row = sc[4], lam_col = sc[5];
   auto parts = backward_sums(x, dy, w, bias, alpha, K, co[0], co[1], co[2], co[3], co[4], co[5], relu);
-  auto mr = as_double(co[2]), mc = as_double(co[5]);
-  const double *mrp = mr.data_ptr<double>(), *mcp = mc.data_ptr<double>();
   const double *Ur = parts[1].data_ptr<double>(), *Cr = parts[2].data_ptr<double>(),
                *CMr = parts[3].data_ptr<double>(), *cols = parts[4].data_ptr<double>();
   const double *Uc = cols, *Cc = cols + C, *CMc = cols + 2 * C;
+  const auto st = x.scalar_type();
+  auto P = torch::empty({T}, x.options()), R = torch::empty({T}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(st, "cross_norm_backward_row_coefficients", [&] {
+    backward_row_coefficients<scalar_t>(Ur, Cr, CMr, co[2].data_ptr<scalar_t>(), T, C, N, K, lam_row,
+                                        P.data_ptr<scalar_t>(), R.data_ptr<scalar_t>());
+  });
   auto dopt = x.options().dtype(torch::kFloat64);
-  auto P = torch::empty({T}, dopt), R = torch::empty({T}, dopt);
   auto Q = torch::zeros({C}, dopt), S = torch::zeros({C}, dopt);
-  double *Pp = P.data_ptr<double>(), *Rp = R.data_ptr<double>(), *Qp = Q.data_ptr<double>(),
-         *Sp = S.data_ptr<double>();
-  for (int64_t t = 0; t < T; ++t) {
-    Pp[t] = -Ur[t] / N - lam_row * mrp[t] * Cr[t] + (2.0 * K / C) * (mrp[t] * Cr[t] - CMr[t]);
-    Rp[t] = lam_row * Cr[t];
-  }
-  if (batch_columns)
+  double *Qp = Q.data_ptr<double>(), *Sp = S.data_ptr<double>();
+  if (batch_columns) {
+    auto mc = as_double(co[5]);
+    const double* mcp = mc.data_ptr<double>();
     for (int64_t i = 0; i < C; ++i) {
       Qp[i] = -Uc[i] / N - lam_col * mcp[i] * Cc[i] - (2.0 * K / n) * (CMc[i] - mcp[i] * Cc[i]);
       Sp[i] = lam_col * Cc[i];
     }
-  const auto st = x.scalar_type();
-  auto dx = backward_apply(x, parts[0], alpha, P.to(st), R.to(st), Q.to(st), S.to(st));
+  }
+  auto dx = backward_apply(x, parts[0], alpha, P, R, Q.to(st), S.to(st));
   auto dw = parts[4].select(0, 3).to(st), db = parts[4].select(0, 4).to(st);
   return {dx, dw, db};
 }
