@@ -14,7 +14,7 @@ there with the table's settings) this driver evaluates the whole grid five ways:
   training batches (what the table reports now);
 - ``batches``: the grid in random batches of the training batch size, each with its own statistics, as training
   sees points;
-- ``train``: the IoU of the run's last logged training batch (from its history).
+- ``train_batch``: the IoU of the run's last logged training batch (from its history).
 
     .venv/bin/python benchmarks/occupancy_eval_gap.py   # writes benchmarks/results/occupancy_eval_gap.{json,md}
 """
@@ -126,7 +126,7 @@ def main(args: Args) -> None:
              "IoU of the whole grid: `chunks` grid-order chunks of 131,072 points with their own statistics (the "
              "evaluation before the fix); `running` the running averages of training; `refreshed` running "
              "statistics re-estimated at the final weights (the table's evaluation now); `batches` random batches "
-             "of the training size with their own statistics; `train` the last logged training batch", "",
+             "of the training size with their own statistics; `train_batch` the last logged training batch", "",
              "| mesh | method | " + " | ".join(KINDS) + " |", "|---|---|" + "---:|" * len(KINDS)]
     for r in record["runs"]:
         lines.append(f"| {r['case']} | {r['method']} | " + " | ".join(f"{r['iou_' + k]:.3f}" for k in KINDS)
