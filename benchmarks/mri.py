@@ -43,6 +43,8 @@ class Args:
     seed: int = 0
     out: Path = RESULTS / "mri"
     """output stem: OUT.json, OUT.md"""
+    report_only: bool = False
+    """write OUT.md from the runs OUT.json holds so far, running nothing (missing cells show -)"""
 
 
 def mri_case(label: str, volume: Path, arch: str, resolution: int, sampling: float, iters: int, seed: int,
@@ -95,7 +97,8 @@ def main(args: Args) -> None:
                f"seed {args.seed}")
     record = run_cases("mri", [case(a) for a in args.archs], args.methods,
                        ("psnr", "psnr_best", "ssim", "zero_filled_psnr", "zero_filled_ssim", "kspace_mse",
-                        "mse_measured_kspace", "mse_unmeasured_kspace"), setting, args.threads, args.out)
+                        "mse_measured_kspace", "mse_unmeasured_kspace"), setting, args.threads, args.out,
+                       report_only=args.report_only)
     add_kspace_db(record)
     zf = next(iter(record["runs"]))
     write_report(args.out, "3D MRI reconstruction (Table 5 layout)", record, [

@@ -53,11 +53,12 @@ def provenance(script: str, threads: int, setting: str) -> dict:
 
 def run_cases(name: str, cases: Sequence[Case], methods: Sequence[str], keep: Sequence[str], setting: str,
               threads: int, out: Path, script: Optional[str] = None, parallel: Optional[int] = None,
-              address: Optional[str] = None) -> dict:
+              address: Optional[str] = None, report_only: bool = False) -> dict:
     """Runs what ``out.json`` does not hold yet, as Ray tasks of ``threads`` CPUs each (``nerf_norm.sweep``'s
     engine: an embedded local instance of ``parallel`` CPUs, default all, or the cluster at ``address``); each
     result is appended to ``out.json`` as it ends. Returns the record (meta + runs). ``name`` names the scratch
-    folder, ``script`` (default: ``name``) the benchmark script in the recorded command."""
+    folder, ``script`` (default: ``name``) the benchmark script in the recorded command. ``report_only``: run
+    nothing, return what ``out.json`` holds (the report then shows missing runs as ``-``)."""
     from nerf_norm.norms import kernel as cn_kernel
     from nerf_norm.sweep import run_on_ray
 
@@ -83,8 +84,13 @@ def run_cases(name: str, cases: Sequence[Case], methods: Sequence[str], keep: Se
         shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in keep if k in metrics)
         print(f"{label} {method:8s} {shown}  {metrics['train_seconds']:.1f}s", flush=True)
 
-    print(f"{name}: {len(cases) * len(methods)} runs, {len(done)} already in {json_path}, {len(jobs)} to run",
+    print(f"{name}: {len(cases) * len(methods)} runs, {len(done)} already in {json_path}, "
+          f"{'none run (--report-only), ' + str(len(jobs)) + ' missing' if report_only else str(len(jobs)) + ' to run'}",
           flush=True)
+    if report_only:
+        if not record["runs"]:
+            raise SystemExit(f"--report-only: {json_path} holds no runs")
+        return record
     failed = run_on_ray(jobs, finished, name, cpus_per_cell=threads, address=address, cpus=parallel,
                         name=lambda key: f"{key[0]} {key[1]}") if jobs else []
     if failed:
