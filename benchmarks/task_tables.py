@@ -204,16 +204,17 @@ def orderings_table(record: dict, key: str, labels: Sequence[str],
     """Markdown rows: for every case, whether each of the paper's orderings holds in ours (and in the paper's own
     numbers, where it has that case): ``yes``/``no``, ``ours/paper``."""
     by = {(r["case"], r["method"]): r[key] for r in record["runs"] if key in r}
-    rows, header = [], None
+    checks = {}  # case -> (ours, the paper's)
     for label in labels:
         ours = _orderings({m: by[(label, m)] for m in ALL_METHODS if (label, m) in by})
         theirs = _orderings(dict(zip(ALL_METHODS, paper[(key, label)]))) if (key, label) in paper else {}
-        if header is None:
-            header = list(ours)
-        yn = lambda v: "yes" if v else "no"  # noqa: E731
-        cells = [yn(ours[c]) + (f" / {yn(theirs[c])}" if c in theirs else "") if c in ours else "-" for c in header]
-        held = sum(ours.values())
-        rows.append(f"| {label} | " + " | ".join(cells) + f" | {held}/{len(ours)} |")
-    if header is None:
+        checks[label] = (ours, theirs)
+    header = list(dict.fromkeys(c for ours, _ in checks.values() for c in ours))  # every check any case has
+    if not header:
         return []
+    yn = lambda v: "yes" if v else "no"  # noqa: E731
+    rows = []
+    for label, (ours, theirs) in checks.items():
+        cells = [yn(ours[c]) + (f" / {yn(theirs[c])}" if c in theirs else "") if c in ours else "-" for c in header]
+        rows.append(f"| {label} | " + " | ".join(cells) + f" | {sum(ours.values())}/{len(ours)} |")
     return (["| case | " + " | ".join(header) + " | held (ours) |", "|---|" + "---|" * (len(header) + 1)] + rows)
