@@ -27,7 +27,7 @@ import tyro
 
 from neus_equal_time import Args as SceneArgs
 from neus_equal_time import _scene
-from task_tables import provenance
+from task_tables import provenance, provenance_lines
 
 HERE = Path(__file__).resolve().parent
 
@@ -163,9 +163,7 @@ def main(args: Args) -> None:
     plt.close(fig)
 
     meta = record["meta"]
-    lines = ["# NeuS with norms only in the colour network: how the surface goes", "",
-             f"- command: `{meta['command']}`", f"- machine: {meta['machine']}", f"- setting: {meta['setting']}",
-             f"- date: {meta['date']}", "",
+    lines = [*provenance_lines("NeuS with norms only in the colour network: how the surface goes", meta), "",
              "| placement | inside fraction at step 0 / 10 / end | SDF at centre, step 0 / end | median grad SDF net, "
              "steps 1-10 | median grad colour net, steps 1-10 | peak weight of opaque rays, steps 31-60 / 61-90 / "
              "91-end (mean) | surface gone at step |", "|---|---|---|---:|---:|---|---|"]

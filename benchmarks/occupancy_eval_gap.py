@@ -30,7 +30,7 @@ import torch
 import tyro
 
 from occupancy import Args as TableArgs
-from task_tables import RESULTS, SCRATCH, provenance
+from task_tables import RESULTS, SCRATCH, provenance, provenance_lines
 
 from nerf_norm.networks import build_network, get_method
 from nerf_norm.norms.running_statistics import norms_with_running_statistics, refresh_statistics
@@ -120,9 +120,7 @@ def main(args: Args) -> None:
                   flush=True)
             json_path.write_text(json.dumps(record, indent=1))
     meta = record["meta"]
-    lines = ["# Occupancy with batch-coupled norms: the evaluation before and after the fix", "",
-             f"- command: `{meta['command']}`", f"- machine: {meta['machine']}", f"- setting: {meta['setting']}",
-             f"- date: {meta['date']}", "",
+    lines = [*provenance_lines("Occupancy with batch-coupled norms: the evaluation before and after the fix", meta), "",
              "IoU of the whole grid: `chunks` grid-order chunks of 131,072 points with their own statistics (the "
              "evaluation before the fix); `running` the running averages of training; `refreshed` running "
              "statistics re-estimated at the final weights (the table's evaluation now); `batches` random batches "

@@ -51,6 +51,12 @@ def provenance(script: str, threads: int, setting: str) -> dict:
             "setting": setting, "date": time.strftime("%Y-%m-%d")}
 
 
+def provenance_lines(title: str, meta: dict) -> List[str]:
+    """The head of a result markdown file: ``# title`` and the provenance :func:`provenance` recorded."""
+    return [f"# {title}", "", f"- command: `{meta['command']}`", f"- machine: {meta['machine']}",
+            f"- setting: {meta['setting']}", f"- date: {meta['date']}"]
+
+
 def run_cases(name: str, cases: Sequence[Case], methods: Sequence[str], keep: Sequence[str], setting: str,
               threads: int, out: Path, script: Optional[str] = None, parallel: Optional[int] = None,
               address: Optional[str] = None, report_only: bool = False) -> dict:
@@ -174,8 +180,7 @@ def write_report(out: Path, title: str, record: dict, notes: Sequence[str], meth
     """``out.md``: title, provenance (command, machine, setting, date), notes, the paper-layout table and the
     seconds per iteration."""
     meta = record["meta"]
-    lines = [f"# {title}", "", f"- command: `{meta['command']}`", f"- machine: {meta['machine']}",
-             f"- setting: {meta['setting']}", f"- date: {meta['date']}", *[f"- {n}" for n in notes], ""]
+    lines = [*provenance_lines(title, meta), *[f"- {n}" for n in notes], ""]
     lines += table(record, methods, metrics, labels, paper)
     key = metrics[0][0]
     ordering = orderings_table(record, key, labels, paper)
