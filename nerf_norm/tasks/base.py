@@ -130,7 +130,8 @@ class TrainConfig:
     """start over in an --out that holds another run's outputs or checkpoint (they are removed first)"""
     stats_batches: int = 16
     """tasks trained on batches (occupancy): training batches over which the norms' running statistics are
-    re-estimated at the final weights before evaluation (0: keep the running averages of training)"""
+    re-estimated at the final weights before evaluation (0: keep the running averages of training, which is what
+    the checkpoint holds either way)"""
 
     def validate(self) -> None:
         if self.iters < 1:
