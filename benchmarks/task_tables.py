@@ -214,7 +214,8 @@ def orderings_table(record: dict, key: str, labels: Sequence[str],
         ours = _orderings({m: by[(label, m)] for m in ALL_METHODS if (label, m) in by})
         theirs = _orderings(dict(zip(ALL_METHODS, paper[(key, label)]))) if (key, label) in paper else {}
         checks[label] = (ours, theirs)
-    header = list(dict.fromkeys(c for ours, _ in checks.values() for c in ours))  # every check any case has
+    found = {c for ours, _ in checks.values() for c in ours}  # every check any case has, in the paper's order
+    header = [c for c in _orderings({m: 0.0 for m in ALL_METHODS}) if c in found]
     if not header:
         return []
     yn = lambda v: "yes" if v else "no"  # noqa: E731
