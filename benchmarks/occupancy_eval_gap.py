@@ -32,9 +32,8 @@ import tyro
 from occupancy import Args as TableArgs
 from task_tables import RESULTS, SCRATCH, provenance, provenance_lines
 
-from nerf_norm.networks import build_network, get_method
 from nerf_norm.norms.running_statistics import norms_with_running_statistics, refresh_statistics
-from nerf_norm.tasks.commands import OccupancyCommand, run_occupancy
+from nerf_norm.tasks.commands import OccupancyCommand, fit_network, run_occupancy
 from nerf_norm.tasks.occupancy import iou
 
 
@@ -85,10 +84,7 @@ def evaluate(mesh: Path, method: str, table: TableArgs, args: Args) -> dict:
                            batch=table.batch, iters=table.iters, seed=table.seed, quiet=True, resume=True, out=out,
                            threads=args.threads)
     result, task = run_occupancy(cmd)  # trains only what the checkpoint lacks
-    spec = get_method(method)
-    norm_kwargs = {"track_running_stats": True, **({"variant": cmd.cn_variant} if spec.norm == "cn" else {})}
-    model = build_network(spec.name, task.in_dim, task.out_dim, cmd.arch, encoding=cmd.encoding_spec(),
-                          seed=cmd.seed, norm_kwargs=norm_kwargs)
+    model = fit_network(cmd, task)
     model.load_state_dict(torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)["model"])
     model.eval()  # the checkpoint's buffers: the running averages of training
     points, target = task.coords(), task.target

@@ -299,7 +299,11 @@ std::vector<torch::Tensor> fused_forward(torch::Tensor x, torch::Tensor w, torch
     vc = as_double(col_var);
     n = n_given;
   }
-  auto mean_u = torch::empty({C}, dopt), var_u = torch::empty({C}, dopt);
+  torch::Tensor mean_u, var_u;  // the batch's columns with the unbiased variance, for the running update
+  if (factor > 0) {
+    mean_u = torch::empty({C}, dopt);
+    var_u = torch::empty({C}, dopt);
+  }
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cross_norm_column_moments", [&] {
     // the column shifts are row 0 (stride 1)
     const scalar_t* x0 = x.data_ptr<scalar_t>();

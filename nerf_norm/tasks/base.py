@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from ..errors import UserError, require_finite_positive
 from ..outputs import prepare_output_dir
 from ..networks import count_parameters
-from ..norms.running_statistics import refresh_statistics
+from ..norms.running_statistics import norms_with_running_statistics, refresh_statistics
 
 console = Console(stderr=True)
 
@@ -219,10 +219,12 @@ class Trainer:
         progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[metric]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                             console=console, disable=cfg.quiet, transient=False)
-        # the model's buffers (running statistics) as the last finished iteration left them: an interrupted
-        # iteration's forward may have updated them already
-        buffers = {name: b.clone() for name, b in model.named_buffers()}
-        with progress, self._checkpoint_on_interrupt(lambda: (step, model, opt, sched, history, best, buffers),
+        # the running statistics as the last finished iteration left them: an interrupted iteration's forward may
+        # have updated them already (full-batch tasks keep none)
+        tracked = norms_with_running_statistics(model)
+        buffers = [{k: b.clone() for k, b in m.named_buffers()} for m in tracked]
+        with progress, self._checkpoint_on_interrupt(lambda: (step, model, opt, sched, history, best, tracked,
+                                                              buffers),
                                                       ckpt_path, identity, t_start):
             bar = progress.add_task(f"{self.run_info.get('method', 'fit')}", total=cfg.iters, completed=step,
                                     metric="")
@@ -239,7 +241,7 @@ class Trainer:
                 opt.step()
                 sched.step()
                 step += 1
-                buffers = {name: b.clone() for name, b in model.named_buffers()}
+                buffers = [{k: b.clone() for k, b in m.named_buffers()} for m in tracked]
                 logged = step % cfg.log_every == 0 or step == cfg.iters or step == 1
                 if logged or task.track_best:
                     # the output of this step's forward pass, i.e. of the weights before this step's update
@@ -288,11 +290,12 @@ class Trainer:
         try:
             yield
         except KeyboardInterrupt:
-            step, model, opt, sched, history, best, buffers = state()
+            step, model, opt, sched, history, best, tracked, buffers = state()
             if step > 0:
                 with torch.no_grad():  # undo the interrupted iteration's running-statistics update
-                    for name, b in model.named_buffers():
-                        b.copy_(buffers[name])
+                    for norm, saved in zip(tracked, buffers):
+                        for k, b in norm.named_buffers():
+                            b.copy_(saved[k])
                 self._save(ckpt_path, identity, model, opt, sched, step, time.perf_counter() - t_start, history, best)
                 console.log(f"interrupted at iteration {step}: checkpoint written to {ckpt_path} (the same command "
                             "resumes from it)")

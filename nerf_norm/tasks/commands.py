@@ -11,13 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal, Optional, Tuple
 
+from torch import nn
+
 from ..errors import UserError
 from ..networks import EncodingSpec, build_network, get_method, parse_arch
 from ..norms import CN_VARIANTS
 from .base import FitResult, Task, TrainConfig, Trainer
 
 __all__ = ["FitCommand", "ImageCommand", "OccupancyCommand", "CTCommand", "MRICommand", "run_fit", "run_image",
-           "run_occupancy", "run_ct", "run_mri"]
+           "run_occupancy", "run_ct", "run_mri", "fit_network"]
 
 
 @dataclass
@@ -78,16 +80,18 @@ def run_fit(cmd: FitCommand, make_task: Callable[[], Task]) -> Tuple[FitResult, 
         if encoding.kind == "gaussian":  # a different method from the paper's PE: never labelled pe
             info["method"] = "gff" + spec.name[len("pe"):]
     trainer = Trainer(_train_config(cmd), cmd.out, info)
+    return trainer.fit(task, lambda: fit_network(cmd, task), spec.default_lr), task
 
+
+def fit_network(cmd: FitCommand, task: Task) -> nn.Module:
+    """The network ``cmd`` fits to ``task`` (freshly initialised with ``cmd.seed``): the method, architecture and
+    encoding of ``cmd``; norms with running statistics when the task trains on batches (``Task.eval_chunk``)."""
+    spec = get_method(cmd.method)
     norm_kwargs = {"variant": cmd.cn_variant} if spec.norm == "cn" else {}
-    if task.trains_on_batches():  # evaluation in chunks needs per-point normalization (Task.eval_chunk)
+    if task.trains_on_batches():
         norm_kwargs["track_running_stats"] = True
-
-    def build():
-        return build_network(spec.name, task.in_dim, task.out_dim, cmd.arch, encoding=encoding, seed=cmd.seed,
-                             norm_kwargs=norm_kwargs or None)
-
-    return trainer.fit(task, build, spec.default_lr), task
+    return build_network(spec.name, task.in_dim, task.out_dim, cmd.arch, encoding=cmd.encoding_spec(),
+                         seed=cmd.seed, norm_kwargs=norm_kwargs or None)
 
 
 @dataclass
