@@ -48,6 +48,8 @@ class Args:
     seed: int = 0
     out: Path = RESULTS / "ct"
     """output stem: OUT.json, OUT.md"""
+    curve_at: tuple[int, ...] = ()
+    """also report PSNR at these iterations and plot the training curves (OUT.png), e.g. for long runs"""
     report_only: bool = False
     """write OUT.md from the runs OUT.json holds so far, running nothing (missing cells show -)"""
 
@@ -80,7 +82,7 @@ def main(args: Args) -> None:
         "runs as Ray tasks of --threads CPUs each, as many at once as the machine has CPUs (seconds per iteration are under that load); `paper` rows: the paper's Table 4 (other data, 512x512, "
         "20k iterations)"], args.methods, [("psnr", "PSNR final", "{:.2f}"), ("psnr_best", "PSNR best", "{:.2f}"),
                                    ("ssim", "SSIM final", "{:.3f}")], args.archs,
-        PAPER)
+        PAPER, curve_at=args.curve_at)
 
 
 if __name__ == "__main__":

@@ -176,9 +176,9 @@ def seconds_table(record: dict, methods: Sequence[str], labels: Sequence[str]) -
 
 def write_report(out: Path, title: str, record: dict, notes: Sequence[str], methods: Sequence[str],
                  metrics: Sequence[Tuple[str, str, str]], labels: Sequence[str],
-                 paper: Dict[Tuple[str, str], Sequence[float]]) -> Path:
+                 paper: Dict[Tuple[str, str], Sequence[float]], curve_at: Sequence[int] = ()) -> Path:
     """``out.md``: title, provenance (command, machine, setting, date), notes, the paper-layout table and the
-    seconds per iteration."""
+    seconds per iteration; with ``curve_at``, also the training curves (:func:`curves`)."""
     meta = record["meta"]
     lines = [*provenance_lines(title, meta), *[f"- {n}" for n in notes], ""]
     lines += table(record, methods, metrics, labels, paper)
@@ -187,10 +187,51 @@ def write_report(out: Path, title: str, record: dict, notes: Sequence[str], meth
     if ordering:
         lines += ["", f"## Do the paper's orderings hold? ({metrics[0][1]}; cells: ours / paper)", ""] + ordering
     lines += ["", "## Seconds per iteration", ""] + seconds_table(record, methods, labels)
+    if curve_at:
+        rows = curves(out, record, key, methods, labels, curve_at)
+        if rows:
+            lines += ["", f"## {metrics[0][1]} during training (logged value nearest each iteration; curves: "
+                      f"`{out.with_suffix('.png').name}`)", ""] + rows
     path = out.with_suffix(".md")
     path.write_text("\n".join(lines) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def curves(out: Path, record: dict, key: str, methods: Sequence[str], labels: Sequence[str],
+           at: Sequence[int]) -> List[str]:
+    """The training curves the runs recorded: ``out.png`` (``key`` against iteration, one panel per case) and
+    Markdown rows of ``key`` at the iterations ``at`` (the logged iteration nearest to each) per case and method."""
+    from nerf_norm.plotting import pyplot
+
+    by = {(r["case"], r["method"]): r["history"] for r in record["runs"] if key in r.get("history", {})}
+    labels = [label for label in labels if any((label, m) in by for m in methods)]
+    if not labels:
+        return []
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(labels), figsize=(5 * len(labels), 3.6), squeeze=False)
+    for ax, label in zip(axes[0], labels):
+        for index, method in enumerate(methods):
+            if (label, method) in by:
+                ax.plot(by[(label, method)]["iteration"], by[(label, method)][key], lw=1.4, label=method,
+                        color=plt.get_cmap("tab20")(index % 20), ls="--" if "+" not in method else "-")
+        ax.set_title(label)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out.with_suffix(".png"), dpi=110)
+    plt.close(fig)
+
+    def value(history: Dict[str, List[float]], iteration: int) -> str:
+        nearest = min(range(len(history["iteration"])), key=lambda i: abs(history["iteration"][i] - iteration))
+        return f"{history[key][nearest]:.2f}"
+
+    lines = ["| case | method | " + " | ".join(f"it {i}" for i in at) + " |", "|---|---|" + "---:|" * len(at)]
+    lines += [f"| {label} | {method} | " + " | ".join(value(by[(label, method)], i) for i in at) + " |"
+              for label in labels for method in methods if (label, method) in by]
+    return lines
 
 
 def _orderings(values: Dict[str, float]) -> Dict[str, bool]:
