@@ -42,6 +42,8 @@ class Args:
     seed: int = 0
     out: Path = RESULTS / "occupancy"
     """output stem: OUT.json, OUT.md"""
+    curve_at: tuple[int, ...] = ()
+    """also report the training-batch IoU at these iterations and plot the training curves (OUT.png)"""
 
 
 def main(args: Args) -> None:
@@ -70,7 +72,7 @@ def main(args: Args) -> None:
         "the grid is evaluated (`--stats-batches`; before 2026-11-24 the grid was evaluated in chunks with their "
         "own statistics, a bug: `benchmarks/results/occupancy_eval_gap.md`)",
         "runs as Ray tasks of --threads CPUs each, as many at once as the machine has CPUs (seconds per iteration are under that load); `paper` rows: the paper's Table 3 (512^3, 200 epochs)"],
-        args.methods, [("iou", "IoU", "{:.3f}")], [m.stem for m in args.meshes], PAPER)
+        args.methods, [("iou", "IoU", "{:.3f}")], [m.stem for m in args.meshes], PAPER, curve_at=args.curve_at)
 
 
 if __name__ == "__main__":

@@ -188,10 +188,12 @@ def write_report(out: Path, title: str, record: dict, notes: Sequence[str], meth
         lines += ["", f"## Do the paper's orderings hold? ({metrics[0][1]}; cells: ours / paper)", ""] + ordering
     lines += ["", "## Seconds per iteration", ""] + seconds_table(record, methods, labels)
     if curve_at:
-        rows = curves(out, record, key, methods, labels, curve_at)
+        rows = curves(out, record, key, methods, labels, curve_at, metrics[0][2])
         if rows:
-            lines += ["", f"## {metrics[0][1]} during training (logged value nearest each iteration; curves: "
-                      f"`{out.with_suffix('.png').name}`)", ""] + rows
+            lines += ["", f"## `{key}` during training", "",
+                      f"The value each run logged (every 25 iterations, from its training-mode forward pass; for "
+                      f"batch-trained tasks on the current batch) nearest each iteration; curves: "
+                      f"`{out.with_suffix('.png').name}`.", ""] + rows
     path = out.with_suffix(".md")
     path.write_text("\n".join(lines) + "\n")
     print(f"wrote {path}")
@@ -199,7 +201,7 @@ def write_report(out: Path, title: str, record: dict, notes: Sequence[str], meth
 
 
 def curves(out: Path, record: dict, key: str, methods: Sequence[str], labels: Sequence[str],
-           at: Sequence[int]) -> List[str]:
+           at: Sequence[int], fmt: str = "{:.2f}") -> List[str]:
     """The training curves the runs recorded: ``out.png`` (``key`` against iteration, one panel per case) and
     Markdown rows of ``key`` at the iterations ``at`` (the logged iteration nearest to each) per case and method."""
     from nerf_norm.plotting import pyplot
@@ -226,7 +228,7 @@ def curves(out: Path, record: dict, key: str, methods: Sequence[str], labels: Se
 
     def value(history: Dict[str, List[float]], iteration: int) -> str:
         nearest = min(range(len(history["iteration"])), key=lambda i: abs(history["iteration"][i] - iteration))
-        return f"{history[key][nearest]:.2f}"
+        return fmt.format(history[key][nearest])
 
     lines = ["| case | method | " + " | ".join(f"it {i}" for i in at) + " |", "|---|---|" + "---:|" * len(at)]
     lines += [f"| {label} | {method} | " + " | ".join(value(by[(label, method)], i) for i in at) + " |"
