@@ -88,6 +88,23 @@ def test_train_two_iterations(name, tiny_scene, tmp_path):
     assert [p.name for p in checkpoints] == ["step-000000001.ckpt"]
 
 
+@pytest.mark.parametrize("eval_near_plane", ["zero", "training"])
+def test_eval_near_plane(eval_near_plane, tiny_scene, tmp_path):
+    """Training rays start at the near plane; eval rays at 0 (nerfstudio's default) or, with
+    ``eval_near_plane=training``, at the near plane too."""
+    config = configure(method_config("mipnerf-cn-lite"), RunSettings(tiny_scene, tmp_path, steps=1))
+    config.pipeline.model.eval_near_plane = eval_near_plane
+    model = setup_trainer(config).pipeline.model
+    near = config.pipeline.model.collider_params["near_plane"]
+    bundle = lambda: RayBundle(origins=torch.zeros(2, 3), directions=torch.tensor([[0.0, 0.0, 1.0]]).expand(2, 3),  # noqa: E731
+                               pixel_area=torch.ones(2, 1))
+    model.train()
+    assert torch.equal(model.collider(bundle()).nears, torch.full((2, 1), near))
+    model.eval()
+    expected = 0.0 if eval_near_plane == "zero" else near
+    assert torch.equal(model.collider(bundle()).nears, torch.full((2, 1), expected))
+
+
 def test_passes_select_their_statistics(monkeypatch, tiny_scene, tmp_path):
     """The statistics set of a field call is the label its samples got from the sampler that drew them, whatever
     the order of the calls; unlabelled samples use the coarse set."""

@@ -16,7 +16,7 @@ Mip-NeRF's single MLP.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence, Tuple, Type
+from typing import Dict, Literal, Optional, Sequence, Tuple, Type
 
 from torch import Tensor, nn
 from nerfstudio.cameras.rays import RaySamples
@@ -93,6 +93,11 @@ class MipNerfNormModelConfig(VanillaModelConfig, NormOptions):
     _target: Type = field(default_factory=lambda: MipNerfNormModel)
     norm_head: bool = False
     """also normalize the view-dependent head MLP (2x128)"""
+    eval_near_plane: Literal["zero", "training"] = "zero"
+    """where rays start outside training: ``zero`` is nerfstudio's default (its ``NearFarCollider`` resets the near
+    plane to 0 in eval, so ``ns-eval`` and the viewer also query the space in front of the training near plane,
+    which no training sample constrains); ``training`` keeps ``collider_params["near_plane"]``, as the original
+    Mip-NeRF evaluates. mipnerf-bn puts density there (docs/reproduction.md, the mipnerf-bn anomaly)."""
 
 
 class MipNerfNormModel(MipNerfModel):
@@ -115,6 +120,8 @@ class MipNerfNormModel(MipNerfModel):
             spatial_distortion=nerf.spatial_distortion,
         )
         self.field = self.config.synchronize(self.field)
+        if self.collider is not None:
+            self.collider.reset_near_plane = self.config.eval_near_plane == "zero"
         self.sampler_uniform = StatSetSampler(self.sampler_uniform, PASSES[0])
         self.sampler_pdf = StatSetSampler(self.sampler_pdf, PASSES[1])
         refuse_partial_loads(self, "field.")
