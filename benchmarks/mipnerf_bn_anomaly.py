@@ -107,7 +107,12 @@ def _train_rays_psnr(trainer, batches: int, step: int) -> dict:
                 model.train(training)
                 for norm in _stat_norms(model):
                     norm.momentum = 0.0  # no running-statistics update while measuring
-                outputs = model(ray_bundle)
+                # a fresh bundle per mode: the model's collider fills in nears/fars only where they are unset, and
+                # sets the near plane to 0 outside training (nerfstudio's default); before 2026-11-24 the eval
+                # pass reused the bundle the train pass had given near plane 2 (see the errata in the results)
+                bundle = copy.copy(ray_bundle)
+                bundle.nears = bundle.fars = None
+                outputs = model(bundle)
                 loss = model.get_loss_dict(outputs, batch)["rgb_loss_fine"]
                 sums[key] += -10 * math.log10(float(loss))
     model.load_state_dict(saved)
