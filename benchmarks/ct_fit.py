@@ -1,0 +1,65 @@
+"""How well each CT run fits its measurements, against how well it reconstructs the slice.
+
+Reads the ``metrics.json`` every ``ct.py`` run leaves in its scratch folder (``benchmarks/scratch/ct/<arch>/<method>``
+by default) and tabulates, per architecture and method, the final sinogram MSE (the training loss: how closely the
+network's projections match the 100 measured ones) beside the slice's PSNR and SSIM. 100 projections of a
+128x128 slice leave part of the image unconstrained; a network that matches the measurements more closely and
+still reconstructs worse puts its error where no projection looks (as the MRI runs do in unmeasured k-space).
+
+    .venv/bin/python benchmarks/ct_fit.py                       # results/ct_fit.{json,md}
+    .venv/bin/python benchmarks/ct_fit.py --scratch benchmarks/scratch/ct other_clone/benchmarks/scratch/ct
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import tyro
+
+from task_tables import ALL_METHODS, RESULTS, SCRATCH, provenance_lines
+
+
+@dataclass
+class Args:
+    """Tabulate the sinogram fit and the reconstruction quality of finished ct.py runs."""
+
+    scratch: tuple[Path, ...] = (SCRATCH / "ct",)
+    """ct.py's scratch folders: <arch>/<method with + as _>/metrics.json (e.g. of ct.py and of a long ct.py run)"""
+    out: Path = RESULTS / "ct_fit"
+    """output stem: OUT.json, OUT.md"""
+
+
+def main(args: Args) -> None:
+    runs = []
+    found = [(folder, path) for folder in args.scratch for path in sorted(folder.glob("*/*/metrics.json"))]
+    for folder, path in found:
+        record = json.loads(path.read_text())
+        metrics, run = record["metrics"], record["run"]
+        if "sinogram_mse" not in metrics:
+            raise SystemExit(f"{path}: no 'sinogram_mse' in its metrics (not a finished `nerf-norm ct` run?)")
+        runs.append({"arch": run["arch"], "method": run["method"], "iterations": metrics["iterations"],
+                     "sinogram_mse": metrics["sinogram_mse"], "psnr": metrics["psnr"], "ssim": metrics["ssim"],
+                     "source": str(path.relative_to(folder))})
+    if not runs:
+        raise SystemExit(f"no finished CT runs under {args.scratch} (run benchmarks/ct.py first)")
+    meta = {"command": "python benchmarks/ct_fit.py --scratch " + " ".join(map(str, args.scratch)), "date": time.strftime("%Y-%m-%d"),
+            "machine": "the runs' (benchmarks/results/ct.md)", "setting": "final metrics of the ct.py runs found under the scratch folder"}
+    args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
+    order = {m: i for i, m in enumerate(ALL_METHODS)}
+    lines = [*provenance_lines("CT: fit of the measurements vs quality of the reconstruction", meta), "",
+             "sinogram fit: -10 log10(sinogram MSE) in dB (higher: the network's projections match the measured ones "
+             "more closely); PSNR / SSIM: the reconstructed slice against the true one.", "",
+             "| arch | iterations | method | sinogram fit (dB) | PSNR (dB) | SSIM |", "|---|---:|---|---:|---:|---:|"]
+    for r in sorted(runs, key=lambda r: (r["arch"], r["iterations"], order.get(r["method"], 99))):
+        lines.append(f"| {r['arch']} | {r['iterations']} | {r['method']} | {-10 * math.log10(r['sinogram_mse']):.1f} | "
+                     f"{r['psnr']:.2f} | {r['ssim']:.3f} |")
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
