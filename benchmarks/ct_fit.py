@@ -2,7 +2,7 @@
 
 Reads the ``metrics.json`` every ``ct.py`` run leaves in its scratch folder (``benchmarks/scratch/ct/<arch>/<method>``
 by default) and tabulates, per architecture and method, the final sinogram MSE (the training loss: how closely the
-network's projections match the 100 measured ones) beside the slice's PSNR and SSIM. 100 projections of a
+network's projections match the measured ones) beside the slice's PSNR and SSIM. 100 projections of a
 128x128 slice leave part of the image unconstrained; a network that matches the measurements more closely and
 still reconstructs worse puts its error where no projection looks (as the MRI runs do in unmeasured k-space).
 
@@ -42,20 +42,24 @@ def main(args: Args) -> None:
         if "sinogram_mse" not in metrics:
             raise SystemExit(f"{path}: no 'sinogram_mse' in its metrics (not a finished `nerf-norm ct` run?)")
         runs.append({"arch": run["arch"], "method": run["method"], "iterations": metrics["iterations"],
+                     "projections": run["projections"],
                      "sinogram_mse": metrics["sinogram_mse"], "psnr": metrics["psnr"], "ssim": metrics["ssim"],
                      "source": str(path.relative_to(folder))})
     if not runs:
         raise SystemExit(f"no finished CT runs under {args.scratch} (run benchmarks/ct.py first)")
-    meta = {"command": "python benchmarks/ct_fit.py --scratch " + " ".join(map(str, args.scratch)), "date": time.strftime("%Y-%m-%d"),
-            "machine": "the runs' (benchmarks/results/ct.md)", "setting": "final metrics of the ct.py runs found under the scratch folder"}
+    meta = {"command": "python benchmarks/ct_fit.py --scratch " + " ".join(map(str, args.scratch)),
+            "date": time.strftime("%Y-%m-%d"), "machine": "the runs' (benchmarks/results/ct.md)",
+            "setting": "final metrics of the ct.py runs found under the scratch folders"}
     args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
     order = {m: i for i, m in enumerate(ALL_METHODS)}
     lines = [*provenance_lines("CT: fit of the measurements vs quality of the reconstruction", meta), "",
              "sinogram fit: -10 log10(sinogram MSE) in dB (higher: the network's projections match the measured ones "
              "more closely); PSNR / SSIM: the reconstructed slice against the true one.", "",
-             "| arch | iterations | method | sinogram fit (dB) | PSNR (dB) | SSIM |", "|---|---:|---|---:|---:|---:|"]
-    for r in sorted(runs, key=lambda r: (r["arch"], r["iterations"], order.get(r["method"], 99))):
-        lines.append(f"| {r['arch']} | {r['iterations']} | {r['method']} | {-10 * math.log10(r['sinogram_mse']):.1f} | "
+             "| arch | projections | iterations | method | sinogram fit (dB) | PSNR (dB) | SSIM |",
+             "|---|---:|---:|---|---:|---:|---:|"]
+    for r in sorted(runs, key=lambda r: (r["arch"], r["projections"], r["iterations"], order.get(r["method"], 99))):
+        fit = -10 * math.log10(r["sinogram_mse"])
+        lines.append(f"| {r['arch']} | {r['projections']} | {r['iterations']} | {r['method']} | {fit:.1f} | "
                      f"{r['psnr']:.2f} | {r['ssim']:.3f} |")
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

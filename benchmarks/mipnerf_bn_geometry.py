@@ -148,8 +148,9 @@ def main(args: Args) -> None:
              "Silhouettes: the fine pass's accumulated opacity > 0.5 against the PNG's alpha > 0.5. Background "
              "opacity: mean opacity on pixels outside the object (floaters); object transparency: 1 - mean "
              "opacity on object pixels (holes).", "",
-             "| method | rays start at (eval) | views | PSNR (dB) | silhouette IoU | mean abs opacity error | background opacity | "
-             "object transparency | pixels drawn before the near plane |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| method | rays start at (eval) | views | PSNR (dB) | silhouette IoU | mean abs opacity error | "
+             "background opacity | object transparency | pixels drawn before the near plane |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for method, r in record["runs"].items():
         for near, shown in NEAR_PLANES.items():
             for split in ("train_views", "test_views"):

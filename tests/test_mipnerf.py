@@ -96,13 +96,16 @@ def test_eval_near_plane(eval_near_plane, tiny_scene, tmp_path):
     config.pipeline.model.eval_near_plane = eval_near_plane
     model = setup_trainer(config).pipeline.model
     near = config.pipeline.model.collider_params["near_plane"]
-    bundle = lambda: RayBundle(origins=torch.zeros(2, 3), directions=torch.tensor([[0.0, 0.0, 1.0]]).expand(2, 3),  # noqa: E731
-                               pixel_area=torch.ones(2, 1))
-    model.train()
-    assert torch.equal(model.collider(bundle()).nears, torch.full((2, 1), near))
-    model.eval()
+
+    def nears(training: bool) -> torch.Tensor:
+        model.train(training)
+        bundle = RayBundle(origins=torch.zeros(2, 3), directions=torch.tensor([[0.0, 0.0, 1.0]]).expand(2, 3),
+                           pixel_area=torch.ones(2, 1))
+        return model.collider(bundle).nears
+
+    assert torch.equal(nears(True), torch.full((2, 1), near))
     expected = 0.0 if eval_near_plane == "zero" else near
-    assert torch.equal(model.collider(bundle()).nears, torch.full((2, 1), expected))
+    assert torch.equal(nears(False), torch.full((2, 1), expected))
 
 
 def test_passes_select_their_statistics(monkeypatch, tiny_scene, tmp_path):
