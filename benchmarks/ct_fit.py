@@ -18,7 +18,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import tyro
+from PIL import Image
 
 from task_tables import ALL_METHODS, RESULTS, SCRATCH, provenance_lines
 
@@ -33,6 +35,17 @@ class Args:
     """output stem: OUT.json, OUT.md"""
 
 
+def high_frequency_share(folder: Path) -> float:
+    """Share of the reconstruction error's energy above half the Nyquist frequency (radially), from the run's
+    ``reconstruction.png`` and ``target.png`` (8-bit, as ``nerf-norm ct`` writes them)."""
+    load = lambda name: np.asarray(Image.open(folder / name), dtype=np.float64) / 255.0  # noqa: E731
+    error = load("reconstruction.png") - load("target.png")
+    power = np.abs(np.fft.fft2(error)) ** 2
+    fy, fx = np.meshgrid(np.fft.fftfreq(error.shape[0]), np.fft.fftfreq(error.shape[1]), indexing="ij")
+    radius = np.hypot(fx, fy) / 0.5  # 1 = Nyquist along an axis
+    return float(power[radius > 0.5].sum() / power.sum())
+
+
 def main(args: Args) -> None:
     runs = []
     found = [(folder, path) for folder in args.scratch for path in sorted(folder.glob("*/*/metrics.json"))]
@@ -44,6 +57,7 @@ def main(args: Args) -> None:
         runs.append({"arch": run["arch"], "method": run["method"], "iterations": metrics["iterations"],
                      "projections": run["projections"],
                      "sinogram_mse": metrics["sinogram_mse"], "psnr": metrics["psnr"], "ssim": metrics["ssim"],
+                     "high_frequency_error_share": high_frequency_share(path.parent),
                      "source": str(path.relative_to(folder))})
     if not runs:
         raise SystemExit(f"no finished CT runs under {args.scratch} (run benchmarks/ct.py first)")
@@ -54,13 +68,14 @@ def main(args: Args) -> None:
     order = {m: i for i, m in enumerate(ALL_METHODS)}
     lines = [*provenance_lines("CT: fit of the measurements vs quality of the reconstruction", meta), "",
              "sinogram fit: -10 log10(sinogram MSE) in dB (higher: the network's projections match the measured ones "
-             "more closely); PSNR / SSIM: the reconstructed slice against the true one.", "",
-             "| arch | projections | iterations | method | sinogram fit (dB) | PSNR (dB) | SSIM |",
-             "|---|---:|---:|---|---:|---:|---:|"]
+             "more closely); PSNR / SSIM: the reconstructed slice against the true one; high-frequency error: the "
+             "share of the slice error's energy above half the Nyquist frequency.", "",
+             "| arch | projections | iterations | method | sinogram fit (dB) | PSNR (dB) | SSIM | high-frequency error |",
+             "|---|---:|---:|---|---:|---:|---:|---:|"]
     for r in sorted(runs, key=lambda r: (r["arch"], r["projections"], r["iterations"], order.get(r["method"], 99))):
         fit = -10 * math.log10(r["sinogram_mse"])
         lines.append(f"| {r['arch']} | {r['projections']} | {r['iterations']} | {r['method']} | {fit:.1f} | "
-                     f"{r['psnr']:.2f} | {r['ssim']:.3f} |")
+                     f"{r['psnr']:.2f} | {r['ssim']:.3f} | {r['high_frequency_error_share']:.3f} |")
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
