@@ -53,8 +53,11 @@ def provenance(script: str, threads: int, setting: str) -> dict:
 
 def provenance_lines(title: str, meta: dict) -> List[str]:
     """The head of a result markdown file: ``# title`` and the provenance :func:`provenance` recorded."""
-    return [f"# {title}", "", f"- command: `{meta['command']}`", f"- machine: {meta['machine']}",
-            f"- setting: {meta['setting']}", f"- date: {meta['date']}"]
+    commands = meta.get("commands") or [meta["command"]]
+    shown = (f"- command: `{commands[0]}`" if len(commands) == 1 else
+             "- commands (runs resumed by each; same settings): " + ", ".join(f"`{c}`" for c in commands))
+    return [f"# {title}", "", shown, f"- machine: {meta['machine']}", f"- setting: {meta['setting']}",
+            f"- date: {meta['date']}"]
 
 
 def run_cases(name: str, cases: Sequence[Case], methods: Sequence[str], keep: Sequence[str], setting: str,
@@ -132,7 +135,9 @@ def _append(json_path: Path, meta: dict, entry: dict) -> dict:
     """Adds ``entry`` to the JSON on disk (re-read under the lock, so concurrent writers lose nothing)."""
     with _lock(json_path):
         record = json.loads(json_path.read_text()) if json_path.exists() else {"runs": []}
-        record["meta"] = meta
+        earlier = record.get("meta", {})
+        commands = earlier.get("commands") or ([earlier["command"]] if "command" in earlier else [])
+        record["meta"] = {**meta, "commands": commands + [meta["command"]] * (meta["command"] not in commands)}
         if not any((r["case"], r["method"]) == (entry["case"], entry["method"]) for r in record["runs"]):
             record["runs"].append(entry)
         tmp = json_path.with_suffix(".tmp")
