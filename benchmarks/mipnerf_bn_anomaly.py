@@ -19,7 +19,7 @@ running statistics are the problem. Results: ``benchmarks/results/mipnerf_bn_ano
 from __future__ import annotations
 
 import copy
-import json
+import functools
 import math
 import os
 import time
@@ -30,7 +30,7 @@ import torch
 import tyro
 from rich.console import Console
 
-from task_tables import provenance
+from task_tables import provenance, resume_keyed
 
 from nerf_norm.nerfstudio.experiment import RunSettings, configure, evaluate, lite_config, setup_trainer
 from nerf_norm.nerfstudio.statistics import refresh_running_statistics
@@ -152,21 +152,12 @@ def run(args: Args, method: str) -> dict:
 
 def main(args: Args) -> None:
     torch.set_num_threads(args.threads)
-    path = args.out.with_suffix(".json")
-    record = json.loads(path.read_text()) if path.exists() else {"runs": {}}
-    errata = record.get("meta", {}).get("errata")
-    record["meta"] = provenance(
+    meta = provenance(
         "mipnerf_bn_anomaly", args.threads,
         f"lego at scale {args.scale}, lite settings, {args.steps} steps, seed {args.seed}, norm momentum "
         f"{args.momentum}, test views {list(args.views)}, recalibration over {args.recalibrate} batches")
-    if errata:  # notes on earlier runs in this file stay with it
-        record["meta"]["errata"] = errata
-    for method in args.methods:
-        key = f"{method}@momentum={args.momentum}"
-        if key not in record["runs"]:
-            record["runs"][key] = run(args, method)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(record, indent=1))
+    record = resume_keyed(args.out, meta, {f"{m}@momentum={args.momentum}": functools.partial(run, args, m)
+                                           for m in args.methods})
     lines = ["# mipnerf-bn on lego: where the 9.8 dB came from", "", f"- command: `{record['meta']['command']}`",
              f"- machine: {record['meta']['machine']}", f"- setting: {record['meta']['setting']}",
              f"- date: {record['meta']['date']}",

@@ -18,7 +18,7 @@ plane. Rendering whole training views separates "fails on new views" from "fails
 
 from __future__ import annotations
 
-import json
+import functools
 import math
 import os
 import time
@@ -31,7 +31,7 @@ import torch
 import tyro
 from rich.console import Console
 
-from task_tables import provenance, provenance_lines
+from task_tables import provenance, provenance_lines, resume_keyed
 
 from nerf_norm.nerfstudio.experiment import RunSettings, configure, lite_config, setup_trainer, train_step
 
@@ -131,18 +131,12 @@ def run(args: Args, method: str) -> dict:
 
 def main(args: Args) -> None:
     torch.set_num_threads(args.threads)
-    path = args.out.with_suffix(".json")
-    record = json.loads(path.read_text()) if path.exists() else {"runs": {}}
-    record["meta"] = provenance(
+    meta = provenance(
         "mipnerf_bn_geometry", args.threads,
         f"lego at scale {args.scale}, lite settings, {args.steps} steps, seed {args.seed}, eval mode (running "
         f"statistics), rays from 0 and from the near plane; training views {list(args.train_views)}, test views "
         f"{list(args.test_views)}")
-    for method in args.methods:
-        if method not in record["runs"]:
-            record["runs"][method] = run(args, method)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(record, indent=1))
+    record = resume_keyed(args.out, meta, {m: functools.partial(run, args, m) for m in args.methods})
     lines = [*provenance_lines("mipnerf-bn on lego: colour and silhouettes on training and test views",
                                record["meta"]), "",
              "Silhouettes: the fine pass's accumulated opacity > 0.5 against the PNG's alpha > 0.5. Background "

@@ -60,6 +60,22 @@ def provenance_lines(title: str, meta: dict) -> List[str]:
             f"- date: {meta['date']}"]
 
 
+def resume_keyed(out: Path, meta: dict, runs: Dict[str, Callable[[], dict]]) -> dict:
+    """The driver of single-process diagnosis scripts: ``out.json`` holds ``{"meta", "runs": {key: result}}``;
+    every key of ``runs`` it lacks is run (``runs[key]()``) and written at once, so a rerun resumes. ``meta``
+    replaces the file's provenance, except for an ``errata`` note on earlier runs, which stays."""
+    path = out.with_suffix(".json")
+    record = json.loads(path.read_text()) if path.exists() else {"runs": {}}
+    errata = record.get("meta", {}).get("errata")
+    record["meta"] = {**meta, **({"errata": errata} if errata else {})}
+    for key, run in runs.items():
+        if key not in record["runs"]:
+            record["runs"][key] = run()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(record, indent=1))
+    return record
+
+
 def run_cases(name: str, cases: Sequence[Case], methods: Sequence[str], keep: Sequence[str], setting: str,
               threads: int, out: Path, script: Optional[str] = None, parallel: Optional[int] = None,
               address: Optional[str] = None, report_only: bool = False) -> dict:
