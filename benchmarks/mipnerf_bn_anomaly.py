@@ -32,7 +32,8 @@ from rich.console import Console
 
 from task_tables import provenance, resume_keyed
 
-from nerf_norm.nerfstudio.experiment import RunSettings, configure, evaluate, lite_config, setup_trainer
+from nerf_norm.nerfstudio.experiment import (RunSettings, configure, evaluate, lite_config, setup_trainer,
+                                             train_step)
 from nerf_norm.nerfstudio.statistics import refresh_running_statistics
 from nerf_norm.norms import BatchNorm, CrossNorm, GlobalNorm
 
@@ -65,15 +66,10 @@ def _stat_norms(model):
 
 
 def _train(trainer, step: int) -> float:
-    """One training step as nerfstudio's loop takes it; returns the fine pass's training PSNR on the batch."""
-    from nerfstudio.engine.callbacks import TrainingCallbackLocation
-
-    for cb in trainer.callbacks:
-        cb.run_callback_at_location(step, location=TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
-    _, loss_dict, _ = trainer.train_iteration(step)
-    for cb in trainer.callbacks:
-        cb.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
-    return -10 * math.log10(float(loss_dict["rgb_loss_fine"]))
+    """One training step (``experiment.train_step``); returns the fine pass's training PSNR on the batch."""
+    losses: dict = {}
+    train_step(trainer, step, losses)
+    return -10 * math.log10(losses["rgb_loss_fine"])
 
 
 def _evaluate_batch_stats(trainer, views) -> dict:

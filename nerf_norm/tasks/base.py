@@ -222,7 +222,8 @@ class Trainer:
         # the running statistics as the last finished iteration left them: an interrupted iteration's forward may
         # have updated them already (full-batch tasks keep none)
         tracked = norms_with_running_statistics(model)
-        buffers = [{k: b.clone() for k, b in m.named_buffers()} for m in tracked]
+        snapshot = lambda: [{k: b.clone() for k, b in m.named_buffers()} for m in tracked]  # noqa: E731
+        buffers = snapshot()
         with progress, self._checkpoint_on_interrupt(lambda: (step, model, opt, sched, history, best, tracked,
                                                               buffers),
                                                       ckpt_path, identity, t_start):
@@ -241,7 +242,7 @@ class Trainer:
                 opt.step()
                 sched.step()
                 step += 1
-                buffers = [{k: b.clone() for k, b in m.named_buffers()} for m in tracked]
+                buffers = snapshot()
                 logged = step % cfg.log_every == 0 or step == cfg.iters or step == 1
                 if logged or task.track_best:
                     # the output of this step's forward pass, i.e. of the weights before this step's update
