@@ -9,13 +9,15 @@ Three pairs (issue 13's targets in brackets):
 - ``mipnerf``: ``mipnerf-gn-lite`` and ``mipnerf-cn-lite`` against nerfstudio's ``mipnerf`` with the same lite
   settings, on a generated Blender scene (``make-scene blender``, 100x100) [gn <= 1.15x];
 - ``image``: ``relu+cn`` against ``relu`` at 10x28 on the bundled image at 256x256 (T = 65,536 pixels, full
-  batch), one Adam iteration as ``nerf-norm image`` takes it (forward, MSE, backward, step, best-PSNR tracking)
-  [<= 1.5x].
+  batch), one Adam iteration as ``nerf-norm image`` takes it (forward, MSE, backward, step, best-PSNR tracking),
+  with the trainer's malloc setting (``nerf_norm/cpu_memory.py``; ``--no-retain-freed-memory``: glibc's
+  defaults; process-wide from the image pair on, which is why it runs last) [<= 1.5x].
 
 The nerfstudio pairs are timed by nerfstudio's own profiler (``--logging.profiler basic``: the running mean of
 ``Trainer.train_iteration``), reset before each block. Methods run in interleaved rounds (order reversed every
 other round, one untimed step first), and a ratio is the median of the per-round ratios, so slow drift of a
-shared machine cancels. Results: ``benchmarks/results/step_cost.{json,md}``.
+shared machine cancels. Each block also counts the process's minor page faults (``getrusage``). Results:
+``benchmarks/results/step_cost.{json,md}``.
 
     .venv/bin/python benchmarks/step_cost.py                 # all three pairs
     .venv/bin/python benchmarks/step_cost.py --pairs neus    # one pair (merged into the existing results)
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import json
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -52,6 +55,8 @@ class Args:
     steps: int = 10
     """timed steps per method and round"""
     threads: int = 2
+    retain_freed_memory: bool = True
+    """the image pair with ``nerf-norm``'s malloc setting (nerf_norm/cpu_memory.py), as its trainer runs"""
     out: Path = RESULTS / "step_cost"
 
 
@@ -60,21 +65,25 @@ StepFn = Callable[[], None]
 
 def interleave(steppers: Dict[str, Tuple[StepFn, Callable[[], float]]], rounds: int, steps: int) -> Dict[str, dict]:
     """``steppers[name] = (step, block_seconds)``: ``block_seconds()`` is the mean step time of the block just
-    run. Returns per method the per-round times, the median and the median ratio to the first method."""
+    run. Returns per method the per-round times, the median and the median ratio to the first method, and the
+    median number of minor page faults per step."""
     names = list(steppers)
     times: Dict[str, List[float]] = {n: [] for n in names}
+    faults: Dict[str, List[float]] = {n: [] for n in names}
     for r in range(rounds):
         for name in names if r % 2 == 0 else names[::-1]:
             step, block_seconds = steppers[name]
             step()  # untimed: the previous block was another method's
             block_seconds.reset()  # type: ignore[attr-defined]
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             for _ in range(steps):
                 step()
             times[name].append(block_seconds())
+            faults[name].append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / steps)
         console.print(f"round {r}: " + ", ".join(f"{n} {v[-1]:.4f} s" for n, v in times.items()))
     ref = times[names[0]]
     return {n: {"s_per_step": statistics.median(v), "ratio": statistics.median(a / b for a, b in zip(v, ref)),
-                "rounds": v} for n, v in times.items()}
+                "rounds": v, "page_faults_per_step": statistics.median(faults[n])} for n, v in times.items()}
 
 
 class _ProfiledStep:
@@ -158,9 +167,12 @@ def mipnerf_pair(args: Args) -> Dict[str, dict]:
 
 
 def image_pair(args: Args) -> Dict[str, dict]:
+    from nerf_norm.cpu_memory import retain_freed_memory
     from nerf_norm.networks import build_network
     from nerf_norm.tasks.image import ImageTask
 
+    if args.retain_freed_memory and not retain_freed_memory():
+        console.print("image: the malloc setting is unavailable here (not glibc); glibc's defaults apply")
     task = ImageTask(None, downscale=2)
     coords = task.coords()
     steppers = {}
@@ -192,13 +204,15 @@ def write_markdown(record: dict, out: Path) -> None:
              f"- command: `{record['command']}`", f"- machine: {record['machine']}", f"- date: {record['date']}",
              "- nerfstudio pairs: mean `Trainer.train_iteration` from nerfstudio's basic profiler per block; image: "
              "wall clock of the iteration; ratio = median over rounds of the paired per-round ratio", ""]
-    lines += ["| pair | method | s / step | x plain | target | met |", "|---|---|---:|---:|---:|---|"]
+    lines += ["| pair | method | s / step | x plain | target | met | page faults / step |",
+              "|---|---|---:|---:|---:|---|---:|"]
     for pair, methods in record["pairs"].items():
         for method, r in methods.items():
             target = TARGETS.get((pair, method))
             met = "" if target is None else ("yes" if r["ratio"] <= target else "**no**")
+            pf = r.get("page_faults_per_step")
             lines.append(f"| {pair} | {method} | {r['s_per_step']:.4f} | {r['ratio']:.3f} | "
-                         f"{'' if target is None else f'<= {target}'} | {met} |")
+                         f"{'' if target is None else f'<= {target}'} | {met} | {'-' if pf is None else f'{pf:.0f}'} |")
     lines += ["", "Settings: " + "; ".join(f"{k}: {v}" for k, v in record["settings"].items())]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     console.print(f"wrote {out.with_suffix('.md')}")
@@ -224,7 +238,9 @@ def main(args: Args) -> None:
                       "neus": "neus-cn-lite (128 rays, 32+32 samples, 6x128 SDF, 2x128 colour) vs norm none, "
                               "generated bunny 64x48",
                       "mipnerf": "lite settings (128 rays, 32+32 samples), generated Blender scene 100x100",
-                      "image": "10x28, bundled image 256x256, full batch, Adam"})
+                      "image": "10x28, bundled image 256x256, full batch, Adam, malloc "
+                               + ("retained (nerf_norm/cpu_memory.py)" if args.retain_freed_memory
+                                  else "glibc defaults")})
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record, indent=1))
         write_markdown(record, args.out)

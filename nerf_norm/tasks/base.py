@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor, nn
 
+from ..cpu_memory import retain_freed_memory
 from ..errors import UserError, require_finite_positive
 from ..outputs import prepare_output_dir
 from ..networks import count_parameters
@@ -124,6 +125,9 @@ class TrainConfig:
     """continue from OUT/checkpoint.pt when it exists and matches the run"""
     threads: Optional[int] = None
     """torch CPU threads (default: torch's choice)"""
+    retain_freed_memory: bool = True
+    """on the CPU under glibc (Linux): keep freed tensor memory in the process instead of returning it to the OS,
+    so a step does not fault in fresh pages (see nerf_norm/cpu_memory.py); speed only, results are identical"""
     quiet: bool = False
     """no progress bar"""
     overwrite: bool = False
@@ -213,6 +217,8 @@ class Trainer:
                             f"spans {cfg.iters}: from iteration {step} on the rate follows the new schedule")
 
         coords = task.coords()
+        if cfg.retain_freed_memory and coords.device.type == "cpu":
+            retain_freed_memory()
         generator = torch.Generator()
         model.train()
         t_start = time.perf_counter() - elapsed
