@@ -4,8 +4,8 @@ A full-batch step on the CPU frees and re-allocates the same large activations e
 float32, 7.3 MB each at T = 65,536 and C = 28). glibc serves such blocks from its heap or by ``mmap`` depending
 on a threshold it adapts at run time, and returns free heap memory to the OS beyond a trim threshold. Which of
 the two happens depends on the order of the allocations, so a step can fault in tens of megabytes of fresh,
-zeroed pages: ``relu+cn`` at 10x28 on a 256x256 image faults in about 13,000-15,000 pages per step and
-``relu`` none (``benchmarks/results/step_cost_image_glibc_malloc.md``).
+zeroed pages: ``relu+cn`` at 10x28 on a 256x256 image faults in about 12,000 pages per step and ``relu``
+none (``benchmarks/results/step_cost_image_glibc_malloc.md``).
 
 :func:`retain_freed_memory` fixes both thresholds (``mallopt``), so blocks up to 32 MiB always come from the
 heap and freed memory stays in the process for the next step: no page faults in the steady state, at the cost
