@@ -16,8 +16,8 @@ glibc_only = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ve
 # A relu+cn 4x28 network on T = 65,536 coordinates (7.3 MB activations, 1,792 pages of 4 KiB each), full batch:
 # minor page faults over ten steps after six warm-up steps, in a fresh process (the setting is process-wide).
 # Under glibc's defaults this pattern faults in thousands of pages every step (41,762 and 65,283 over the ten
-# steps in two runs here: several activations re-faulted per step). With the setting, most runs fault in nothing; now and then
-# the heap still grows by one activation (1,792 faults once).
+# steps in two runs here: several activations re-faulted per step). With the setting, most runs fault in
+# nothing; now and then the heap still grows by one activation (1,792 faults once).
 _PROBE = textwrap.dedent("""
     import resource, sys
     import torch
