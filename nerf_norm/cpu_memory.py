@@ -30,18 +30,19 @@ _M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 32 * 1024 * 1024
 TRIM_THRESHOLD = 1024 * 1024 * 1024
 
-_applied = False
+
+
+def uses_glibc() -> bool:
+    """Whether this process runs on glibc (where ``mallopt`` exists)."""
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
 
 def retain_freed_memory() -> bool:
-    """Sets glibc's mmap threshold to 32 MiB and its trim threshold to 1 GiB for this process (once).
+    """Sets glibc's mmap threshold to 32 MiB and its trim threshold to 1 GiB for this process (idempotent).
 
     Returns whether the settings are in effect: ``False`` outside glibc or when ``mallopt`` refuses them.
     """
-    global _applied
-    if _applied:
-        return True
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if not uses_glibc():
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
@@ -50,7 +51,6 @@ def retain_freed_memory() -> bool:
     except (OSError, AttributeError) as exc:  # no usable libc / no mallopt
         log.debug("mallopt unavailable: %s", exc)
         return False
-    _applied = ok
     if ok:
         log.debug("glibc malloc: mmap threshold %d, trim threshold %d", MMAP_THRESHOLD, TRIM_THRESHOLD)
     return ok

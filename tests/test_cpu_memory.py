@@ -1,6 +1,5 @@
 """The trainer's malloc setting (nerf_norm/cpu_memory.py): a steady-state CPU step faults in no fresh pages."""
 
-import platform
 import resource
 import subprocess
 import sys
@@ -8,10 +7,10 @@ import textwrap
 
 import pytest
 
+from nerf_norm.cpu_memory import uses_glibc
 from nerf_norm.tasks.base import TrainConfig
 
-glibc_only = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
-                                reason="mallopt is glibc's")
+glibc_only = pytest.mark.skipif(not uses_glibc(), reason="mallopt is glibc's")
 
 # A relu+cn 4x28 network on T = 65,536 coordinates (7.3 MB activations, 1,792 pages of 4 KiB each), full batch:
 # minor page faults over ten steps after six warm-up steps, in a fresh process (the setting is process-wide).
