@@ -35,7 +35,7 @@ fi
 [ -x .venv/bin/python ] || { echo "[install] creating .venv with $py"; "$py" -m venv .venv; }
 
 stamp=.venv/.nerf_norm_installed
-want="$(cat pyproject.toml scripts/install.sh scripts/constraints.txt nerf_norm/csrc/*.cpp nerf_norm/csrc/*.h | sha256sum | cut -d' ' -f1)"
+want="$(cat pyproject.toml scripts/install.sh scripts/constraints.txt nerf_norm/csrc/*.cpp nerf_norm/csrc/*.h nerf_norm/nerfstudio/csrc/*.cpp | sha256sum | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && .venv/bin/python -c "import nerf_norm, torch, nerfstudio" 2>/dev/null; then
     echo "[install] .venv is up to date"
     exit 0
@@ -44,5 +44,5 @@ echo "[install] installing nerf_norm and dependencies into .venv (first time: ~5
 .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
 .venv/bin/python -m pip install -q -c scripts/constraints.txt -e ".[test,sweep]"
 .venv/bin/python -c "import nerf_norm, torch, nerfstudio; print('[install] ok: torch', torch.__version__)"
-.venv/bin/python -c "from nerf_norm.norms.kernel import main; raise SystemExit(main())"
+.venv/bin/python -c "from nerf_norm.kernels import main; raise SystemExit(main())"
 echo "$want" > "$stamp"

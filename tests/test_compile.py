@@ -4,6 +4,8 @@ to eager; no host synchronisation in the eager CrossNorm and GlobalNorm paths' h
 import pytest
 import torch
 
+from nerf_norm import kernels
+
 from nerf_norm.networks import build_network
 from nerf_norm.norms import CrossNorm, GlobalNorm
 
@@ -66,7 +68,7 @@ def test_eager_eval_forward_does_not_read_the_device(monkeypatch, layer):
     """The eager path (what a GPU runs) never converts a tensor to a Python number in forward or backward: here
     every Tensor.__float__/item/tolist raises while a CrossNorm or GlobalNorm trains and evaluates on the eager
     path."""
-    monkeypatch.setenv("NERF_NORM_CN_KERNEL", "torch")
+    monkeypatch.setattr(kernels, "_mode", "torch")
     norm = layer(8, track_running_stats=True, fuse_relu=True)
     x = torch.randn(64, 8, requires_grad=True)
     norm(x).sum().backward()  # one step to fill the running statistics

@@ -228,7 +228,7 @@ def test_bounded_softplus_matches_torch_softplus(dtype):
     """NeuS' Softplus(beta=100) behind a norm runs on the CPU kernel with a bounded exponent: value, gradient and
     second derivative (what the eikonal loss takes) equal torch's over unit-scale inputs, the threshold region
     included; gradcheck/gradgradcheck in float64."""
-    from nerf_norm.norms import kernel
+    from nerf_norm import kernels as kernel
 
     torch.manual_seed(0)
     ours, ref = BoundedSoftplus(beta=100), torch.nn.Softplus(beta=100)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from nerf_norm.norms import kernel as cn_kernel
+from nerf_norm import kernels
 from nerf_norm.norms import (
     BatchNorm,
     CrossNorm,
@@ -19,10 +19,10 @@ from nerf_norm.norms import (
 @pytest.fixture(params=["cpp", "torch"])
 def cn_path(request, monkeypatch):
     """Runs a CrossNorm or GlobalNorm test on the fused CPU kernels and on the eager torch path."""
-    monkeypatch.setenv("NERF_NORM_CN_KERNEL", request.param)
-    if request.param == "cpp":
-        assert cn_kernel.usable(torch.zeros(2, 2)), "the CrossNorm CPU kernel must build on this machine"
-    return request.param
+    with kernels.selected(request.param):
+        if request.param == "cpp":
+            assert kernels.usable(torch.zeros(2, 2)), "the CrossNorm CPU kernel must build on this machine"
+        yield request.param
 
 
 X = torch.tensor([[0.0, 2.0], [2.0, 4.0]])  # T = 2 samples, C = 2 channels
@@ -264,34 +264,50 @@ def test_cross_norm_output_allows_in_place_relu_with_leading_dims(cn_path):
     assert x.grad is not None and x.grad.shape == x.shape
 
 
-def test_kernel_and_eager_paths_agree(monkeypatch):
+def test_kernel_and_eager_paths_agree():
     x = _rand(T=1000, C=13).requires_grad_(True)
     w, b = torch.randn(13, requires_grad=True), torch.randn(13, requires_grad=True)
     gy = torch.randn(1000, 13)
     results = {}
     for path in ("cpp", "torch"):
-        monkeypatch.setenv("NERF_NORM_CN_KERNEL", path)
-        for variant in ("paper", "reference"):
-            y = cross_norm(x, weight=w, bias=b, variant=variant)
-            results[path, variant] = (y, *torch.autograd.grad(y, (x, w, b), gy))
+        with kernels.selected(path):
+            for variant in ("paper", "reference"):
+                y = cross_norm(x, weight=w, bias=b, variant=variant)
+                results[path, variant] = (y, *torch.autograd.grad(y, (x, w, b), gy))
     for variant in ("paper", "reference"):
         for a, b_ in zip(results["cpp", variant], results["torch", variant]):
             assert torch.allclose(a, b_, atol=1e-4, rtol=1e-4)
 
 
 def test_kernel_build_failure_falls_back_or_fails_clearly(monkeypatch):
-    monkeypatch.setattr(cn_kernel, "_module", None)
-    monkeypatch.setattr(cn_kernel, "_failed", "simulated compiler failure")
+    monkeypatch.setattr(kernels, "_module", None)
+    monkeypatch.setattr(kernels, "_failed", "simulated compiler failure")
     x = _rand(T=30, C=4)
-    monkeypatch.setenv("NERF_NORM_CN_KERNEL", "auto")
-    assert not cn_kernel.usable(x)
-    assert torch.allclose(cross_norm(x), cross_norm_autograd(x), atol=1e-5)  # eager path
-    monkeypatch.setenv("NERF_NORM_CN_KERNEL", "cpp")
-    with pytest.raises(RuntimeError, match="simulated compiler failure"):
+    with kernels.selected("auto"):
+        assert not kernels.usable(x)
+        assert torch.allclose(cross_norm(x), cross_norm_autograd(x), atol=1e-5)  # eager path
+    with kernels.selected("cpp"), pytest.raises(RuntimeError, match="simulated compiler failure"):
         cross_norm(x)
-    monkeypatch.setenv("NERF_NORM_CN_KERNEL", "fast")
-    with pytest.raises(ValueError, match="NERF_NORM_CN_KERNEL must be auto, cpp or torch"):
-        cross_norm(x)
+
+
+def test_kernel_mode_is_read_once_from_the_environment(monkeypatch):
+    """NERF_NORM_KERNEL decides at selection time, not at every forward; the old name still works, with a
+    deprecation warning; a bad value is refused with the variable's name."""
+    before = kernels.mode()
+    try:
+        monkeypatch.setenv("NERF_NORM_KERNEL", "torch")
+        assert kernels.select() == "torch"
+        monkeypatch.setenv("NERF_NORM_KERNEL", "cpp")
+        assert kernels.mode() == "torch" and not kernels.usable(torch.zeros(2, 2))  # decided once
+        monkeypatch.delenv("NERF_NORM_KERNEL")
+        monkeypatch.setenv("NERF_NORM_CN_KERNEL", "torch")
+        with pytest.warns(FutureWarning, match="NERF_NORM_CN_KERNEL is deprecated"):
+            assert kernels.select() == "torch"
+        monkeypatch.setenv("NERF_NORM_KERNEL", "fast")
+        with pytest.raises(ValueError, match="NERF_NORM_KERNEL must be auto, cpp or torch"):
+            kernels.select()
+    finally:
+        kernels.select(before)
 
 
 @pytest.mark.parametrize("variant", ["paper", "reference"])
@@ -335,19 +351,20 @@ def test_global_norm_closed_form_gradients(relu, running, cn_path):
     Eq. 23 in value and gradients, passes gradcheck and gradgradcheck (the second derivative goes through
     autograd), with the ReLU fused or not and with batch or running statistics."""
     from nerf_norm.norms import global_norm
-    from nerf_norm.norms.global_norm_function import global_norm_plain
+    from nerf_norm.norms.spec import global_norm_spec
 
     torch.manual_seed(4)
     x = torch.randn(12, 5, dtype=torch.float64, requires_grad=True)
     w = torch.randn(5, dtype=torch.float64, requires_grad=True)
     b = torch.randn(5, dtype=torch.float64, requires_grad=True)
-    kw, stats = {"relu": relu}, (None, None)
+    kw, stats = {"relu": relu}, None
     if running:
         rm, rv = torch.randn(1, dtype=torch.float64), torch.rand(1, dtype=torch.float64) + 0.5
         kw.update(running_mean=rm, running_var=rv, training=False)
         stats = (rm.reshape(()), rv.reshape(()))
     y = global_norm(x, weight=w, bias=b, **kw)
-    ref = global_norm_plain(x, w, b, *stats, 1e-5, relu)
+    ref = global_norm_spec(x, w, b, stats, 1e-5)
+    ref = torch.relu(ref) if relu else ref
     if relu:
         assert (y > 0).any() and (y == 0).any()
     torch.testing.assert_close(y, ref, rtol=0, atol=1e-12)
@@ -362,7 +379,7 @@ def test_global_norm_closed_form_gradients(relu, running, cn_path):
 def test_global_norm_backward_exact_at_large_T_and_offsets(cn_path):
     """In float32 at T = 2^17 with the whole batch offset by 1000 std: output and input gradient against the
     float64 statement, and the running statistics against the batch's float64 moments."""
-    from nerf_norm.norms.global_norm_function import global_norm_plain
+    from nerf_norm.norms.spec import global_norm_spec
 
     x = _offset_batch(2 ** 17, 24, 1000.0, same_sign=True, seed=2)
     torch.manual_seed(0)
@@ -375,7 +392,7 @@ def test_global_norm_backward_exact_at_large_T_and_offsets(cn_path):
     y = norm(x32)
     (dx,) = torch.autograd.grad(y, x32, gy)
     x64 = x.double().requires_grad_(True)
-    ref = global_norm_plain(x64, norm.weight.double(), norm.bias.double(), None, None, 1e-5, True)
+    ref = torch.relu(global_norm_spec(x64, norm.weight.double(), norm.bias.double(), None, 1e-5))
     (dx_ref,) = torch.autograd.grad(ref, x64, gy.double())
     assert (y.double() - ref).abs().max().item() <= 1e-3
     err = ((dx.double() - dx_ref).abs().max() / dx_ref.abs().max()).item()
@@ -513,9 +530,9 @@ def test_batch_norm_running_statistics_and_backward_at_large_offsets(momentum):
 # second derivative in closed form (cross_norm_grad.py): what an eikonal loss differentiates
 
 
-def _input_gradient_penalty(x, w, b, relu, kw, v):
+def _input_gradient_penalty(x, w, b, relu, kw, v, norm=cross_norm):
     """An eikonal-style loss: the input gradient of sum(y * v) is itself differentiated (create_graph)."""
-    y = cross_norm(x, weight=w, bias=b, relu=relu, **kw)
+    y = norm(x, weight=w, bias=b, relu=relu, **kw)
     gx, = torch.autograd.grad((y * v).sum(), x, create_graph=True)
     return (gx ** 2).sum() + (gx * y.detach()).sum()
 
@@ -524,8 +541,9 @@ def _input_gradient_penalty(x, w, b, relu, kw, v):
 @pytest.mark.parametrize("relu", [False, True])
 def test_second_derivative_is_closed_form_and_matches_autograd(relu, running, cn_path, monkeypatch):
     """The paper variant's backward, differentiated again, runs the closed form (never autograd's graph of the
-    plain formula) and equals the gradients that graph gives, on both paths."""
-    from nerf_norm.norms.cross_norm_function import _CrossNormFunction
+    plain formula) and equals the gradients of the spec differentiated twice by autograd, on both paths."""
+    from nerf_norm.norms import cross_norm_function
+    from nerf_norm.norms.spec import cross_norm_spec
 
     torch.manual_seed(5)
     x = (torch.randn(33, 7, dtype=torch.float64) * 3 + 2).requires_grad_(True)
@@ -536,15 +554,20 @@ def test_second_derivative_is_closed_form_and_matches_autograd(relu, running, cn
     if running:
         kw = dict(running_mean=torch.randn(7, dtype=torch.float64), running_var=torch.rand(7, dtype=torch.float64) + 0.5,
                   running_batch_size=torch.tensor(20.0, dtype=torch.float64), training=False)
-    closed = torch.autograd.grad(_input_gradient_penalty(x, w, b, relu, kw, v), (x, w, b), allow_unused=True)
-    generic = _CrossNormFunction._backward_by_autograd
+    generic = cross_norm_function._backward_by_autograd
     calls = []
-    monkeypatch.setattr(_CrossNormFunction, "_backward_by_autograd",
-                        staticmethod(lambda ctx, gy: calls.append(1) or generic(ctx, gy)))
-    torch.autograd.grad(_input_gradient_penalty(x, w, b, relu, kw, v), (x, w, b), allow_unused=True)
+    monkeypatch.setattr(cross_norm_function, "_backward_by_autograd", lambda *a: calls.append(1) or generic(*a))
+    closed = torch.autograd.grad(_input_gradient_penalty(x, w, b, relu, kw, v), (x, w, b), allow_unused=True)
     assert not calls, "the paper variant's second derivative must not go through autograd's generic graph"
-    monkeypatch.setattr(_CrossNormFunction, "_backward_differentiable", staticmethod(generic))
-    reference = torch.autograd.grad(_input_gradient_penalty(x, w, b, relu, kw, v), (x, w, b), allow_unused=True)
+
+    def spec(x, weight, bias, relu, running_mean=None, running_var=None, running_batch_size=None, training=True):
+        n = running_batch_size
+        columns = None if running_mean is None else (running_mean, running_var * (n - 1) / n, n)
+        y = cross_norm_spec(x, weight, bias, columns, "paper", 1e-5)
+        return torch.relu(y) if relu else y
+
+    reference = torch.autograd.grad(_input_gradient_penalty(x, w, b, relu, kw, v, spec), (x, w, b),
+                                    allow_unused=True)
     for got, want in zip(closed, reference):  # None: no dependence (the bias), autograd's graph may give zeros
         got = torch.zeros_like(b) if got is None else got
         want = torch.zeros_like(b) if want is None else want

@@ -21,8 +21,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev
 
-from ..norms import CrossNorm, GlobalNorm, cross_norm_autograd
-from ..norms.global_norm_function import global_norm_plain
+from ..norms import CrossNorm, GlobalNorm
+from ..norms.spec import cross_norm_spec, global_norm_spec
 
 __all__ = ["empirical_ntk", "ntk_eigenvalues", "ntk_statistics", "NTKStatistics"]
 
@@ -32,7 +32,7 @@ class _DifferentiableNorm(nn.Module):
     ``torch.func`` transforms.
 
     Their fast paths are autograd Functions with closed-form (native) backwards, which ``torch.func`` cannot
-    vectorise. This module computes the same values (batch statistics) with plain differentiable ops and shares
+    vectorise. This module computes the same values (batch statistics) with their spec (plain differentiable ops) and shares
     the original's ``weight`` and ``bias``, so parameter names and values are unchanged.
     """
 
@@ -43,11 +43,12 @@ class _DifferentiableNorm(nn.Module):
         self.variant = getattr(source, "variant", None)  # CrossNorm's; None for GlobalNorm
 
     def forward(self, x: Tensor) -> Tensor:
+        x2 = x.reshape(-1, x.shape[-1])
         if self.variant is None:
-            x2 = x.reshape(-1, x.shape[-1])
-            return global_norm_plain(x2, self.weight, self.bias, None, None, self.eps, self.relu).reshape(x.shape)
-        y = cross_norm_autograd(x, self.weight, self.bias, self.eps, self.variant)
-        return torch.relu(y) if self.relu else y
+            y = global_norm_spec(x2, self.weight, self.bias, eps=self.eps)
+        else:
+            y = cross_norm_spec(x2, self.weight, self.bias, variant=self.variant, eps=self.eps)
+        return (torch.relu(y) if self.relu else y).reshape(x.shape)
 
 
 def _analysis_copy(model: nn.Module, dtype: torch.dtype) -> nn.Module:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..norms import kernel as cpu_kernels
+from .. import kernels as cpu_kernels
 
 _LOW = 30.0  # the exponent's lower clamp, as in the kernel
 

@@ -1,9 +1,9 @@
 """CrossNorm's second derivative in closed form (paper Eq. 24): what an eikonal loss, or any gradient penalty,
 differentiates when the network's input gradient is itself part of the loss (NeuS' SDF network).
 
-``_CrossNormGradFunction`` is the first backward of :class:`~.cross_norm_function._CrossNormFunction` as a
-differentiable operation: its forward is the fast first backward (kernel or eager passes), its backward the
-closed form derived below. It replaces differentiating autograd's graph of the plain formula (a recomputed
+``_CrossNormGradFunction`` is CrossNorm's first backward
+(:func:`~nerf_norm.norms.cross_norm_closed_form.first_backward`) as a differentiable operation: its forward is the
+fast first backward (kernel or eager passes), its backward the closed form derived below. It replaces differentiating autograd's graph of the plain formula (a recomputed
 forward, its backward built as a graph, then that graph's backward: a hundred-odd ``[T, C]`` passes per layer).
 Variant ``paper`` only; the authors' variant keeps the generic route.
 
@@ -48,48 +48,53 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from . import kernel as cn_kernel
+from .. import kernels
 from .common import _affine
-from .cross_norm_function import _cn_backward, _cn_rstd
+from .cross_norm_closed_form import CrossNormSaved, centered, cross_rstd, eager_backward, first_backward
+from .spec import cross_moments
 
 
-def _cn_double_backward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], gy: Tensor,
-                        gdx: Optional[Tensor], gdw: Optional[Tensor], gdb: Optional[Tensor],
-                        col_mean: Optional[Tensor], col_var: Optional[Tensor], n_given, eps: float, relu: bool,
-                        need: tuple, kernel_state: Optional[list] = None):
+def _weight_grad_term(x: Tensor, weight, bias, gy: Tensor, gdw: Tensor, m, batch: bool, eps: float,
+                      relu: bool) -> Tensor:
+    """d<gdw, dw>/dx with dw = sum_t gy xhat: J^T (gy * gdw), an eager first backward with weight gdw (the
+    kernel path has no xhat at hand)."""
+    s = cross_rstd(m, x.shape[1], "paper", eps)
+    xhat = centered(x, m, "paper").mul_(s)
+    ge = gy.masked_fill(_affine(xhat, weight, bias) <= 0, 0.0) if relu else gy
+    return eager_backward(x, xhat, s, m, ge, gdw, batch, "paper", False)[0]
+
+
+def double_backward(saved: CrossNormSaved, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], gy: Tensor,
+                    gdx: Optional[Tensor], gdw: Optional[Tensor], gdb: Optional[Tensor], need: tuple):
     """Gradients (x, weight, gy) of ``<gdx, dx> + <gdw, dw> + <gdb, db>`` where (dx, dw, db) is CrossNorm's
-    (paper variant) first backward of ``gy`` at ``x``. All ``[T, C]`` / ``[C]``; see the module docstring.
-    ``kernel_state``: the CPU kernel's forward coefficients, whose row / column vectors are reused."""
+    (paper variant) first backward of ``gy`` at ``x``. All ``[T, C]`` / ``[C]``; see the module docstring. On the
+    CPU kernel the forward's row / column vectors are reused."""
     need_x, need_w, need_gy = need
     T, C = x.shape
-    batch = col_mean is None
-    module = cn_kernel.load_for(x) if kernel_state is not None else None
-    if module is not None:  # the fused kernel, with the forward's row / column vectors
-        _, A, mr_k, _, Bc, mc_k, scalars = kernel_state
-        _, K, N, n = scalars.tolist()[:4]  # float64 on the CPU: no device sync
-        shift = mc_k.mean()
-        vectors = (mr_k, mc_k, mr_k - shift, mc_k - shift, A, Bc)
+    batch = saved.batch_columns
+    eps, relu = saved.eps, saved.relu
+    columns = None if batch else (saved.columns[0].to(x.dtype), saved.columns[1].to(x.dtype), saved.columns[2])
+    if saved.kernel is not None:  # the fused kernel, with the forward's row / column vectors
+        module, state = saved.kernel
+        _, K, N, n = state.scalars.tolist()[:4]  # float64 on the CPU: no device sync
+        shift = state.col_mean.mean()
+        vectors = (state.row_mean, state.col_mean, state.row_mean - shift, state.col_mean - shift, state.A, state.B)
         v = gdx if gdx is not None else torch.zeros_like(x)
-        gx, gw, ggy = cn_kernel.double_backward(module, x, gy, v, weight, bias, gdw, gdb, vectors, N, n, K, batch,
-                                                relu)
+        gx, gw, ggy = kernels.cross_norm_double_backward(module, x, gy, v, weight, bias, gdw, gdb, vectors, N, n, K,
+                                                         batch, relu)
         if need_x and gdw is not None:
-            col_var_, col_mean_ = torch.var_mean(x, dim=0, correction=0) if batch else (col_var, col_mean)
-            row_var, row_mean = torch.var_mean(x, dim=1, correction=0)
-            gx += _jt_weighted(x, weight, bias, gy, gdw, row_mean, row_var, col_mean_, col_var_, n, eps, batch, relu)
+            gx += _weight_grad_term(x, weight, bias, gy, gdw, cross_moments(x, "paper", columns), batch, eps, relu)
         return gx if need_x else None, gw if need_w and weight is not None else None, ggy if need_gy else None
-    row_var, row_mean = torch.var_mean(x, dim=1, correction=0)
-    if batch:
-        col_var, col_mean = torch.var_mean(x, dim=0, correction=0)
-        n = float(T)
-    else:
-        col_mean, col_var, n = col_mean.to(x.dtype), col_var.to(x.dtype), n_given
+    m = cross_moments(x, "paper", columns)
+    n = m.n
     N = C + n
+    col_mean = m.col_mean
     shift = col_mean.mean()
-    mr, mc = row_mean - shift, col_mean - shift  # shifted means: only their differences matter below
-    s = _cn_rstd(row_mean, row_var, col_mean, col_var, n, C, "paper", eps)
-    x_r = x - row_mean.unsqueeze(1)  # x - mr, stable
+    mr, mc = m.row_mean - shift, col_mean - shift  # shifted means: only their differences matter below
+    s = cross_rstd(m, C, "paper", eps)
+    x_r = x - m.row_mean.unsqueeze(1)  # x - mr, stable
     delta = mr.unsqueeze(1) - mc.unsqueeze(0)  # mr_t - mc_i
-    D = x_r + delta * (n / N)  # x - M
+    D = centered(x, m, "paper")  # x - M
     xhat = D * s
     off = _affine(xhat, weight, bias) <= 0 if relu else None  # where a fused ReLU passes nothing
     ge = gy.masked_fill(off, 0.0) if relu else gy
@@ -140,45 +145,32 @@ def _cn_double_backward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tens
         else:
             hv -= (Rr * Vr / N).unsqueeze(1)
         if gdw is not None:  # d<gdw, dw>/dx = J^T (ge * gdw): a first backward with weight gdw
-            hv += _cn_backward(x, xhat, s, row_mean, col_mean, n, ge, gdw, batch, "paper", False)[0]
+            hv += eager_backward(x, xhat, s, m, ge, gdw, batch, "paper", False)[0]
         grad_x = hv
     return grad_x, grad_w, grad_gy
 
 
-def _jt_weighted(x, weight, bias, gy, gdw, row_mean, row_var, col_mean, col_var, n, eps, batch, relu) -> Tensor:
-    """d<gdw, dw>/dx with dw = sum_t gy xhat: J^T (gy * gdw), a first backward with weight gdw (eager), for the
-    kernel path, which has no xhat at hand."""
-    C = x.shape[1]
-    s = _cn_rstd(row_mean, row_var, col_mean, col_var, n, C, "paper", eps)
-    N = C + n
-    xhat = ((x - row_mean.unsqueeze(1)) + (row_mean.unsqueeze(1) - col_mean.unsqueeze(0)) * (n / N)) * s
-    ge = gy.masked_fill(_affine(xhat, weight, bias) <= 0, 0.0) if relu else gy
-    return _cn_backward(x, xhat, s, row_mean, col_mean, n, ge, gdw, batch, "paper", False)[0]
-
 
 class _CrossNormGradFunction(torch.autograd.Function):
     """CrossNorm's first backward (dx, dweight, dbias) as a differentiable function of (x, weight, gy), with the
-    closed-form second derivative above. ``first`` computes the first backward (the fast path of the layer's
-    autograd Function); ``call`` holds what the formula needs besides tensors."""
+    closed-form second derivative above. ``saved`` is what the layer's forward left (:class:`CrossNormSaved`)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, gy, col_mean, col_var, first, call):
+    def forward(ctx, x, weight, bias, gy, saved: CrossNormSaved, need_dw: bool, need_db: bool):
         ctx.set_materialize_grads(False)  # an unused dw / db (an input-gradient penalty) costs nothing
-        dx, dw, db = first(gy)
-        ctx.save_for_backward(x, weight, bias, gy, col_mean, col_var)
-        ctx.call = call
+        dx, dw, db = first_backward(saved, x, weight, bias, gy.contiguous(), need_dw, need_db)
+        ctx.save_for_backward(x, weight, bias, gy)
+        ctx.saved = saved
         ctx.has_dw, ctx.has_db = dw is not None, db is not None
         return dx, dw, db
 
     @staticmethod
     @once_differentiable
     def backward(ctx, gdx, gdw, gdb):
-        x, weight, bias, gy, col_mean, col_var = ctx.saved_tensors
-        n, eps, relu, kernel_state = ctx.call
+        x, weight, bias, gy = ctx.saved_tensors
         need = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[3])
         if gdx is None and gdw is None and gdb is None:
-            return (None,) * 8
-        gx, gw, ggy = _cn_double_backward(x, weight, bias, gy, gdx, gdw if ctx.has_dw else None,
-                                          gdb if ctx.has_db else None, col_mean, col_var, n, eps, relu, need,
-                                          kernel_state)
-        return gx, gw, None, ggy, None, None, None, None
+            return (None,) * 7
+        gx, gw, ggy = double_backward(ctx.saved, x, weight, bias, gy, gdx, gdw if ctx.has_dw else None,
+                                      gdb if ctx.has_db else None, need)
+        return gx, gw, None, ggy, None, None, None

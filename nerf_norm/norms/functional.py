@@ -9,10 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import kernel as cn_kernel
+from .. import kernels
 from .common import CN_VARIANTS, _as_2d, _check_batch, _no_autocast, _restore, _stats_dtype
-from .cross_norm_function import CrossNormCall, _CrossNormFunction, _cross_norm_plain, _update_running
-from .global_norm_function import _GlobalNormFunction, global_moments_local, global_norm_plain
+from .cross_norm_function import CrossNormCall, cross_norm_function, update_running
+from .global_norm_function import global_moments_fast, global_norm_function
+from .spec import cross_moments, cross_norm_from_moments, cross_norm_spec, global_moments, global_norm_spec
 
 __all__ = ["batch_norm", "layer_norm", "global_norm", "cross_norm", "cross_norm_autograd"]
 
@@ -84,32 +85,37 @@ def global_norm(
 
     All T x C elements share one mean and (biased) variance; the running statistics are one-element
     tensors. The affine transform is per channel. ``relu=True`` returns ``relu(global_norm(x))`` computed in the
-    same passes. The math and its closed-form backward: :mod:`nerf_norm.norms.global_norm_function`.
+    same passes. The spec: :func:`~nerf_norm.norms.spec.global_norm_spec`; its closed-form backward:
+    :mod:`nerf_norm.norms.global_norm_function`.
     """
     C = x.shape[-1]
     x2 = _as_2d(x, C, "global_norm")
     use_batch = training or running_mean is None
     if use_batch and x2.numel() < 2:
         raise ValueError(f"global_norm: expected more than 1 element when training, got shape {tuple(x.shape)}")
+    compiling = torch.compiler.is_compiling()
     with _no_autocast(x):
         xs = x2.to(_stats_dtype(x)).contiguous()
         w = weight.to(xs.dtype) if weight is not None else None
         b = bias.to(xs.dtype) if bias is not None else None
         if use_batch:
-            mean, var = global_moments_local(xs)
+            # traced and differentiable under torch.compile; else without gradient (the Function's backward
+            # accounts for the statistics' dependence on x)
+            mean, var = global_moments(xs) if compiling else global_moments_fast(xs)
             if running_mean is not None and momentum > 0:
                 with torch.no_grad():  # on device: no host sync
                     count = xs.numel()
-                    running_mean.lerp_(mean.reshape(running_mean.shape).to(running_mean.dtype), momentum)
-                    unbiased = var * (count / (count - 1))
+                    running_mean.lerp_(mean.detach().reshape(running_mean.shape).to(running_mean.dtype), momentum)
+                    unbiased = var.detach() * (count / (count - 1))
                     running_var.lerp_(unbiased.reshape(running_var.shape).to(running_var.dtype), momentum)
         else:
             mean, var = running_mean.to(xs.dtype).reshape(()), running_var.to(xs.dtype).reshape(())
-        if torch.compiler.is_compiling():
-            # torch.compile traces the plain formulation (Inductor fuses it; Triton on a GPU)
-            y = global_norm_plain(xs, w, b, None if use_batch else mean, None if use_batch else var, eps, relu)
+        if compiling:
+            # torch.compile traces the spec (Inductor fuses it; Triton on a GPU)
+            y = global_norm_spec(xs, w, b, (mean, var), eps)
+            y = (torch.relu(y) if relu else y).reshape(x.shape)
         else:
-            y = _GlobalNormFunction.apply(xs, w, b, mean, var, use_batch, eps, relu, x.shape)
+            y = global_norm_function(xs, w, b, mean, var, use_batch, eps, relu, x.shape)
     return _restore(y, x)
 
 
@@ -157,26 +163,25 @@ def cross_norm(
     compiling = torch.compiler.is_compiling()
     with _no_autocast(x):
         xs = x2.to(dtype).contiguous()
-        col_mean = col_var = n = running = None
+        columns = running = None
         if not use_batch:
-            col_mean, col_var, n = _cn_running_columns(running_mean, running_var, running_batch_size, variant, dtype,
-                                                       host_n=not compiling and cn_kernel.usable(xs))
+            columns = _cn_running_columns(running_mean, running_var, running_batch_size, variant, dtype,
+                                          host_n=not compiling and kernels.usable(xs))
         elif training and running_mean is not None and momentum > 0:
             running = (running_mean, running_var, running_batch_size, momentum)
         w = weight.to(dtype) if weight is not None else None
         b = bias.to(dtype) if bias is not None else None
         if compiling:
-            # torch.compile traces the plain formulation (Inductor fuses it; Triton on a GPU) instead of the
-            # autograd Function, whose native kernel it cannot see through
-            y = _cross_norm_plain(xs, w, b, col_mean, col_var, n, variant, eps)
+            # torch.compile traces the spec (Inductor fuses it; Triton on a GPU) instead of the autograd Function,
+            # whose native kernel it cannot see through; the moments are computed once, for both uses
+            m = cross_moments(xs, variant, columns)
             if running is not None:
                 with torch.no_grad():
-                    var, mean = torch.var_mean(xs, dim=0, correction=1)
-                    _update_running(running, mean, var, float(xs.shape[0]))
+                    update_running(running, m.col_mean.detach(), m.col_var_unbiased.detach(), m.n)
+            y = cross_norm_from_moments(xs, m, w, b, variant, eps)
             y = (torch.relu(y) if relu else y).reshape(x.shape)
         else:
-            y = _CrossNormFunction.apply(xs, w, b, col_mean, col_var,
-                                         CrossNormCall(variant, eps, x.shape, relu, n, running))
+            y = cross_norm_function(xs, w, b, CrossNormCall(variant, eps, x.shape, relu, columns, running))
     return y.to(x.dtype)
 
 
@@ -187,10 +192,11 @@ def cross_norm_autograd(
     eps: float = 1e-5,
     variant: str = "paper",
 ) -> Tensor:
-    """The straightforward autograd formulation of CrossNorm with batch statistics (for tests and the speed
-    benchmark; :func:`cross_norm` computes the same values with a closed-form backward). ``x``: ``[..., C]``."""
+    """CrossNorm with batch statistics as its spec (:func:`~nerf_norm.norms.spec.cross_norm_spec`) under plain
+    autograd, for ``x [..., C]``: the reference the fast paths are tested against; :func:`cross_norm` computes the
+    same values with a closed-form backward."""
     C = x.shape[-1]
     x2 = _as_2d(x, C, "cross_norm_autograd")
     with _no_autocast(x):
-        y = _cross_norm_plain(x2.to(_stats_dtype(x)), weight, bias, None, None, None, variant, eps)
+        y = cross_norm_spec(x2.to(_stats_dtype(x)), weight, bias, None, variant, eps)
     return _restore(y, x)

@@ -1,6 +1,6 @@
 """GlobalNorm's mathematics (paper Eq. 23): stable moments, the forward, the closed-form backward and the autograd
-Function that runs them on the fused CPU kernel (``csrc/global_norm_cpu.cpp``) or as eager torch passes; plus the
-plain differentiable statement of the same formula (torch.compile, second derivatives, torch.func).
+Function that runs them on the fused CPU kernel (``csrc/global_norm_cpu.cpp``) or as eager torch passes. The
+formula itself is :func:`~nerf_norm.norms.spec.global_norm_spec`.
 
 One mean ``m`` and biased variance ``var`` over all ``T x C`` elements of ``x [T, C]``, ``rstd = (var + eps)^-1/2``,
 ``s_i = rstd w_i``:
@@ -24,39 +24,26 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from . import kernel as cn_kernel
+from .. import kernels
+from .spec import global_moments, global_norm_spec
 
 
-def global_moments_local(x: Tensor) -> Tuple[Tensor, Tensor]:
-    """(mean, biased variance) of all elements of ``x [T, C]`` as 0-d tensors of ``x``'s dtype, without gradient.
-
-    Two-pass in torch (``x - m`` is formed before squaring: a large offset against the spread costs no accuracy;
-    torch's pairwise-summed means keep both passes exact), or one pass of per-row shifted sums merged in float64 on
-    the CPU kernel. No host sync either way."""
+def global_moments_fast(x: Tensor) -> Tuple[Tensor, Tensor]:
+    """(mean, biased variance) of all elements of ``x [T, C]`` as 0-d tensors of ``x``'s dtype, without gradient:
+    one pass of per-row shifted sums merged in float64 on the CPU kernel, else the spec's two-pass
+    :func:`~nerf_norm.norms.spec.global_moments`. No host sync either way."""
     with torch.no_grad():
-        kernel = None if torch.compiler.is_compiling() else cn_kernel.load_for(x)
+        kernel = kernels.load_for(x)
         if kernel is not None:
             mean, var = kernel.global_norm_moments(x.contiguous())
             return mean.to(x.dtype), var.to(x.dtype)
-        mean = x.mean()
-        return mean, (x - mean).square().mean()
+        return global_moments(x)
 
 
-def global_norm_plain(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], mean: Optional[Tensor],
-                      var: Optional[Tensor], eps: float, relu: bool) -> Tensor:
-    """The straightforward differentiable statement on ``[T, C]`` (autograd builds the backward). ``mean``/``var``
-    given: running statistics (constants); ``None``: the batch's own, two-pass."""
-    if mean is None:
-        mean = x.mean()
-        xc = x - mean
-        var = xc.square().mean()
-    else:
-        xc = x - mean
-    scale = torch.rsqrt(var + eps)
-    if weight is not None:
-        scale = scale * weight
-    y = torch.addcmul(bias, xc, scale) if bias is not None else xc * scale
-    return torch.relu(y) if relu else y
+def global_norm_function(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], mean: Tensor, var: Tensor,
+                         batch_stats: bool, eps: float, relu: bool, out_shape) -> Tensor:
+    """GlobalNorm of ``x [T, C]`` through the closed-form Function, output in ``out_shape``."""
+    return _GlobalNormFunction.apply(x, weight, bias, mean, var, batch_stats, eps, relu, out_shape)
 
 
 class _GlobalNormFunction(torch.autograd.Function):
@@ -65,7 +52,8 @@ class _GlobalNormFunction(torch.autograd.Function):
     ``forward(x [T, C], weight [C] | None, bias [C] | None, mean [], var [], batch_stats, eps, relu, out_shape)``:
     ``mean``/``var`` are the batch's moments (``batch_stats=True``; the backward accounts for their dependence on
     ``x``) or running estimates; either way they come in without gradient. A backward that will itself be
-    differentiated (``create_graph=True``, e.g. an eikonal loss) differentiates :func:`global_norm_plain`.
+    differentiated (``create_graph=True``, e.g. an eikonal loss) differentiates the spec,
+    :func:`~nerf_norm.norms.spec.global_norm_spec`.
     """
 
     @staticmethod
@@ -76,7 +64,7 @@ class _GlobalNormFunction(torch.autograd.Function):
         b = bias if bias is not None else x.new_zeros(x.shape[1])
         rstd = torch.rsqrt(var + eps)
         s = (rstd * w).contiguous()
-        ctx.kernel = cn_kernel.load_for(x)
+        ctx.kernel = kernels.load_for(x)
         if ctx.kernel is not None:
             y = ctx.kernel.global_norm_output(x, float(mean), s, b.contiguous(), list(out_shape), relu)
         else:
@@ -127,8 +115,8 @@ class _GlobalNormFunction(torch.autograd.Function):
         w = w if ctx.has_weight else None
         b = b if ctx.has_bias else None
         with torch.enable_grad():
-            y = global_norm_plain(x, w, b, None if ctx.batch_stats else mean, None if ctx.batch_stats else var,
-                                  ctx.eps, ctx.relu)
+            y = global_norm_spec(x, w, b, None if ctx.batch_stats else (mean, var), ctx.eps)
+            y = torch.relu(y) if ctx.relu else y
         wanted = [(x, need_x), (w, need_w), (b, need_b)]
         inputs = [t for t, need in wanted if need and t is not None and t.requires_grad]
         grads = iter(torch.autograd.grad(y, inputs, gy.reshape(y.shape), create_graph=True))

@@ -25,9 +25,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .common import _affine, _as_2d, _no_autocast, _restore, _stats_dtype
-from .cross_norm_function import _cross_norm_plain, _update_running
+from .common import _as_2d, _no_autocast, _restore, _stats_dtype
+from .cross_norm_function import update_running
 from .layers import BatchNorm, CrossNorm, GlobalNorm
+from .spec import cross_norm_spec, standardize
 
 __all__ = ["SyncBatchNorm", "SyncGlobalNorm", "SyncCrossNorm", "convert_sync_norms", "global_moments", "world_size"]
 
@@ -73,7 +74,7 @@ class _SyncMixin:
     def _sync_update_running(self, mean: Tensor, var_unbiased: Tensor, count: Tensor, factor: float) -> None:
         if self.track_running_stats and factor > 0:
             with torch.no_grad():
-                _update_running((self.running_mean, self.running_var, getattr(self, "running_batch_size", None),
+                update_running((self.running_mean, self.running_var, getattr(self, "running_batch_size", None),
                                  factor), mean.detach(), var_unbiased.detach(), count)
 
     def _standardize_synced(self, x: Tensor, per_column: bool) -> Tensor:
@@ -85,7 +86,7 @@ class _SyncMixin:
             xs = x2.to(_stats_dtype(x))
             mean, var, count = global_moments(xs, self.process_group, per_column=per_column)
             self._sync_update_running(mean, var * (count / (count - 1)), count, args["momentum"])
-            y = _affine((xs - mean) * torch.rsqrt(var + self.eps), args["weight"], args["bias"])
+            y = standardize(xs, mean, var, self.eps, args["weight"], args["bias"])
             if getattr(self, "fuse_relu", False):
                 y = torch.relu(y)
         return _restore(y, x)
@@ -128,7 +129,7 @@ class SyncCrossNorm(_SyncMixin, CrossNorm):
             col_var = var if self.variant == "paper" else var_unbiased
             w = args["weight"].to(xs.dtype) if args["weight"] is not None else None
             b = args["bias"].to(xs.dtype) if args["bias"] is not None else None
-            y = _cross_norm_plain(xs, w, b, mean, col_var, count, self.variant, self.eps)
+            y = cross_norm_spec(xs, w, b, (mean, col_var, count), self.variant, self.eps)
             if self.fuse_relu:
                 y = torch.relu(y)
         return _restore(y, x)

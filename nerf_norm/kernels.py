@@ -1,38 +1,42 @@
-"""The binding of nerf_norm's optional fused CPU kernels, one extension module built once per machine by
-``scripts/install.sh`` (:func:`main`) or, failing that, announced and built on first use: CrossNorm
-(``nerf_norm/csrc/cross_norm_cpu.cpp``), GlobalNorm (``global_norm_cpu.cpp``, used by
-:mod:`nerf_norm.norms.global_norm_function`) and the softplus of NeuS' normalized SDF network (``softplus_cpu.cpp``,
-used by :mod:`nerf_norm.nerfstudio.softplus`).
+"""nerf_norm's CPU kernels, one small subsystem: where their sources are, how they are built (once per machine,
+by ``scripts/install.sh`` through :func:`main`, or announced and built on first use), and which implementation
+every caller uses.
 
-The kernels make one pass over ``[T, C]`` for the statistics and one for the output in forward, two passes in
-backward and three for the paper variant's second derivative (``fused_double_backward``, the closed form of
-``nerf_norm/norms/cross_norm_grad.py``), instead of the dozens of elementwise torch ops of the eager path. They are built with
-``torch.utils.cpp_extension`` (gcc and ninja; cached under ``~/.cache/torch_extensions``). Choose with
-``NERF_NORM_CN_KERNEL`` (for all three): ``auto`` (default: the kernels when they build, else the eager paths with
-one warning), ``cpp`` (the kernels or an error), ``torch`` (eager only).
+One extension module holds every kernel: CrossNorm (``nerf_norm/csrc/cross_norm_cpu.cpp``), GlobalNorm
+(``nerf_norm/csrc/global_norm_cpu.cpp``) and the softplus of NeuS' normalized SDF network
+(``nerf_norm/nerfstudio/csrc/softplus_cpu.cpp``, beside :mod:`nerf_norm.nerfstudio.softplus`, which uses it).
+They are built with ``torch.utils.cpp_extension`` (gcc and ninja; cached under ``~/.cache/torch_extensions``).
 
-Both variants share one parametrisation (see the C++ file): ``z = alpha x - a_t - b_i``,
-``v = A_t + B_i + K (mr_t - mc_i)^2``. The native ``fused_forward``/``fused_backward`` compute the statistics,
-those ``[T]``/``[C]`` coefficients (in float64) and the passes over ``[T, C]`` in one call each, so a CrossNorm
-costs no Python-level small tensor ops.
+Selection is decided once per process, at the first use (or by :func:`select`), from ``NERF_NORM_KERNEL``:
+``auto`` (default: the kernels when they build, else the torch paths with one warning), ``cpp`` (the kernels or an
+error), ``torch`` (torch paths only). ``NERF_NORM_CN_KERNEL`` is its old name (deprecated, still read).
+The kernels apply to CPU tensors only; CUDA tensors always take the torch paths (no kernel is ever asked for).
+
+CrossNorm's kernels share one parametrisation (see the C++ file): ``z = alpha x - a_t - b_i``,
+``v = A_t + B_i + K (mr_t - mc_i)^2``. ``fused_forward`` computes the statistics, those ``[T]``/``[C]``
+coefficients (:class:`CrossNormKernelState`) and the output pass in one call; ``fused_backward`` and
+``fused_double_backward`` reuse them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import threading
+import warnings
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Iterator, List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 log = logging.getLogger(__name__)
 
-_CSRC = Path(__file__).resolve().parent.parent / "csrc"
-_SOURCES = (_CSRC / "cross_norm_cpu.cpp", _CSRC / "global_norm_cpu.cpp", _CSRC / "softplus_cpu.cpp")
+_PACKAGE = Path(__file__).resolve().parent
+_CSRC = _PACKAGE / "csrc"
+_SOURCES = (_CSRC / "cross_norm_cpu.cpp", _CSRC / "global_norm_cpu.cpp", _PACKAGE / "nerfstudio" / "csrc" / "softplus_cpu.cpp")
 _HEADERS = (_CSRC / "row_blocks.h",)  # included by the sources: a change rebuilds too (ninja tracks them)
 # Vectorisation needs sqrt without errno and reorderable float sums; NaN/Inf semantics are kept (no
 # -ffinite-math-only). -march=native: the build is per machine, named by the CPU's feature flags.
@@ -115,40 +119,81 @@ def is_built() -> bool:
     return built.exists() and built.stat().st_mtime >= max(src.stat().st_mtime for src in _SOURCES + _HEADERS)
 
 
-def mode() -> str:
-    value = os.environ.get("NERF_NORM_CN_KERNEL", "auto").lower()
-    if value not in ("auto", "cpp", "torch"):
-        raise ValueError(f"NERF_NORM_CN_KERNEL must be auto, cpp or torch, got {value!r}")
+MODES = ("auto", "cpp", "torch")
+ENV = "NERF_NORM_KERNEL"
+_OLD_ENV = "NERF_NORM_CN_KERNEL"  # deprecated name of ENV
+_mode: Optional[str] = None
+
+
+def _mode_from_environment() -> str:
+    value = os.environ.get(ENV)
+    if value is None and _OLD_ENV in os.environ:
+        warnings.warn(f"{_OLD_ENV} is deprecated; set {ENV} instead (same values)", FutureWarning, stacklevel=3)
+        value = os.environ[_OLD_ENV]
+    value = (value or "auto").lower()
+    if value not in MODES:
+        raise ValueError(f"{ENV} must be auto, cpp or torch, got {value!r}")
     return value
 
 
+def select(value: Optional[str] = None) -> str:
+    """Decides which implementation the norms and NeuS' softplus use from now on: ``auto``, ``cpp`` or
+    ``torch`` (``None``: from ``NERF_NORM_KERNEL``). Returns the mode in force."""
+    global _mode
+    if value is not None and value not in MODES:
+        raise ValueError(f"kernel mode must be one of {', '.join(MODES)}, got {value!r}")
+    _mode = value if value is not None else _mode_from_environment()
+    return _mode
+
+
+def mode() -> str:
+    """The mode in force, decided at the first call (:func:`select`)."""
+    return _mode if _mode is not None else select()
+
+
+@contextlib.contextmanager
+def selected(value: str) -> Iterator[None]:
+    """Within the block, ``value`` is the mode (tests and benchmarks compare the paths in one process)."""
+    before = mode()
+    select(value)
+    try:
+        yield
+    finally:
+        select(before)
+
+
 def load():
-    """The compiled module, or ``None`` when it is switched off or cannot be built (``auto``)."""
+    """The compiled module, or ``None`` when the mode is ``torch`` or it cannot be built (``auto``)."""
     global _module, _failed
-    if mode() == "torch":
+    current = mode()
+    if current == "torch":
         return None
     if _module is not None:
         return _module
-    if _failed is not None:
-        if mode() == "cpp":
-            raise RuntimeError(f"the CrossNorm CPU kernel could not be built: {_failed}")
-        return None
-    with _lock:
-        if _module is None and _failed is None:
-            try:
-                load_extension = _cpp_extension().load
-                _ninja_on_path()
-                name = _name()
-                if not is_built() and _announce_build:
-                    log.warning("building the nerf_norm CPU kernels %s (once per machine, about 2 minutes; "
-                                "scripts/install.sh does this at install time)", name)
-                _module = load_extension(name=name, sources=[str(src) for src in _SOURCES],
-                                         extra_cflags=_CFLAGS + _vector_flags(), extra_ldflags=["-fopenmp"],
-                                         verbose=False)
-            except Exception as exc:  # noqa: BLE001 - any build problem means: use the eager path
-                _failed = f"{exc.__class__.__name__}: {exc}"
-                log.warning("CrossNorm CPU kernel unavailable, using the eager torch path (%s)", _failed)
-    return load()
+    if _failed is None:
+        with _lock:
+            if _module is None and _failed is None:
+                _build()
+    if _module is None and current == "cpp":
+        raise RuntimeError(f"the nerf_norm CPU kernels could not be built: {_failed}")
+    return _module
+
+
+def _build() -> None:
+    global _module, _failed
+    try:
+        load_extension = _cpp_extension().load
+        _ninja_on_path()
+        name = _name()
+        if not is_built() and _announce_build:
+            log.warning("building the nerf_norm CPU kernels %s (once per machine, about 2 minutes; "
+                        "scripts/install.sh does this at install time)", name)
+        _module = load_extension(name=name, sources=[str(src) for src in _SOURCES],
+                                 extra_cflags=_CFLAGS + _vector_flags(),
+                                 extra_ldflags=["-fopenmp"], verbose=False)
+    except Exception as exc:  # noqa: BLE001 - any build problem means: use the torch paths
+        _failed = f"{exc.__class__.__name__}: {exc}"
+        log.warning("nerf_norm CPU kernels unavailable, using the torch paths (%s)", _failed)
 
 
 def load_for(x: Tensor):
@@ -182,9 +227,24 @@ def _bias(x: Tensor, bias: Optional[Tensor]) -> Tensor:
 _NONE = torch.empty(0)
 
 
-def forward(module, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], out_shape, variant: str, eps: float,
-            relu: bool, columns: Optional[Tuple[Tensor, Tensor, float]] = None,
-            running: Optional[Tuple[Tensor, Tensor, Tensor, float]] = None) -> Tuple[Tensor, List[Tensor]]:
+class CrossNormKernelState(NamedTuple):
+    """What the CrossNorm forward kernel keeps for its backward passes: the ``[T]`` row and ``[C]`` column
+    coefficients of ``z = alpha x - a_t - b_i``, ``v = A_t + B_i + K (mr_t - mc_i)^2`` (x's dtype) and the float64
+    ``scalars`` (alpha, K, N, n, lam_row, lam_col)."""
+
+    a: Tensor
+    A: Tensor
+    row_mean: Tensor
+    b: Tensor
+    B: Tensor
+    col_mean: Tensor
+    scalars: Tensor
+
+
+def cross_norm_forward(module, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], out_shape, variant: str,
+                       eps: float, relu: bool, columns: Optional[Tuple[Tensor, Tensor, float]] = None,
+                       running: Optional[Tuple[Tensor, Tensor, Tensor, float]] = None
+                       ) -> Tuple[Tensor, CrossNormKernelState]:
     """CrossNorm of ``x [T, C]`` in one native call: ``(y, state)`` with ``y`` in ``out_shape`` (``relu(y)`` with
     ``relu``) and ``state`` the coefficient vectors the backward needs.
 
@@ -195,22 +255,22 @@ def forward(module, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
     r_mean, r_var, r_n, factor = running if running is not None else (_NONE, _NONE, _NONE, 0.0)
     y, *state = module.fused_forward(x, _weight(x, weight), _bias(x, bias), list(out_shape), variant == "paper", eps,
                                      relu, col_mean, col_var, float(n), r_mean, r_var, r_n, float(factor))
-    return y, state
+    return y, CrossNormKernelState(*state)
 
 
-def backward(module, x: Tensor, gy: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], state: List[Tensor],
-             batch_columns: bool, relu: bool) -> Tuple[Tensor, Tensor, Tensor]:
-    """(dx, dweight, dbias) of :func:`forward`'s output; with ``relu``, ``gy`` is the gradient of ``relu(y)``."""
-    dx, dw, db = module.fused_backward(x, gy, _weight(x, weight), _bias(x, bias), state, batch_columns, relu)
+def cross_norm_backward(module, x: Tensor, gy: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
+                        state: CrossNormKernelState, batch_columns: bool, relu: bool) -> Tuple[Tensor, Tensor, Tensor]:
+    """(dx, dweight, dbias) of :func:`cross_norm_forward`'s output; with ``relu``, ``gy`` is the gradient of
+    ``relu(y)``."""
+    dx, dw, db = module.fused_backward(x, gy, _weight(x, weight), _bias(x, bias), list(state), batch_columns, relu)
     return dx, dw, db
 
 
-
-def double_backward(module, x: Tensor, gy: Tensor, v: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
+def cross_norm_double_backward(module, x: Tensor, gy: Tensor, v: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
                     gdw: Optional[Tensor], gdb: Optional[Tensor], vectors: Tuple[Tensor, ...], N: float, n: float,
                     K: float, batch_columns: bool, relu: bool) -> Tuple[Tensor, Tensor, Tensor]:
     """(grad x, grad weight, grad gy) of CrossNorm's (paper variant) first backward, in three native passes;
-    ``vectors`` = (mr, mc, mrs, mcs, A, Bc) as ``nerf_norm/norms/cross_norm_grad.py`` prepares them."""
+    ``vectors`` = (mr, mc, mrs, mcs, A, Bc) as :mod:`nerf_norm.norms.cross_norm_function` prepares them."""
     zeros = x.new_zeros(x.shape[1])
     return tuple(module.fused_double_backward(
         x.contiguous(), gy.contiguous(), v.contiguous(), _weight(x, weight), _bias(x, bias),
@@ -223,7 +283,7 @@ def main() -> int:
 
     logging.basicConfig(level=logging.WARNING, format="[install] %(message)s")
     if mode() == "torch":
-        print("[install] NERF_NORM_CN_KERNEL=torch: the torch paths are used, no kernel built")
+        print(f"[install] {ENV}=torch: the torch paths are used, no kernel built")
         return 0
     global _announce_build
     _announce_build = False
