@@ -593,3 +593,39 @@ def test_second_derivative_exact_at_large_T_and_offsets(cn_path):
     for got, want in zip(results[torch.float32], results[torch.float64]):
         err = ((got.double() - want).abs().max() / want.abs().max()).item()
         assert err <= 1e-3, f"{cn_path} path: relative error {err:.2e}"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# torch's conventions
+
+
+def test_norms_share_one_keyword_only_signature():
+    """After num_features every option is keyword-only, and the options all four norms have come in one order."""
+    import inspect
+
+    shared = ["eps", "momentum", "affine", "track_running_stats"]
+    for layer in (BatchNorm, LayerNorm, GlobalNorm, CrossNorm):
+        params = list(inspect.signature(layer).parameters.values())
+        assert params[0].name == "num_features" and params[0].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[1:]), layer
+        assert [p.name for p in params[1:5]] == shared, layer
+        assert [p.name for p in params[-2:]] == ["device", "dtype"], layer
+        with pytest.raises(TypeError):
+            layer(4, 1e-3)
+
+
+@pytest.mark.parametrize("layer", [BatchNorm, LayerNorm, GlobalNorm, CrossNorm])
+def test_wrong_channel_count_is_refused_before_any_counter_moves(layer):
+    kw = {} if layer is LayerNorm else {"track_running_stats": True}
+    norm = layer(16, **kw)
+    with pytest.raises(ValueError, match=r"16.*15|15.*16") as info:
+        norm(torch.randn(8, 15))
+    assert "16" in str(info.value) and "15" in str(info.value)
+    if layer is not LayerNorm:
+        assert int(norm.num_batches_tracked) == 0
+        assert torch.equal(norm.running_mean, torch.zeros_like(norm.running_mean))
+
+
+def test_make_norm_knows_global_by_its_unambiguous_name():
+    assert isinstance(make_norm("global", 4), GlobalNorm) and isinstance(make_norm("gn", 4), GlobalNorm)
+    assert "GroupNorm" in GlobalNorm.__doc__

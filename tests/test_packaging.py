@@ -33,8 +33,7 @@ def test_wheel_carries_kernel_source_and_lower_bounds(wheel):
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
         meta = zf.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
-    sources = {f"nerf_norm/csrc/{p.name}" for p in (ROOT / "nerf_norm" / "csrc").iterdir()
-               if p.suffix in (".cpp", ".h")}
+    sources = {str(p.relative_to(ROOT)) for p in (ROOT / "nerf_norm").rglob("csrc/*") if p.suffix in (".cpp", ".h")}
     assert len(sources) == 4 and sources <= set(names)
     assert "nerf_norm/method_configs/mipnerf.py" in names
     requires = [line.split(":", 1)[1].strip() for line in meta.splitlines() if line.startswith("Requires-Dist:")]
@@ -63,8 +62,9 @@ def test_installs_into_an_existing_nerfstudio_env_without_touching_torch(wheel, 
     _run(*PIP, "--python", python, "install", "--no-deps", "-q", wheel)
     assert _run(python, "-c", probe) == torch_before
     where = _run(python, "-c", "import nerf_norm, pathlib; p = pathlib.Path(nerf_norm.__file__).parent; "
-                               "print(p); print(all((p / 'csrc' / f).is_file() for f in "
-                               "('cross_norm_cpu.cpp', 'global_norm_cpu.cpp', 'softplus_cpu.cpp', 'row_blocks.h')))").split()
+                               "print(p); print(all((p / f).is_file() for f in "
+                               "('csrc/cross_norm_cpu.cpp', 'csrc/global_norm_cpu.cpp', 'csrc/row_blocks.h', "
+                               "'nerfstudio/csrc/softplus_cpu.cpp')))").split()
     assert Path(where[0]).is_relative_to(site) and where[1] == "True"
     help_text = _run(python, "-c", "import sys; sys.argv = ['ns-train', '--help']; "
                                    "from nerfstudio.scripts.train import entrypoint; entrypoint()",

@@ -26,7 +26,8 @@ from nerfstudio.models.vanilla_nerf import VanillaModelConfig
 
 from .checkpoints import refuse_partial_loads
 from .metrics import drop_missing, offline_lpips
-from .mlp import NormalizedMLP, NormName
+from ..norms import NormName
+from .mlp import NormalizedMLP
 from .norm_options import NormOptions
 
 PASSES: Tuple[str, ...] = ("coarse", "fine")

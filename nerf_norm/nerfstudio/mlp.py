@@ -9,15 +9,13 @@ statistics so that rendering does not depend on how rays are chunked.
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 from nerfstudio.field_components.mlp import MLP
 
-from ..norms import FUSED_RELU_NORMS, NORM_NAMES, make_norm
-
-NormName = Literal["none", "bn", "ln", "gn", "cn"]
+from ..norms import FUSED_RELU_NORMS, NORM_NAMES, NormName, make_norm
 
 
 class StatSetNorm(nn.Module):

@@ -170,10 +170,17 @@ class NormalizedSDFField(SDFField):
             n.momentum = momentum
         self.train(was_training)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        # Checkpoints of nerf_norm before the Linear -> Norm layers (cef38ae) kept the norms in lists beside plain
-        # Linear layers: geo_norms.{k} / color_norms.{k} and glin{k}.* / clin{k}.*. Renamed to today's layout
-        # (glin{k}.norm.*, glin{k}.linear.*), such a checkpoint restores the same network.
+    # version 2: the norms live inside the Linear -> Norm layers (glin{k}.norm.*, glin{k}.linear.*); version 1
+    # (nerf_norm before cef38ae) kept them in lists beside plain Linear layers (geo_norms.{k} / color_norms.{k} and
+    # glin{k}.* / clin{k}.*). _load_from_state_dict renames a version-1 state to today's layout.
+    _version = 2
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs) -> None:
+        if (local_metadata.get("version") or 1) < 2:
+            self._upgrade_from_version_1(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args, **kwargs)
+
+    def _upgrade_from_version_1(self, state_dict, prefix: str) -> None:
         for lists, layer in (("geo_norms", "glin"), ("color_norms", "clin")):
             old_norm = f"{prefix}{lists}."
             for key in [k for k in state_dict if k.startswith(old_norm)]:
@@ -186,7 +193,6 @@ class NormalizedSDFField(SDFField):
                 for key in [k for k in state_dict if k.startswith(flat)
                             and not k.startswith((flat + "linear.", flat + "norm."))]:
                     state_dict[f"{flat}linear.{key[len(flat):]}"] = state_dict.pop(key)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _readout_input(self, inputs: Tensor) -> Tensor:
         """``[N, 3]`` points -> ``[N, C]``, the input of the SDF network's last layer, as the parent's

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..norms import convert_sync_norms
 from ..norms.sync import world_size
-from .mlp import NormName
+from ..norms import NormName
 
 
 @dataclass

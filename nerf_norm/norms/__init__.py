@@ -24,21 +24,23 @@ Each module has a functional twin (:func:`batch_norm`, :func:`layer_norm`, :func
 :func:`cross_norm`) taking every tensor explicitly.
 
 Files, one concept each: ``layers`` (the modules and :func:`make_norm`), ``functional`` (their functional
-twins), ``cross_norm_function`` (CrossNorm's stable moments, closed-form backward and autograd Function, with the
-derivation), ``cross_norm_grad`` (its second derivative in closed form, for eikonal losses),
-``global_norm_function`` (the same for GlobalNorm: moments, closed-form backward, Function), ``kernel`` (the
-binding of the fused CPU kernels in ``nerf_norm/csrc``), ``sync`` (the norms with statistics over all ranks of a
-process group, :func:`convert_sync_norms`), ``running_statistics`` (running statistics re-estimated at the
-current weights, :func:`~nerf_norm.norms.running_statistics.refresh_statistics`), ``common`` (shared plumbing).
+twins), ``spec`` (the one differentiable statement of each batch-coupled norm and the moments helpers every Python
+path uses), ``cross_norm_closed_form`` (CrossNorm's forward and first backward written out, with the derivation),
+``cross_norm_grad`` (its second derivative in closed form, for eikonal losses), ``cross_norm_function`` (the
+autograd Function that runs them or the CPU kernel), ``global_norm_function`` (the same for GlobalNorm), ``sync``
+(the norms with statistics over all ranks of a process group, :func:`convert_sync_norms`),
+``running_statistics`` (running statistics re-estimated at the current weights), ``common`` (shared plumbing).
+The CPU kernels are :mod:`nerf_norm.kernels`.
 """
 
-from .common import CN_VARIANTS, FUSED_RELU_NORMS, NORM_NAMES
+from .common import CN_VARIANTS, FUSED_RELU_NORMS, NORM_NAMES, NormName
 from .functional import batch_norm, cross_norm, cross_norm_autograd, global_norm, layer_norm
 from .layers import BatchNorm, CrossNorm, GlobalNorm, LayerNorm, make_norm
 from .sync import SyncBatchNorm, SyncCrossNorm, SyncGlobalNorm, convert_sync_norms
 
 __all__ = [
     "NORM_NAMES",
+    "NormName",
     "FUSED_RELU_NORMS",
     "CN_VARIANTS",
     "BatchNorm",
