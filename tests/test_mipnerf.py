@@ -10,7 +10,6 @@ import urllib.request
 import warnings
 from importlib.metadata import entry_points
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -20,7 +19,8 @@ from nerfstudio.cameras.rays import RayBundle
 
 from nerf_norm.nerfstudio.experiment import (RunSettings, configure, evaluate, lite_config, method_config,
                                              setup_trainer, train)
-from nerf_norm.nerfstudio.mipnerf import STAT_SET_LABEL, MipNerfNormModelConfig, NormalizedNeRFField, StatSetSampler
+from nerf_norm.nerfstudio.mipnerf import PASSES, MipNerfNormModelConfig
+from nerf_norm.nerfstudio.normalize import normalize_mlps, stat_set_view
 from nerf_norm.nerfstudio.mlp import NormalizedMLP
 from nerf_norm.scenes.blender import BlenderSceneConfig, write_blender_scene
 
@@ -59,18 +59,39 @@ def test_methods_registered_and_equal_to_mipnerf_elsewhere():
         assert config.max_num_iterations == base.max_num_iterations
 
 
-def test_field_layout_matches_nerfstudio():
+def _normalized_nerf_field(norm_head: bool = False):
     from nerfstudio.fields.vanilla_nerf_field import NeRFField
 
-    plain, normed = NeRFField(), NormalizedNeRFField(norm="cn", norm_head=False)
+    field = NeRFField()
+    normalize_mlps(field, "cn", names=("mlp_base", "mlp_head") if norm_head else ("mlp_base",),
+                   num_stat_sets=len(PASSES), norm_kwargs={"track_running_stats": True})
+    return field
+
+
+def test_field_layout_matches_nerfstudio():
+    from nerfstudio.field_components.mlp import MLP
+    from nerfstudio.fields.vanilla_nerf_field import NeRFField
+
+    plain, normed = NeRFField(), _normalized_nerf_field()
     shapes = lambda m: [tuple(p.shape) for n, p in m.named_parameters() if "norms" not in n]  # noqa: E731
     assert shapes(plain) == shapes(normed)
     assert isinstance(normed.mlp_base, NormalizedMLP) and len(normed.mlp_base.norms) == 8  # 7 hidden + output ReLU
-    assert all(type(n.sets[0]).__name__ == "Identity" for n in normed.mlp_head.norms)
+    assert type(normed.mlp_head) is MLP  # the head keeps nerfstudio's plain MLP by default
     # one affine per layer, shared by the coarse and fine statistics sets
     norm = normed.mlp_base.norms[0]
     assert norm.sets[1].weight is norm.sets[0].weight and norm.sets[1].running_mean is not norm.sets[0].running_mean
     assert sum(p.numel() for p in normed.parameters()) == sum(p.numel() for p in plain.parameters()) + 8 * 2 * 256
+
+
+def test_normalize_mlps_refuses_what_it_cannot_normalize():
+    from nerfstudio.fields.vanilla_nerf_field import NeRFField
+
+    field = NeRFField()
+    with pytest.raises(ValueError, match="no nerfstudio MLP named"):
+        normalize_mlps(field, "cn", names=("mlp_tail",))
+    field.mlp_head.tcnn_encoding = torch.nn.Identity()  # what nerfstudio's MLP holds with implementation="tcnn"
+    with pytest.raises(ValueError, match="tinycudann fused MLP.*implementation='torch'"):
+        normalize_mlps(field, "cn")
 
 
 @pytest.mark.parametrize("name", OUR_METHODS)
@@ -108,36 +129,36 @@ def test_eval_near_plane(eval_near_plane, tiny_scene, tmp_path):
     assert torch.equal(nears(False), torch.full((2, 1), expected))
 
 
-def test_passes_select_their_statistics(monkeypatch, tiny_scene, tmp_path):
-    """The statistics set of a field call is the label its samples got from the sampler that drew them, whatever
-    the order of the calls; unlabelled samples use the coarse set."""
-    from nerfstudio.fields.vanilla_nerf_field import NeRFField
-
-    field = NormalizedNeRFField(norm="cn")
-    seen = []
-    monkeypatch.setattr(NeRFField, "forward", lambda self, *a, **k: seen.append(self.mlp_base.norms[0].active))
-    fine, coarse = (SimpleNamespace(**{STAT_SET_LABEL: name}) for name in ("fine", "coarse"))
-    unlabelled = SimpleNamespace()
-    for samples in (fine, coarse, fine, unlabelled):
-        field(samples)
-    assert seen == [1, 0, 1, 0]
-    with pytest.raises(ValueError, match="'medium'"):
-        field(SimpleNamespace(**{STAT_SET_LABEL: "medium"}))
-
-    # in the model: the uniform sampler labels coarse, the PDF sampler fine
+def test_passes_select_their_statistics(tiny_scene, tmp_path):
+    """Each pass names its statistics set when it calls the field: the coarse pass updates set 0 only, the fine
+    pass set 1 only, whatever the order of the calls; the view shares every parameter and buffer and adds nothing
+    to the state dict."""
     config = configure(method_config("mipnerf-cn-lite"), RunSettings(tiny_scene, tmp_path, steps=1))
     model = setup_trainer(config).pipeline.model
-    assert isinstance(model.sampler_uniform, StatSetSampler) and model.sampler_uniform.stat_set == "coarse"
-    assert isinstance(model.sampler_pdf, StatSetSampler) and model.sampler_pdf.stat_set == "fine"
+    keys = set(model.state_dict())
+    first = model.field.mlp_base.norms[0]
     bundle = RayBundle(origins=torch.zeros(4, 3), directions=torch.tensor([[0.0, 0.0, 1.0]]).expand(4, 3),
                        pixel_area=torch.ones(4, 1), nears=torch.full((4, 1), 2.0), fars=torch.full((4, 1), 6.0))
-    assert getattr(model.sampler_uniform(bundle), STAT_SET_LABEL) == "coarse"
+    samples = model.sampler_uniform(bundle)
+    model.train()
+    for name, expected in (("fine", [0, 1]), ("coarse", [1, 1]), ("fine", [1, 2])):
+        model.field_for(name)(samples)
+        assert [int(s.num_batches_tracked) for s in first.sets] == expected, name
+    with pytest.raises(ValueError):
+        model.field_for("medium")
+    view = model.field_for("fine")
+    assert view is not model.field and {id(p) for p in view.parameters()} == {id(p) for p in model.field.parameters()}
+    assert set(model.state_dict()) == keys
+    assert not hasattr(samples, "nerf_norm_stat_set") and not hasattr(first, "active")
 
     mlp = NormalizedMLP(3, 3, 8, norm="bn", num_stat_sets=2)
-    x = torch.randn(64, 3)
-    mlp.select_stat_set(1)
-    mlp(x + 10.0)
+    mlp(torch.randn(64, 3) + 10.0, stat_set=1)
     assert mlp.norms[0].sets[0].num_batches_tracked == 0 and mlp.norms[0].sets[1].num_batches_tracked == 1
+    bound = stat_set_view(mlp, 1)
+    bound(torch.randn(64, 3))
+    assert mlp.norms[0].sets[1].num_batches_tracked == 2
+    with pytest.raises(IndexError):
+        mlp(torch.randn(4, 3), stat_set=2)
 
 
 def test_eval_is_chunk_invariant(tiny_scene, tmp_path):

@@ -1,89 +1,37 @@
 """Mip-NeRF with normalized MLPs (paper section 5.4, Table 6).
 
 Everything is nerfstudio's ``MipNerfModel`` and ``NeRFField`` (IPE encodings, samplers, renderers, losses);
-only the field's two MLPs are replaced by :class:`~nerf_norm.nerfstudio.mlp.NormalizedMLP` of the same layout.
+only the field's MLPs are replaced, in place, by :class:`~nerf_norm.nerfstudio.mlp.NormalizedMLP` s of the same
+layout (:func:`~nerf_norm.nerfstudio.normalize.normalize_mlps`).
 
 Statistics of the coarse and fine passes: Mip-NeRF queries one field twice per step, with uniform (coarse) and
 importance (fine) samples whose feature distributions differ. In training each pass is normalized with its own
 batch statistics (as two calls of one network naturally are), and the running statistics used in eval are kept
-per pass as well: set 0 for the coarse samples, set 1 for the fine ones. Which set a call uses is a property of
-its samples, not of the call order: the model's two samplers are wrapped by :class:`StatSetSampler`, which labels
-the samples it draws with its pass, and the field reads that label (samples without one, e.g. from a caller of
-the field outside the model, use the coarse set). Weights and the norms' affine parameters are shared, as in
-Mip-NeRF's single MLP.
+per pass as well: set 0 for the coarse samples, set 1 for the fine ones. The model names the set of each pass when
+it calls the field (:meth:`MipNerfNormModel.field_for`: the field itself for the coarse pass, a view of it whose
+MLPs use set 1 for the fine pass); nothing is stored on the samples or remembered between calls. Weights and the
+norms' affine parameters are shared, as in Mip-NeRF's single MLP.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Literal, Optional, Sequence, Tuple, Type
+from typing import Dict, Literal, Tuple, Type
 
-from torch import Tensor, nn
-from nerfstudio.cameras.rays import RaySamples
-from nerfstudio.fields.vanilla_nerf_field import NeRFField
+from nerfstudio.cameras.rays import RayBundle, RaySamples
+from nerfstudio.field_components.field_heads import FieldHeadNames
 from nerfstudio.models.mipnerf import MipNerfModel
 from nerfstudio.models.vanilla_nerf import VanillaModelConfig
+from nerfstudio.model_components.losses import scale_gradients_by_distance_squared
+from torch import Tensor, nn
 
 from .checkpoints import refuse_partial_loads
 from .metrics import drop_missing, offline_lpips
-from ..norms import NormName
-from .mlp import NormalizedMLP
 from .norm_options import NormOptions
+from .normalize import normalize_mlps, stat_set_view
 
 PASSES: Tuple[str, ...] = ("coarse", "fine")
-STAT_SET_LABEL = "nerf_norm_stat_set"  # attribute of RaySamples naming the statistics set they are evaluated with
-
-
-class NormalizedNeRFField(NeRFField):
-    """``NeRFField`` whose base MLP (and optionally head MLP) is normalized.
-
-    Args:
-        norm: norm of the base MLP (``none | bn | ln | gn | cn``).
-        norm_head: also normalize the view-dependent head MLP.
-        stat_sets: names of the kinds of calls that keep their own running statistics (see module docstring).
-        norm_kwargs: options of the norm layers (momentum, CrossNorm variant, ...).
-        **nerf_field_kwargs: everything ``NeRFField`` takes.
-    """
-
-    def __init__(self, norm: NormName = "cn", norm_head: bool = False, stat_sets: Sequence[str] = PASSES,
-                 norm_kwargs: Optional[dict] = None, **nerf_field_kwargs) -> None:
-        super().__init__(**nerf_field_kwargs)
-        self.stat_sets = tuple(stat_sets)
-        common = {"num_stat_sets": len(self.stat_sets), "norm_kwargs": norm_kwargs}
-        self.mlp_base = NormalizedMLP.like(self.mlp_base, norm=norm, **common)
-        if hasattr(self, "mlp_head"):
-            self.mlp_head = NormalizedMLP.like(self.mlp_head, norm=norm if norm_head else "none", **common)
-
-    def select_stat_set(self, name: str) -> None:
-        index = self.stat_sets.index(name)
-        for mlp in (self.mlp_base, getattr(self, "mlp_head", None)):
-            if isinstance(mlp, NormalizedMLP):
-                mlp.select_stat_set(index)
-
-    def forward(self, ray_samples: RaySamples, compute_normals: bool = False):
-        name = getattr(ray_samples, STAT_SET_LABEL, self.stat_sets[0])
-        if name not in self.stat_sets:
-            raise ValueError(f"samples labelled for statistics set {name!r}; this field has {self.stat_sets}")
-        self.select_stat_set(name)
-        return super().forward(ray_samples, compute_normals=compute_normals)
-
-
-class StatSetSampler(nn.Module):
-    """One of the model's ray samplers, unchanged, whose samples are labelled with the statistics set (pass) of
-    the field calls that will evaluate them. Holds only the sampler and the label."""
-
-    def __init__(self, sampler: nn.Module, stat_set: str) -> None:
-        super().__init__()
-        self.sampler = sampler
-        self.stat_set = stat_set
-
-    def forward(self, *args, **kwargs) -> RaySamples:
-        samples = self.sampler(*args, **kwargs)
-        setattr(samples, STAT_SET_LABEL, self.stat_set)
-        return samples
-
-    def extra_repr(self) -> str:
-        return f"stat_set={self.stat_set!r}"
+"""The statistics sets of the Mip-NeRF field, in set order."""
 
 
 @dataclass
@@ -102,38 +50,48 @@ class MipNerfNormModelConfig(VanillaModelConfig, NormOptions):
 
 
 class MipNerfNormModel(MipNerfModel):
-    """nerfstudio's ``MipNerfModel`` with :class:`NormalizedNeRFField` and LPIPS only when available offline."""
+    """nerfstudio's ``MipNerfModel`` whose ``NeRFField`` has normalized MLPs (one statistics set per pass), and
+    LPIPS only when available offline."""
 
     config: MipNerfNormModelConfig
-    field: NormalizedNeRFField
 
     def populate_modules(self) -> None:
         with offline_lpips():
             super().populate_modules()
-        nerf = self.field
-        self.field = NormalizedNeRFField(
-            norm=self.config.norm,
-            norm_head=self.config.norm_head,
-            norm_kwargs=self.config.norm_kwargs(),
-            position_encoding=nerf.position_encoding,
-            direction_encoding=nerf.direction_encoding,
-            use_integrated_encoding=nerf.use_integrated_encoding,
-            spatial_distortion=nerf.spatial_distortion,
-        )
+        mlps = ("mlp_base", "mlp_head") if self.config.norm_head else ("mlp_base",)
+        normalize_mlps(self.field, self.config.norm, names=mlps, num_stat_sets=len(PASSES),
+                       norm_kwargs=self.config.norm_kwargs())
         self.field = self.config.synchronize(self.field)
         if self.collider is not None:
             self.collider.reset_near_plane = self.config.eval_near_plane == "zero"
-        self.sampler_uniform = StatSetSampler(self.sampler_uniform, PASSES[0])
-        self.sampler_pdf = StatSetSampler(self.sampler_pdf, PASSES[1])
         refuse_partial_loads(self, "field.")
 
-    def get_outputs(self, ray_bundle) -> Dict[str, Tensor]:
-        outputs = super().get_outputs(ray_bundle)
+    def field_for(self, stat_set: str) -> nn.Module:
+        """The field as the pass ``stat_set`` (one of :data:`PASSES`) queries it: the same weights, its own
+        running statistics."""
+        index = PASSES.index(stat_set)
+        return self.field if index == 0 else stat_set_view(self.field, index)
+
+    def _render_pass(self, samples: RaySamples, stat_set: str) -> Tuple[Dict[str, Tensor], Tensor]:
+        """One pass: the field on ``samples`` with the pass's statistics, then nerfstudio's renderers."""
+        outputs = self.field_for(stat_set)(samples)
+        if self.config.use_gradient_scaling:
+            outputs = scale_gradients_by_distance_squared(outputs, samples)
+        weights = samples.get_weights(outputs[FieldHeadNames.DENSITY])
+        rendered = {"rgb": self.renderer_rgb(rgb=outputs[FieldHeadNames.RGB], weights=weights),
+                    "accumulation": self.renderer_accumulation(weights),
+                    "depth": self.renderer_depth(weights, samples)}
+        return rendered, weights
+
+    def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, Tensor]:
+        coarse_samples = self.sampler_uniform(ray_bundle)
+        coarse, coarse_weights = self._render_pass(coarse_samples, "coarse")
+        fine, _ = self._render_pass(self.sampler_pdf(ray_bundle, coarse_samples, coarse_weights), "fine")
         # nerfstudio's viewer renders "rgb" by default and, with "Composite depth" on (its default), reads
-        # outputs["depth"]; MipNerfModel names its passes *_coarse / *_fine only, so the viewer's render thread
-        # died with KeyError 'depth' (seen in headless Chromium). The fine pass is the model's answer.
-        # "rgb" first: the viewer shows the first output until the user picks another
-        return {"rgb": outputs["rgb_fine"], "depth": outputs["depth_fine"], **outputs}
+        # outputs["depth"]; ns-render dataset reads "accumulation". MipNerfModel names its passes *_coarse / *_fine
+        # only (the viewer's render thread died with KeyError 'depth'). The fine pass is the model's answer, and
+        # "rgb" comes first: the viewer shows the first output until the user picks another
+        return {**fine, **{f"{k}_coarse": v for k, v in coarse.items()}, **{f"{k}_fine": v for k, v in fine.items()}}
 
     def get_image_metrics_and_images(self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]):
         metrics, images = super().get_image_metrics_and_images(outputs, batch)

@@ -2,9 +2,9 @@
 
 A field that is queried for several kinds of samples per step (Mip-NeRF's coarse and fine passes) can keep one
 set of running statistics per kind: the norms of each layer share their affine parameters but own separate
-running buffers, selected with :meth:`NormalizedMLP.select_stat_set`. In training each call normalizes with the
-statistics of its own batch either way; the sets only matter in eval, where the running statistics replace batch
-statistics so that rendering does not depend on how rays are chunked.
+running buffers, and each call names its set (``mlp(x, stat_set=k)``; nothing is remembered between calls). In
+training each call normalizes with the statistics of its own batch either way; the sets only matter in eval, where
+the running statistics replace batch statistics so that rendering does not depend on how rays are chunked.
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ class StatSetNorm(nn.Module):
             for name in ("weight", "bias"):
                 if isinstance(getattr(first, name, None), nn.Parameter):
                     setattr(other, name, getattr(first, name))
-        self.active = 0
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.sets[self.active](x)
+    def forward(self, x: Tensor, stat_set: int = 0) -> Tensor:
+        """``x [..., C]`` normalized with running-statistics set ``stat_set``."""
+        return self.sets[stat_set](x)
 
     def extra_repr(self) -> str:
         return f"num_sets={len(self.sets)}, shared affine"
@@ -103,14 +103,13 @@ class NormalizedMLP(MLP):
     def _activation_after(self, index: int) -> Optional[nn.Module]:
         return self.activation if index < len(self.layers) - 1 else self.out_activation
 
-    def select_stat_set(self, index: int) -> None:
-        """Makes every norm use running-statistics set ``index`` from now on."""
-        if not 0 <= index < self.num_stat_sets:
-            raise IndexError(f"stat set {index} out of range for {self.num_stat_sets} sets")
-        for norm in self.norms:
-            norm.active = index
+    def forward(self, in_tensor: Tensor, stat_set: int = 0) -> Tensor:
+        """``[..., in_dim] -> [..., out_dim]``, the norms using running-statistics set ``stat_set``."""
+        if not 0 <= stat_set < self.num_stat_sets:
+            raise IndexError(f"statistics set {stat_set} out of range for {self.num_stat_sets} sets")
+        return self.pytorch_fwd(in_tensor, stat_set)
 
-    def pytorch_fwd(self, in_tensor: Tensor) -> Tensor:
+    def pytorch_fwd(self, in_tensor: Tensor, stat_set: int = 0) -> Tensor:
         x = in_tensor
         for i, layer in enumerate(self.layers):
             if i in self._skip_connections:
@@ -118,7 +117,7 @@ class NormalizedMLP(MLP):
             x = layer(x)
             fused = False
             if i < len(self.norms):
-                x = self.norms[i](x)
+                x = self.norms[i](x, stat_set)
                 fused = self._fused[i]
             activation = self._activation_after(i)
             if activation is not None and not fused:

@@ -18,7 +18,6 @@ forward is plain autograd ops, not the fused CrossNorm kernel.
 
 from __future__ import annotations
 
-import copy
 from typing import Tuple
 
 import torch
@@ -138,6 +137,23 @@ class SyncCrossNorm(_SyncMixin, CrossNorm):
 _SYNC_OF = {BatchNorm: SyncBatchNorm, GlobalNorm: SyncGlobalNorm, CrossNorm: SyncCrossNorm}
 
 
+def _synchronized_twin(norm: nn.Module, process_group) -> nn.Module:
+    """A new synchronized layer with ``norm``'s options, holding ``norm``'s very parameter and buffer objects (not
+    copies), so optimizers and statistic sets that refer to them keep working."""
+    options = {"eps": norm.eps, "momentum": norm.momentum, "affine": norm.affine,
+               "track_running_stats": norm.track_running_stats}
+    for name in ("variant", "fuse_relu"):
+        if hasattr(norm, name):
+            options[name] = getattr(norm, name)
+    twin = _SYNC_OF[type(norm)](norm.num_features, **options, device="meta")
+    for name, param in norm.named_parameters(recurse=False):
+        setattr(twin, name, param)
+    for name, buffer in norm.named_buffers(recurse=False):
+        twin.register_buffer(name, buffer)
+    twin.process_group = process_group
+    return twin.train(norm.training)
+
+
 def convert_sync_norms(module: nn.Module, process_group=None) -> nn.Module:
     """Returns ``module`` with every :class:`BatchNorm`, :class:`GlobalNorm` and :class:`CrossNorm` of ours
     replaced by its synchronized twin over ``process_group`` (None: the default group), like
@@ -149,12 +165,7 @@ def convert_sync_norms(module: nn.Module, process_group=None) -> nn.Module:
         module.process_group = process_group
         return module
     if kind in _SYNC_OF:
-        # a shallow copy: the same parameter and buffer objects (not copies), so optimizers and statistic sets
-        # that refer to them keep working
-        converted = copy.copy(module)
-        converted.__class__ = _SYNC_OF[kind]
-        converted.process_group = process_group
-        return converted
+        return _synchronized_twin(module, process_group)
     for name, child in module.named_children():
         new = convert_sync_norms(child, process_group)
         if new is not child:
