@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .errors import UserError
+from .process import configure_process
 from .analysis.commands import NTKCommand, SpectralDynamicsCommand, run_ntk, run_spectral_dynamics
 from .demo import DemoCommand, run_demo
 from .nerfstudio.extract_mesh import ExtractMeshCommand
@@ -37,27 +38,34 @@ def _print_summary(title: str, metrics: Dict[str, float], outputs: Dict[str, Pat
     console.print(f"outputs in [bold]{out.resolve()}[/bold]")
 
 
+def _fit(cmd, run):
+    """A fitting command as an entry point: its process-wide settings, then the library's run."""
+    cmd.validate()
+    configure_process(cmd.threads, cmd.retain_freed_memory)
+    return run(cmd)
+
+
 def _image(cmd: ImageCommand) -> None:
-    result, task = run_image(cmd)
+    result, task = _fit(cmd, run_image)
     _print_summary(f"{cmd.method} {cmd.arch} on {task.source} ({task.width}x{task.height})", result.metrics,
                    result.outputs, cmd.out)
 
 
 def _occupancy(cmd: OccupancyCommand) -> None:
-    result, task = run_occupancy(cmd)
+    result, task = _fit(cmd, run_occupancy)
     closed = "" if task.closed else ", not closed: holes filled by the winding number"
     _print_summary(f"{cmd.method} {cmd.arch} occupancy of {task.source} ({task.resolution}^3{closed})",
                    result.metrics, result.outputs, cmd.out)
 
 
 def _ct(cmd: CTCommand) -> None:
-    result, task = run_ct(cmd)
+    result, task = _fit(cmd, run_ct)
     _print_summary(f"{cmd.method} {cmd.arch} CT of {task.source} ({task.size}x{task.size}, "
                    f"{task.projections} projections)", result.metrics, result.outputs, cmd.out)
 
 
 def _mri(cmd: MRICommand) -> None:
-    result, task = run_mri(cmd)
+    result, task = _fit(cmd, run_mri)
     _print_summary(f"{cmd.method} {cmd.arch} MRI of {task.source} ({task.size_label}, "
                    f"{100 * task.measured_fraction:.1f}% of k-space)", result.metrics, result.outputs, cmd.out)
 

@@ -10,7 +10,7 @@ none (``benchmarks/results/step_cost_image_glibc_malloc.md``).
 :func:`retain_freed_memory` fixes both thresholds (``mallopt``), so blocks up to 32 MiB always come from the
 heap and freed memory stays in the process for the next step: no page faults in the steady state, at the cost
 of keeping the process at its peak resident size. It changes nothing but speed, and does nothing outside glibc
-(macOS, musl, Windows). The task trainer (:class:`nerf_norm.tasks.base.Trainer`) calls it unless
+(macOS, musl, Windows). The fitting commands apply it (:func:`nerf_norm.process.configure_process`) unless
 ``--no-retain-freed-memory`` is given.
 """
 

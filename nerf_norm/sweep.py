@@ -151,6 +151,9 @@ def settings_key(cmd: SweepCommand, base) -> str:
 
 def _run_cell(command, task: str) -> dict:
     """Runs in a Ray worker: one fit; returns its metrics and seconds (an exception marks the cell failed)."""
+    from .process import configure_process
+
+    configure_process(command.threads, command.retain_freed_memory)  # this worker process is the cell's own
     start = time.perf_counter()
     result, _ = TASKS[task][3](command)
     metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}

@@ -7,8 +7,9 @@ its optimizer and scheduler states. nerfstudio reads checkpoints with ``torch.lo
 run could then not be resumed (``--load-dir``), viewed (``ns-viewer``), evaluated (``ns-eval``) or meshed
 (``nerf-norm extract-mesh``). :func:`allow_numpy_scalars` adds exactly what those states need (numpy's scalar
 constructor and the dtypes of its float and integer scalars) to torch's weights-only allowlist; everything else
-stays refused. Importing :mod:`nerf_norm.nerfstudio` calls it, which every nerfstudio entry point does for our
-methods (``ns-train`` through the method registry, ``ns-viewer`` / ``ns-eval`` through the run's config.yml).
+stays refused. Our models call it when they are built (:func:`prepare_checkpoints`), which every nerfstudio entry
+point does before it loads a checkpoint of our methods (``ns-train --load-dir``, ``ns-viewer``, ``ns-eval``,
+``ns-render``, ``ns-export``); importing nerf_norm changes nothing.
 
 nerfstudio's pipeline retries a model load that fails in strict mode with ``strict=False``: a checkpoint whose
 field does not match the model (another layout, norm or width) would then leave the field at its initialisation
@@ -66,3 +67,11 @@ def refuse_partial_loads(model: nn.Module, prefix: str) -> None:
                 "continued with a partly untrained field.")
 
     model.register_load_state_dict_post_hook(check)
+
+
+def prepare_checkpoints(model: nn.Module, prefix: str = "field.") -> None:
+    """What our models do about checkpoints when they are built: torch may read nerfstudio's numpy scalars
+    (:func:`allow_numpy_scalars`) and a load that leaves ``prefix`` partly unloaded is refused
+    (:func:`refuse_partial_loads`)."""
+    allow_numpy_scalars()
+    refuse_partial_loads(model, prefix)

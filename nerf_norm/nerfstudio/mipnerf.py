@@ -25,7 +25,7 @@ from nerfstudio.models.vanilla_nerf import VanillaModelConfig
 from nerfstudio.model_components.losses import scale_gradients_by_distance_squared
 from torch import Tensor, nn
 
-from .checkpoints import refuse_partial_loads
+from .checkpoints import prepare_checkpoints
 from .metrics import drop_missing, offline_lpips
 from .norm_options import NormOptions
 from .normalize import normalize_mlps, stat_set_view
@@ -64,7 +64,7 @@ class MipNerfNormModel(MipNerfModel):
         self.field = self.config.synchronize(self.field)
         if self.collider is not None:
             self.collider.reset_near_plane = self.config.eval_near_plane == "zero"
-        refuse_partial_loads(self, "field.")
+        prepare_checkpoints(self, "field.")
 
     def field_for(self, stat_set: str) -> nn.Module:
         """The field as the pass ``stat_set`` (one of :data:`PASSES`) queries it: the same weights, its own

@@ -27,7 +27,7 @@ from nerfstudio.models.neus import NeuSModel, NeuSModelConfig
 from torch import Tensor, nn
 
 from ..norms import make_norm
-from .checkpoints import refuse_partial_loads
+from .checkpoints import prepare_checkpoints
 from .metrics import drop_missing, offline_lpips
 from .norm_options import NormOptions
 from .softplus import BoundedSoftplus
@@ -222,7 +222,7 @@ class NeuSNormModel(NeuSModel):
     def populate_modules(self) -> None:
         with offline_lpips():
             super().populate_modules()
-        refuse_partial_loads(self, "field.")
+        prepare_checkpoints(self, "field.")
 
     def get_image_metrics_and_images(self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]):
         metrics, images = super().get_image_metrics_and_images(outputs, batch)

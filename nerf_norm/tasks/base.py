@@ -23,7 +23,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor, nn
 
-from ..cpu_memory import retain_freed_memory
 from ..errors import UserError, require_finite_positive
 from ..outputs import prepare_output_dir
 from ..networks import count_parameters
@@ -124,10 +123,11 @@ class TrainConfig:
     resume: bool = True
     """continue from OUT/checkpoint.pt when it exists and matches the run"""
     threads: Optional[int] = None
-    """torch CPU threads (default: torch's choice)"""
+    """torch CPU threads (default: torch's choice); set for the process by the command, not by the trainer"""
     retain_freed_memory: bool = True
     """on the CPU under glibc (Linux): keep freed tensor memory in the process instead of returning it to the OS,
-    so a step does not fault in fresh pages (see nerf_norm/cpu_memory.py); speed only, results are identical"""
+    so a step does not fault in fresh pages (see nerf_norm/cpu_memory.py); speed only, results are identical; set
+    for the process by the command, not by the trainer"""
     quiet: bool = False
     """no progress bar"""
     overwrite: bool = False
@@ -160,15 +160,43 @@ class FitResult:
     prediction: Optional[Tensor] = None
 
 
+@dataclass
+class TrainingState:
+    """Everything the training loop changes, and so everything a checkpoint holds: the model, its optimizer and
+    schedule, the finished iterations, the seconds trained before this process, the curve and the best progress
+    value. ``statistics`` holds the running statistics as the last finished iteration left them (an interrupted
+    iteration's forward may have updated them already), for the norms in ``tracked``."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    history: Dict[str, List[float]]
+    step: int = 0
+    elapsed: float = 0.0
+    best: Dict[str, float] = field(default_factory=lambda: {"value": -math.inf, "iteration": 0})
+    tracked: List[nn.Module] = field(default_factory=list)
+    statistics: List[Dict[str, Tensor]] = field(default_factory=list)
+
+    def keep_statistics(self) -> None:
+        self.statistics = [{k: b.clone() for k, b in m.named_buffers()} for m in self.tracked]
+
+    def restore_statistics(self) -> None:
+        with torch.no_grad():
+            for norm, saved in zip(self.tracked, self.statistics):
+                for k, b in norm.named_buffers():
+                    b.copy_(saved[k])
+
+
 class Trainer:
     """Training of ``model`` on ``task`` with Adam and a cosine learning-rate decay.
 
     Each step uses the full batch of ``task.coords()``, or the indices ``task.sample`` draws from a generator
     seeded by ``(seed, step)``, so a resumed run sees the same batches as an uninterrupted one.
 
-    Checkpoints (``OUT/checkpoint.pt``) hold the model, optimizer, schedule, step, curve and the run's
-    identity; a run restarted with the same settings resumes from the last one, a run with other settings
-    refuses to touch it (so a checkpoint is never lost by accident).
+    Checkpoints (``OUT/checkpoint.pt``) hold the :class:`TrainingState` and the run's identity; a run restarted
+    with the same settings resumes from the last one, a run with other settings refuses to touch it (so a
+    checkpoint is never lost by accident). Process-wide settings (threads, the allocator) are the entry points'
+    business (:func:`nerf_norm.process.configure_process`), never the trainer's.
     """
 
     CHECKPOINT = "checkpoint.pt"
@@ -185,127 +213,148 @@ class Trainer:
         keep = {k: cfg[k] for k in ("lr", "lr_final_ratio", "seed")}
         return {**self.run_info, **task.describe(), **keep}
 
+    @property
+    def _ckpt_path(self) -> Path:
+        return self.out_dir / self.CHECKPOINT
+
     def fit(self, task: Task, build_model: Callable[[], nn.Module], default_lr: float) -> FitResult:
+        identity = self._identity(task)
+        state = self._setup(task, build_model, default_lr, identity)
+        coords = task.coords()
+        t_start = time.perf_counter() - state.elapsed
+        with self._progress(state) as show, self._checkpoint_on_interrupt(state, identity, t_start):
+            while state.step < self.config.iters:
+                pred, loss, index = self._train_step(task, coords, state)
+                show(self._log_step(task, state, pred, loss, index, t_start))
+                if state.step % self.config.checkpoint_every == 0 or state.step == self.config.iters:
+                    self._save(identity, state, time.perf_counter() - t_start)
+        train_seconds = time.perf_counter() - t_start
+        return self._evaluate(task, coords, state, identity, train_seconds)
+
+    def _setup(self, task: Task, build_model: Callable[[], nn.Module], default_lr: float, identity) -> TrainingState:
+        """Seeds and builds the model and optimizer, then resumes ``OUT/checkpoint.pt`` when it is this run's."""
         cfg = self.config
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
         model = build_model()
-        lr = cfg.lr if cfg.lr is not None else default_lr
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        self.lr = cfg.lr if cfg.lr is not None else default_lr
+        opt = torch.optim.Adam(model.parameters(), lr=self.lr)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, self._cosine(cfg.iters, cfg.lr_final_ratio))
-        identity = self._identity(task)
         history: Dict[str, List[float]] = {"iteration": [], "seconds": [], "loss": [], task.progress_metric: []}
-        step, elapsed = 0, 0.0
-        best = {"value": -math.inf, "iteration": 0}
-        ckpt_path = self.out_dir / self.CHECKPOINT
-        if cfg.overwrite or not ckpt_path.exists():
+        state = TrainingState(model, opt, sched, history, tracked=norms_with_running_statistics(model))
+        path = self._ckpt_path
+        if cfg.overwrite or not path.exists():
             # no run of ours to resume here: whatever outputs the folder holds are someone else's
             prepare_output_dir(self.out_dir, (self.CHECKPOINT, "metrics.json", "curve.png", *task.outputs),
                                cfg.overwrite)
-        if ckpt_path.exists():
+        if path.exists():
             if not cfg.resume:
-                raise UserError(f"{ckpt_path} exists and --no-resume was given: choose another --out or remove it")
-            step, elapsed, history, best, planned = self._load(ckpt_path, identity, model, opt, sched)
-            if step > cfg.iters:
-                raise UserError(f"{ckpt_path} is at iteration {step}, beyond --iters {cfg.iters}: give --iters "
-                                f">= {step} to continue it, or another --out")
-            console.log(f"resuming from {ckpt_path} at iteration {step}")
+                raise UserError(f"{path} exists and --no-resume was given: choose another --out or remove it")
+            planned = self._load(path, identity, state)
+            if state.step > cfg.iters:
+                raise UserError(f"{path} is at iteration {state.step}, beyond --iters {cfg.iters}: give --iters "
+                                f">= {state.step} to continue it, or another --out")
+            console.log(f"resuming from {path} at iteration {state.step}")
             if planned is not None and planned != cfg.iters:
                 console.log(f"note: the cosine learning-rate schedule was planned over {planned} iterations and now "
-                            f"spans {cfg.iters}: from iteration {step} on the rate follows the new schedule")
+                            f"spans {cfg.iters}: from iteration {state.step} on the rate follows the new schedule")
+        state.keep_statistics()
+        state.model.train()
+        self._generator = torch.Generator()
+        return state
 
-        coords = task.coords()
-        if cfg.retain_freed_memory and coords.device.type == "cpu":
-            retain_freed_memory()
-        generator = torch.Generator()
-        model.train()
-        t_start = time.perf_counter() - elapsed
+    def _train_step(self, task: Task, coords: Tensor, state: TrainingState):
+        """One Adam step on the step's batch (full, or drawn from a generator seeded by (seed, step))."""
+        state.optimizer.zero_grad(set_to_none=True)
+        self._generator.manual_seed(self.config.seed * 1_000_003 + state.step)
+        index = task.sample(self._generator)
+        pred = state.model(coords if index is None else coords[index])
+        loss = task.loss(pred, index)
+        if not torch.isfinite(loss):
+            raise UserError(f"training diverged: the loss became {loss.item()} at iteration {state.step} (learning "
+                            f"rate {state.scheduler.get_last_lr()[0]:.3g}); try a smaller --lr")
+        loss.backward()
+        state.optimizer.step()
+        state.scheduler.step()
+        state.step += 1
+        state.keep_statistics()
+        return pred, loss, index
+
+    def _log_step(self, task: Task, state: TrainingState, pred: Tensor, loss: Tensor, index, t_start: float):
+        """Updates the best value and, every ``log_every`` iterations, the curve; returns the value to show."""
+        step = state.step
+        logged = step % self.config.log_every == 0 or step == self.config.iters or step == 1
+        if not (logged or task.track_best):
+            return None
+        # the output of this step's forward pass, i.e. of the weights before this step's update
+        value = task.progress(pred.detach(), index)
+        if value > state.best["value"]:
+            state.best = {"value": value, "iteration": step - 1}
+        if not logged:
+            return None
+        history = state.history
+        history["iteration"].append(step)
+        history["seconds"].append(time.perf_counter() - t_start)
+        history["loss"].append(loss.item())
+        history[task.progress_metric].append(value)
+        for key, extra in task.record(pred.detach()).items():
+            history.setdefault(key, []).append(extra)
+        return f"{task.progress_metric} {value:.2f}"
+
+    @contextlib.contextmanager
+    def _progress(self, state: TrainingState):
+        """The rich progress bar; yields ``show(metric_text | None)``, called after every step."""
         progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[metric]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                            console=console, disable=cfg.quiet, transient=False)
-        # the running statistics as the last finished iteration left them: an interrupted iteration's forward may
-        # have updated them already (full-batch tasks keep none)
-        tracked = norms_with_running_statistics(model)
-        snapshot = lambda: [{k: b.clone() for k, b in m.named_buffers()} for m in tracked]  # noqa: E731
-        buffers = snapshot()
-        with progress, self._checkpoint_on_interrupt(lambda: (step, model, opt, sched, history, best, tracked,
-                                                              buffers),
-                                                      ckpt_path, identity, t_start):
-            bar = progress.add_task(f"{self.run_info.get('method', 'fit')}", total=cfg.iters, completed=step,
-                                    metric="")
-            while step < cfg.iters:
-                opt.zero_grad(set_to_none=True)
-                generator.manual_seed(cfg.seed * 1_000_003 + step)
-                index = task.sample(generator)
-                pred = model(coords if index is None else coords[index])
-                loss = task.loss(pred, index)
-                if not torch.isfinite(loss):
-                    raise UserError(f"training diverged: the loss became {loss.item()} at iteration {step} (learning "
-                                    f"rate {sched.get_last_lr()[0]:.3g}); try a smaller --lr")
-                loss.backward()
-                opt.step()
-                sched.step()
-                step += 1
-                buffers = snapshot()
-                logged = step % cfg.log_every == 0 or step == cfg.iters or step == 1
-                if logged or task.track_best:
-                    # the output of this step's forward pass, i.e. of the weights before this step's update
-                    value = task.progress(pred.detach(), index)
-                    if value > best["value"]:
-                        best = {"value": value, "iteration": step - 1}
-                if logged:
-                    history["iteration"].append(step)
-                    history["seconds"].append(time.perf_counter() - t_start)
-                    history["loss"].append(loss.item())
-                    history[task.progress_metric].append(value)
-                    for key, extra in task.record(pred.detach()).items():
-                        history.setdefault(key, []).append(extra)
-                    progress.update(bar, metric=f"{task.progress_metric} {value:.2f}")
-                progress.update(bar, completed=step)
-                if step % cfg.checkpoint_every == 0 or step == cfg.iters:
-                    self._save(ckpt_path, identity, model, opt, sched, step, time.perf_counter() - t_start, history,
-                               best)
-        train_seconds = time.perf_counter() - t_start
+                            console=console, disable=self.config.quiet, transient=False)
+        with progress:
+            bar = progress.add_task(f"{self.run_info.get('method', 'fit')}", total=self.config.iters,
+                                    completed=state.step, metric="")
 
+            def show(metric: Optional[str]) -> None:
+                if metric is not None:
+                    progress.update(bar, metric=metric)
+                progress.update(bar, completed=state.step)
+
+            yield show
+
+    def _evaluate(self, task: Task, coords: Tensor, state: TrainingState, identity, train_seconds: float) -> FitResult:
+        """Final statistics, evaluation in chunks, the task's outputs, the curve and ``metrics.json``."""
+        cfg, model = self.config, state.model
         if task.trains_on_batches():  # precise running statistics at the final weights (none without norms)
-            generator.manual_seed(cfg.seed * 1_000_003 + cfg.iters)  # not a training step's batch
-            refresh_statistics(model, lambda k: model(coords[task.sample(generator)]), cfg.stats_batches)
+            self._generator.manual_seed(cfg.seed * 1_000_003 + cfg.iters)  # not a training step's batch
+            refresh_statistics(model, lambda k: model(coords[task.sample(self._generator)]), cfg.stats_batches)
         model.eval()
         with torch.no_grad():
             chunk = task.eval_chunk or len(coords)
             pred = torch.cat([model(part) for part in coords.split(chunk)])
         metrics = dict(task.evaluate(pred))
         params = count_parameters(model)
-        metrics.update(params=params, iterations=step, train_seconds=train_seconds, lr=lr, **task.rate(params))
+        metrics.update(params=params, iterations=state.step, train_seconds=train_seconds, lr=self.lr,
+                       **task.rate(params))
         if task.track_best:
-            metrics[f"{task.progress_metric}_best"] = best["value"]
-            metrics[f"{task.progress_metric}_best_iteration"] = best["iteration"]
+            metrics[f"{task.progress_metric}_best"] = state.best["value"]
+            metrics[f"{task.progress_metric}_best_iteration"] = state.best["iteration"]
         outputs = dict(task.save_outputs(pred, self.out_dir))
-        outputs["curve"] = self._plot_curve(history, task.progress_metric)
+        outputs["curve"] = self._plot_curve(state.history, task.progress_metric)
         outputs["metrics"] = self.out_dir / "metrics.json"
-        record = {"run": identity, "metrics": metrics, "history": history,
+        record = {"run": identity, "metrics": metrics, "history": state.history,
                   "outputs": {k: str(v) for k, v in outputs.items()}}
         outputs["metrics"].write_text(json.dumps(record, indent=2))
-        outputs["checkpoint"] = ckpt_path
-        return FitResult(metrics, history, outputs, pred)
+        outputs["checkpoint"] = self._ckpt_path
+        return FitResult(metrics, state.history, outputs, pred)
 
     @contextlib.contextmanager
-    def _checkpoint_on_interrupt(self, state, ckpt_path: Path, identity, t_start: float):
+    def _checkpoint_on_interrupt(self, state: TrainingState, identity, t_start: float):
         """Ctrl-C during training writes a checkpoint of the last finished iteration, then re-raises."""
         try:
             yield
         except KeyboardInterrupt:
-            step, model, opt, sched, history, best, tracked, buffers = state()
-            if step > 0:
-                with torch.no_grad():  # undo the interrupted iteration's running-statistics update
-                    for norm, saved in zip(tracked, buffers):
-                        for k, b in norm.named_buffers():
-                            b.copy_(saved[k])
-                self._save(ckpt_path, identity, model, opt, sched, step, time.perf_counter() - t_start, history, best)
-                console.log(f"interrupted at iteration {step}: checkpoint written to {ckpt_path} (the same command "
-                            "resumes from it)")
+            if state.step > 0:
+                state.restore_statistics()  # undo the interrupted iteration's running-statistics update
+                self._save(identity, state, time.perf_counter() - t_start)
+                console.log(f"interrupted at iteration {state.step}: checkpoint written to {self._ckpt_path} (the "
+                            "same command resumes from it)")
             else:
                 console.log("interrupted before the first iteration finished: no checkpoint written")
             raise
@@ -314,15 +363,17 @@ class Trainer:
     def _cosine(total: int, final_ratio: float) -> Callable[[int], float]:
         return lambda it: final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * min(it, total) / total))
 
-    def _save(self, path: Path, identity, model, opt, sched, step: int, elapsed: float, history, best) -> None:
+    def _save(self, identity, state: TrainingState, elapsed: float) -> None:
+        path = self._ckpt_path
         tmp = path.with_suffix(".tmp")
-        torch.save({"identity": identity, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "step": step, "elapsed": elapsed, "history": history,
-                    "best": best, "planned_iters": self.config.iters}, tmp)
+        torch.save({"identity": identity, "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+                    "scheduler": state.scheduler.state_dict(), "step": state.step, "elapsed": elapsed,
+                    "history": state.history, "best": state.best, "planned_iters": self.config.iters}, tmp)
         os.replace(tmp, path)  # atomic: an interrupted save never corrupts the previous checkpoint
 
     @staticmethod
-    def _load(path: Path, identity, model, opt, sched):
+    def _load(path: Path, identity, state: TrainingState) -> Optional[int]:
+        """Restores ``state`` from the checkpoint at ``path``; returns the iterations its schedule was planned for."""
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
@@ -339,14 +390,15 @@ class Trainer:
             details = "; ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diff.items())
             raise UserError(f"{path} belongs to a different run ({details}); use another --out or remove it")
         try:
-            model.load_state_dict(ckpt["model"])
+            state.model.load_state_dict(ckpt["model"])
         except RuntimeError as exc:
             raise UserError(f"{path} holds weights of another network layout (e.g. a run made before its norms kept "
                             f"running statistics); use another --out or remove it. {exc}") from exc
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        best = ckpt.get("best", {"value": -math.inf, "iteration": 0})
-        return int(ckpt["step"]), float(ckpt["elapsed"]), ckpt["history"], best, ckpt.get("planned_iters")
+        state.optimizer.load_state_dict(ckpt["optimizer"])
+        state.scheduler.load_state_dict(ckpt["scheduler"])
+        state.best = ckpt.get("best", {"value": -math.inf, "iteration": 0})
+        state.step, state.elapsed, state.history = int(ckpt["step"]), float(ckpt["elapsed"]), ckpt["history"]
+        return ckpt.get("planned_iters")
 
     def _plot_curve(self, history: Dict[str, List[float]], metric: str) -> Path:
         from ..plotting import pyplot
