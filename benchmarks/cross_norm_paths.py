@@ -129,13 +129,16 @@ def measure(norm: str, path: str, workload: str, args: Args) -> dict:
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
-    return {"peak_mib": round(peak, 1), "saved_mib": round(sum(saved.values()) / 2**20, 1),
-            "seconds": round(statistics.median(times), 4), "seconds_all": [round(t, 4) for t in times]}
+    return {
+        "peak_mib": round(peak, 1),
+        "saved_mib": round(sum(saved.values()) / 2**20, 1),
+        "seconds": round(statistics.median(times), 4),
+        "seconds_all": [round(t, 4) for t in times],
+    }
 
 
 def _child(norm: str, path: str, workload: str, args_json: str) -> None:
-    args = Args(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in json.loads(args_json).items()
-                   if k != "out"})
+    args = Args(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in json.loads(args_json).items() if k != "out"})
     limit = int(args.memory_limit_gib * 2**30)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     try:
@@ -150,8 +153,12 @@ def run_one(norm: str, path: str, workload: str, args: Args) -> dict:
         return {"error": "not supported: torch.compile has no double backward"}
     env = {**os.environ, "NERF_NORM_KERNEL": "torch" if path == "eager" else "auto"}
     settings = {k: v for k, v in vars(args).items() if k not in ("out",)}
-    proc = subprocess.run([sys.executable, __file__, "--child", norm, path, workload, json.dumps(settings, default=list)],
-                          env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", norm, path, workload, json.dumps(settings, default=list)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
@@ -162,22 +169,31 @@ def report(args: Args) -> None:
     rows = read_rows(args.out.with_suffix(".jsonl"))
     if not rows:
         return
-    lines = ["# CrossNorm and GlobalNorm: what each implementation costs", "",
-             *provenance_markdown(rows[-1]["meta"]), "",
-             f"An {args.layers}x{args.width} MLP (Linear -> norm -> ReLU) on [{args.rows}, {args.width}]; one training "
-             "step. `first`: forward + backward; `second`: the input gradient is in the loss (NeuS' eikonal case). "
-             "peak: resident memory above the state before the step; saved: tensors autograd keeps for backward.", "",
-             "| norm | workload | path | seconds | peak MiB | saved MiB |", "|---|---|---|---:|---:|---:|"]
+    lines = [
+        "# CrossNorm and GlobalNorm: what each implementation costs",
+        "",
+        *provenance_markdown(rows[-1]["meta"]),
+        "",
+        f"An {args.layers}x{args.width} MLP (Linear -> norm -> ReLU) on [{args.rows}, {args.width}]; one training "
+        "step. `first`: forward + backward; `second`: the input gradient is in the loss (NeuS' eikonal case). "
+        "peak: resident memory above the state before the step; saved: tensors autograd keeps for backward.",
+        "",
+        "| norm | workload | path | seconds | peak MiB | saved MiB |",
+        "|---|---|---|---:|---:|---:|",
+    ]
     latest = {}
     for row in rows:
         latest[(row["norm"], row["workload"], row["path"])] = row
-    for (norm, workload, path), row in sorted(latest.items(), key=lambda kv: (kv[0][0], kv[0][1], PATHS.index(kv[0][2]))):
+    for (norm, workload, path), row in sorted(
+        latest.items(), key=lambda kv: (kv[0][0], kv[0][1], PATHS.index(kv[0][2]))
+    ):
         r = row["result"]
         if "error" in r:
             lines.append(f"| {norm} | {workload} | {path} | {r['error']} | | |")
         else:
-            lines.append(f"| {norm} | {workload} | {path} | {r['seconds']:.3f} | {r['peak_mib']:.0f} | "
-                         f"{r['saved_mib']:.0f} |")
+            lines.append(
+                f"| {norm} | {workload} | {path} | {r['seconds']:.3f} | {r['peak_mib']:.0f} | {r['saved_mib']:.0f} |"
+            )
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
@@ -185,8 +201,11 @@ def main(args: Args) -> None:
     path_jsonl = args.out.with_suffix(".jsonl")
     if not args.report_only:
         # a failed measurement (not an unsupported combination) is measured again by a rerun
-        done = {(r["norm"], r["path"], r["workload"]) for r in read_rows(path_jsonl)
-                if not r["result"].get("error", "not supported").startswith("exit")}
+        done = {
+            (r["norm"], r["path"], r["workload"])
+            for r in read_rows(path_jsonl)
+            if not r["result"].get("error", "not supported").startswith("exit")
+        }
         settings = {k: v for k, v in vars(args).items() if k in ("rows", "width", "layers", "rounds", "threads")}
         for norm in args.norms:
             for workload in args.workloads:
@@ -196,8 +215,18 @@ def main(args: Args) -> None:
                     print(f"[cross_norm_paths] {norm} {workload} {path} ...", flush=True)
                     result = run_one(norm, path, workload, args)
                     print(f"[cross_norm_paths]   {result}", flush=True)
-                    append_rows(path_jsonl, [{"norm": norm, "path": path, "workload": workload, "result": result,
-                                              "meta": provenance(settings)}])
+                    append_rows(
+                        path_jsonl,
+                        [
+                            {
+                                "norm": norm,
+                                "path": path,
+                                "workload": workload,
+                                "result": result,
+                                "meta": provenance(settings),
+                            }
+                        ],
+                    )
     report(args)
 
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
-
 from task_tables import ALL_METHODS, DATA, RESULTS, Case, run_cases, write_report
 
 from nerf_norm.tasks.commands import CTCommand, run_ct
@@ -60,29 +59,58 @@ def main(args: Args) -> None:
 
     def case(arch: str) -> Case:
         def run(method: str, out: Path):
-            cmd = CTCommand(image=args.image, method=method, arch=arch, size=args.size,
-                            projections=args.projections, iters=args.iters, seed=args.seed, quiet=True,
-                            pe_frequencies=args.pe_frequencies,
-                            resume=False, out=out)
+            cmd = CTCommand(
+                image=args.image,
+                method=method,
+                arch=arch,
+                size=args.size,
+                projections=args.projections,
+                iters=args.iters,
+                seed=args.seed,
+                quiet=True,
+                pe_frequencies=args.pe_frequencies,
+                resume=False,
+                out=out,
+            )
             result, _ = run_ct(cmd)
             return result.metrics, {k: result.history[k] for k in ("iteration", "seconds", "psnr")}
+
         return Case(arch, run)
 
-    setting = (f"{args.image.name} zero-padded to a square and resampled to {args.size}x{args.size} (paper: 512x512 "
-               f"colorectal slices), {args.projections} parallel-beam projections, {args.iters} full-batch "
-               f"iterations (paper 20,000), Adam 5e-3 with cosine decay to 5e-4, seed {args.seed}"
-               + (f", PE with {args.pe_frequencies} octaves (paper: 10)" if args.pe_frequencies != 10 else ""))
+    setting = (
+        f"{args.image.name} zero-padded to a square and resampled to {args.size}x{args.size} (paper: 512x512 "
+        f"colorectal slices), {args.projections} parallel-beam projections, {args.iters} full-batch "
+        f"iterations (paper 20,000), Adam 5e-3 with cosine decay to 5e-4, seed {args.seed}"
+        + (f", PE with {args.pe_frequencies} octaves (paper: 10)" if args.pe_frequencies != 10 else "")
+    )
     keep = ("psnr", "psnr_best", "ssim", "sinogram_mse", "fbp_psnr", "fbp_ssim")
-    record = run_cases("ct", [case(a) for a in args.archs], args.methods, keep, setting, args.threads, args.out,
-                       report_only=args.report_only)
+    record = run_cases(
+        "ct",
+        [case(a) for a in args.archs],
+        args.methods,
+        keep,
+        setting,
+        args.threads,
+        args.out,
+        report_only=args.report_only,
+    )
     fbp = next(iter(record["runs"]))
-    write_report(args.out, "2D CT reconstruction (Table 4 layout)", record, [
-        f"filtered back projection (scikit-image iradon, ramp filter) of the same measurements: PSNR "
-        f"{fbp['fbp_psnr']:.2f} dB, SSIM {fbp['fbp_ssim']:.3f}",
-        "runs as Ray tasks of --threads CPUs each, as many at once as the machine has CPUs (seconds per iteration are under that load); `paper` rows: the paper's Table 4 (other data, 512x512, "
-        "20k iterations)"], args.methods, [("psnr", "PSNR final", "{:.2f}"), ("psnr_best", "PSNR best", "{:.2f}"),
-                                   ("ssim", "SSIM final", "{:.3f}")], args.archs,
-        PAPER, curve_at=args.curve_at)
+    write_report(
+        args.out,
+        "2D CT reconstruction (Table 4 layout)",
+        record,
+        [
+            f"filtered back projection (scikit-image iradon, ramp filter) of the same measurements: PSNR "
+            f"{fbp['fbp_psnr']:.2f} dB, SSIM {fbp['fbp_ssim']:.3f}",
+            "runs as Ray tasks of --threads CPUs each, as many at once as the machine has CPUs (seconds per iteration are under that load); `paper` rows: the paper's Table 4 (other data, 512x512, "
+            "20k iterations)",
+        ],
+        args.methods,
+        [("psnr", "PSNR final", "{:.2f}"), ("psnr_best", "PSNR best", "{:.2f}"), ("ssim", "SSIM final", "{:.3f}")],
+        args.archs,
+        PAPER,
+        curve_at=args.curve_at,
+    )
 
 
 if __name__ == "__main__":

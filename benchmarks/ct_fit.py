@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import tyro
 from PIL import Image
-
 from task_tables import ALL_METHODS, RESULTS, SCRATCH, provenance_lines
 
 
@@ -54,28 +53,45 @@ def main(args: Args) -> None:
         metrics, run = record["metrics"], record["run"]
         if "sinogram_mse" not in metrics:
             raise SystemExit(f"{path}: no 'sinogram_mse' in its metrics (not a finished `nerf-norm ct` run?)")
-        runs.append({"arch": run["arch"], "method": run["method"], "iterations": metrics["iterations"],
-                     "projections": run["projections"],
-                     "sinogram_mse": metrics["sinogram_mse"], "psnr": metrics["psnr"], "ssim": metrics["ssim"],
-                     "high_frequency_error_share": high_frequency_share(path.parent),
-                     "source": str(path.relative_to(folder))})
+        runs.append(
+            {
+                "arch": run["arch"],
+                "method": run["method"],
+                "iterations": metrics["iterations"],
+                "projections": run["projections"],
+                "sinogram_mse": metrics["sinogram_mse"],
+                "psnr": metrics["psnr"],
+                "ssim": metrics["ssim"],
+                "high_frequency_error_share": high_frequency_share(path.parent),
+                "source": str(path.relative_to(folder)),
+            }
+        )
     if not runs:
         raise SystemExit(f"no finished CT runs under {args.scratch} (run benchmarks/ct.py first)")
-    meta = {"command": "python benchmarks/ct_fit.py --scratch " + " ".join(map(str, args.scratch)),
-            "date": time.strftime("%Y-%m-%d"), "machine": "the runs' (benchmarks/results/ct.md)",
-            "setting": "final metrics of the ct.py runs found under the scratch folders"}
+    meta = {
+        "command": "python benchmarks/ct_fit.py --scratch " + " ".join(map(str, args.scratch)),
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": "the runs' (benchmarks/results/ct.md)",
+        "setting": "final metrics of the ct.py runs found under the scratch folders",
+    }
     args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
     order = {m: i for i, m in enumerate(ALL_METHODS)}
-    lines = [*provenance_lines("CT: fit of the measurements vs quality of the reconstruction", meta), "",
-             "sinogram fit: -10 log10(sinogram MSE) in dB (higher: the network's projections match the measured ones "
-             "more closely); PSNR / SSIM: the reconstructed slice against the true one; high-frequency error: the "
-             "share of the slice error's energy above half the Nyquist frequency.", "",
-             "| arch | projections | iterations | method | sinogram fit (dB) | PSNR (dB) | SSIM | high-frequency error |",
-             "|---|---:|---:|---|---:|---:|---:|---:|"]
+    lines = [
+        *provenance_lines("CT: fit of the measurements vs quality of the reconstruction", meta),
+        "",
+        "sinogram fit: -10 log10(sinogram MSE) in dB (higher: the network's projections match the measured ones "
+        "more closely); PSNR / SSIM: the reconstructed slice against the true one; high-frequency error: the "
+        "share of the slice error's energy above half the Nyquist frequency.",
+        "",
+        "| arch | projections | iterations | method | sinogram fit (dB) | PSNR (dB) | SSIM | high-frequency error |",
+        "|---|---:|---:|---|---:|---:|---:|---:|",
+    ]
     for r in sorted(runs, key=lambda r: (r["arch"], r["projections"], r["iterations"], order.get(r["method"], 99))):
         fit = -10 * math.log10(r["sinogram_mse"])
-        lines.append(f"| {r['arch']} | {r['projections']} | {r['iterations']} | {r['method']} | {fit:.1f} | "
-                     f"{r['psnr']:.2f} | {r['ssim']:.3f} | {r['high_frequency_error_share']:.3f} |")
+        lines.append(
+            f"| {r['arch']} | {r['projections']} | {r['iterations']} | {r['method']} | {fit:.1f} | "
+            f"{r['psnr']:.2f} | {r['ssim']:.3f} | {r['high_frequency_error_share']:.3f} |"
+        )
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

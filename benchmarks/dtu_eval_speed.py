@@ -53,8 +53,10 @@ def main(args: Args) -> None:
         trimesh.PointCloud(gt_pts).export(str(root / "Points" / "stl" / "stl001_total.ply"))
         lo, hi = centre - radius - 20, centre + radius + 20
         shape = tuple(np.ceil((hi - lo) / 4.0).astype(int) + 1)
-        savemat(str(root / "ObsMask" / "ObsMask1_10.mat"),
-                {"ObsMask": np.ones(shape, dtype=np.uint8), "BB": np.stack([lo, hi]), "Res": np.array([[4.0]])})
+        savemat(
+            str(root / "ObsMask" / "ObsMask1_10.mat"),
+            {"ObsMask": np.ones(shape, dtype=np.uint8), "BB": np.stack([lo, hi]), "Res": np.array([[4.0]])},
+        )
         savemat(str(root / "ObsMask" / "Plane1.mat"), {"P": np.array([[0.0], [0.0], [0.0], [1.0]])})
         mesh_path = root / "mesh.ply"
         mesh.export(str(mesh_path))
@@ -66,19 +68,25 @@ def main(args: Args) -> None:
     record = {
         "machine": f"{platform.machine()}, {platform.python_version()}, 2 cores",
         "date": time.strftime("%Y-%m-%d"),
-        "mesh_vertices": int(len(mesh.vertices)), "mesh_faces": int(len(mesh.faces)),
-        "gt_points": int(len(gt_pts)), "load_seconds": load_s, "evaluate_seconds": result.seconds,
-        "result": result.as_dict(), "expected_overall_mm": 0.5,
+        "mesh_vertices": int(len(mesh.vertices)),
+        "mesh_faces": int(len(mesh.faces)),
+        "gt_points": int(len(gt_pts)),
+        "load_seconds": load_s,
+        "evaluate_seconds": result.seconds,
+        "result": result.as_dict(),
+        "expected_overall_mm": 0.5,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=2))
-    md = (f"# DTU chamfer tool speed ({record['machine']}, {record['date']})\n\n"
-          f"Command: `.venv/bin/python benchmarks/dtu_eval_speed.py --points {args.points} --subdivisions {args.subdivisions}`.\n\n"
-          f"| mesh vertices | mesh faces | GT points | mesh points after 0.2 mm thinning | load (s) | "
-          f"evaluate (s) | accuracy | completeness | overall (expected 0.5) |\n|---|---|---|---|---|---|---|---|---|\n"
-          f"| {record['mesh_vertices']:,} | {record['mesh_faces']:,} | {record['gt_points']:,} | "
-          f"{result.mesh_points:,} | {load_s:.1f} | {result.seconds:.1f} | {result.accuracy:.3f} | "
-          f"{result.completeness:.3f} | {result.overall:.3f} |\n")
+    md = (
+        f"# DTU chamfer tool speed ({record['machine']}, {record['date']})\n\n"
+        f"Command: `.venv/bin/python benchmarks/dtu_eval_speed.py --points {args.points} --subdivisions {args.subdivisions}`.\n\n"
+        f"| mesh vertices | mesh faces | GT points | mesh points after 0.2 mm thinning | load (s) | "
+        f"evaluate (s) | accuracy | completeness | overall (expected 0.5) |\n|---|---|---|---|---|---|---|---|---|\n"
+        f"| {record['mesh_vertices']:,} | {record['mesh_faces']:,} | {record['gt_points']:,} | "
+        f"{result.mesh_points:,} | {load_s:.1f} | {result.seconds:.1f} | {result.accuracy:.3f} | "
+        f"{result.completeness:.3f} | {result.overall:.3f} |\n"
+    )
     args.out.with_suffix(".md").write_text(md)
     print(md)
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
-
 from task_tables import ALL_METHODS, DATA, RESULTS, Case, orderings_table, run_cases, seconds_table, table
 
 from nerf_norm.tasks.commands import ImageCommand, run_image
@@ -94,10 +93,10 @@ def retime(args: Args) -> dict:
     import tempfile
     import time
 
-    from nerf_norm.norms import kernel as cn_kernel
+    import torch
     from task_tables import provenance
 
-    import torch
+    from nerf_norm.norms import kernel as cn_kernel
 
     torch.set_num_threads(args.threads)
     cn_kernel.load()
@@ -109,21 +108,37 @@ def retime(args: Args) -> dict:
     for r in range(args.retime):
         order = list(args.methods) if r % 2 == 0 else list(reversed(args.methods))
         for m in order:
-            cmd = ImageCommand(image=image, method=m, arch=args.arch, downscale=args.downscale,
-                               iters=args.retime_iters, seed=args.seed, quiet=True, resume=False,
-                               log_every=args.retime_iters // 3, out=work / m, threads=args.threads)
+            cmd = ImageCommand(
+                image=image,
+                method=m,
+                arch=args.arch,
+                downscale=args.downscale,
+                iters=args.retime_iters,
+                seed=args.seed,
+                quiet=True,
+                resume=False,
+                log_every=args.retime_iters // 3,
+                out=work / m,
+                threads=args.threads,
+            )
             result, _ = run_image(cmd)
             h = result.history
             slopes[m].append((h["seconds"][-1] - h["seconds"][0]) / (h["iteration"][-1] - h["iteration"][0]))
             shutil.rmtree(work / m, ignore_errors=True)
         print(f"timing round {r + 1}/{args.retime} done ({time.strftime('%H:%M:%S')})")
-    meta = provenance("image_kodak", args.threads,
-                      f"{args.retime} interleaved rounds (order reversed every other round) of {args.retime_iters}-"
-                      f"iteration runs per method on {args.images[0]} at the grid's size and settings; the cost is "
-                      f"the median over rounds of the slope of training seconds between the first and last logged "
-                      f"point")
-    record["timing"] = {"meta": meta, "seconds_per_iter": {m: statistics.median(v) for m, v in slopes.items()},
-                        "rounds": slopes}
+    meta = provenance(
+        "image_kodak",
+        args.threads,
+        f"{args.retime} interleaved rounds (order reversed every other round) of {args.retime_iters}-"
+        f"iteration runs per method on {args.images[0]} at the grid's size and settings; the cost is "
+        f"the median over rounds of the slope of training seconds between the first and last logged "
+        f"point",
+    )
+    record["timing"] = {
+        "meta": meta,
+        "seconds_per_iter": {m: statistics.median(v) for m, v in slopes.items()},
+        "rounds": slopes,
+    }
     json_path.write_text(json.dumps(record, indent=1))
     return record
 
@@ -134,9 +149,16 @@ def with_mean(record: dict, images, methods) -> dict:
     for m in methods:
         rs = [r for r in runs if r["method"] == m and r["case"] in images]
         if len(rs) == len(images):
-            runs.append({"case": MEAN, "method": m, **{k: statistics.fmean(r[k] for r in rs)
-                                                         for k in ("psnr", "psnr_best", "ssim", "params",
-                                                                   "bpp_half", "train_seconds", "iterations")}})
+            runs.append(
+                {
+                    "case": MEAN,
+                    "method": m,
+                    **{
+                        k: statistics.fmean(r[k] for r in rs)
+                        for k in ("psnr", "psnr_best", "ssim", "params", "bpp_half", "train_seconds", "iterations")
+                    },
+                }
+            )
     return {**record, "runs": runs}
 
 
@@ -146,57 +168,108 @@ def report(record: dict, args: Args) -> None:
     labels = images + ([MEAN] if any(r["case"] == MEAN for r in full["runs"]) else [])
     paper = {(k, MEAN): v for (k, arch), v in PAPER.items() if arch == args.arch}
     meta = record["meta"]
-    lines = ["# Kodak image fitting (Table 2 layout)", "", f"- command: `{meta['command']}`",
-             f"- machine: {meta['machine']}", f"- setting: {meta['setting']}", f"- date: {meta['date']}",
-             "- `PSNR final`: eval-mode output after the last iteration; `PSNR best`: best training-mode output "
-             "over the run (the authors' metric, the one their Table 2 reports); both on the 8-bit rounded output",
-             f"- images in this file: {', '.join(images)}; `mean` is over them (a method missing on one of them has no "
-             "mean yet)",
-             f"- `paper` rows: Table 2, {args.arch}, mean over the 24 Kodak images at 768x512 after 100k iterations",
-             *_timing_notes(record), ""]
-    lines += table(full, args.methods, [("psnr_best", "PSNR best", "{:.2f}"), ("psnr", "PSNR final", "{:.2f}"),
-                                        ("ssim", "SSIM final", "{:.3f}")], labels, paper)
+    lines = [
+        "# Kodak image fitting (Table 2 layout)",
+        "",
+        f"- command: `{meta['command']}`",
+        f"- machine: {meta['machine']}",
+        f"- setting: {meta['setting']}",
+        f"- date: {meta['date']}",
+        "- `PSNR final`: eval-mode output after the last iteration; `PSNR best`: best training-mode output "
+        "over the run (the authors' metric, the one their Table 2 reports); both on the 8-bit rounded output",
+        f"- images in this file: {', '.join(images)}; `mean` is over them (a method missing on one of them has no "
+        "mean yet)",
+        f"- `paper` rows: Table 2, {args.arch}, mean over the 24 Kodak images at 768x512 after 100k iterations",
+        *_timing_notes(record),
+        "",
+    ]
+    lines += table(
+        full,
+        args.methods,
+        [("psnr_best", "PSNR best", "{:.2f}"), ("psnr", "PSNR final", "{:.2f}"), ("ssim", "SSIM final", "{:.3f}")],
+        labels,
+        paper,
+    )
     lines += ["", "## Do the paper's orderings hold? (PSNR best; cells: ours / paper)", ""]
     lines += orderings_table(full, "psnr_best", labels, paper)
     by = {(r["case"], r["method"]): r for r in record["runs"]}
     timed = "timing" in record
-    lines += ["", "## Equal wall-clock time", "", "Best logged training PSNR reached within the training time "
-              "of the fastest method on the same image" + (", time = iteration x the method's measured seconds per "
-                                                              "iteration (see the timing note above)" if timed else
-                                                              " (the runs' own clocks: not valid, see above)") + ".",
-              "", "| case | " + " | ".join(args.methods) + " |", "|---|" + "---:|" * len(args.methods)]
+    lines += [
+        "",
+        "## Equal wall-clock time",
+        "",
+        "Best logged training PSNR reached within the training time "
+        "of the fastest method on the same image"
+        + (
+            ", time = iteration x the method's measured seconds per iteration (see the timing note above)"
+            if timed
+            else " (the runs' own clocks: not valid, see above)"
+        )
+        + ".",
+        "",
+        "| case | " + " | ".join(args.methods) + " |",
+        "|---|" + "---:|" * len(args.methods),
+    ]
     per_image = []
     for image in images:
         rs = [by[(image, m)] for m in args.methods if (image, m) in by]
         budget = min(_seconds_axis(record, r)[-1] for r in rs)
-        vals = [_psnr_at({"seconds": _seconds_axis(record, by[(image, m)]), "psnr": by[(image, m)]["history"]["psnr"]},
-                         budget) if (image, m) in by else float("nan") for m in args.methods]
+        vals = [
+            _psnr_at(
+                {"seconds": _seconds_axis(record, by[(image, m)]), "psnr": by[(image, m)]["history"]["psnr"]}, budget
+            )
+            if (image, m) in by
+            else float("nan")
+            for m in args.methods
+        ]
         best = max(v for v in vals if v == v)
-        lines.append(f"| {image} ({budget:.0f} s) | " + " | ".join(
-            ("**{:.2f}**" if v == best else "{:.2f}").format(v) if v == v else "-" for v in vals) + " |")
+        lines.append(
+            f"| {image} ({budget:.0f} s) | "
+            + " | ".join(("**{:.2f}**" if v == best else "{:.2f}").format(v) if v == v else "-" for v in vals)
+            + " |"
+        )
         per_image.append(vals)
     if len(per_image) > 1:
         means = [statistics.fmean(col) for col in zip(*per_image)]
         best = max(v for v in means if v == v)
-        lines.append("| mean | " + " | ".join(("**{:.2f}**" if v == best else "{:.2f}").format(v) if v == v else "-"
-                                             for v in means) + " |")
+        lines.append(
+            "| mean | "
+            + " | ".join(("**{:.2f}**" if v == best else "{:.2f}").format(v) if v == v else "-" for v in means)
+            + " |"
+        )
     lines += ["", "## Seconds per iteration", ""]
     if timed:
         cost = record["timing"]["seconds_per_iter"]
-        lines += ["measured (timing note above):", "", "| | " + " | ".join(args.methods) + " |",
-                  "|---|" + "---:|" * len(args.methods),
-                  "| s/iter | " + " | ".join(f"{cost[m]:.4f}" if m in cost else "-" for m in args.methods) + " |",
-                  "| relative to relu | " + " | ".join(f"{cost[m] / cost['relu']:.2f}" if m in cost and "relu" in cost
-                                                       else "-" for m in args.methods) + " |",
-                  "", "the runs' own clocks (not valid, see above):", ""]
+        lines += [
+            "measured (timing note above):",
+            "",
+            "| | " + " | ".join(args.methods) + " |",
+            "|---|" + "---:|" * len(args.methods),
+            "| s/iter | " + " | ".join(f"{cost[m]:.4f}" if m in cost else "-" for m in args.methods) + " |",
+            "| relative to relu | "
+            + " | ".join(f"{cost[m] / cost['relu']:.2f}" if m in cost and "relu" in cost else "-" for m in args.methods)
+            + " |",
+            "",
+            "the runs' own clocks (not valid, see above):",
+            "",
+        ]
     lines += seconds_table(record, args.methods, images)
-    lines += ["", "## Parameters and rate", "", "| | " + " | ".join(args.methods) + " |",
-              "|---|" + "---:|" * len(args.methods)]
+    lines += [
+        "",
+        "## Parameters and rate",
+        "",
+        "| | " + " | ".join(args.methods) + " |",
+        "|---|" + "---:|" * len(args.methods),
+    ]
     first = {m: by[(images[0], m)] for m in args.methods if (images[0], m) in by}
-    lines.append("| params | " + " | ".join(str(first[m]["params"]) if m in first else "-" for m in args.methods)
-                 + " |")
-    lines.append("| bpp (fp16) | " + " | ".join(f"{first[m]['bpp_half']:.3f}" if m in first else "-"
-                                                 for m in args.methods) + " |")
+    lines.append(
+        "| params | " + " | ".join(str(first[m]["params"]) if m in first else "-" for m in args.methods) + " |"
+    )
+    lines.append(
+        "| bpp (fp16) | "
+        + " | ".join(f"{first[m]['bpp_half']:.3f}" if m in first else "-" for m in args.methods)
+        + " |"
+    )
     lines += ["", f"Figure: `{args.out.name}_curves.png` (training PSNR over iterations and over seconds, per image)."]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     plot(record, args, images)
@@ -204,13 +277,21 @@ def report(record: dict, args: Args) -> None:
 
 
 def _timing_notes(record: dict) -> list:
-    notes = ["- " + record.get("clock_note", "the runs' own clocks (`train_seconds`, the curves' `seconds`) are wall "
-                                             "time on a 2-core machine that other runs shared, so they compare runs "
-                                             "only roughly")]
+    notes = [
+        "- "
+        + record.get(
+            "clock_note",
+            "the runs' own clocks (`train_seconds`, the curves' `seconds`) are wall "
+            "time on a 2-core machine that other runs shared, so they compare runs "
+            "only roughly",
+        )
+    ]
     if "timing" in record:
         t = record["timing"]["meta"]
-        notes.append(f"- equal-time comparisons use each method's **measured** seconds per iteration instead: "
-                     f"`{t['command']}`, {t['machine']}, {t['date']}: {t['setting']}")
+        notes.append(
+            f"- equal-time comparisons use each method's **measured** seconds per iteration instead: "
+            f"`{t['command']}`, {t['machine']}, {t['date']}: {t['setting']}"
+        )
     else:
         notes.append("- equal-time comparisons wait for measured per-method costs (`--retime`)")
     return notes
@@ -257,21 +338,40 @@ def main(args: Args) -> None:
             raise SystemExit(f"Kodak image not found: {path} (set --data or NERF_NORM_DATA)")
 
         def run(method: str, out: Path, path: Path = path):
-            cmd = ImageCommand(image=path, method=method, arch=args.arch, downscale=args.downscale, iters=args.iters,
-                               seed=args.seed, quiet=True, resume=False, log_every=args.log_every, out=out,
-                               threads=args.threads)
+            cmd = ImageCommand(
+                image=path,
+                method=method,
+                arch=args.arch,
+                downscale=args.downscale,
+                iters=args.iters,
+                seed=args.seed,
+                quiet=True,
+                resume=False,
+                log_every=args.log_every,
+                out=out,
+                threads=args.threads,
+            )
             result, task = run_image(cmd)
             return result.metrics, {k: result.history[k] for k in ("iteration", "seconds", "psnr")}
 
         cases.append(Case(image, run))
     size = f"{768 // args.downscale}x{512 // args.downscale}"
-    setting = (f"Kodak images at {size} (downscaled {args.downscale}x from 768x512; paper: full "
-               f"size), {args.arch}, {args.iters} full-batch Adam iterations (paper: 100k), paper learning rates "
-               f"(1e-2 normalized, 2e-4 otherwise) with cosine decay to 10%, PE = NeRF positional encoding with 10 "
-               f"frequencies, seed {args.seed}")
-    record = run_cases(args.out.name, cases, args.methods, ("psnr", "psnr_best", "psnr_best_iteration", "ssim",
-                                                            "bpp_half"), setting, args.threads, args.out,
-                       script="image_kodak")
+    setting = (
+        f"Kodak images at {size} (downscaled {args.downscale}x from 768x512; paper: full "
+        f"size), {args.arch}, {args.iters} full-batch Adam iterations (paper: 100k), paper learning rates "
+        f"(1e-2 normalized, 2e-4 otherwise) with cosine decay to 10%, PE = NeRF positional encoding with 10 "
+        f"frequencies, seed {args.seed}"
+    )
+    record = run_cases(
+        args.out.name,
+        cases,
+        args.methods,
+        ("psnr", "psnr_best", "psnr_best_iteration", "ssim", "bpp_half"),
+        setting,
+        args.threads,
+        args.out,
+        script="image_kodak",
+    )
     report(record, args)
 
 

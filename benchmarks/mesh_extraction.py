@@ -42,11 +42,19 @@ def main() -> None:
     record = {"machine": f"{platform.machine()}, 2 cores", "date": time.strftime("%Y-%m-%d"), "runs": rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "mesh_extraction.json").write_text(json.dumps(record, indent=2))
-    lines = [f"# Block-wise mesh extraction ({record['machine']}, {record['date']})", "",
-             "Command: `.venv/bin/python benchmarks/mesh_extraction.py`. Analytic sphere SDF, 64^3-cell blocks.", "",
-             "| resolution | samples evaluated (share of grid) | seconds | vertices | peak RSS (GB) |", "|---|---|---|---|---|"]
-    lines += [f"| {r['resolution']}^3 | {r['samples']:,} ({r['samples'] / r['grid']:.0%}) | {r['seconds']:.1f} | "
-              f"{r['vertices']:,} | {r['peak_rss_gb']:.2f} |" for r in rows]
+    lines = [
+        f"# Block-wise mesh extraction ({record['machine']}, {record['date']})",
+        "",
+        "Command: `.venv/bin/python benchmarks/mesh_extraction.py`. Analytic sphere SDF, 64^3-cell blocks.",
+        "",
+        "| resolution | samples evaluated (share of grid) | seconds | vertices | peak RSS (GB) |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['resolution']}^3 | {r['samples']:,} ({r['samples'] / r['grid']:.0%}) | {r['seconds']:.1f} | "
+        f"{r['vertices']:,} | {r['peak_rss_gb']:.2f} |"
+        for r in rows
+    ]
     (RESULTS / "mesh_extraction.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -74,7 +74,7 @@ def time_methods(args: Args) -> Dict[str, dict]:
     step = dict.fromkeys(args.methods, 0)
     rounds: Dict[str, list] = {m: [] for m in args.methods}
     for r in range(args.timing_rounds):
-        for m in (args.methods if r % 2 == 0 else args.methods[::-1]):
+        for m in args.methods if r % 2 == 0 else args.methods[::-1]:
             trainer = trainers[m]
             train_step(trainer, step[m])
             step[m] += 1
@@ -85,8 +85,10 @@ def time_methods(args: Args) -> Dict[str, dict]:
             rounds[m].append((time.perf_counter() - start) / args.timing_steps)
         console.print(f"timing round {r}: " + ", ".join(f"{m} {v[-1]:.3f}" for m, v in rounds.items()))
     ref = rounds[args.methods[0]]
-    return {m: {"s_per_iter": statistics.median(v), "ratio": statistics.median(a / b for a, b in zip(v, ref)),
-                "rounds": v} for m, v in rounds.items()}
+    return {
+        m: {"s_per_iter": statistics.median(v), "ratio": statistics.median(a / b for a, b in zip(v, ref)), "rounds": v}
+        for m, v in rounds.items()
+    }
 
 
 def run_quality(args: Args, method: str, equal_time_steps: int) -> dict:
@@ -130,18 +132,30 @@ def write_markdown(args: Args, data: dict) -> None:
         ratio = f"{timing[m]['ratio']:.3f}" if m in timing else "-"
         d = f"{it['psnr'] - base:+.2f}" if it and base is not None else "-"
         fmt = lambda r, k: f"{r[k]:.3f}" if k in r else "-"  # noqa: E731
-        lines.append(f"| {m} | {t:.3f} | {ratio} | {fmt(it, 'psnr')} | {fmt(it, 'fine_ssim')} | {d} | "
-                     f"{et.get('steps', '-')} | {fmt(et, 'psnr')} | {fmt(et, 'fine_ssim')} |")
+        lines.append(
+            f"| {m} | {t:.3f} | {ratio} | {fmt(it, 'psnr')} | {fmt(it, 'fine_ssim')} | {d} | "
+            f"{et.get('steps', '-')} | {fmt(et, 'psnr')} | {fmt(et, 'fine_ssim')} |"
+        )
     others = [m for m in timing if m not in args.methods]
     if others:
-        lines += ["", "Timed in the same interleaved rounds, quality not run at this budget: " + ", ".join(
-            f"{m} {timing[m]['s_per_iter']:.3f} s/iter (ratio {timing[m]['ratio']:.3f})" for m in others) + "."]
-    rounds = ", ".join(f"{a / b:.2f}" for a, b in zip(timing[args.methods[1]]["rounds"], timing[ref]["rounds"])) \
-        if len(args.methods) > 1 else ""
+        lines += [
+            "",
+            "Timed in the same interleaved rounds, quality not run at this budget: "
+            + ", ".join(f"{m} {timing[m]['s_per_iter']:.3f} s/iter (ratio {timing[m]['ratio']:.3f})" for m in others)
+            + ".",
+        ]
+    rounds = (
+        ", ".join(f"{a / b:.2f}" for a, b in zip(timing[args.methods[1]]["rounds"], timing[ref]["rounds"]))
+        if len(args.methods) > 1
+        else ""
+    )
     if rounds:
         lines += ["", f"Per-round ratios {args.methods[1]} / {ref}: {rounds} (this shared VM drifts by about 20%)."]
-    lines += ["", "PSNR/SSIM: nerfstudio's Mip-NeRF metrics of the fine pass (`psnr`, `fine_ssim`), mean over the "
-              "test views. LPIPS is not reported (its weights are not available offline)."]
+    lines += [
+        "",
+        "PSNR/SSIM: nerfstudio's Mip-NeRF metrics of the fine pass (`psnr`, `fine_ssim`), mean over the "
+        "test views. LPIPS is not reported (its weights are not available offline).",
+    ]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
@@ -153,12 +167,14 @@ def main(args: Args) -> None:
 
     path = args.out.with_suffix(".json")
     data = json.loads(path.read_text()) if path.exists() else {}
-    data.update({
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {args.threads} torch threads, "
-                   f"python {platform.python_version()}, torch {torch.__version__}",
-        "args": {k: str(v) for k, v in vars(args).items()},
-        "lite": LITE,
-    })
+    data.update(
+        {
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {args.threads} torch threads, "
+            f"python {platform.python_version()}, torch {torch.__version__}",
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "lite": LITE,
+        }
+    )
     data.setdefault("quality", {})
     save = lambda: path.write_text(json.dumps(data, indent=2))  # noqa: E731
     timing = data.get("timing", {})

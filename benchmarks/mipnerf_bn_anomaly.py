@@ -29,11 +29,9 @@ from pathlib import Path
 import torch
 import tyro
 from rich.console import Console
-
 from task_tables import provenance, resume_keyed
 
-from nerf_norm.nerfstudio.experiment import (RunSettings, configure, evaluate, lite_config, setup_trainer,
-                                             train_step)
+from nerf_norm.nerfstudio.experiment import RunSettings, configure, evaluate, lite_config, setup_trainer, train_step
 from nerf_norm.nerfstudio.statistics import refresh_running_statistics
 from nerf_norm.norms import BatchNorm, CrossNorm, GlobalNorm
 
@@ -122,8 +120,9 @@ def run(args: Args, method: str) -> dict:
     config = lite_config(method)
     if hasattr(config.pipeline.model, "norm_momentum"):
         config.pipeline.model.norm_momentum = args.momentum
-    config = configure(config, RunSettings(args.data, args.scratch / method, args.steps, args.seed,
-                                           image_scale=args.scale))
+    config = configure(
+        config, RunSettings(args.data, args.scratch / method, args.steps, args.seed, image_scale=args.scale)
+    )
     trainer = setup_trainer(config)
     curve = []
     start = time.perf_counter()
@@ -149,24 +148,36 @@ def run(args: Args, method: str) -> dict:
 def main(args: Args) -> None:
     torch.set_num_threads(args.threads)
     meta = provenance(
-        "mipnerf_bn_anomaly", args.threads,
+        "mipnerf_bn_anomaly",
+        args.threads,
         f"lego at scale {args.scale}, lite settings, {args.steps} steps, seed {args.seed}, norm momentum "
-        f"{args.momentum}, test views {list(args.views)}, recalibration over {args.recalibrate} batches")
-    record = resume_keyed(args.out, meta, {f"{m}@momentum={args.momentum}": functools.partial(run, args, m)
-                                           for m in args.methods})
-    lines = ["# mipnerf-bn on lego: where the 9.8 dB came from", "", f"- command: `{record['meta']['command']}`",
-             f"- machine: {record['meta']['machine']}", f"- setting: {record['meta']['setting']}",
-             f"- date: {record['meta']['date']}",
-             *([f"- errata: {record['meta']['errata']}"] if record["meta"].get("errata") else []), "",
-             "| run | training-batch PSNR (last step) | 20 training batches, batch stats / running stats | "
-             "test PSNR, running stats | test PSNR, batch stats | test PSNR, recalibrated | "
-             "SSIM running / batch / recalibrated |", "|---|---:|---|---:|---:|---:|---|"]
+        f"{args.momentum}, test views {list(args.views)}, recalibration over {args.recalibrate} batches",
+    )
+    record = resume_keyed(
+        args.out, meta, {f"{m}@momentum={args.momentum}": functools.partial(run, args, m) for m in args.methods}
+    )
+    lines = [
+        "# mipnerf-bn on lego: where the 9.8 dB came from",
+        "",
+        f"- command: `{record['meta']['command']}`",
+        f"- machine: {record['meta']['machine']}",
+        f"- setting: {record['meta']['setting']}",
+        f"- date: {record['meta']['date']}",
+        *([f"- errata: {record['meta']['errata']}"] if record["meta"].get("errata") else []),
+        "",
+        "| run | training-batch PSNR (last step) | 20 training batches, batch stats / running stats | "
+        "test PSNR, running stats | test PSNR, batch stats | test PSNR, recalibrated | "
+        "SSIM running / batch / recalibrated |",
+        "|---|---:|---|---:|---:|---:|---|",
+    ]
     for key, r in record["runs"].items():
         tr = r.get("train_rays")
         tr = f"{tr['train_mode']:.2f} / {tr['eval_mode']:.2f}" if tr else "-"
-        lines.append(f"| {key} | {r['curve'][-1]['train_psnr']:.2f} | {tr} | {r['running']['psnr']:.2f} | "
-                     f"{r['batch']['psnr']:.2f} | {r['recalibrated']['psnr']:.2f} | {r['running']['fine_ssim']:.3f} / "
-                     f"{r['batch']['fine_ssim']:.3f} / {r['recalibrated']['fine_ssim']:.3f} |")
+        lines.append(
+            f"| {key} | {r['curve'][-1]['train_psnr']:.2f} | {tr} | {r['running']['psnr']:.2f} | "
+            f"{r['batch']['psnr']:.2f} | {r['recalibrated']['psnr']:.2f} | {r['running']['fine_ssim']:.3f} / "
+            f"{r['batch']['fine_ssim']:.3f} / {r['recalibrated']['fine_ssim']:.3f} |"
+        )
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     console.print("\n".join(lines))
 

@@ -30,7 +30,6 @@ import numpy as np
 import torch
 import tyro
 from rich.console import Console
-
 from task_tables import provenance, provenance_lines, resume_keyed
 
 from nerf_norm.nerfstudio.experiment import RunSettings, configure, lite_config, setup_trainer, train_step
@@ -60,8 +59,9 @@ class Args:
     scratch: Path = HERE / "scratch" / "mipnerf_bn_geometry"
 
 
-def view_scores(rgb: np.ndarray, opacity: np.ndarray, depth: np.ndarray, near_plane: float,
-                rgba: np.ndarray) -> Dict[str, float]:
+def view_scores(
+    rgb: np.ndarray, opacity: np.ndarray, depth: np.ndarray, near_plane: float, rgba: np.ndarray
+) -> Dict[str, float]:
     """Colour and silhouette scores of one rendered view.
 
     ``rgb`` ``[H, W, 3]`` and ``opacity`` ``[H, W]`` in [0, 1] and ``depth`` ``[H, W]`` (the render);
@@ -73,12 +73,14 @@ def view_scores(rgb: np.ndarray, opacity: np.ndarray, depth: np.ndarray, near_pl
     mse = float(np.mean((np.clip(rgb, 0, 1) - target) ** 2))
     inside, drawn = alpha > 0.5, opacity > 0.5
     union = np.logical_or(inside, drawn).sum()
-    return {"psnr": -10 * math.log10(max(mse, 1e-12)),
-            "silhouette_iou": float(np.logical_and(inside, drawn).sum() / max(union, 1)),
-            "opacity_error": float(np.mean(np.abs(opacity - alpha))),
-            "background_opacity": float(opacity[~inside].mean()) if (~inside).any() else float("nan"),
-            "object_transparency": float(1.0 - opacity[inside].mean()) if inside.any() else float("nan"),
-            "drawn_before_near_plane": float(np.mean(drawn & (depth < near_plane)))}
+    return {
+        "psnr": -10 * math.log10(max(mse, 1e-12)),
+        "silhouette_iou": float(np.logical_and(inside, drawn).sum() / max(union, 1)),
+        "opacity_error": float(np.mean(np.abs(opacity - alpha))),
+        "background_opacity": float(opacity[~inside].mean()) if (~inside).any() else float("nan"),
+        "object_transparency": float(1.0 - opacity[inside].mean()) if inside.any() else float("nan"),
+        "drawn_before_near_plane": float(np.mean(drawn & (depth < near_plane))),
+    }
 
 
 def score_views(trainer, split: str, views: Sequence[int], reset_near_plane: bool) -> Dict[str, float]:
@@ -96,14 +98,19 @@ def score_views(trainer, split: str, views: Sequence[int], reset_near_plane: boo
     try:
         with torch.no_grad():
             for index in views:
-                outputs = model.get_outputs_for_camera(dataset.cameras[index:index + 1].to(model.device))
+                outputs = model.get_outputs_for_camera(dataset.cameras[index : index + 1].to(model.device))
                 rgba = dataset.get_numpy_image(index)
                 if rgba.shape[-1] != 4:
-                    raise SystemExit(f"{dataset.image_filenames[index]}: expected an RGBA Blender PNG, got "
-                                     f"{rgba.shape[-1]} channels")
-                scores = view_scores(outputs["rgb_fine"].cpu().numpy(),
-                                     outputs["accumulation_fine"][..., 0].cpu().numpy(),
-                                     outputs["depth_fine"][..., 0].cpu().numpy(), model.collider.near_plane, rgba)
+                    raise SystemExit(
+                        f"{dataset.image_filenames[index]}: expected an RGBA Blender PNG, got {rgba.shape[-1]} channels"
+                    )
+                scores = view_scores(
+                    outputs["rgb_fine"].cpu().numpy(),
+                    outputs["accumulation_fine"][..., 0].cpu().numpy(),
+                    outputs["depth_fine"][..., 0].cpu().numpy(),
+                    model.collider.near_plane,
+                    rgba,
+                )
                 for key, value in scores.items():
                     sums[key] = sums.get(key, 0.0) + value
     finally:
@@ -113,8 +120,10 @@ def score_views(trainer, split: str, views: Sequence[int], reset_near_plane: boo
 
 
 def run(args: Args, method: str) -> dict:
-    config = configure(lite_config(method), RunSettings(args.data, args.scratch / method, args.steps, args.seed,
-                                                        image_scale=args.scale))
+    config = configure(
+        lite_config(method),
+        RunSettings(args.data, args.scratch / method, args.steps, args.seed, image_scale=args.scale),
+    )
     trainer = setup_trainer(config)
     start = time.perf_counter()
     for step in range(args.steps):
@@ -123,8 +132,10 @@ def run(args: Args, method: str) -> dict:
             console.print(f"{method} step {step + 1}: loss {loss:.4f}")
     result = {"train_seconds": time.perf_counter() - start}
     for near, reset in (("eval_near_0", True), ("eval_near_kept", False)):
-        result[near] = {"train_views": score_views(trainer, "train", args.train_views, reset),
-                        "test_views": score_views(trainer, "test", args.test_views, reset)}
+        result[near] = {
+            "train_views": score_views(trainer, "train", args.train_views, reset),
+            "test_views": score_views(trainer, "test", args.test_views, reset),
+        }
     console.print(f"{method}: {result}")
     return result
 
@@ -132,27 +143,34 @@ def run(args: Args, method: str) -> dict:
 def main(args: Args) -> None:
     torch.set_num_threads(args.threads)
     meta = provenance(
-        "mipnerf_bn_geometry", args.threads,
+        "mipnerf_bn_geometry",
+        args.threads,
         f"lego at scale {args.scale}, lite settings, {args.steps} steps, seed {args.seed}, eval mode (running "
         f"statistics), rays from 0 and from the near plane; training views {list(args.train_views)}, test views "
-        f"{list(args.test_views)}")
+        f"{list(args.test_views)}",
+    )
     record = resume_keyed(args.out, meta, {m: functools.partial(run, args, m) for m in args.methods})
-    lines = [*provenance_lines("mipnerf-bn on lego: colour and silhouettes on training and test views",
-                               record["meta"]), "",
-             "Silhouettes: the fine pass's accumulated opacity > 0.5 against the PNG's alpha > 0.5. Background "
-             "opacity: mean opacity on pixels outside the object (floaters); object transparency: 1 - mean "
-             "opacity on object pixels (holes).", "",
-             "| method | rays start at (eval) | views | PSNR (dB) | silhouette IoU | mean abs opacity error | "
-             "background opacity | object transparency | pixels drawn before the near plane |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        *provenance_lines("mipnerf-bn on lego: colour and silhouettes on training and test views", record["meta"]),
+        "",
+        "Silhouettes: the fine pass's accumulated opacity > 0.5 against the PNG's alpha > 0.5. Background "
+        "opacity: mean opacity on pixels outside the object (floaters); object transparency: 1 - mean "
+        "opacity on object pixels (holes).",
+        "",
+        "| method | rays start at (eval) | views | PSNR (dB) | silhouette IoU | mean abs opacity error | "
+        "background opacity | object transparency | pixels drawn before the near plane |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for method, r in record["runs"].items():
         for near, shown in NEAR_PLANES.items():
             for split in ("train_views", "test_views"):
                 s = r[near][split]
-                lines.append(f"| {method} | {shown} | {split.split('_')[0]} | {s['psnr']:.2f} | "
-                             f"{s['silhouette_iou']:.3f} | "
-                             f"{s['opacity_error']:.3f} | {s['background_opacity']:.3f} | "
-                             f"{s['object_transparency']:.3f} | {s['drawn_before_near_plane']:.3f} |")
+                lines.append(
+                    f"| {method} | {shown} | {split.split('_')[0]} | {s['psnr']:.2f} | "
+                    f"{s['silhouette_iou']:.3f} | "
+                    f"{s['opacity_error']:.3f} | {s['background_opacity']:.3f} | "
+                    f"{s['object_transparency']:.3f} | {s['drawn_before_near_plane']:.3f} |"
+                )
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     console.print("\n".join(lines))
 

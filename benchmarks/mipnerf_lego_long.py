@@ -27,7 +27,6 @@ import numpy as np
 import torch
 import tyro
 from rich.console import Console
-
 from task_tables import provenance
 
 HERE = Path(__file__).resolve().parent
@@ -72,8 +71,10 @@ def _config(args: Args):
     """--method's nerfstudio configuration: lite settings, the scene at --scale, output under --scratch."""
     from nerf_norm.nerfstudio.experiment import RunSettings, configure, lite_config
 
-    return configure(lite_config(args.method), RunSettings(args.data, args.scratch / args.method, args.steps,
-                                                           args.seed, image_scale=args.scale))
+    return configure(
+        lite_config(args.method),
+        RunSettings(args.data, args.scratch / args.method, args.steps, args.seed, image_scale=args.scale),
+    )
 
 
 def train(args: Args) -> None:
@@ -90,9 +91,11 @@ def train(args: Args) -> None:
     record = json.loads(path.read_text()) if path.exists() and config.load_dir is not None else {"evals": []}
     record["evals"] = [e for e in record["evals"] if e["step"] <= args.steps]
     record["meta"] = provenance(
-        "mipnerf_lego_long", args.threads,
+        "mipnerf_lego_long",
+        args.threads,
         f"lego at scale {args.scale}, lite settings {LITE} except steps = {args.steps}, seed {args.seed}, "
-        f"test views {list(args.views)} every {args.eval_every} steps, {list(args.final_views)} at the end")
+        f"test views {list(args.views)} every {args.eval_every} steps, {list(args.final_views)} at the end",
+    )
     trainer = setup_trainer(config)
     start = trainer._start_step  # 0, or the step after the loaded checkpoint
     elapsed = record["evals"][-1]["seconds"] if record["evals"] else 0.0
@@ -106,15 +109,18 @@ def train(args: Args) -> None:
         if done % args.eval_every == 0 or done == args.steps:
             renders: dict = {}
             final = done == args.steps
-            scores = evaluate(trainer, indices=args.final_views if final else args.views,
-                              renders=renders if final else None)
+            scores = evaluate(
+                trainer, indices=args.final_views if final else args.views, renders=renders if final else None
+            )
             record["evals"].append({"step": done, "seconds": elapsed, **scores})
             trainer.save_checkpoint(step)
             for view, img in renders.items():
                 _save_png(_png(args, method, view), img)
             path.write_text(json.dumps(record, indent=1))
-            console.print(f"{method} step {done} ({elapsed:.0f} s training): PSNR {scores['psnr']:.2f} "
-                          f"SSIM {scores['fine_ssim']:.3f}")
+            console.print(
+                f"{method} step {done} ({elapsed:.0f} s training): PSNR {scores['psnr']:.2f} "
+                f"SSIM {scores['fine_ssim']:.3f}"
+            )
 
 
 def score_per_view(args: Args) -> None:
@@ -131,8 +137,10 @@ def score_per_view(args: Args) -> None:
     trainer = setup_trainer(config)
     last["per_view"] = {str(v): evaluate(trainer, indices=[v]) for v in args.final_views}
     path.write_text(json.dumps(record, indent=1))
-    console.print(f"{args.method} step {args.steps}: " + ", ".join(
-        f"view {v}: {s['psnr']:.2f} dB / {s['fine_ssim']:.3f}" for v, s in last["per_view"].items()))
+    console.print(
+        f"{args.method} step {args.steps}: "
+        + ", ".join(f"view {v}: {s['psnr']:.2f} dB / {s['fine_ssim']:.3f}" for v, s in last["per_view"].items())
+    )
 
 
 def _save_png(path: Path, img: np.ndarray) -> None:
@@ -154,17 +162,24 @@ def report(args: Args) -> None:
     # so its row takes those views' own scores when --per-view stored them
     key = ",".join(map(str, args.views))
     for r in records.values():
-        r["evals"] = [{**e, **e["per_view"][key], "step": e["step"], "seconds": e["seconds"]}
-                      if key in e.get("per_view", {}) else e for e in r["evals"]]
+        r["evals"] = [
+            {**e, **e["per_view"][key], "step": e["step"], "seconds": e["seconds"]}
+            if key in e.get("per_view", {})
+            else e
+            for e in r["evals"]
+        ]
     ref = args.methods[0]
     lines = [f"# Mip-NeRF on lego at 200x200, {args.steps} steps: {' vs '.join(records)}", ""]
     for m, r in records.items():
         lines += [f"- {m}: `{r['meta']['command']}`; {r['meta']['machine']}; {r['meta']['date']}"]
-    lines += [f"- setting: {next(iter(records.values()))['meta']['setting']}",
-              "- both processes trained side by side (one torch thread each) on a 2-core machine that was also "
-              "running other work, so the seconds are comparable between the two methods but not absolute",
-              f"- PSNR / SSIM: nerfstudio's Mip-NeRF fine-pass metrics of test view(s) {key} (the curve); the last "
-              f"step also over views {', '.join(map(str, args.final_views))}, below the table", ""]
+    lines += [
+        f"- setting: {next(iter(records.values()))['meta']['setting']}",
+        "- both processes trained side by side (one torch thread each) on a 2-core machine that was also "
+        "running other work, so the seconds are comparable between the two methods but not absolute",
+        f"- PSNR / SSIM: nerfstudio's Mip-NeRF fine-pass metrics of test view(s) {key} (the curve); the last "
+        f"step also over views {', '.join(map(str, args.final_views))}, below the table",
+        "",
+    ]
     steps = sorted({e["step"] for r in records.values() for e in r["evals"]})
     head = "| step | " + " | ".join(f"{m} PSNR | {m} SSIM | {m} s" for m in records) + " |"
     lines += [head, "|" + "---|" * (1 + 3 * len(records))]
@@ -174,11 +189,19 @@ def report(args: Args) -> None:
             e = next((e for e in r["evals"] if e["step"] == s), None)
             row += [f"{e['psnr']:.2f}", f"{e['fine_ssim']:.3f}", f"{e['seconds']:.0f}"] if e else ["-"] * 3
         lines.append("| " + " | ".join(row) + " |")
-    lines += [""] + [f"Step {e['step']}, mean over test views {', '.join(map(str, args.final_views))}: {m} "
-                     f"{e['psnr']:.2f} dB / SSIM {e['fine_ssim']:.3f}" + (
-                         " (" + "; ".join(f"view {v}: {p['psnr']:.2f} / {p['fine_ssim']:.3f}"
-                                          for v, p in e["per_view"].items()) + ")" if "per_view" in e else "") + "."
-                     for m, e in finals.items()]
+    lines += [""] + [
+        f"Step {e['step']}, mean over test views {', '.join(map(str, args.final_views))}: {m} "
+        f"{e['psnr']:.2f} dB / SSIM {e['fine_ssim']:.3f}"
+        + (
+            " ("
+            + "; ".join(f"view {v}: {p['psnr']:.2f} / {p['fine_ssim']:.3f}" for v, p in e["per_view"].items())
+            + ")"
+            if "per_view" in e
+            else ""
+        )
+        + "."
+        for m, e in finals.items()
+    ]
     if ref in records and len(records) > 1:
         lines += [""]
         base = records[ref]["evals"][-1]
@@ -189,10 +212,12 @@ def report(args: Args) -> None:
             # equal wall-clock: the other method's score at the last evaluation within ref's training time
             within = [e for e in r["evals"] if e["seconds"] <= base["seconds"]]
             eq = within[-1] if within else r["evals"][0]
-            lines.append(f"Test view(s) {key}, at step {last['step']}: {m} {last['psnr']:.2f} dB / SSIM {last['fine_ssim']:.3f} against "
-                         f"{ref} {base['psnr']:.2f} dB / {base['fine_ssim']:.3f} (difference "
-                         f"{last['psnr'] - base['psnr']:+.2f} dB). Within {ref}'s {base['seconds']:.0f} s of training, "
-                         f"{m} reached step {eq['step']}: {eq['psnr']:.2f} dB / {eq['fine_ssim']:.3f}.")
+            lines.append(
+                f"Test view(s) {key}, at step {last['step']}: {m} {last['psnr']:.2f} dB / SSIM {last['fine_ssim']:.3f} against "
+                f"{ref} {base['psnr']:.2f} dB / {base['fine_ssim']:.3f} (difference "
+                f"{last['psnr'] - base['psnr']:+.2f} dB). Within {ref}'s {base['seconds']:.0f} s of training, "
+                f"{m} reached step {eq['step']}: {eq['psnr']:.2f} dB / {eq['fine_ssim']:.3f}."
+            )
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
     plt = pyplot()
@@ -200,9 +225,14 @@ def report(args: Args) -> None:
     fig = plt.figure(figsize=(12, 3.6 * (1 + len(views))), layout="constrained")
     top, *rows = fig.subfigures(1 + len(views), 1)
     curves = top.subplots(1, 3)
-    for ax, (key, metric, xlabel, ylabel) in zip(curves, (
-            ("step", "psnr", "training step", "test PSNR (dB)"), ("step", "fine_ssim", "training step", "test SSIM"),
-            ("seconds", "psnr", "training seconds", "test PSNR (dB)"))):
+    for ax, (key, metric, xlabel, ylabel) in zip(
+        curves,
+        (
+            ("step", "psnr", "training step", "test PSNR (dB)"),
+            ("step", "fine_ssim", "training step", "test SSIM"),
+            ("seconds", "psnr", "training seconds", "test PSNR (dB)"),
+        ),
+    ):
         for m, r in records.items():
             ax.plot([e[key] for e in r["evals"]], [e[metric] for e in r["evals"]], marker="o", ms=3, label=m)
         ax.set_xlabel(xlabel)

@@ -34,8 +34,11 @@ class Args:
     scratch: Path = HERE / "scratch" / "mipnerf_norm_head"
 
 
-VARIANTS = {"mipnerf": ("mipnerf", None), "mipnerf-cn (base MLP)": ("mipnerf-cn", False),
-            "mipnerf-cn (base + head MLP)": ("mipnerf-cn", True)}
+VARIANTS = {
+    "mipnerf": ("mipnerf", None),
+    "mipnerf-cn (base MLP)": ("mipnerf-cn", False),
+    "mipnerf-cn (base + head MLP)": ("mipnerf-cn", True),
+}
 
 
 def main(args: Args) -> None:
@@ -52,13 +55,21 @@ def main(args: Args) -> None:
         trainer, seconds = train(configure(config, run))
         results[label] = {"seconds": seconds, **evaluate(trainer, args.test_images)}
         print(label, results[label], flush=True)
-    machine = (f"{platform.machine()}, {os.cpu_count()} cores, {args.threads} torch threads, torch {torch.__version__}")
-    args.out.with_suffix(".json").write_text(json.dumps({"machine": machine, "args": {k: str(v) for k, v in
-                                                         vars(args).items()}, "results": results}, indent=2))
-    lines = [f"# Norms in the head MLP of Mip-NeRF's field? ({machine})", "",
-             f"Command: `.venv/bin/python benchmarks/mipnerf_norm_head.py`. Generated scene (80x80, 40 train views), "
-             f"mipnerf-cn-lite settings, {args.steps} steps, seed {args.seed}, first {args.test_images} test views.",
-             "", "| variant | PSNR | SSIM | train seconds |", "|---|---|---|---|"]
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {args.threads} torch threads, torch {torch.__version__}"
+    args.out.with_suffix(".json").write_text(
+        json.dumps(
+            {"machine": machine, "args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2
+        )
+    )
+    lines = [
+        f"# Norms in the head MLP of Mip-NeRF's field? ({machine})",
+        "",
+        f"Command: `.venv/bin/python benchmarks/mipnerf_norm_head.py`. Generated scene (80x80, 40 train views), "
+        f"mipnerf-cn-lite settings, {args.steps} steps, seed {args.seed}, first {args.test_images} test views.",
+        "",
+        "| variant | PSNR | SSIM | train seconds |",
+        "|---|---|---|---|",
+    ]
     for label, r in results.items():
         lines.append(f"| {label} | {r['psnr']:.2f} | {r['fine_ssim']:.3f} | {r['seconds']:.0f} |")
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
-
 from task_tables import DATA, RESULTS, Case, run_cases
 
 from nerf_norm.tasks.commands import MRICommand, run_mri
@@ -57,32 +56,60 @@ def main(args: Args) -> None:
 
     def case(lr: float) -> Case:
         def run(method: str, out: Path):
-            cmd = MRICommand(volume=args.volume, method=method, arch=args.arch, resolution=args.resolution,
-                             sampling=args.sampling, iters=args.iters, lr=lr, seed=args.seed, quiet=True,
-                             resume=False, threads=args.threads, out=out)
+            cmd = MRICommand(
+                volume=args.volume,
+                method=method,
+                arch=args.arch,
+                resolution=args.resolution,
+                sampling=args.sampling,
+                iters=args.iters,
+                lr=lr,
+                seed=args.seed,
+                quiet=True,
+                resume=False,
+                threads=args.threads,
+                out=out,
+            )
             result, _ = run_mri(cmd)
             return result.metrics, {k: result.history[k] for k in ("iteration", "seconds", "psnr", "loss")}
+
         return Case(f"lr {lr:g}", run)
 
-    setting = (f"{args.volume.name} resampled to {args.resolution}^3, {100 * args.sampling:.0f}% of k-space "
-               f"(variable-density mask, mask seed 0), {args.arch}, {args.iters} full-batch iterations, Adam at "
-               f"each learning rate with cosine decay to 10%, seed {args.seed}")
-    record = run_cases("mri_anomaly", [case(lr) for lr in args.lrs], args.methods, KEEP, setting, args.threads,
-                       args.out)
+    setting = (
+        f"{args.volume.name} resampled to {args.resolution}^3, {100 * args.sampling:.0f}% of k-space "
+        f"(variable-density mask, mask seed 0), {args.arch}, {args.iters} full-batch iterations, Adam at "
+        f"each learning rate with cosine decay to 10%, seed {args.seed}"
+    )
+    record = run_cases(
+        "mri_anomaly", [case(lr) for lr in args.lrs], args.methods, KEEP, setting, args.threads, args.out
+    )
     meta = record["meta"]
-    lines = ["# MRI: where the error of each network lies in k-space", "",
-             f"- command: `{meta['command']}`", f"- machine: {meta['machine']}", f"- setting: {meta['setting']}",
-             f"- date: {meta['date']}",
-             "- `fit`: -10 log10 of the voxel MSE from the measured coefficients (what training minimises); "
-             "`fill`: the same from the unmeasured coefficients; by Parseval the two MSEs add up to the voxel MSE "
-             "(of the output before PSNR's clamp to [0, 1]); higher dB is better", "",
-             "| learning rate | method | PSNR final | PSNR best | fit (dB) | fill (dB) | measured-k loss |",
-             "|---|---|---:|---:|---:|---:|---:|"]
-    for r in sorted(record["runs"], key=lambda r: (float(r["case"].split()[1]), args.methods.index(r["method"])
-                                                    if r["method"] in args.methods else 99)):
-        lines.append(f"| {r['case'][3:]} | {r['method']} | {r['psnr']:.2f} | {r['psnr_best']:.2f} | "
-                     f"{_db(r['mse_measured_kspace']):.2f} | {_db(r['mse_unmeasured_kspace']):.2f} | "
-                     f"{r['kspace_mse']:.3g} |")
+    lines = [
+        "# MRI: where the error of each network lies in k-space",
+        "",
+        f"- command: `{meta['command']}`",
+        f"- machine: {meta['machine']}",
+        f"- setting: {meta['setting']}",
+        f"- date: {meta['date']}",
+        "- `fit`: -10 log10 of the voxel MSE from the measured coefficients (what training minimises); "
+        "`fill`: the same from the unmeasured coefficients; by Parseval the two MSEs add up to the voxel MSE "
+        "(of the output before PSNR's clamp to [0, 1]); higher dB is better",
+        "",
+        "| learning rate | method | PSNR final | PSNR best | fit (dB) | fill (dB) | measured-k loss |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in sorted(
+        record["runs"],
+        key=lambda r: (
+            float(r["case"].split()[1]),
+            args.methods.index(r["method"]) if r["method"] in args.methods else 99,
+        ),
+    ):
+        lines.append(
+            f"| {r['case'][3:]} | {r['method']} | {r['psnr']:.2f} | {r['psnr_best']:.2f} | "
+            f"{_db(r['mse_measured_kspace']):.2f} | {_db(r['mse_unmeasured_kspace']):.2f} | "
+            f"{r['kspace_mse']:.3g} |"
+        )
     path = args.out.with_suffix(".md")
     path.write_text("\n".join(lines) + "\n")
     print(f"wrote {path}")

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
-
 from mri import kspace_split_study, mri_case
 from task_tables import DATA, RESULTS
 
@@ -43,16 +42,35 @@ def main(args: Args) -> None:
         raise SystemExit(f"MRI volume not found: {args.volume} (set NERF_NORM_DATA or --volume)")
 
     def case(octaves: int):
-        return mri_case(f"L={octaves}", args.volume, args.arch, args.resolution, args.sampling, args.iters,
-                        args.seed, pe_frequencies=octaves)
+        return mri_case(
+            f"L={octaves}",
+            args.volume,
+            args.arch,
+            args.resolution,
+            args.sampling,
+            args.iters,
+            args.seed,
+            pe_frequencies=octaves,
+        )
 
-    setting = (f"{args.volume.name} resampled to {args.resolution}^3, {100 * args.sampling:.0f}% of k-space "
-               f"(variable-density random mask, mask seed 0), {args.arch}, {args.iters} full-batch iterations, Adam "
-               f"2e-3 with cosine decay to 2e-4, seed {args.seed}; PE with L octaves sin/cos(2^k pi x), k < L")
-    kspace_split_study("mri_pe_octaves", "MRI with fewer PE octaves: measured vs unmeasured k-space",
-                       [case(L) for L in args.octaves], args.methods, setting, args.threads, args.out,
-                       (f"Nyquist frequency of the {args.resolution}^3 grid: {args.resolution // 2} periods across "
-                        "[-1, 1]; octave k has 2^k periods",))
+    setting = (
+        f"{args.volume.name} resampled to {args.resolution}^3, {100 * args.sampling:.0f}% of k-space "
+        f"(variable-density random mask, mask seed 0), {args.arch}, {args.iters} full-batch iterations, Adam "
+        f"2e-3 with cosine decay to 2e-4, seed {args.seed}; PE with L octaves sin/cos(2^k pi x), k < L"
+    )
+    kspace_split_study(
+        "mri_pe_octaves",
+        "MRI with fewer PE octaves: measured vs unmeasured k-space",
+        [case(L) for L in args.octaves],
+        args.methods,
+        setting,
+        args.threads,
+        args.out,
+        (
+            f"Nyquist frequency of the {args.resolution}^3 grid: {args.resolution // 2} periods across "
+            "[-1, 1]; octave k has 2^k periods",
+        ),
+    )
 
 
 if __name__ == "__main__":

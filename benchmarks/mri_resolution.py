@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
-
 from mri import kspace_split_study, mri_case
 from task_tables import DATA, RESULTS
 
@@ -41,11 +40,20 @@ def main(args: Args) -> None:
     def case(resolution: int):
         return mri_case(f"{resolution}^3", args.volume, args.arch, resolution, args.sampling, args.iters, args.seed)
 
-    setting = (f"{args.volume.name} resampled to each grid, {100 * args.sampling:.0f}% of k-space (variable-density "
-               f"random mask, mask seed 0), {args.arch}, {args.iters} full-batch iterations, Adam 2e-3 with cosine "
-               f"decay to 2e-4, seed {args.seed}")
-    kspace_split_study("mri_resolution", "MRI at two grid sizes: measured vs unmeasured k-space",
-                       [case(r) for r in args.resolutions], args.methods, setting, args.threads, args.out)
+    setting = (
+        f"{args.volume.name} resampled to each grid, {100 * args.sampling:.0f}% of k-space (variable-density "
+        f"random mask, mask seed 0), {args.arch}, {args.iters} full-batch iterations, Adam 2e-3 with cosine "
+        f"decay to 2e-4, seed {args.seed}"
+    )
+    kspace_split_study(
+        "mri_resolution",
+        "MRI at two grid sizes: measured vs unmeasured k-space",
+        [case(r) for r in args.resolutions],
+        args.methods,
+        setting,
+        args.threads,
+        args.out,
+    )
 
 
 if __name__ == "__main__":

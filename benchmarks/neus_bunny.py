@@ -41,8 +41,9 @@ class Args:
     """steps of the placement study (every norm / placement)"""
     steps: int = 600
     """steps of the main comparison (none vs cn, the chosen placement)"""
-    placements: List[str] = field(default_factory=lambda: ["none:sdf", "cn:sdf", "cn:color", "cn:both", "bn:sdf",
-                                                           "bn:color", "ln:sdf", "gn:sdf"])
+    placements: List[str] = field(
+        default_factory=lambda: ["none:sdf", "cn:sdf", "cn:color", "cn:both", "bn:sdf", "bn:color", "ln:sdf", "gn:sdf"]
+    )
     width: int = 64
     height: int = 48
     views: int = 16
@@ -65,8 +66,9 @@ def trainer_chamfer_mm(trainer, resolution: int, gt_points) -> Optional[float]:
     model.eval()
     try:
         with torch.no_grad():
-            v, f = extract_mesh(lambda p: model.field.forward_geonetwork(p)[:, 0], ((-1.0,) * 3, (1.0,) * 3),
-                                resolution, block=16)
+            v, f = extract_mesh(
+                lambda p: model.field.forward_geonetwork(p)[:, 0], ((-1.0,) * 3, (1.0,) * 3), resolution, block=16
+            )
         return chamfer_mm(transform_vertices(v, scale), f, gt_points)
     except UserError:
         return None
@@ -75,8 +77,10 @@ def trainer_chamfer_mm(trainer, resolution: int, gt_points) -> Optional[float]:
 
 
 def run(args: Args, scene: Path, norm: str, place: str, steps: int, gt_points) -> dict:
-    config = configure(method_config("neus-cn-lite"),
-                       RunSettings(scene, args.scratch / f"{norm}-{place}-{steps}", steps=steps, seed=args.seed))
+    config = configure(
+        method_config("neus-cn-lite"),
+        RunSettings(scene, args.scratch / f"{norm}-{place}-{steps}", steps=steps, seed=args.seed),
+    )
     config.pipeline.datamanager.dataparser.eval_every = 8
     config.pipeline.model.sdf_field.norm = norm
     config.pipeline.model.sdf_field.norm_in = place
@@ -97,28 +101,52 @@ def main(args: Args) -> None:
     initial = run(args, scene, "none", "sdf", 1, gt_points)
     placement = [run(args, scene, *p.split(":"), args.placement_steps, gt_points) for p in args.placements]
     main_runs = [run(args, scene, n, "sdf", args.steps, gt_points) for n in ("none", "cn")]
-    record = {"machine": f"{platform.machine()}, 2 cores, torch {torch.__version__}", "date": time.strftime("%Y-%m-%d"),
-              "scene": {"width": args.width, "height": args.height, "views": args.views, "mesh": "pymeshlab bunny",
-                        "world_radius_mm": 80.0},
-              "initial_after_1_step": initial, "placement": placement, "comparison": main_runs}
+    record = {
+        "machine": f"{platform.machine()}, 2 cores, torch {torch.__version__}",
+        "date": time.strftime("%Y-%m-%d"),
+        "scene": {
+            "width": args.width,
+            "height": args.height,
+            "views": args.views,
+            "mesh": "pymeshlab bunny",
+            "world_radius_mm": 80.0,
+        },
+        "initial_after_1_step": initial,
+        "placement": placement,
+        "comparison": main_runs,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=2))
 
     def cd(r):
         return "surface vanished" if r["chamfer_mm"] is None else f"{r['chamfer_mm']:.2f}"
 
-    lines = [f"# NeuS with normalization on the generated bunny ({record['machine']}, {record['date']})", "",
-             f"Command: `.venv/bin/python benchmarks/neus_bunny.py`. Scene: `nerf-norm make-scene dtu` with the "
-             f"default bunny at {args.width}x{args.height}, {args.views} views (object radius 80 mm); neus-cn-lite "
-             f"settings, seed {args.seed}; mesh at {args.resolution}^3; symmetric chamfer (mm) to mesh_world.ply.", "",
-             f"After 1 step (the initial sphere): chamfer {cd(initial)} mm.", "",
-             f"## Where the norms go ({args.placement_steps} steps)", "", "| norm | norm_in | chamfer (mm) | s/iter |",
-             "|---|---|---|---|"]
+    lines = [
+        f"# NeuS with normalization on the generated bunny ({record['machine']}, {record['date']})",
+        "",
+        f"Command: `.venv/bin/python benchmarks/neus_bunny.py`. Scene: `nerf-norm make-scene dtu` with the "
+        f"default bunny at {args.width}x{args.height}, {args.views} views (object radius 80 mm); neus-cn-lite "
+        f"settings, seed {args.seed}; mesh at {args.resolution}^3; symmetric chamfer (mm) to mesh_world.ply.",
+        "",
+        f"After 1 step (the initial sphere): chamfer {cd(initial)} mm.",
+        "",
+        f"## Where the norms go ({args.placement_steps} steps)",
+        "",
+        "| norm | norm_in | chamfer (mm) | s/iter |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {r['norm']} | {r['norm_in']} | {cd(r)} | {r['s_per_iter']:.3f} |" for r in placement]
-    lines += ["", f"## neus vs neus-cn ({args.steps} steps, norms in the SDF network)", "",
-              "| method | chamfer (mm) | s/iter |", "|---|---|---|"]
-    lines += [f"| {'neus (no norm)' if r['norm'] == 'none' else 'neus-cn'} | {cd(r)} | {r['s_per_iter']:.3f} |"
-              for r in main_runs]
+    lines += [
+        "",
+        f"## neus vs neus-cn ({args.steps} steps, norms in the SDF network)",
+        "",
+        "| method | chamfer (mm) | s/iter |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {'neus (no norm)' if r['norm'] == 'none' else 'neus-cn'} | {cd(r)} | {r['s_per_iter']:.3f} |"
+        for r in main_runs
+    ]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

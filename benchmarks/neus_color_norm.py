@@ -24,9 +24,7 @@ from typing import Tuple
 
 import torch
 import tyro
-
-from neus_equal_time import Args as SceneArgs
-from neus_equal_time import _scene
+from neus_equal_time import Args as SceneArgs, _scene
 from task_tables import provenance, provenance_lines
 
 HERE = Path(__file__).resolve().parent
@@ -34,8 +32,15 @@ HERE = Path(__file__).resolve().parent
 
 @dataclass
 class Args:
-    placements: Tuple[str, ...] = ("none:sdf", "cn:color", "bn:color", "cn:color:detach-normals",
-                                   "cn:color:detach-features", "ln:color", "gn:color")
+    placements: Tuple[str, ...] = (
+        "none:sdf",
+        "cn:color",
+        "bn:color",
+        "cn:color:detach-normals",
+        "cn:color:detach-features",
+        "ln:color",
+        "gn:color",
+    )
     """norm:place[:intervention]; ln and gn in the colour network tell batch coupling from normalization as such"""
     steps: int = 150
     probes: int = 4096
@@ -69,9 +74,10 @@ def run(args: Args, scene: Path, norm: str, place: str, *cut: str) -> dict:
     from nerf_norm.nerfstudio.experiment import RunSettings, configure, method_config, setup_trainer, train_step
 
     label = ":".join((norm, place, *cut))
-    config = configure(method_config("neus-cn-lite"),
-                       RunSettings(scene, args.scratch / label.replace(":", "-"), steps=args.steps,
-                                   seed=args.seed))
+    config = configure(
+        method_config("neus-cn-lite"),
+        RunSettings(scene, args.scratch / label.replace(":", "-"), steps=args.steps, seed=args.seed),
+    )
     config.pipeline.datamanager.dataparser.eval_every = 8
     config.pipeline.model.sdf_field.norm = norm
     config.pipeline.model.sdf_field.norm_in = place
@@ -89,8 +95,12 @@ def run(args: Args, scene: Path, norm: str, place: str, *cut: str) -> dict:
     def sdf_state() -> dict:
         with torch.no_grad():  # the SDF network holds no norm here, so train and eval mode agree
             sdf = field.forward_geonetwork(probes)[:, 0]
-        return {"sdf_centre": float(sdf[0]), "inside_fraction": float((sdf < 0).double().mean()),
-                "sdf_min": float(sdf.min()), "sdf_max": float(sdf.max())}
+        return {
+            "sdf_centre": float(sdf[0]),
+            "inside_fraction": float((sdf < 0).double().mean()),
+            "sdf_min": float(sdf.min()),
+            "sdf_max": float(sdf.max()),
+        }
 
     rendered = {}
 
@@ -106,20 +116,33 @@ def run(args: Args, scene: Path, norm: str, place: str, *cut: str) -> dict:
         opaque = w.sum(dim=-1) > 0.5  # rays that hit the object
         # how concentrated each opaque ray's weight is: the largest single sample weight over the ray's opacity
         peak = (w.max(dim=-1).values / w.sum(dim=-1).clamp_min(1e-8))[opaque]
-        log.append({"step": step + 1, **losses, "grad_sdf": _grad_norm(sdf_params),
-                    "grad_color": _grad_norm(color_params), "opaque_rays": float(opaque.double().mean()),
-                    "peak_weight": float(peak.mean()) if peak.numel() else 0.0, **sdf_state()})
+        log.append(
+            {
+                "step": step + 1,
+                **losses,
+                "grad_sdf": _grad_norm(sdf_params),
+                "grad_color": _grad_norm(color_params),
+                "opaque_rays": float(opaque.double().mean()),
+                "peak_weight": float(peak.mean()) if peak.numel() else 0.0,
+                **sdf_state(),
+            }
+        )
     lost = next((e["step"] for e in log if e["inside_fraction"] in (0.0, 1.0)), None)  # no zero crossing left
-    print(f"{label}: inside fraction {log[0]['inside_fraction']:.3f} -> {log[-1]['inside_fraction']:.3f}, "
-          f"surface gone at step {lost}", flush=True)
+    print(
+        f"{label}: inside fraction {log[0]['inside_fraction']:.3f} -> {log[-1]['inside_fraction']:.3f}, "
+        f"surface gone at step {lost}",
+        flush=True,
+    )
     return {"norm": norm, "norm_in": place, "label": label, "surface_gone_at_step": lost, "log": log}
 
 
 def _peaks(log: list) -> str:
     """Mean peak weight (largest sample weight over the ray's opacity) in three windows of steps."""
+
     def mean(lo, hi):
         vals = [e["peak_weight"] for e in log if lo <= e["step"] <= hi and "peak_weight" in e]
         return f"{sum(vals) / len(vals):.3f}" if vals else "-"
+
     return " / ".join(mean(lo, hi) for lo, hi in ((31, 60), (61, 90), (91, 10**9)))
 
 
@@ -128,9 +151,11 @@ def main(args: Args) -> None:
 
     torch.set_num_threads(args.threads)
     scene = _scene(SceneArgs(scene="bunny"))  # the scene of benchmarks/neus_equal_time.py
-    setting = (f"generated bunny (make-scene dtu, 64x48, 16 views), neus-cn-lite settings, {args.steps} steps, "
-               f"seed {args.seed}; {args.probes} probe points uniform in the scene box [-1, 1]^3 (point 0: the "
-               f"centre)")
+    setting = (
+        f"generated bunny (make-scene dtu, 64x48, 16 views), neus-cn-lite settings, {args.steps} steps, "
+        f"seed {args.seed}; {args.probes} probe points uniform in the scene box [-1, 1]^3 (point 0: the "
+        f"centre)"
+    )
     done = {}
     if args.out.with_suffix(".json").exists():  # a rerun trains only the placements not recorded yet
         earlier = json.loads(args.out.with_suffix(".json").read_text())
@@ -142,11 +167,14 @@ def main(args: Args) -> None:
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=1))
 
     plt = pyplot()
-    keys = (("inside_fraction", "fraction of the box inside (SDF < 0)", "linear"),
-            ("sdf_centre", "SDF at the centre", "linear"),
-            ("grad_sdf", "|grad| of the SDF network", "log"), ("grad_color", "|grad| of the colour network", "log"),
-            ("opaque_rays", "fraction of rays with opacity > 0.5", "linear"),
-            ("peak_weight", "largest sample weight / opacity (opaque rays)", "linear"))
+    keys = (
+        ("inside_fraction", "fraction of the box inside (SDF < 0)", "linear"),
+        ("sdf_centre", "SDF at the centre", "linear"),
+        ("grad_sdf", "|grad| of the SDF network", "log"),
+        ("grad_color", "|grad| of the colour network", "log"),
+        ("opaque_rays", "fraction of rays with opacity > 0.5", "linear"),
+        ("peak_weight", "largest sample weight / opacity (opaque rays)", "linear"),
+    )
     fig, axes = plt.subplots(2, 3, figsize=(13, 7))
     axes = axes.ravel()
     for ax, (key, title, scale) in zip(axes, keys):
@@ -163,18 +191,24 @@ def main(args: Args) -> None:
     plt.close(fig)
 
     meta = record["meta"]
-    lines = [*provenance_lines("NeuS with norms only in the colour network: how the surface goes", meta), "",
-             "| placement | inside fraction at step 0 / 10 / end | SDF at centre, step 0 / end | median grad SDF net, "
-             "steps 1-10 | median grad colour net, steps 1-10 | peak weight of opaque rays, steps 31-60 / 61-90 / "
-             "91-end (mean) | surface gone at step |", "|---|---|---|---:|---:|---|---|"]
+    lines = [
+        *provenance_lines("NeuS with norms only in the colour network: how the surface goes", meta),
+        "",
+        "| placement | inside fraction at step 0 / 10 / end | SDF at centre, step 0 / end | median grad SDF net, "
+        "steps 1-10 | median grad colour net, steps 1-10 | peak weight of opaque rays, steps 31-60 / 61-90 / "
+        "91-end (mean) | surface gone at step |",
+        "|---|---|---|---:|---:|---|---|",
+    ]
     for r in runs:
         log = r["log"]
         first = sorted(e["grad_sdf"] for e in log[1:11])
         firstc = sorted(e["grad_color"] for e in log[1:11])
-        lines.append(f"| {r['label']} | {log[0]['inside_fraction']:.3f} / "
-                     f"{log[min(10, len(log) - 1)]['inside_fraction']:.3f} / {log[-1]['inside_fraction']:.3f} | "
-                     f"{log[0]['sdf_centre']:.3f} / {log[-1]['sdf_centre']:.3f} | {first[len(first) // 2]:.3g} | "
-                     f"{firstc[len(firstc) // 2]:.3g} | {_peaks(log)} | {r['surface_gone_at_step'] or 'kept'} |")
+        lines.append(
+            f"| {r['label']} | {log[0]['inside_fraction']:.3f} / "
+            f"{log[min(10, len(log) - 1)]['inside_fraction']:.3f} / {log[-1]['inside_fraction']:.3f} | "
+            f"{log[0]['sdf_centre']:.3f} / {log[-1]['sdf_centre']:.3f} | {first[len(first) // 2]:.3g} | "
+            f"{firstc[len(firstc) // 2]:.3g} | {_peaks(log)} | {r['surface_gone_at_step'] or 'kept'} |"
+        )
     lines += ["", f"Figure: `{args.out.name}.png`."]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

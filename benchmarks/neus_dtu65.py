@@ -41,8 +41,9 @@ class Args:
 
 def main(args: Args) -> None:
     torch.set_num_threads(2)
-    config = configure(method_config("neus-cn-lite"), RunSettings(args.data, args.scratch, steps=args.steps,
-                                                                  seed=args.seed))
+    config = configure(
+        method_config("neus-cn-lite"), RunSettings(args.data, args.scratch, steps=args.steps, seed=args.seed)
+    )
     config.pipeline.datamanager.dataparser.downscale_factor = args.downscale
     config.pipeline.datamanager.dataparser.cache_dir = args.scratch / "cache"
     trainer, seconds = train(config)
@@ -51,28 +52,40 @@ def main(args: Args) -> None:
     outputs = trainer.pipeline.datamanager.train_dataparser_outputs
     scale = np.asarray(outputs.metadata["scale_mat"], dtype=np.float64)
     with torch.no_grad():
-        v, f = extract_mesh(lambda p: model.field.forward_geonetwork(p)[:, 0], ((-1.0,) * 3, (1.0,) * 3),
-                            args.resolution, block=32)
+        v, f = extract_mesh(
+            lambda p: model.field.forward_geonetwork(p)[:, 0], ((-1.0,) * 3, (1.0,) * 3), args.resolution, block=32
+        )
     v, f = keep_largest_component(v, f)
     v = transform_vertices(v, scale)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     trimesh.Trimesh(v, f, process=False).export(str(args.scratch / "mesh_world.ply"))
-    png = render_mesh_png(v, f, args.out.with_suffix(".png"), size=512, view_dir=(0.0, -1.0, -1.0),
-                          up=(0.0, -1.0, 0.0))
+    png = render_mesh_png(v, f, args.out.with_suffix(".png"), size=512, view_dir=(0.0, -1.0, -1.0), up=(0.0, -1.0, 0.0))
     width, height = int(outputs.cameras.width[0]), int(outputs.cameras.height[0])
-    record = {"machine": f"{platform.machine()}, 2 cores, torch {torch.__version__}", "date": time.strftime("%Y-%m-%d"),
-              "data": str(args.data), "image_size": [width, height], "train_views": len(outputs.image_filenames),
-              "steps": args.steps, "train_seconds": seconds, "s_per_iter": seconds / args.steps,
-              "mesh_resolution": args.resolution, "mesh_vertices": int(len(v)), "mesh_faces": int(len(f)),
-              "mesh_extent_mm": (v.max(axis=0) - v.min(axis=0)).round(1).tolist(), "png": png.name}
+    record = {
+        "machine": f"{platform.machine()}, 2 cores, torch {torch.__version__}",
+        "date": time.strftime("%Y-%m-%d"),
+        "data": str(args.data),
+        "image_size": [width, height],
+        "train_views": len(outputs.image_filenames),
+        "steps": args.steps,
+        "train_seconds": seconds,
+        "s_per_iter": seconds / args.steps,
+        "mesh_resolution": args.resolution,
+        "mesh_vertices": int(len(v)),
+        "mesh_faces": int(len(f)),
+        "mesh_extent_mm": (v.max(axis=0) - v.min(axis=0)).round(1).tolist(),
+        "png": png.name,
+    }
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=2))
-    md = (f"# neus-cn on DTU scan 65, reduced resolution ({record['machine']}, {record['date']})\n\n"
-          f"Command: `.venv/bin/python benchmarks/neus_dtu65.py --downscale {args.downscale} --steps {args.steps}`. "
-          f"{width}x{height} images, {record['train_views']} training views (every 8th held out), neus-cn-lite "
-          f"settings with masks; {args.steps} steps in {seconds:.0f} s ({seconds / args.steps:.2f} s/iter). Mesh at "
-          f"{args.resolution}^3, largest component, world millimetres: {len(v):,} vertices, extent "
-          f"{record['mesh_extent_mm']} mm. No chamfer: the official DTU ground truth is not available here.\n\n"
-          f"![mesh]({png.name})\n")
+    md = (
+        f"# neus-cn on DTU scan 65, reduced resolution ({record['machine']}, {record['date']})\n\n"
+        f"Command: `.venv/bin/python benchmarks/neus_dtu65.py --downscale {args.downscale} --steps {args.steps}`. "
+        f"{width}x{height} images, {record['train_views']} training views (every 8th held out), neus-cn-lite "
+        f"settings with masks; {args.steps} steps in {seconds:.0f} s ({seconds / args.steps:.2f} s/iter). Mesh at "
+        f"{args.resolution}^3, largest component, world millimetres: {len(v):,} vertices, extent "
+        f"{record['mesh_extent_mm']} mm. No chamfer: the official DTU ground truth is not available here.\n\n"
+        f"![mesh]({png.name})\n"
+    )
     args.out.with_suffix(".md").write_text(md)
     print(md)
 

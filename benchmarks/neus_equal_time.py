@@ -33,9 +33,8 @@ from typing import Optional, Tuple
 import torch
 import trimesh
 import tyro
-from rich.console import Console
-
 from neus_bunny import trainer_chamfer_mm
+from rich.console import Console
 from task_tables import provenance
 
 HERE = Path(__file__).resolve().parent
@@ -87,8 +86,9 @@ def _scene(args: Args) -> Path:
             mesh = found[0]
         # the two methods of a scene start together: each writes its own copy and the first rename wins
         tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
-        write_dtu_scene(tmp, mesh, DTUSceneConfig(width=args.width, height=args.height, views=args.views),
-                        overwrite=True)
+        write_dtu_scene(
+            tmp, mesh, DTUSceneConfig(width=args.width, height=args.height, views=args.views), overwrite=True
+        )
         try:
             tmp.rename(folder)
         except OSError:
@@ -109,8 +109,9 @@ def equal_time_config(scene: Path, out: Path, norm: str, seed: int):
     cap = 100_000
     config = configure(method_config("neus-cn-lite"), RunSettings(scene, out, steps=cap, seed=seed))
     for group in config.optimizers.values():
-        group["scheduler"] = CosineDecaySchedulerConfig(warm_up_end=LITE["warm_up"], learning_rate_alpha=0.05,
-                                                        max_steps=cap)
+        group["scheduler"] = CosineDecaySchedulerConfig(
+            warm_up_end=LITE["warm_up"], learning_rate_alpha=0.05, max_steps=cap
+        )
     config.pipeline.datamanager.dataparser.eval_every = 8
     config.pipeline.model.sdf_field.norm = norm
     return config
@@ -136,10 +137,12 @@ def train(args: Args) -> None:
         config.load_dir = ckpt_dir
     record = json.loads(path.read_text()) if resuming else {"evals": []}
     record["meta"] = provenance(
-        "neus_equal_time", args.threads,
+        "neus_equal_time",
+        args.threads,
         f"scene {args.scene} (make-scene dtu, {args.width}x{args.height}, {args.views} views), neus-cn-lite settings "
         f"with sdf_field.norm={NORM[args.method]} and the rate constant after the {LITE['warm_up']}-step warm-up, seed {args.seed}, until {args.seconds:.0f} training seconds and "
-        f">= {args.min_steps} steps, chamfer every {args.eval_seconds:.0f} training seconds at {args.resolution}^3")
+        f">= {args.min_steps} steps, chamfer every {args.eval_seconds:.0f} training seconds at {args.resolution}^3",
+    )
     trainer = setup_trainer(config)
     step = trainer._start_step
     elapsed = record["evals"][-1]["seconds"] if record["evals"] else 0.0
@@ -160,8 +163,10 @@ def train(args: Args) -> None:
             record["evals"].append({"step": step, "seconds": elapsed, "chamfer_mm": cd})
             trainer.save_checkpoint(step - 1)
             path.write_text(json.dumps(record, indent=1))
-            console.print(f"{args.scene} {args.method} step {step} ({elapsed:.0f} s training): chamfer "
-                          f"{'vanished' if cd is None else f'{cd:.2f} mm'}")
+            console.print(
+                f"{args.scene} {args.method} step {step} ({elapsed:.0f} s training): chamfer "
+                f"{'vanished' if cd is None else f'{cd:.2f} mm'}"
+            )
             while next_eval <= elapsed:
                 next_eval += args.eval_seconds
 
@@ -178,7 +183,10 @@ def report(args: Args) -> None:
     def cd(e):
         return "vanished" if e["chamfer_mm"] is None else f"{e['chamfer_mm']:.2f}"
 
-    lines = ["# NeuS vs NeuS + CrossNorm at equal training time (CPU seconds, one torch thread each; chamfer in mm)", ""]
+    lines = [
+        "# NeuS vs NeuS + CrossNorm at equal training time (CPU seconds, one torch thread each; chamfer in mm)",
+        "",
+    ]
     plt = pyplot()
     scenes = [s for s in args.scenes if all(_json(args, s, m).exists() for m in NORM)]
     if not scenes:
@@ -188,34 +196,54 @@ def report(args: Args) -> None:
     for ax, scene in zip(axes[0], scenes):
         recs = {m: json.loads(_json(args, scene, m).read_text()) for m in NORM}
         for m, r in recs.items():
-            lines.append(f"- {scene} / {m}: `{r['meta']['command']}`; {r['meta']['machine']}; {r['meta']['date']}; "
-                         f"{r['meta']['setting']}")
+            lines.append(
+                f"- {scene} / {m}: `{r['meta']['command']}`; {r['meta']['machine']}; {r['meta']['date']}; "
+                f"{r['meta']['setting']}"
+            )
             ev = [e for e in r["evals"] if e["chamfer_mm"] is not None]
-            line, = ax.plot([e["seconds"] for e in ev], [e["chamfer_mm"] for e in ev], marker="o", ms=3, label=m)
+            (line,) = ax.plot([e["seconds"] for e in ev], [e["chamfer_mm"] for e in ev], marker="o", ms=3, label=m)
             gone = [e["seconds"] for e in r["evals"] if e["chamfer_mm"] is None]
             if gone:  # evaluations without a surface: crosses on the top edge
-                ax.plot(gone, [1.0] * len(gone), "x", ms=9, mew=2, color=line.get_color(),
-                        transform=ax.get_xaxis_transform(), clip_on=False, label=f"{m}: no surface")
+                ax.plot(
+                    gone,
+                    [1.0] * len(gone),
+                    "x",
+                    ms=9,
+                    mew=2,
+                    color=line.get_color(),
+                    transform=ax.get_xaxis_transform(),
+                    clip_on=False,
+                    label=f"{m}: no surface",
+                )
         budget = min(r["evals"][-1]["seconds"] for r in recs.values())
         marks = [k * args.eval_seconds for k in range(int(budget // args.eval_seconds + 0.5) + 1)]
         for mark in marks:
             at = {m: _at_mark(r["evals"], mark, args.eval_seconds) for m, r in recs.items()}
             if all(at.values()):
-                rows.append(f"| {scene} | {mark:.0f} | " + " | ".join(f"{cd(at[m])} (step {at[m]['step']})"
-                                                                     for m in NORM) + " |")
+                rows.append(
+                    f"| {scene} | {mark:.0f} | "
+                    + " | ".join(f"{cd(at[m])} (step {at[m]['step']})" for m in NORM)
+                    + " |"
+                )
         ax.set_xlabel("training seconds")
         ax.set_ylabel("chamfer (mm)")
         ax.set_yscale("log")
         ax.set_title(f"{scene}: NeuS, chamfer over time")
         ax.grid(alpha=0.3)
         ax.legend()
-    lines += ["- both methods of a scene trained side by side (one torch thread each) on the same machine, so their "
-              "seconds are comparable with each other", "",
-              "- every evaluation is shown (eval mode, running statistics): single evaluations are noisy, "
-              "`vanished` means the extracted SDF had no zero crossing at that moment", "",
-              "| scene | training seconds | " + " | ".join(f"{m}: chamfer (step)" for m in NORM) + " |",
-              "|---|---:|" + "---|" * len(NORM), *rows,
-              "", f"Figure: `{args.out.name}.png`."]
+    lines += [
+        "- both methods of a scene trained side by side (one torch thread each) on the same machine, so their "
+        "seconds are comparable with each other",
+        "",
+        "- every evaluation is shown (eval mode, running statistics): single evaluations are noisy, "
+        "`vanished` means the extracted SDF had no zero crossing at that moment",
+        "",
+        "| scene | training seconds | " + " | ".join(f"{m}: chamfer (step)" for m in NORM) + " |",
+        "|---|---:|" + "---|" * len(NORM),
+        *rows,
+        "",
+        f"Figure: `{args.out.name}.png`.",
+    ]
     fig.tight_layout()
     fig.savefig(args.out.with_suffix(".png"), dpi=100)
     plt.close(fig)

@@ -34,9 +34,7 @@ from pathlib import Path
 
 import torch
 import tyro
-
-from neus_equal_time import Args as EqualTimeArgs
-from neus_equal_time import _scene, equal_time_config
+from neus_equal_time import Args as EqualTimeArgs, _scene, equal_time_config
 from task_tables import provenance
 
 HERE = Path(__file__).resolve().parent
@@ -81,7 +79,7 @@ def _statistics_restored(norms):
 
 @torch.no_grad()
 def _grid_sdf(field, grid: torch.Tensor, chunk: int = 32768) -> torch.Tensor:
-    return torch.cat([field.forward_geonetwork(grid[i:i + chunk])[:, 0] for i in range(0, len(grid), chunk)])
+    return torch.cat([field.forward_geonetwork(grid[i : i + chunk])[:, 0] for i in range(0, len(grid), chunk)])
 
 
 def main(args: Args) -> None:
@@ -130,8 +128,10 @@ def main(args: Args) -> None:
                 m.momentum = 1.0
             with torch.no_grad():
                 field.forward_geonetwork(batch["points"])  # training mode: updates the running statistics
-            shift = max(float(((b["running_mean"] - m.running_mean).abs()
-                               / b["running_var"].sqrt().clamp_min(1e-12)).max()) for m, b in zip(norms, saved))
+            shift = max(
+                float(((b["running_mean"] - m.running_mean).abs() / b["running_var"].sqrt().clamp_min(1e-12)).max())
+                for m, b in zip(norms, saved)
+            )
             model.eval()
             entry["last_batch"] = _sdf_summary(_grid_sdf(field, grid))
             model.train()
@@ -141,41 +141,63 @@ def main(args: Args) -> None:
             entry["refreshed"] = _sdf_summary(_grid_sdf(field, grid))
             model.train()
         log.append(entry)
-        print(f"step {entry['step']}: surface running {entry['running']['surface']} "
-              f"(inside {entry['running']['inside']:.4f}), last batch {entry['last_batch']['surface']} "
-              f"(inside {entry['last_batch']['inside']:.4f}), refreshed {entry['refreshed']['surface']} "
-              f"(inside {entry['refreshed']['inside']:.4f}), training samples {entry['train_batch']['surface']}, "
-              f"running vs batch mean {shift:.2f} std  [{time.time() - t0:.0f} s]", flush=True)
+        print(
+            f"step {entry['step']}: surface running {entry['running']['surface']} "
+            f"(inside {entry['running']['inside']:.4f}), last batch {entry['last_batch']['surface']} "
+            f"(inside {entry['last_batch']['inside']:.4f}), refreshed {entry['refreshed']['surface']} "
+            f"(inside {entry['refreshed']['inside']:.4f}), training samples {entry['train_batch']['surface']}, "
+            f"running vs batch mean {shift:.2f} std  [{time.time() - t0:.0f} s]",
+            flush=True,
+        )
 
     gaps = [e for e in log if not e["running"]["surface"]]
-    record = {"meta": provenance("neus_eval_gap", args.threads,
-                                 f"bunny neus-cn of benchmarks/neus_equal_time.py repeated (same settings, seed 0) for "
-                                 f"{args.steps} steps, SDF on a {args.resolution}^3 grid every {args.every} steps "
-                                 f"from step {args.eval_from}"),
-              "log": log}
+    record = {
+        "meta": provenance(
+            "neus_eval_gap",
+            args.threads,
+            f"bunny neus-cn of benchmarks/neus_equal_time.py repeated (same settings, seed 0) for "
+            f"{args.steps} steps, SDF on a {args.resolution}^3 grid every {args.every} steps "
+            f"from step {args.eval_from}",
+        ),
+        "log": log,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=1))
     meta = record["meta"]
     n = len(log)
     count = lambda key: sum(1 for e in log if not e[key]["surface"])  # noqa: E731
-    lines = ["# neus-cn evaluations without a surface: running statistics or weights?", "",
-             f"- command: `{meta['command']}`", f"- machine: {meta['machine']}", f"- setting: {meta['setting']}",
-             f"- date: {meta['date']}", "",
-             "| SDF evaluated with | evaluations without a zero crossing |", "|---|---:|",
-             f"| running statistics (eval mode, as mesh extraction) | {count('running')} of {n} |",
-             f"| the last training batch's column statistics (eval mode) | {count('last_batch')} of {n} |",
-             f"| running statistics re-estimated over {args.refresh} fresh training batches (eval mode) | "
-             f"{count('refreshed')} of {n} |",
-             f"| batch statistics, on the training batch's own samples | {count('train_batch')} of {n} |", "",
-             "| step | running: inside fraction | last batch: inside fraction | refreshed: inside fraction | "
-             "training samples: SDF min / max | running vs batch column mean (std) |", "|---:|---:|---:|---:|---|---:|"]
+    lines = [
+        "# neus-cn evaluations without a surface: running statistics or weights?",
+        "",
+        f"- command: `{meta['command']}`",
+        f"- machine: {meta['machine']}",
+        f"- setting: {meta['setting']}",
+        f"- date: {meta['date']}",
+        "",
+        "| SDF evaluated with | evaluations without a zero crossing |",
+        "|---|---:|",
+        f"| running statistics (eval mode, as mesh extraction) | {count('running')} of {n} |",
+        f"| the last training batch's column statistics (eval mode) | {count('last_batch')} of {n} |",
+        f"| running statistics re-estimated over {args.refresh} fresh training batches (eval mode) | "
+        f"{count('refreshed')} of {n} |",
+        f"| batch statistics, on the training batch's own samples | {count('train_batch')} of {n} |",
+        "",
+        "| step | running: inside fraction | last batch: inside fraction | refreshed: inside fraction | "
+        "training samples: SDF min / max | running vs batch column mean (std) |",
+        "|---:|---:|---:|---:|---|---:|",
+    ]
     for e in gaps + [e for e in log if e not in gaps][:5]:
-        lines.append(f"| {e['step']} | {e['running']['inside']:.4f} | {e['last_batch']['inside']:.4f} | "
-                     f"{e['refreshed']['inside']:.4f} | "
-                     f"{e['train_batch']['min']:.3f} / {e['train_batch']['max']:.3f} | "
-                     f"{e['running_vs_batch_mean_in_std']:.2f} |")
-    lines += ["", "Rows: every evaluation whose running-statistics SDF had no zero crossing, then the first five "
-              "that had one, for comparison."]
+        lines.append(
+            f"| {e['step']} | {e['running']['inside']:.4f} | {e['last_batch']['inside']:.4f} | "
+            f"{e['refreshed']['inside']:.4f} | "
+            f"{e['train_batch']['min']:.3f} / {e['train_batch']['max']:.3f} | "
+            f"{e['running_vs_batch_mean_in_std']:.2f} |"
+        )
+    lines += [
+        "",
+        "Rows: every evaluation whose running-statistics SDF had no zero crossing, then the first five "
+        "that had one, for comparison.",
+    ]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

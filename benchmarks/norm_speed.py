@@ -99,8 +99,11 @@ def measure_one(name: str, layers: int, width: int, side: int, iters: int, warmu
         opt.step()
         if i >= warmup:
             times.append(time.perf_counter() - t0)
-    return {"name": name, "ms": [1e3 * t for t in times],
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    return {
+        "name": name,
+        "ms": [1e3 * t for t in times],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+    }
 
 
 @dataclass
@@ -134,16 +137,38 @@ def main(args: Args) -> None:
     peak = {name: 0.0 for name in args.configs}
     for rnd in range(args.rounds):
         for name in args.configs:
-            cmd = [sys.executable, __file__, "--child", name, "--arch", args.arch, "--side", str(args.side),
-                   "--iters", str(args.iters), "--warmup", str(args.warmup), "--threads", str(args.threads)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                name,
+                "--arch",
+                args.arch,
+                "--side",
+                str(args.side),
+                "--iters",
+                str(args.iters),
+                "--warmup",
+                str(args.warmup),
+                "--threads",
+                str(args.threads),
+            ]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
             res = json.loads(out)
             samples[name] += res["ms"]
             peak[name] = max(peak[name], res["peak_rss_mb"])
             print(f"round {rnd + 1}/{args.rounds} {name:24s} {statistics.median(res['ms']):8.1f} ms", flush=True)
-    rows = [{"name": name, "description": CONFIGS[name], "ms_median": statistics.median(samples[name]),
-             "ms_min": min(samples[name]), "peak_rss_mb": peak[name], "n_samples": len(samples[name])}
-            for name in args.configs]
+    rows = [
+        {
+            "name": name,
+            "description": CONFIGS[name],
+            "ms_median": statistics.median(samples[name]),
+            "ms_min": min(samples[name]),
+            "peak_rss_mb": peak[name],
+            "n_samples": len(samples[name]),
+        }
+        for name in args.configs
+    ]
     base = next(r for r in rows if r["name"] == "none")["ms_median"]
     by = {r["name"]: r for r in rows}
     for r in rows:
@@ -158,20 +183,28 @@ def main(args: Args) -> None:
     meta = {
         "command": "python benchmarks/norm_speed.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {torch.get_num_threads()} torch threads "
-                   f"requested {args.threads}, python {platform.python_version()}, torch {torch.__version__}",
-        "setting": f"ReLU MLP {args.arch}, T = {args.side}x{args.side} = {args.side ** 2} coordinates, Adam lr 1e-3, "
-                   f"median of {args.rounds} interleaved rounds x {args.iters} iterations (each round a fresh process, "
-                   f"{args.warmup} warm-up iterations); peak RSS of the process, max over rounds",
+        f"requested {args.threads}, python {platform.python_version()}, torch {torch.__version__}",
+        "setting": f"ReLU MLP {args.arch}, T = {args.side}x{args.side} = {args.side**2} coordinates, Adam lr 1e-3, "
+        f"median of {args.rounds} interleaved rounds x {args.iters} iterations (each round a fresh process, "
+        f"{args.warmup} warm-up iterations); peak RSS of the process, max over rounds",
         "date": time.strftime("%Y-%m-%d"),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows, "summary": summary}, indent=2))
-    lines = ["# Norm speed: one training iteration\n", f"- command: `{meta['command']}`",
-             f"- machine: {meta['machine']}", f"- setting: {meta['setting']}", f"- date: {meta['date']}\n",
-             "| config | ms / iter | x plain MLP | peak RSS (MB) | what |", "|---|---:|---:|---:|---|"]
+    lines = [
+        "# Norm speed: one training iteration\n",
+        f"- command: `{meta['command']}`",
+        f"- machine: {meta['machine']}",
+        f"- setting: {meta['setting']}",
+        f"- date: {meta['date']}\n",
+        "| config | ms / iter | x plain MLP | peak RSS (MB) | what |",
+        "|---|---:|---:|---:|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['ms_median']:.1f} | {r['ratio_to_none']:.2f} | {r['peak_rss_mb']:.0f} | "
-                     f"{r['description']} |")
+        lines.append(
+            f"| {r['name']} | {r['ms_median']:.1f} | {r['ratio_to_none']:.2f} | {r['peak_rss_mb']:.0f} | "
+            f"{r['description']} |"
+        )
     if summary:
         lines.append("")
         lines += [f"- {k.replace('_over_', ' / ')}: **{v:.2f}x**" for k, v in summary.items()]

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
-
 from task_tables import ALL_METHODS, DATA, RESULTS, Case, run_cases, write_report
 
 from nerf_norm.tasks.commands import OccupancyCommand, run_occupancy
@@ -30,8 +29,11 @@ PAPER = {
 class Args:
     """Fit the occupancy of Stanford meshes with the 13 methods; write a Table-3-style summary."""
 
-    meshes: tuple[Path, ...] = (DATA / "meshes" / "armadillo.obj", DATA / "meshes" / "bunny.obj",
-                                DATA / "meshes" / "dragon.ply")
+    meshes: tuple[Path, ...] = (
+        DATA / "meshes" / "armadillo.obj",
+        DATA / "meshes" / "bunny.obj",
+        DATA / "meshes" / "dragon.ply",
+    )
     methods: tuple[str, ...] = ALL_METHODS
     arch: str = "2x256"
     resolution: int = 96
@@ -53,26 +55,49 @@ def main(args: Args) -> None:
 
     def case(mesh: Path) -> Case:
         def run(method: str, out: Path):
-            cmd = OccupancyCommand(mesh=mesh, method=method, arch=args.arch, resolution=args.resolution,
-                                   batch=args.batch, iters=args.iters, seed=args.seed, quiet=True, resume=False,
-                                   out=out)
+            cmd = OccupancyCommand(
+                mesh=mesh,
+                method=method,
+                arch=args.arch,
+                resolution=args.resolution,
+                batch=args.batch,
+                iters=args.iters,
+                seed=args.seed,
+                quiet=True,
+                resume=False,
+                out=out,
+            )
             result, _ = run_occupancy(cmd)
             return result.metrics, {k: result.history[k] for k in ("iteration", "seconds", "iou")}
+
         return Case(mesh.stem, run)
 
-    setting = (f"{args.arch}, {args.resolution}^3 grid (paper 512^3), {args.batch:,} random grid points per step "
-               f"(paper 100,000), {args.iters} steps (paper 200 epochs), Adam 5e-3 with cosine decay to 5e-4, "
-               f"seed {args.seed}; IoU of sigmoid > 0.5 on the grid")
-    record = run_cases("occupancy", [case(m) for m in args.meshes], args.methods, ("iou", "bce"), setting,
-                       args.threads, args.out)
-    write_report(args.out, "3D occupancy (Table 3 layout)", record, [
-        "meshes: ../shared/data/meshes (Stanford scans; bunny and dragon are not closed: inside = generalized "
-        "winding number > 1/2, which fills their holes; see nerf_norm/tasks/occupancy.py)",
-        "BN, GN and CN keep running statistics, re-estimated over 16 training batches at the final weights before "
-        "the grid is evaluated (`--stats-batches`; before 2026-11-24 the grid was evaluated in chunks with their "
-        "own statistics, a bug: `benchmarks/results/occupancy_eval_gap.md`)",
-        "runs as Ray tasks of --threads CPUs each, as many at once as the machine has CPUs (seconds per iteration are under that load); `paper` rows: the paper's Table 3 (512^3, 200 epochs)"],
-        args.methods, [("iou", "IoU", "{:.3f}")], [m.stem for m in args.meshes], PAPER, curve_at=args.curve_at)
+    setting = (
+        f"{args.arch}, {args.resolution}^3 grid (paper 512^3), {args.batch:,} random grid points per step "
+        f"(paper 100,000), {args.iters} steps (paper 200 epochs), Adam 5e-3 with cosine decay to 5e-4, "
+        f"seed {args.seed}; IoU of sigmoid > 0.5 on the grid"
+    )
+    record = run_cases(
+        "occupancy", [case(m) for m in args.meshes], args.methods, ("iou", "bce"), setting, args.threads, args.out
+    )
+    write_report(
+        args.out,
+        "3D occupancy (Table 3 layout)",
+        record,
+        [
+            "meshes: ../shared/data/meshes (Stanford scans; bunny and dragon are not closed: inside = generalized "
+            "winding number > 1/2, which fills their holes; see nerf_norm/tasks/occupancy.py)",
+            "BN, GN and CN keep running statistics, re-estimated over 16 training batches at the final weights before "
+            "the grid is evaluated (`--stats-batches`; before 2026-11-24 the grid was evaluated in chunks with their "
+            "own statistics, a bug: `benchmarks/results/occupancy_eval_gap.md`)",
+            "runs as Ray tasks of --threads CPUs each, as many at once as the machine has CPUs (seconds per iteration are under that load); `paper` rows: the paper's Table 3 (512^3, 200 epochs)",
+        ],
+        args.methods,
+        [("iou", "IoU", "{:.3f}")],
+        [m.stem for m in args.meshes],
+        PAPER,
+        curve_at=args.curve_at,
+    )
 
 
 if __name__ == "__main__":

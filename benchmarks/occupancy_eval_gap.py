@@ -28,7 +28,6 @@ from pathlib import Path
 
 import torch
 import tyro
-
 from occupancy import Args as TableArgs
 from task_tables import RESULTS, SCRATCH, provenance, provenance_lines
 
@@ -80,9 +79,19 @@ def _own_statistics(model: torch.nn.Module) -> torch.nn.Module:
 
 def evaluate(mesh: Path, method: str, table: TableArgs, args: Args) -> dict:
     out = args.runs / mesh.stem / method.replace("+", "_")
-    cmd = OccupancyCommand(mesh=mesh, method=method, arch=table.arch, resolution=table.resolution,
-                           batch=table.batch, iters=table.iters, seed=table.seed, quiet=True, resume=True, out=out,
-                           threads=args.threads)
+    cmd = OccupancyCommand(
+        mesh=mesh,
+        method=method,
+        arch=table.arch,
+        resolution=table.resolution,
+        batch=table.batch,
+        iters=table.iters,
+        seed=table.seed,
+        quiet=True,
+        resume=True,
+        out=out,
+        threads=args.threads,
+    )
     result, task = run_occupancy(cmd)  # trains only what the checkpoint lacks
     model = fit_network(cmd, task)
     model.load_state_dict(torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)["model"])
@@ -91,40 +100,54 @@ def evaluate(mesh: Path, method: str, table: TableArgs, args: Args) -> dict:
     refreshed = copy.deepcopy(model)
     generator = torch.Generator().manual_seed(12345)
     refresh_statistics(refreshed, lambda k: refreshed(points[task.sample(generator)]), args.refresh)
-    logits = {"chunks": _logits(_own_statistics(model), points, 1 << 17),
-              "running": _logits(model, points, task.eval_chunk),
-              "refreshed": _logits(refreshed, points, task.eval_chunk),
-              "batches": _batch_statistics_logits(model, points, cmd.batch, seed=1)}
-    return {"case": mesh.stem, "method": method, "table_iou": result.metrics["iou"],
-            **{f"iou_{k}": iou(v > 0, target) for k, v in logits.items()},
-            "iou_train_batch": result.history["iou"][-1], "norms": len(norms_with_running_statistics(model))}
+    logits = {
+        "chunks": _logits(_own_statistics(model), points, 1 << 17),
+        "running": _logits(model, points, task.eval_chunk),
+        "refreshed": _logits(refreshed, points, task.eval_chunk),
+        "batches": _batch_statistics_logits(model, points, cmd.batch, seed=1),
+    }
+    return {
+        "case": mesh.stem,
+        "method": method,
+        "table_iou": result.metrics["iou"],
+        **{f"iou_{k}": iou(v > 0, target) for k, v in logits.items()},
+        "iou_train_batch": result.history["iou"][-1],
+        "norms": len(norms_with_running_statistics(model)),
+    }
 
 
 def main(args: Args) -> None:
     table = TableArgs()
     torch.set_num_threads(args.threads)
     json_path = args.out.with_suffix(".json")
-    setting = (f"the runs of benchmarks/occupancy.py ({table.arch}, {table.resolution}^3 grid, {table.batch:,} points "
-               f"per step, {table.iters} steps, seed {table.seed}); refreshed statistics over {args.refresh} "
-               "training batches; batch statistics over random batches of the training batch size")
+    setting = (
+        f"the runs of benchmarks/occupancy.py ({table.arch}, {table.resolution}^3 grid, {table.batch:,} points "
+        f"per step, {table.iters} steps, seed {table.seed}); refreshed statistics over {args.refresh} "
+        "training batches; batch statistics over random batches of the training batch size"
+    )
     record = {"meta": provenance("occupancy_eval_gap", args.threads, setting), "runs": []}
     for mesh in table.meshes:
         for method in args.methods:
             row = evaluate(mesh, method, table, args)
             record["runs"].append(row)
-            print(f"{row['case']:10s} {method:8s} " + "  ".join(f"{k} {row['iou_' + k]:.3f}" for k in KINDS),
-                  flush=True)
+            print(
+                f"{row['case']:10s} {method:8s} " + "  ".join(f"{k} {row['iou_' + k]:.3f}" for k in KINDS), flush=True
+            )
             json_path.write_text(json.dumps(record, indent=1))
     meta = record["meta"]
-    lines = [*provenance_lines("Occupancy with batch-coupled norms: the evaluation before and after the fix", meta), "",
-             "IoU of the whole grid: `chunks` grid-order chunks of 131,072 points with their own statistics (the "
-             "evaluation before the fix); `running` the running averages of training; `refreshed` running "
-             "statistics re-estimated at the final weights (the table's evaluation now); `batches` random batches "
-             "of the training size with their own statistics; `train_batch` the last logged training batch", "",
-             "| mesh | method | " + " | ".join(KINDS) + " |", "|---|---|" + "---:|" * len(KINDS)]
+    lines = [
+        *provenance_lines("Occupancy with batch-coupled norms: the evaluation before and after the fix", meta),
+        "",
+        "IoU of the whole grid: `chunks` grid-order chunks of 131,072 points with their own statistics (the "
+        "evaluation before the fix); `running` the running averages of training; `refreshed` running "
+        "statistics re-estimated at the final weights (the table's evaluation now); `batches` random batches "
+        "of the training size with their own statistics; `train_batch` the last logged training batch",
+        "",
+        "| mesh | method | " + " | ".join(KINDS) + " |",
+        "|---|---|" + "---:|" * len(KINDS),
+    ]
     for r in record["runs"]:
-        lines.append(f"| {r['case']} | {r['method']} | " + " | ".join(f"{r['iou_' + k]:.3f}" for k in KINDS)
-                     + " |")
+        lines.append(f"| {r['case']} | {r['method']} | " + " | ".join(f"{r['iou_' + k]:.3f}" for k in KINDS) + " |")
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out.with_suffix('.md')}")
 

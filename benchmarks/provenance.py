@@ -31,8 +31,9 @@ def cpu_model() -> str:
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
         return out.stdout.strip() + ("+uncommitted" if dirty else "")
     except OSError:
         return "unknown"
@@ -44,19 +45,27 @@ def provenance(settings: dict) -> dict:
         "command": "python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "commit": git_commit(),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "python": platform.python_version(),
-                    "device": "cuda" if torch.cuda.is_available() else "cpu"},
+        "machine": {
+            "cpu": cpu_model(),
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "device": "cuda" if torch.cuda.is_available() else "cpu",
+        },
         "settings": settings,
     }
 
 
 def provenance_markdown(meta: dict) -> List[str]:
     m = meta["machine"]
-    return [f"- command: `{meta['command']}`", f"- date: {meta['date']}, commit {meta['commit']}",
-            f"- machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, torch {m['torch']}, "
-            f"python {m['python']}, device {m['device']}",
-            "- settings: " + ", ".join(f"{k}={v}" for k, v in meta["settings"].items())]
+    return [
+        f"- command: `{meta['command']}`",
+        f"- date: {meta['date']}, commit {meta['commit']}",
+        f"- machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, torch {m['torch']}, "
+        f"python {m['python']}, device {m['device']}",
+        "- settings: " + ", ".join(f"{k}={v}" for k, v in meta["settings"].items()),
+    ]
 
 
 def append_rows(path: Path, rows: Iterable[dict]) -> None:

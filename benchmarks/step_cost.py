@@ -82,8 +82,15 @@ def interleave(steppers: Dict[str, Tuple[StepFn, Callable[[], float]]], rounds: 
             faults[name].append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / steps)
         console.print(f"round {r}: " + ", ".join(f"{n} {v[-1]:.4f} s" for n, v in times.items()))
     ref = times[names[0]]
-    return {n: {"s_per_step": statistics.median(v), "ratio": statistics.median(a / b for a, b in zip(v, ref)),
-                "rounds": v, "page_faults_per_step": statistics.median(faults[n])} for n, v in times.items()}
+    return {
+        n: {
+            "s_per_step": statistics.median(v),
+            "ratio": statistics.median(a / b for a, b in zip(v, ref)),
+            "rounds": v,
+            "page_faults_per_step": statistics.median(faults[n]),
+        }
+        for n, v in times.items()
+    }
 
 
 class _ProfiledStep:
@@ -200,19 +207,29 @@ PAIRS = {"neus": neus_pair, "mipnerf": mipnerf_pair, "image": image_pair}
 
 
 def write_markdown(record: dict, out: Path) -> None:
-    lines = ["# Step cost of the normalized methods (issue 13, item 4)", "",
-             f"- command: `{record['command']}`", f"- machine: {record['machine']}", f"- date: {record['date']}",
-             "- nerfstudio pairs: mean `Trainer.train_iteration` from nerfstudio's basic profiler per block; image: "
-             "wall clock of the iteration; ratio = median over rounds of the paired per-round ratio", ""]
-    lines += ["| pair | method | s / step | x plain | target | met | page faults / step |",
-              "|---|---|---:|---:|---:|---|---:|"]
+    lines = [
+        "# Step cost of the normalized methods (issue 13, item 4)",
+        "",
+        f"- command: `{record['command']}`",
+        f"- machine: {record['machine']}",
+        f"- date: {record['date']}",
+        "- nerfstudio pairs: mean `Trainer.train_iteration` from nerfstudio's basic profiler per block; image: "
+        "wall clock of the iteration; ratio = median over rounds of the paired per-round ratio",
+        "",
+    ]
+    lines += [
+        "| pair | method | s / step | x plain | target | met | page faults / step |",
+        "|---|---|---:|---:|---:|---|---:|",
+    ]
     for pair, methods in record["pairs"].items():
         for method, r in methods.items():
             target = TARGETS.get((pair, method))
             met = "" if target is None else ("yes" if r["ratio"] <= target else "**no**")
             pf = r.get("page_faults_per_step")
-            lines.append(f"| {pair} | {method} | {r['s_per_step']:.4f} | {r['ratio']:.3f} | "
-                         f"{'' if target is None else f'<= {target}'} | {met} | {'-' if pf is None else f'{pf:.0f}'} |")
+            lines.append(
+                f"| {pair} | {method} | {r['s_per_step']:.4f} | {r['ratio']:.3f} | "
+                f"{'' if target is None else f'<= {target}'} | {met} | {'-' if pf is None else f'{pf:.0f}'} |"
+            )
     lines += ["", "Settings: " + "; ".join(f"{k}: {v}" for k, v in record["settings"].items())]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     console.print(f"wrote {out.with_suffix('.md')}")
@@ -232,15 +249,18 @@ def main(args: Args) -> None:
         record.update(
             command="python benchmarks/step_cost.py " + " ".join(sys.argv[1:]),
             machine=f"{platform.machine()}, {torch.get_num_threads()} torch threads, python "
-                    f"{platform.python_version()}, torch {torch.__version__}",
+            f"{platform.python_version()}, torch {torch.__version__}",
             date=time.strftime("%Y-%m-%d %H:%M"),
-            settings={"rounds": args.rounds, "steps per block": args.steps,
-                      "neus": "neus-cn-lite (128 rays, 32+32 samples, 6x128 SDF, 2x128 colour) vs norm none, "
-                              "generated bunny 64x48",
-                      "mipnerf": "lite settings (128 rays, 32+32 samples), generated Blender scene 100x100",
-                      "image": "10x28, bundled image 256x256, full batch, Adam, malloc "
-                               + ("retained (nerf_norm/cpu_memory.py)" if args.retain_freed_memory
-                                  else "glibc defaults")})
+            settings={
+                "rounds": args.rounds,
+                "steps per block": args.steps,
+                "neus": "neus-cn-lite (128 rays, 32+32 samples, 6x128 SDF, 2x128 colour) vs norm none, "
+                "generated bunny 64x48",
+                "mipnerf": "lite settings (128 rays, 32+32 samples), generated Blender scene 100x100",
+                "image": "10x28, bundled image 256x256, full batch, Adam, malloc "
+                + ("retained (nerf_norm/cpu_memory.py)" if args.retain_freed_memory else "glibc defaults"),
+            },
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record, indent=1))
         write_markdown(record, args.out)

@@ -41,23 +41,38 @@ class Case:
 
 
 def machine(threads: int) -> str:
-    return (f"{platform.machine()}, {os.cpu_count()} cores, {threads} torch threads, python "
-            f"{platform.python_version()}, torch {torch.__version__}")
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, {threads} torch threads, python "
+        f"{platform.python_version()}, torch {torch.__version__}"
+    )
 
 
 def provenance(script: str, threads: int, setting: str) -> dict:
     """What every result file records: the command that made it, the machine, the settings and the date."""
-    return {"command": f"python benchmarks/{script}.py " + " ".join(sys.argv[1:]), "machine": machine(threads),
-            "setting": setting, "date": time.strftime("%Y-%m-%d")}
+    return {
+        "command": f"python benchmarks/{script}.py " + " ".join(sys.argv[1:]),
+        "machine": machine(threads),
+        "setting": setting,
+        "date": time.strftime("%Y-%m-%d"),
+    }
 
 
 def provenance_lines(title: str, meta: dict) -> List[str]:
     """The head of a result markdown file: ``# title`` and the provenance :func:`provenance` recorded."""
     commands = meta.get("commands") or [meta["command"]]
-    shown = (f"- command: `{commands[0]}`" if len(commands) == 1 else
-             "- commands (runs resumed by each; same settings): " + ", ".join(f"`{c}`" for c in commands))
-    return [f"# {title}", "", shown, f"- machine: {meta['machine']}", f"- setting: {meta['setting']}",
-            f"- date: {meta['date']}"]
+    shown = (
+        f"- command: `{commands[0]}`"
+        if len(commands) == 1
+        else "- commands (runs resumed by each; same settings): " + ", ".join(f"`{c}`" for c in commands)
+    )
+    return [
+        f"# {title}",
+        "",
+        shown,
+        f"- machine: {meta['machine']}",
+        f"- setting: {meta['setting']}",
+        f"- date: {meta['date']}",
+    ]
 
 
 def resume_keyed(out: Path, meta: dict, runs: Dict[str, Callable[[], dict]]) -> dict:
@@ -76,9 +91,19 @@ def resume_keyed(out: Path, meta: dict, runs: Dict[str, Callable[[], dict]]) -> 
     return record
 
 
-def run_cases(name: str, cases: Sequence[Case], methods: Sequence[str], keep: Sequence[str], setting: str,
-              threads: int, out: Path, script: Optional[str] = None, parallel: Optional[int] = None,
-              address: Optional[str] = None, report_only: bool = False) -> dict:
+def run_cases(
+    name: str,
+    cases: Sequence[Case],
+    methods: Sequence[str],
+    keep: Sequence[str],
+    setting: str,
+    threads: int,
+    out: Path,
+    script: Optional[str] = None,
+    parallel: Optional[int] = None,
+    address: Optional[str] = None,
+    report_only: bool = False,
+) -> dict:
     """Runs what ``out.json`` does not hold yet, as Ray tasks of ``threads`` CPUs each (``nerf_norm.sweep``'s
     engine: an embedded local instance of ``parallel`` CPUs, default all, or the cluster at ``address``); each
     result is appended to ``out.json`` as it ends. Returns the record (meta + runs). ``name`` names the scratch
@@ -92,35 +117,61 @@ def run_cases(name: str, cases: Sequence[Case], methods: Sequence[str], keep: Se
     record = json.loads(json_path.read_text()) if json_path.exists() else {"runs": []}
     earlier = record.get("meta", {}).get("setting")
     if earlier is not None and earlier != setting:
-        raise SystemExit(f"{json_path} holds runs made with other settings ({earlier!r}); resuming would mix "
-                         f"them with {setting!r}. Move it away or choose another --out.")
+        raise SystemExit(
+            f"{json_path} holds runs made with other settings ({earlier!r}); resuming would mix "
+            f"them with {setting!r}. Move it away or choose another --out."
+        )
     done = {(r["case"], r["method"]) for r in record["runs"]}
     meta = provenance(script or name, threads, setting)
-    jobs = {(case.label, method): (_fresh_run, (case.run, method, SCRATCH / name / case.label /
-                                                method.replace("+", "_")))
-            for case in cases for method in methods if (case.label, method) not in done}
+    jobs = {
+        (case.label, method): (_fresh_run, (case.run, method, SCRATCH / name / case.label / method.replace("+", "_")))
+        for case in cases
+        for method in methods
+        if (case.label, method) not in done
+    }
 
     def finished(key, outcome) -> None:
         (label, method), (metrics, history) = key, outcome
-        entry = {"case": label, "method": method, **{k: metrics[k] for k in keep if k in metrics},
-                 "params": metrics["params"], "train_seconds": metrics["train_seconds"],
-                 "iterations": metrics["iterations"], "history": history}
+        entry = {
+            "case": label,
+            "method": method,
+            **{k: metrics[k] for k in keep if k in metrics},
+            "params": metrics["params"],
+            "train_seconds": metrics["train_seconds"],
+            "iterations": metrics["iterations"],
+            "history": history,
+        }
         _append(json_path, meta, entry)
         shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in keep if k in metrics)
         print(f"{label} {method:8s} {shown}  {metrics['train_seconds']:.1f}s", flush=True)
 
-    print(f"{name}: {len(cases) * len(methods)} runs, {len(done)} already in {json_path}, "
-          f"{'none run (--report-only), ' + str(len(jobs)) + ' missing' if report_only else str(len(jobs)) + ' to run'}",
-          flush=True)
+    print(
+        f"{name}: {len(cases) * len(methods)} runs, {len(done)} already in {json_path}, "
+        f"{'none run (--report-only), ' + str(len(jobs)) + ' missing' if report_only else str(len(jobs)) + ' to run'}",
+        flush=True,
+    )
     if report_only:
         if not record["runs"]:
             raise SystemExit(f"--report-only: {json_path} holds no runs")
         return record
-    failed = run_on_ray(jobs, finished, name, cpus_per_cell=threads, address=address, cpus=parallel,
-                        name=lambda key: f"{key[0]} {key[1]}") if jobs else []
+    failed = (
+        run_on_ray(
+            jobs,
+            finished,
+            name,
+            cpus_per_cell=threads,
+            address=address,
+            cpus=parallel,
+            name=lambda key: f"{key[0]} {key[1]}",
+        )
+        if jobs
+        else []
+    )
     if failed:
-        raise SystemExit(f"{len(failed)} runs failed (the others are recorded): "
-                         + "; ".join(f"{label} {method}: {error}" for (label, method), error in failed))
+        raise SystemExit(
+            f"{len(failed)} runs failed (the others are recorded): "
+            + "; ".join(f"{label} {method}: {error}" for (label, method), error in failed)
+        )
     return _locked_read(json_path) or record
 
 
@@ -162,8 +213,13 @@ def _append(json_path: Path, meta: dict, entry: dict) -> dict:
     return record
 
 
-def table(record: dict, methods: Sequence[str], metrics: Sequence[Tuple[str, str, str]],
-          labels: Sequence[str], paper: Dict[Tuple[str, str], Sequence[float]]) -> List[str]:
+def table(
+    record: dict,
+    methods: Sequence[str],
+    metrics: Sequence[Tuple[str, str, str]],
+    labels: Sequence[str],
+    paper: Dict[Tuple[str, str], Sequence[float]],
+) -> List[str]:
     """Markdown rows ``metric | case | source | methods...``: ours (best in bold) and, under it, the paper's.
 
     ``metrics``: ``(key in the runs, name shown, format)``; ``paper[(key, label)]``: the paper's 13 values in
@@ -180,8 +236,7 @@ def table(record: dict, methods: Sequence[str], metrics: Sequence[Tuple[str, str
             lines.append(f"| {shown} | {label} | ours | " + " | ".join(cells) + " |")
             if (key, label) in paper:
                 ref = dict(zip(ALL_METHODS, paper[(key, label)]))
-                lines.append(f"| {shown} | {label} | paper | " + " | ".join(fmt.format(ref[m]) for m in methods)
-                             + " |")
+                lines.append(f"| {shown} | {label} | paper | " + " | ".join(fmt.format(ref[m]) for m in methods) + " |")
     return lines
 
 
@@ -189,15 +244,25 @@ def seconds_table(record: dict, methods: Sequence[str], labels: Sequence[str]) -
     by = {(r["case"], r["method"]): r for r in record["runs"]}
     lines = ["| case | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
     for label in labels:
-        cells = [f"{by[(label, m)]['train_seconds'] / by[(label, m)]['iterations']:.3f}" if (label, m) in by else "-"
-                 for m in methods]
+        cells = [
+            f"{by[(label, m)]['train_seconds'] / by[(label, m)]['iterations']:.3f}" if (label, m) in by else "-"
+            for m in methods
+        ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
 
-def write_report(out: Path, title: str, record: dict, notes: Sequence[str], methods: Sequence[str],
-                 metrics: Sequence[Tuple[str, str, str]], labels: Sequence[str],
-                 paper: Dict[Tuple[str, str], Sequence[float]], curve_at: Sequence[int] = ()) -> Path:
+def write_report(
+    out: Path,
+    title: str,
+    record: dict,
+    notes: Sequence[str],
+    methods: Sequence[str],
+    metrics: Sequence[Tuple[str, str, str]],
+    labels: Sequence[str],
+    paper: Dict[Tuple[str, str], Sequence[float]],
+    curve_at: Sequence[int] = (),
+) -> Path:
     """``out.md``: title, provenance (command, machine, setting, date), notes, the paper-layout table and the
     seconds per iteration; with ``curve_at``, also the training curves (:func:`curves`)."""
     meta = record["meta"]
@@ -211,18 +276,30 @@ def write_report(out: Path, title: str, record: dict, notes: Sequence[str], meth
     if curve_at:
         rows = curves(out, record, key, methods, labels, curve_at, metrics[0][2])
         if rows:
-            lines += ["", f"## `{key}` during training", "",
-                      f"The value each run logged (every 25 iterations, from its training-mode forward pass; for "
-                      f"batch-trained tasks on the current batch) nearest each iteration; curves: "
-                      f"`{out.with_suffix('.png').name}`.", ""] + rows
+            lines += [
+                "",
+                f"## `{key}` during training",
+                "",
+                f"The value each run logged (every 25 iterations, from its training-mode forward pass; for "
+                f"batch-trained tasks on the current batch) nearest each iteration; curves: "
+                f"`{out.with_suffix('.png').name}`.",
+                "",
+            ] + rows
     path = out.with_suffix(".md")
     path.write_text("\n".join(lines) + "\n")
     print(f"wrote {path}")
     return path
 
 
-def curves(out: Path, record: dict, key: str, methods: Sequence[str], labels: Sequence[str],
-           at: Sequence[int], fmt: str = "{:.2f}") -> List[str]:
+def curves(
+    out: Path,
+    record: dict,
+    key: str,
+    methods: Sequence[str],
+    labels: Sequence[str],
+    at: Sequence[int],
+    fmt: str = "{:.2f}",
+) -> List[str]:
     """The training curves the runs recorded: ``out.png`` (``key`` against iteration, one panel per case) and
     Markdown rows of ``key`` at the iterations ``at`` (the logged iteration nearest to each) per case and method."""
     from nerf_norm.plotting import pyplot
@@ -236,8 +313,14 @@ def curves(out: Path, record: dict, key: str, methods: Sequence[str], labels: Se
     for ax, label in zip(axes[0], labels):
         for index, method in enumerate(methods):
             if (label, method) in by:
-                ax.plot(by[(label, method)]["iteration"], by[(label, method)][key], lw=1.4, label=method,
-                        color=plt.get_cmap("tab20")(index % 20), ls="--" if "+" not in method else "-")
+                ax.plot(
+                    by[(label, method)]["iteration"],
+                    by[(label, method)][key],
+                    lw=1.4,
+                    label=method,
+                    color=plt.get_cmap("tab20")(index % 20),
+                    ls="--" if "+" not in method else "-",
+                )
         ax.set_title(label)
         ax.set_xlabel("iteration")
         ax.set_ylabel(key)
@@ -252,24 +335,32 @@ def curves(out: Path, record: dict, key: str, methods: Sequence[str], labels: Se
         return fmt.format(history[key][nearest])
 
     lines = ["| case | method | " + " | ".join(f"it {i}" for i in at) + " |", "|---|---|" + "---:|" * len(at)]
-    lines += [f"| {label} | {method} | " + " | ".join(value(by[(label, method)], i) for i in at) + " |"
-              for label in labels for method in methods if (label, method) in by]
+    lines += [
+        f"| {label} | {method} | " + " | ".join(value(by[(label, method)], i) for i in at) + " |"
+        for label in labels
+        for method in methods
+        if (label, method) in by
+    ]
     return lines
 
 
 def _orderings(values: Dict[str, float]) -> Dict[str, bool]:
     """The paper's orderings on one row of 13 values (higher is better): every norm above no norm, per family,
     and PE+CN best of all 13."""
-    checks = {f"{fam}+{n}>{fam}": values[f"{fam}+{n}"] > values[fam]
-              for fam in ("relu", "pe") for n in ("bn", "ln", "gn", "cn")
-              if f"{fam}+{n}" in values and fam in values}
+    checks = {
+        f"{fam}+{n}>{fam}": values[f"{fam}+{n}"] > values[fam]
+        for fam in ("relu", "pe")
+        for n in ("bn", "ln", "gn", "cn")
+        if f"{fam}+{n}" in values and fam in values
+    }
     if len(values) == len(ALL_METHODS):
         checks["pe+cn best"] = values["pe+cn"] >= max(values.values())
     return checks
 
 
-def orderings_table(record: dict, key: str, labels: Sequence[str],
-                    paper: Dict[Tuple[str, str], Sequence[float]]) -> List[str]:
+def orderings_table(
+    record: dict, key: str, labels: Sequence[str], paper: Dict[Tuple[str, str], Sequence[float]]
+) -> List[str]:
     """Markdown rows: for every case, whether each of the paper's orderings holds in ours (and in the paper's own
     numbers, where it has that case): ``yes``/``no``, ``ours/paper``."""
     by = {(r["case"], r["method"]): r[key] for r in record["runs"] if key in r}
@@ -287,4 +378,4 @@ def orderings_table(record: dict, key: str, labels: Sequence[str],
     for label, (ours, theirs) in checks.items():
         cells = [yn(ours[c]) + (f" / {yn(theirs[c])}" if c in theirs else "") if c in ours else "-" for c in header]
         rows.append(f"| {label} | " + " | ".join(cells) + f" | {sum(ours.values())}/{len(ours)} |")
-    return (["| case | " + " | ".join(header) + " | held (ours) |", "|---|" + "---|" * (len(header) + 1)] + rows)
+    return ["| case | " + " | ".join(header) + " | held (ours) |", "|---|" + "---|" * (len(header) + 1)] + rows

@@ -43,13 +43,7 @@ def mipnerf_norm(norm: str) -> TrainerConfig:
 
 # CPU preset (2 cores): 128 rays x (32 + 32) samples, in-process data manager (no worker start-up), 600 steps,
 # one eval image every 200 steps, checkpoints every 200 steps, tensorboard logging, no network needed, CPU.
-LITE = {
-    "rays": 128,
-    "coarse": 32,
-    "fine": 32,
-    "steps": 600,
-    "lr": 5e-4,
-}
+LITE = {"rays": 128, "coarse": 32, "fine": 32, "steps": 600, "lr": 5e-4}
 
 
 def lite(config: TrainerConfig, name: str) -> TrainerConfig:
@@ -60,9 +54,7 @@ def lite(config: TrainerConfig, name: str) -> TrainerConfig:
     model.eval_num_rays_per_chunk = 4096
     datamanager = config.pipeline.datamanager
     config.pipeline.datamanager = VanillaDataManagerConfig(
-        dataparser=datamanager.dataparser,
-        train_num_rays_per_batch=LITE["rays"],
-        eval_num_rays_per_batch=LITE["rays"],
+        dataparser=datamanager.dataparser, train_num_rays_per_batch=LITE["rays"], eval_num_rays_per_batch=LITE["rays"]
     )
     config.method_name = name
     config.max_num_iterations = LITE["steps"]
@@ -86,5 +78,7 @@ mipnerf_cn = _spec(mipnerf_norm("cn"), "Mip-NeRF with cross normalization in the
 mipnerf_bn = _spec(mipnerf_norm("bn"), "Mip-NeRF with batch normalization in the field MLP (nerf_norm).")
 mipnerf_ln = _spec(mipnerf_norm("ln"), "Mip-NeRF with layer normalization in the field MLP (nerf_norm).")
 mipnerf_gn = _spec(mipnerf_norm("gn"), "Mip-NeRF with global normalization in the field MLP (nerf_norm).")
-mipnerf_cn_lite = _spec(lite(mipnerf_norm("cn"), "mipnerf-cn-lite"),
-                        "mipnerf-cn sized for a 2-core CPU: 128 rays, 32+32 samples, 600 steps (nerf_norm).")
+mipnerf_cn_lite = _spec(
+    lite(mipnerf_norm("cn"), "mipnerf-cn-lite"),
+    "mipnerf-cn sized for a 2-core CPU: 128 rays, 32+32 samples, 600 steps (nerf_norm).",
+)

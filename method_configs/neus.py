@@ -26,8 +26,10 @@ from nerf_norm.nerfstudio.neus_dataset import NeuSMaskDataset
 
 def _optimizers() -> dict:
     def group():
-        return {"optimizer": AdamOptimizerConfig(lr=5e-4, eps=1e-15),
-                "scheduler": CosineDecaySchedulerConfig(warm_up_end=5000, learning_rate_alpha=0.05, max_steps=300000)}
+        return {
+            "optimizer": AdamOptimizerConfig(lr=5e-4, eps=1e-15),
+            "scheduler": CosineDecaySchedulerConfig(warm_up_end=5000, learning_rate_alpha=0.05, max_steps=300000),
+        }
 
     return {"fields": group(), "field_background": group()}
 
@@ -50,8 +52,7 @@ def neus_norm(norm: str) -> TrainerConfig:
                 eval_num_rays_per_batch=1024,
             ),
             model=NeuSNormModelConfig(
-                sdf_field=NormalizedSDFFieldConfig(norm=norm, inside_outside=False),
-                eval_num_rays_per_chunk=1024,
+                sdf_field=NormalizedSDFFieldConfig(norm=norm, inside_outside=False), eval_num_rays_per_chunk=1024
             ),
         ),
         optimizers=_optimizers(),
@@ -63,8 +64,18 @@ def neus_norm(norm: str) -> TrainerConfig:
 # network (nerfstudio's skip input enters at layer 4, so at least 5 layers keep it a hidden layer; with 4 it
 # lands on the output layer and the geometric initialisation is no longer a sphere, measured) and a 2x128
 # colour network, masks on (mask loss 0.1, NeuS' "with mask" weight) and no background model, 2000 steps at a constant-then-cosine schedule sized to them, CPU, tensorboard.
-LITE = {"rays": 128, "samples": 32, "importance": 32, "outside": 16, "steps": 2000, "warm_up": 200,
-        "sdf_layers": 6, "sdf_width": 128, "color_layers": 2, "color_width": 128}
+LITE = {
+    "rays": 128,
+    "samples": 32,
+    "importance": 32,
+    "outside": 16,
+    "steps": 2000,
+    "warm_up": 200,
+    "sdf_layers": 6,
+    "sdf_width": 128,
+    "color_layers": 2,
+    "color_width": 128,
+}
 
 
 def lite(config: TrainerConfig, name: str) -> TrainerConfig:
@@ -92,8 +103,9 @@ def lite(config: TrainerConfig, name: str) -> TrainerConfig:
     model.fg_mask_loss_mult = 0.1
     model.background_model = "none"
     for group in config.optimizers.values():
-        group["scheduler"] = CosineDecaySchedulerConfig(warm_up_end=LITE["warm_up"], learning_rate_alpha=0.05,
-                                                        max_steps=LITE["steps"])
+        group["scheduler"] = CosineDecaySchedulerConfig(
+            warm_up_end=LITE["warm_up"], learning_rate_alpha=0.05, max_steps=LITE["steps"]
+        )
     return config
 
 
@@ -105,5 +117,7 @@ neus_cn = _spec(neus_norm("cn"), "NeuS with cross normalization (nerf_norm; no t
 neus_bn = _spec(neus_norm("bn"), "NeuS with batch normalization (nerf_norm; no tinycudann needed).")
 neus_ln = _spec(neus_norm("ln"), "NeuS with layer normalization (nerf_norm; no tinycudann needed).")
 neus_gn = _spec(neus_norm("gn"), "NeuS with global normalization (nerf_norm; no tinycudann needed).")
-neus_cn_lite = _spec(lite(neus_norm("cn"), "neus-cn-lite"),
-                     "neus-cn sized for a 2-core CPU: 128 rays, 32+32 samples, 6x128 SDF net, 2000 steps (nerf_norm).")
+neus_cn_lite = _spec(
+    lite(neus_norm("cn"), "neus-cn-lite"),
+    "neus-cn sized for a 2-core CPU: 128 rays, 32+32 samples, 6x128 SDF net, 2000 steps (nerf_norm).",
+)

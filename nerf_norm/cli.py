@@ -12,23 +12,44 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .errors import UserError
-from .process import configure_process
 from .analysis.commands import NTKCommand, SpectralDynamicsCommand, run_ntk, run_spectral_dynamics
 from .demo import DemoCommand, run_demo
+from .errors import UserError
 from .nerfstudio.extract_mesh import ExtractMeshCommand
+from .process import configure_process
 from .scenes.blender import BlenderSceneConfig
 from .scenes.dtu import DTUSceneConfig
 from .sweep import SweepCommand
-from .tasks.commands import CTCommand, ImageCommand, MRICommand, OccupancyCommand, run_ct, run_image, run_mri, run_occupancy
+from .tasks.commands import (
+    CTCommand,
+    ImageCommand,
+    MRICommand,
+    OccupancyCommand,
+    run_ct,
+    run_image,
+    run_mri,
+    run_occupancy,
+)
 
 console = Console()
 
 
 def _print_summary(title: str, metrics: Dict[str, float], outputs: Dict[str, Path], out: Path) -> None:
     table = Table(title=title, show_header=False)
-    for key in ("psnr", "ssim", "iou", "fbp_psnr", "fbp_ssim", "zero_filled_psnr", "zero_filled_ssim", "params",
-                "bpp_half", "bpp_full", "iterations", "train_seconds"):
+    for key in (
+        "psnr",
+        "ssim",
+        "iou",
+        "fbp_psnr",
+        "fbp_ssim",
+        "zero_filled_psnr",
+        "zero_filled_ssim",
+        "params",
+        "bpp_half",
+        "bpp_full",
+        "iterations",
+        "train_seconds",
+    ):
         if key in metrics:
             value = metrics[key]
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
@@ -47,27 +68,44 @@ def _fit(cmd, run):
 
 def _image(cmd: ImageCommand) -> None:
     result, task = _fit(cmd, run_image)
-    _print_summary(f"{cmd.method} {cmd.arch} on {task.source} ({task.width}x{task.height})", result.metrics,
-                   result.outputs, cmd.out)
+    _print_summary(
+        f"{cmd.method} {cmd.arch} on {task.source} ({task.width}x{task.height})",
+        result.metrics,
+        result.outputs,
+        cmd.out,
+    )
 
 
 def _occupancy(cmd: OccupancyCommand) -> None:
     result, task = _fit(cmd, run_occupancy)
     closed = "" if task.closed else ", not closed: holes filled by the winding number"
-    _print_summary(f"{cmd.method} {cmd.arch} occupancy of {task.source} ({task.resolution}^3{closed})",
-                   result.metrics, result.outputs, cmd.out)
+    _print_summary(
+        f"{cmd.method} {cmd.arch} occupancy of {task.source} ({task.resolution}^3{closed})",
+        result.metrics,
+        result.outputs,
+        cmd.out,
+    )
 
 
 def _ct(cmd: CTCommand) -> None:
     result, task = _fit(cmd, run_ct)
-    _print_summary(f"{cmd.method} {cmd.arch} CT of {task.source} ({task.size}x{task.size}, "
-                   f"{task.projections} projections)", result.metrics, result.outputs, cmd.out)
+    _print_summary(
+        f"{cmd.method} {cmd.arch} CT of {task.source} ({task.size}x{task.size}, {task.projections} projections)",
+        result.metrics,
+        result.outputs,
+        cmd.out,
+    )
 
 
 def _mri(cmd: MRICommand) -> None:
     result, task = _fit(cmd, run_mri)
-    _print_summary(f"{cmd.method} {cmd.arch} MRI of {task.source} ({task.size_label}, "
-                   f"{100 * task.measured_fraction:.1f}% of k-space)", result.metrics, result.outputs, cmd.out)
+    _print_summary(
+        f"{cmd.method} {cmd.arch} MRI of {task.source} ({task.size_label}, "
+        f"{100 * task.measured_fraction:.1f}% of k-space)",
+        result.metrics,
+        result.outputs,
+        cmd.out,
+    )
 
 
 @dataclass
@@ -87,8 +125,12 @@ def _make_blender_scene(cmd: MakeBlenderScene) -> None:
 
     with _progress() as progress:
         task = progress.add_task("rendering views", total=None)
-        write_blender_scene(cmd.out, cmd.scene, lambda done, total: progress.update(task, completed=done, total=total),
-                            overwrite=cmd.overwrite)
+        write_blender_scene(
+            cmd.out,
+            cmd.scene,
+            lambda done, total: progress.update(task, completed=done, total=total),
+            overwrite=cmd.overwrite,
+        )
     console.print(f"Blender-format scene written to [bold]{cmd.out.resolve()}[/bold]")
 
 
@@ -111,16 +153,27 @@ def _make_dtu_scene(cmd: MakeDTUScene) -> None:
 
     with _progress() as progress:
         task = progress.add_task("rendering views", total=cmd.scene.views)
-        write_dtu_scene(cmd.out, cmd.mesh, cmd.scene, lambda done, total: progress.update(task, completed=done),
-                        overwrite=cmd.overwrite)
+        write_dtu_scene(
+            cmd.out,
+            cmd.mesh,
+            cmd.scene,
+            lambda done, total: progress.update(task, completed=done),
+            overwrite=cmd.overwrite,
+        )
     console.print(f"NeuS-layout scene written to [bold]{cmd.out.resolve()}[/bold] (ground truth: mesh_world.ply)")
 
 
 def _progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
 
 
 @dataclass
@@ -161,14 +214,30 @@ class EvalDTUCommand:
 def _eval_dtu(cmd: EvalDTUCommand) -> None:
     from .dtu_eval import run_evaluation
 
-    result = run_evaluation(cmd.mesh, cmd.scan, cmd.dataset_dir, cmd.out, overwrite=cmd.overwrite,
-                            density=cmd.density, max_dist=cmd.max_dist, seed=cmd.seed, visualize=cmd.visualize,
-                            cull_cameras=cmd.cull_cameras, cull_masks=cmd.cull_masks, dilation=cmd.dilation)
+    result = run_evaluation(
+        cmd.mesh,
+        cmd.scan,
+        cmd.dataset_dir,
+        cmd.out,
+        overwrite=cmd.overwrite,
+        density=cmd.density,
+        max_dist=cmd.max_dist,
+        seed=cmd.seed,
+        visualize=cmd.visualize,
+        cull_cameras=cmd.cull_cameras,
+        cull_masks=cmd.cull_masks,
+        dilation=cmd.dilation,
+    )
     table = Table(title=f"DTU scan {cmd.scan}: {cmd.mesh.name}")
     for col in ("accuracy (mm)", "completeness (mm)", "overall (mm)", "mesh points", "seconds"):
         table.add_column(col, justify="right")
-    table.add_row(f"{result.accuracy:.4f}", f"{result.completeness:.4f}", f"{result.overall:.4f}",
-                  str(result.mesh_points), f"{result.seconds:.1f}")
+    table.add_row(
+        f"{result.accuracy:.4f}",
+        f"{result.completeness:.4f}",
+        f"{result.overall:.4f}",
+        str(result.mesh_points),
+        f"{result.seconds:.1f}",
+    )
     console.print(table)
     console.print(f"written to [bold]{cmd.out}[/bold]")
 
@@ -182,8 +251,10 @@ def _extract_mesh(cmd) -> None:
     import trimesh
 
     mesh = trimesh.load(str(out), process=False)
-    console.print(f"mesh with {len(mesh.vertices):,} vertices and {len(mesh.faces):,} faces written to "
-                  f"[bold]{out}[/bold]" + ("" if mesh.is_watertight else " (not watertight)"))
+    console.print(
+        f"mesh with {len(mesh.vertices):,} vertices and {len(mesh.faces):,} faces written to "
+        f"[bold]{out}[/bold]" + ("" if mesh.is_watertight else " (not watertight)")
+    )
 
 
 @dataclass
@@ -222,7 +293,7 @@ def _sweep_handler(argv: list[str]):
 
     cut = argv.index("--") if "--" in argv else len(argv)
     config = tyro.cli(SweepCommand, args=argv[:cut], prog="nerf-norm sweep", description=SweepCommand.__doc__)
-    return config, lambda cmd: run_sweep(cmd, argv[cut + 1:])
+    return config, lambda cmd: run_sweep(cmd, argv[cut + 1 :])
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -233,8 +304,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         config, handler = _parse(GROUPS[argv[0]], f"nerf-norm {argv[0]}", COMMANDS[argv[0]][0].__doc__, argv[1:])
     else:
         config, handler = _parse(
-            COMMANDS, "nerf-norm",
-            "Normalization-based coordinate networks: fit signals with BN/LN/GN/CN MLPs and baselines.", argv)
+            COMMANDS,
+            "nerf-norm",
+            "Normalization-based coordinate networks: fit signals with BN/LN/GN/CN MLPs and baselines.",
+            argv,
+        )
     try:
         handler(config)
     except UserError as exc:

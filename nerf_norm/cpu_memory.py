@@ -31,7 +31,6 @@ MMAP_THRESHOLD = 32 * 1024 * 1024
 TRIM_THRESHOLD = 1024 * 1024 * 1024
 
 
-
 def uses_glibc() -> bool:
     """Whether this process runs on glibc (where ``mallopt`` exists)."""
     return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
@@ -46,8 +45,10 @@ def retain_freed_memory() -> bool:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        ok = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and libc.mallopt(_M_TRIM_THRESHOLD,
-                                                                                   TRIM_THRESHOLD) == 1
+        ok = (
+            libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+            and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+        )
     except (OSError, AttributeError) as exc:  # no usable libc / no mallopt
         log.debug("mallopt unavailable: %s", exc)
         return False

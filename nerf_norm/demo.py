@@ -126,13 +126,24 @@ def _compare(cmd: DemoCommand, out: Path, data: Path) -> Path:
     # the bundled scene's test views 0 and 2 (two different sides); a user's scene with fewer test views: its first
     test_views = len(json.loads((data / "transforms_test.json").read_text())["frames"])
     views = VIEWS if test_views > max(VIEWS) else tuple(range(min(len(VIEWS), test_views)))
-    settings = CompareSettings(data=data, out=out / "runs", seconds=cmd.seconds, eval_every=cmd.eval_every,
-                               rays=cmd.rays, samples=cmd.samples, seed=cmd.seed, views=views)
+    settings = CompareSettings(
+        data=data,
+        out=out / "runs",
+        seconds=cmd.seconds,
+        eval_every=cmd.eval_every,
+        rays=cmd.rays,
+        samples=cmd.samples,
+        seed=cmd.seed,
+        views=views,
+    )
     start = time.perf_counter()
     results = compare(COMPARED, settings)
     figure = write_figure(results, out / "demo_comparison.png", settings)
-    record = {"settings": settings.describe(), "wall_seconds": time.perf_counter() - start,
-              "methods": {name: r.summary() for name, r in results.items()}}
+    record = {
+        "settings": settings.describe(),
+        "wall_seconds": time.perf_counter() - start,
+        "methods": {name: r.summary() for name, r in results.items()},
+    }
     (out / "demo.json").write_text(json.dumps(record, indent=2))
     table = Table(title=f"mipnerf vs mipnerf-cn, {cmd.seconds:.0f} s of training each (test views {list(views)})")
     for column in ("method", "steps", "PSNR (dB)", "SSIM"):
@@ -149,9 +160,24 @@ def _single_method(cmd: DemoCommand, out: Path, data: Path) -> Path:
     if cmd.steps is not None and cmd.steps < 1:
         raise UserError(f"--steps must be >= 1, got {cmd.steps}")
     stamp = time.strftime("%Y-%m-%d_%H%M%S")
-    train = [_tool("ns-train"), cmd.method, "--data", str(data), "--output-dir", str(out / "runs"),
-             "--experiment-name", "demo", "--timestamp", stamp, "--machine.device-type", "cpu",
-             "--vis", "viewer" if cmd.viewer else "tensorboard", "--viewer.quit-on-train-completion", "True"]
+    train = [
+        _tool("ns-train"),
+        cmd.method,
+        "--data",
+        str(data),
+        "--output-dir",
+        str(out / "runs"),
+        "--experiment-name",
+        "demo",
+        "--timestamp",
+        stamp,
+        "--machine.device-type",
+        "cpu",
+        "--vis",
+        "viewer" if cmd.viewer else "tensorboard",
+        "--viewer.quit-on-train-completion",
+        "True",
+    ]
     if cmd.steps is not None:
         train += ["--max-num-iterations", str(cmd.steps)]
     _run(train)
@@ -159,8 +185,17 @@ def _single_method(cmd: DemoCommand, out: Path, data: Path) -> Path:
     if not config.exists():
         raise UserError(f"ns-train finished but {config} is missing")
     metrics, renders = out / "eval.json", out / "renders"
-    _run([_tool("ns-eval"), "--load-config", str(config), "--output-path", str(metrics),
-          "--render-output-path", str(renders)])
+    _run(
+        [
+            _tool("ns-eval"),
+            "--load-config",
+            str(config),
+            "--output-path",
+            str(metrics),
+            "--render-output-path",
+            str(renders),
+        ]
+    )
     results = json.loads(metrics.read_text())["results"]
     table = Table(title=f"{cmd.method} on {data.name} (test split, ns-eval)", show_header=False)
     for key, value in results.items():

@@ -126,8 +126,9 @@ def load_ground_truth(dataset_dir: Path, scan: int) -> DTUGroundTruth:
     points = np.asarray(getattr(cloud, "vertices", np.empty((0, 3))), dtype=np.float64)
     if len(points) == 0:
         raise UserError(f"ground-truth points {stl_path} contain no vertices")
-    return DTUGroundTruth(points, obs["ObsMask"].astype(bool), bb, float(np.asarray(obs["Res"]).reshape(-1)[0]),
-                         plane, scan)
+    return DTUGroundTruth(
+        points, obs["ObsMask"].astype(bool), bb, float(np.asarray(obs["Res"]).reshape(-1)[0]), plane, scan
+    )
 
 
 def load_mesh(path: Path) -> Tuple[np.ndarray, np.ndarray]:
@@ -140,11 +141,14 @@ def load_mesh(path: Path) -> Tuple[np.ndarray, np.ndarray]:
     faces = np.asarray(mesh.faces, dtype=np.int64)
     bad = ~np.isfinite(vertices).all(axis=1)
     if bad.any():
-        raise UserError(f"mesh {path} has {int(bad.sum())} vertices with NaN or infinite coordinates (the first is "
-                        f"vertex {int(np.argmax(bad))}); repair or re-extract the mesh")
+        raise UserError(
+            f"mesh {path} has {int(bad.sum())} vertices with NaN or infinite coordinates (the first is "
+            f"vertex {int(np.argmax(bad))}); repair or re-extract the mesh"
+        )
     if not mesh.is_watertight:
-        warnings.warn(f"mesh {path} is not watertight (open boundary or non-manifold edges); it is evaluated as is",
-                      stacklevel=2)
+        warnings.warn(
+            f"mesh {path} is not watertight (open boundary or non-manifold edges); it is evaluated as is", stacklevel=2
+        )
     return vertices, faces
 
 
@@ -199,7 +203,7 @@ def downsample_greedy(points: np.ndarray, radius: float, seed: int = 0) -> np.nd
     alive = np.ones(n, dtype=bool)
     for i in np.flatnonzero(np.diff(indptr)):  # points without neighbours are always kept
         if alive[i]:
-            alive[indices[indptr[i]:indptr[i + 1]]] = False
+            alive[indices[indptr[i] : indptr[i + 1]]] = False
     return pts[alive]
 
 
@@ -211,8 +215,16 @@ def _nearest(reference: np.ndarray, queries: np.ndarray, max_dist: float) -> np.
     return dist
 
 
-def evaluate_mesh(vertices: np.ndarray, faces: np.ndarray, gt: DTUGroundTruth, *, density: float = 0.2,
-                  patch: float = 60.0, max_dist: float = 20.0, seed: int = 0) -> ChamferResult:
+def evaluate_mesh(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    gt: DTUGroundTruth,
+    *,
+    density: float = 0.2,
+    patch: float = 60.0,
+    max_dist: float = 20.0,
+    seed: int = 0,
+) -> ChamferResult:
     """Accuracy, completeness and overall chamfer (mm) of a mesh in DTU world coordinates (see module doc)."""
     start = time.perf_counter()
     down = downsample_greedy(sample_mesh(vertices, faces, density), density, seed)
@@ -220,8 +232,10 @@ def evaluate_mesh(vertices: np.ndarray, faces: np.ndarray, gt: DTUGroundTruth, *
     in_box = np.all((down >= lo - patch) & (down < hi + 2 * patch), axis=1)
     comp_pts = down[in_box]
     if len(comp_pts) == 0:
-        raise UserError(f"no mesh point lies inside scan {gt.scan}'s bounding box {lo.tolist()} - {hi.tolist()} "
-                        f"(extended by -{patch:g}/+{2 * patch:g} mm): is the mesh in DTU world coordinates (mm)?")
+        raise UserError(
+            f"no mesh point lies inside scan {gt.scan}'s bounding box {lo.tolist()} - {hi.tolist()} "
+            f"(extended by -{patch:g}/+{2 * patch:g} mm): is the mesh in DTU world coordinates (mm)?"
+        )
     voxel = np.around((comp_pts - lo) / gt.res).astype(np.int64)
     in_grid = np.all((voxel >= 0) & (voxel < np.asarray(gt.obs_mask.shape)), axis=1)
     observed = np.zeros(len(comp_pts), dtype=bool)
@@ -236,15 +250,25 @@ def evaluate_mesh(vertices: np.ndarray, faces: np.ndarray, gt: DTUGroundTruth, *
     acc = float(d_acc[d_acc < max_dist].mean()) if np.any(d_acc < max_dist) else float("nan")
     comp = float(d_comp[d_comp < max_dist].mean()) if np.any(d_comp < max_dist) else float("nan")
     return ChamferResult(
-        accuracy=acc, completeness=comp, overall=(acc + comp) / 2, mesh_points=len(down),
-        accuracy_points=len(acc_pts), completeness_points=len(comp_pts), gt_points_above_plane=len(gt_above),
+        accuracy=acc,
+        completeness=comp,
+        overall=(acc + comp) / 2,
+        mesh_points=len(down),
+        accuracy_points=len(acc_pts),
+        completeness_points=len(comp_pts),
+        gt_points_above_plane=len(gt_above),
         seconds=time.perf_counter() - start,
         settings={"density": density, "patch": patch, "max_dist": max_dist, "seed": seed},
-        _acc_points=acc_pts, _acc_dist=d_acc, _comp_points=gt_above, _comp_dist=d_comp)
+        _acc_points=acc_pts,
+        _acc_dist=d_acc,
+        _comp_points=gt_above,
+        _comp_dist=d_comp,
+    )
 
 
-def cull_by_masks(vertices: np.ndarray, faces: np.ndarray, cameras: Path, masks: Path,
-                  dilation: int = 12) -> Tuple[np.ndarray, np.ndarray]:
+def cull_by_masks(
+    vertices: np.ndarray, faces: np.ndarray, cameras: Path, masks: Path, dilation: int = 12
+) -> Tuple[np.ndarray, np.ndarray]:
     """Removes the mesh parts outside the objects' view masks (NeuS' clean-mesh step for unmasked training).
 
     ``cameras``: a ``cameras_sphere.npz`` whose ``world_mat_i`` project DTU world points to pixels;
@@ -262,8 +286,10 @@ def cull_by_masks(vertices: np.ndarray, faces: np.ndarray, cameras: Path, masks:
         raise UserError(f"mask folder {masks} holds no PNG/JPEG masks")
     views = count_world_mats(Path(cameras))
     if views != len(mask_files):
-        raise UserError(f"{cameras} has {views} cameras (world_mat_i) but {masks} holds {len(mask_files)} masks; "
-                        "culling needs one mask per camera, in camera order")
+        raise UserError(
+            f"{cameras} has {views} cameras (world_mat_i) but {masks} holds {len(mask_files)} masks; "
+            "culling needs one mask per camera, in camera order"
+        )
     world_mats = load_world_mats(Path(cameras), len(mask_files))
     keep = np.ones(len(vertices), dtype=bool)
     hom = np.c_[vertices, np.ones(len(vertices))]
@@ -301,10 +327,21 @@ def write_error_ply(points: np.ndarray, distances: np.ndarray, path: Path, vmax:
     return path
 
 
-def run_evaluation(mesh: Path, scan: int, dataset_dir: Path, out: Path, *, overwrite: bool = False,
-                   density: float = 0.2, max_dist: float = 20.0, seed: int = 0, visualize: bool = False,
-                   cull_cameras: Optional[Path] = None, cull_masks: Optional[Path] = None,
-                   dilation: int = 12) -> ChamferResult:
+def run_evaluation(
+    mesh: Path,
+    scan: int,
+    dataset_dir: Path,
+    out: Path,
+    *,
+    overwrite: bool = False,
+    density: float = 0.2,
+    max_dist: float = 20.0,
+    seed: int = 0,
+    visualize: bool = False,
+    cull_cameras: Optional[Path] = None,
+    cull_masks: Optional[Path] = None,
+    dilation: int = 12,
+) -> ChamferResult:
     """Loads, optionally culls, evaluates, writes ``out`` (JSON) and optional error PLYs beside it."""
     out = Path(out)
     vis = [out.with_name(out.stem + "_accuracy.ply"), out.with_name(out.stem + "_completeness.ply")]
@@ -323,7 +360,7 @@ def run_evaluation(mesh: Path, scan: int, dataset_dir: Path, out: Path, *, overw
     # thinning and the KD-tree hold several copies of them: estimated at 32 float64 values (256 bytes) a point
     tri = vertices[faces]
     area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum()
-    require_memory(f"sampling {mesh} ({area:.0f} mm^2) at --density {density}", 256.0 * area / density ** 2)
+    require_memory(f"sampling {mesh} ({area:.0f} mm^2) at --density {density}", 256.0 * area / density**2)
     if cull_cameras is not None:
         vertices, faces = cull_by_masks(vertices, faces, cull_cameras, cull_masks, dilation)
         if len(faces) == 0:

@@ -37,14 +37,16 @@ class PositionalEncoding(nn.Module):
     def __init__(self, in_dim: int, num_frequencies: int = 10, include_input: bool = True) -> None:
         super().__init__()
         if in_dim < 1 or num_frequencies < 0:
-            raise ValueError(f"PositionalEncoding: need in_dim >= 1 and num_frequencies >= 0, got "
-                             f"{in_dim}, {num_frequencies}")
+            raise ValueError(
+                f"PositionalEncoding: need in_dim >= 1 and num_frequencies >= 0, got {in_dim}, {num_frequencies}"
+            )
         self.in_dim = in_dim
         self.num_frequencies = num_frequencies
         self.include_input = include_input
         # float64, rounded once to the input's dtype in forward (exact 2^k pi in a float64 analysis)
-        self.register_buffer("freqs", math.pi * 2.0 ** torch.arange(num_frequencies, dtype=torch.float64),
-                             persistent=False)
+        self.register_buffer(
+            "freqs", math.pi * 2.0 ** torch.arange(num_frequencies, dtype=torch.float64), persistent=False
+        )
 
     @property
     def out_dim(self) -> int:
@@ -70,8 +72,14 @@ class GaussianFourierFeatures(nn.Module):
     trained, so not counted as a parameter); ``seed`` makes it reproducible independently of the global RNG.
     """
 
-    def __init__(self, in_dim: int, num_features: int = 256, scale: float = 10.0, seed: Optional[int] = None,
-                 coord_span: float = 1.0):
+    def __init__(
+        self,
+        in_dim: int,
+        num_features: int = 256,
+        scale: float = 10.0,
+        seed: Optional[int] = None,
+        coord_span: float = 1.0,
+    ):
         super().__init__()
         if in_dim < 1 or num_features < 1:
             raise ValueError(f"GaussianFourierFeatures: need in_dim, num_features >= 1, got {in_dim}, {num_features}")
@@ -95,5 +103,6 @@ class GaussianFourierFeatures(nn.Module):
             return torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)
 
     def extra_repr(self) -> str:
-        return (f"in_dim={self.in_dim}, num_features={self.num_features}, scale={self.scale}, "
-                f"coord_span={self.coord_span}")
+        return (
+            f"in_dim={self.in_dim}, num_features={self.num_features}, scale={self.scale}, coord_span={self.coord_span}"
+        )

@@ -43,8 +43,10 @@ def require_memory(what: str, nbytes: float) -> None:
     """Refuses, with one line naming the size and the estimate, work whose memory cannot fit."""
     free = available_memory()
     if nbytes > free:
-        raise UserError(f"{what} needs about {nbytes / 2**30:.1f} GiB of memory, more than the "
-                        f"{free / 2**30:.1f} GiB available here; choose a smaller size")
+        raise UserError(
+            f"{what} needs about {nbytes / 2**30:.1f} GiB of memory, more than the "
+            f"{free / 2**30:.1f} GiB available here; choose a smaller size"
+        )
 
 
 def require_finite_positive(option: str, value: float) -> None:

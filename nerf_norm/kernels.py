@@ -36,13 +36,24 @@ log = logging.getLogger(__name__)
 
 _PACKAGE = Path(__file__).resolve().parent
 _CSRC = _PACKAGE / "csrc"
-_SOURCES = (_CSRC / "cross_norm_cpu.cpp", _CSRC / "global_norm_cpu.cpp", _PACKAGE / "nerfstudio" / "csrc" / "softplus_cpu.cpp")
+_SOURCES = (
+    _CSRC / "cross_norm_cpu.cpp",
+    _CSRC / "global_norm_cpu.cpp",
+    _PACKAGE / "nerfstudio" / "csrc" / "softplus_cpu.cpp",
+)
 _HEADERS = (_CSRC / "row_blocks.h",)  # included by the sources: a change rebuilds too (ninja tracks them)
 # Vectorisation needs sqrt without errno and reorderable float sums; NaN/Inf semantics are kept (no
 # -ffinite-math-only). -march=native: the build is per machine, named by the CPU's feature flags.
 # -fopenmp: at::parallel_for is inlined into this module and is OpenMP-parallel only when compiled so.
-_CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-fassociative-math",
-           "-fno-signed-zeros"]
+_CFLAGS = [
+    "-O3",
+    "-march=native",
+    "-fopenmp",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+    "-fassociative-math",
+    "-fno-signed-zeros",
+]
 _lock = threading.Lock()
 
 
@@ -186,11 +197,18 @@ def _build() -> None:
         _ninja_on_path()
         name = _name()
         if not is_built() and _announce_build:
-            log.warning("building the nerf_norm CPU kernels %s (once per machine, about 2 minutes; "
-                        "scripts/install.sh does this at install time)", name)
-        _module = load_extension(name=name, sources=[str(src) for src in _SOURCES],
-                                 extra_cflags=_CFLAGS + _vector_flags(),
-                                 extra_ldflags=["-fopenmp"], verbose=False)
+            log.warning(
+                "building the nerf_norm CPU kernels %s (once per machine, about 2 minutes; "
+                "scripts/install.sh does this at install time)",
+                name,
+            )
+        _module = load_extension(
+            name=name,
+            sources=[str(src) for src in _SOURCES],
+            extra_cflags=_CFLAGS + _vector_flags(),
+            extra_ldflags=["-fopenmp"],
+            verbose=False,
+        )
     except Exception as exc:  # noqa: BLE001 - any build problem means: use the torch paths
         _failed = f"{exc.__class__.__name__}: {exc}"
         log.warning("nerf_norm CPU kernels unavailable, using the torch paths (%s)", _failed)
@@ -241,10 +259,18 @@ class CrossNormKernelState(NamedTuple):
     scalars: Tensor
 
 
-def cross_norm_forward(module, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], out_shape, variant: str,
-                       eps: float, relu: bool, columns: Optional[Tuple[Tensor, Tensor, float]] = None,
-                       running: Optional[Tuple[Tensor, Tensor, Tensor, float]] = None
-                       ) -> Tuple[Tensor, CrossNormKernelState]:
+def cross_norm_forward(
+    module,
+    x: Tensor,
+    weight: Optional[Tensor],
+    bias: Optional[Tensor],
+    out_shape,
+    variant: str,
+    eps: float,
+    relu: bool,
+    columns: Optional[Tuple[Tensor, Tensor, float]] = None,
+    running: Optional[Tuple[Tensor, Tensor, Tensor, float]] = None,
+) -> Tuple[Tensor, CrossNormKernelState]:
     """CrossNorm of ``x [T, C]`` in one native call: ``(y, state)`` with ``y`` in ``out_shape`` (``relu(y)`` with
     ``relu``) and ``state`` the coefficient vectors the backward needs.
 
@@ -253,29 +279,78 @@ def cross_norm_forward(module, x: Tensor, weight: Optional[Tensor], bias: Option
     """
     col_mean, col_var, n = columns if columns is not None else (_NONE, _NONE, 0.0)
     r_mean, r_var, r_n, factor = running if running is not None else (_NONE, _NONE, _NONE, 0.0)
-    y, *state = module.fused_forward(x, _weight(x, weight), _bias(x, bias), list(out_shape), variant == "paper", eps,
-                                     relu, col_mean, col_var, float(n), r_mean, r_var, r_n, float(factor))
+    y, *state = module.fused_forward(
+        x,
+        _weight(x, weight),
+        _bias(x, bias),
+        list(out_shape),
+        variant == "paper",
+        eps,
+        relu,
+        col_mean,
+        col_var,
+        float(n),
+        r_mean,
+        r_var,
+        r_n,
+        float(factor),
+    )
     return y, CrossNormKernelState(*state)
 
 
-def cross_norm_backward(module, x: Tensor, gy: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
-                        state: CrossNormKernelState, batch_columns: bool, relu: bool) -> Tuple[Tensor, Tensor, Tensor]:
+def cross_norm_backward(
+    module,
+    x: Tensor,
+    gy: Tensor,
+    weight: Optional[Tensor],
+    bias: Optional[Tensor],
+    state: CrossNormKernelState,
+    batch_columns: bool,
+    relu: bool,
+) -> Tuple[Tensor, Tensor, Tensor]:
     """(dx, dweight, dbias) of :func:`cross_norm_forward`'s output; with ``relu``, ``gy`` is the gradient of
     ``relu(y)``."""
     dx, dw, db = module.fused_backward(x, gy, _weight(x, weight), _bias(x, bias), list(state), batch_columns, relu)
     return dx, dw, db
 
 
-def cross_norm_double_backward(module, x: Tensor, gy: Tensor, v: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
-                    gdw: Optional[Tensor], gdb: Optional[Tensor], vectors: Tuple[Tensor, ...], N: float, n: float,
-                    K: float, batch_columns: bool, relu: bool) -> Tuple[Tensor, Tensor, Tensor]:
+def cross_norm_double_backward(
+    module,
+    x: Tensor,
+    gy: Tensor,
+    v: Tensor,
+    weight: Optional[Tensor],
+    bias: Optional[Tensor],
+    gdw: Optional[Tensor],
+    gdb: Optional[Tensor],
+    vectors: Tuple[Tensor, ...],
+    N: float,
+    n: float,
+    K: float,
+    batch_columns: bool,
+    relu: bool,
+) -> Tuple[Tensor, Tensor, Tensor]:
     """(grad x, grad weight, grad gy) of CrossNorm's (paper variant) first backward, in three native passes;
     ``vectors`` = (mr, mc, mrs, mcs, A, Bc) as :mod:`nerf_norm.norms.cross_norm_function` prepares them."""
     zeros = x.new_zeros(x.shape[1])
-    return tuple(module.fused_double_backward(
-        x.contiguous(), gy.contiguous(), v.contiguous(), _weight(x, weight), _bias(x, bias),
-        gdw.contiguous() if gdw is not None else zeros, gdb.contiguous() if gdb is not None else zeros,
-        *[t.to(x.dtype).contiguous() for t in vectors], float(N), float(n), float(K), batch_columns, relu))
+    return tuple(
+        module.fused_double_backward(
+            x.contiguous(),
+            gy.contiguous(),
+            v.contiguous(),
+            _weight(x, weight),
+            _bias(x, bias),
+            gdw.contiguous() if gdw is not None else zeros,
+            gdb.contiguous() if gdb is not None else zeros,
+            *[t.to(x.dtype).contiguous() for t in vectors],
+            float(N),
+            float(n),
+            float(K),
+            batch_columns,
+            relu,
+        )
+    )
+
 
 def main() -> int:
     """Builds (or finds) this machine's kernel; scripts/install.sh runs it at install time."""
@@ -291,9 +366,12 @@ def main() -> int:
     if not built:
         print("[install] building the nerf_norm CPU kernels (once per machine, about 2 minutes)", flush=True)
     if load() is None:
-        print(f"[install] the nerf_norm CPU kernels could not be built ({_failed}); CrossNorm, GlobalNorm and "
-              "NeuS' softplus will use their torch paths (same results, slower on the CPU). It needs a C++ compiler "
-              "(g++) with OpenMP and ninja.", file=sys.stderr)
+        print(
+            f"[install] the nerf_norm CPU kernels could not be built ({_failed}); CrossNorm, GlobalNorm and "
+            "NeuS' softplus will use their torch paths (same results, slower on the CPU). It needs a C++ compiler "
+            "(g++) with OpenMP and ninja.",
+            file=sys.stderr,
+        )
         return 0
     print(f"[install] nerf_norm CPU kernels {'found' if built else 'built'}: {build_directory()}")
     return 0

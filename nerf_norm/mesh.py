@@ -51,16 +51,26 @@ class MeshStats:
 
 
 def _evaluate(field: Callable[[Tensor], Tensor], points: Tensor, chunk: int) -> Tensor:
-    out = [field(points[i:i + chunk]).reshape(-1).float().cpu() for i in range(0, len(points), chunk)]
+    out = [field(points[i : i + chunk]).reshape(-1).float().cpu() for i in range(0, len(points), chunk)]
     return torch.cat(out)
 
 
 @torch.no_grad()
-def extract_mesh(field: Callable[[Tensor], Tensor], bounds: Tuple[Tuple[float, float, float], Tuple[float, float, float]],
-                 resolution: int = 512, *, level: float = 0.0, block: int = 64, stride: int = 8,
-                 sdf: bool = True, safety: float = 1.0, chunk: int = 1 << 18, device: str = "cpu",
-                 progress: Optional[Callable[[int, int], None]] = None,
-                 stats: Optional[MeshStats] = None) -> Tuple[np.ndarray, np.ndarray]:
+def extract_mesh(
+    field: Callable[[Tensor], Tensor],
+    bounds: Tuple[Tuple[float, float, float], Tuple[float, float, float]],
+    resolution: int = 512,
+    *,
+    level: float = 0.0,
+    block: int = 64,
+    stride: int = 8,
+    sdf: bool = True,
+    safety: float = 1.0,
+    chunk: int = 1 << 18,
+    device: str = "cpu",
+    progress: Optional[Callable[[int, int], None]] = None,
+    stats: Optional[MeshStats] = None,
+) -> Tuple[np.ndarray, np.ndarray]:
     """Triangle mesh of ``{x : field(x) = level}`` inside ``bounds`` (min corner, max corner).
 
     Args:
@@ -96,12 +106,14 @@ def extract_mesh(field: Callable[[Tensor], Tensor], bounds: Tuple[Tuple[float, f
                 n = [min(block, resolution - 1 - s) + 1 for s in (i0, j0, k0)]  # samples per axis in the block
                 axes = [lo[a] + spacing[a] * (s + np.arange(n[a])) for a, s in enumerate((i0, j0, k0))]
                 if sdf and stride > 1:
-                    coarse = [ax[::stride] if (len(ax) - 1) % stride == 0 else np.r_[ax[::stride], ax[-1]] for ax in axes]
+                    coarse = [
+                        ax[::stride] if (len(ax) - 1) % stride == 0 else np.r_[ax[::stride], ax[-1]] for ax in axes
+                    ]
                     pts = np.stack(np.meshgrid(*coarse, indexing="ij"), -1).reshape(-1, 3)
                     values = _evaluate(field, torch.from_numpy(pts).float().to(device), chunk).numpy() - level
                     stats.samples += len(pts)
                     diag = float(np.linalg.norm(spacing * stride))
-                    if (np.all(values > safety * diag) or np.all(values < -safety * diag)):
+                    if np.all(values > safety * diag) or np.all(values < -safety * diag):
                         done += 1
                         if progress:
                             progress(done, total)
@@ -118,8 +130,10 @@ def extract_mesh(field: Callable[[Tensor], Tensor], bounds: Tuple[Tuple[float, f
                 if progress:
                     progress(done, total)
     if not pieces:
-        raise UserError(f"the field never crosses the level {level:g} inside {lo.tolist()} - {hi.tolist()}: "
-                        "no surface to extract (wrong bounds, or an untrained field?)")
+        raise UserError(
+            f"the field never crosses the level {level:g} inside {lo.tolist()} - {hi.tolist()}: "
+            "no surface to extract (wrong bounds, or an untrained field?)"
+        )
     mesh = trimesh.util.concatenate(pieces)
     mesh.merge_vertices(digits_vertex=int(max(0, -math.floor(math.log10(float(spacing.min()))) + 4)))
     mesh.update_faces(mesh.nondegenerate_faces())  # welding collapses marching cubes' zero-area triangles
@@ -127,8 +141,9 @@ def extract_mesh(field: Callable[[Tensor], Tensor], bounds: Tuple[Tuple[float, f
     return np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces, dtype=np.int64)
 
 
-def mesh_from_volume(volume: np.ndarray, origin, spacing, level: float, *,
-                     inside_low: bool) -> Tuple[np.ndarray, np.ndarray]:
+def mesh_from_volume(
+    volume: np.ndarray, origin, spacing, level: float, *, inside_low: bool
+) -> Tuple[np.ndarray, np.ndarray]:
     """Marching cubes (scikit-image) of the samples ``volume`` ``[X, Y, Z]`` taken at ``origin + spacing * index``.
 
     ``inside_low``: the inside is below ``level`` (SDF) rather than above it (occupancy); either way the faces
@@ -138,8 +153,12 @@ def mesh_from_volume(volume: np.ndarray, origin, spacing, level: float, *,
 
     # face winding, measured: "descent" gives outward normals for a field that increases outward (SDF),
     # "ascent" for one that decreases outward (occupancy)
-    verts, faces, _, _ = marching_cubes(np.asarray(volume), level=level, spacing=tuple(np.broadcast_to(spacing, 3)),
-                                        gradient_direction="descent" if inside_low else "ascent")
+    verts, faces, _, _ = marching_cubes(
+        np.asarray(volume),
+        level=level,
+        spacing=tuple(np.broadcast_to(spacing, 3)),
+        gradient_direction="descent" if inside_low else "ascent",
+    )
     return verts + np.asarray(origin, dtype=np.float64), faces.astype(np.int64)
 
 

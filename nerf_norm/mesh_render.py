@@ -11,9 +11,14 @@ import numpy as np
 __all__ = ["render_mesh", "render_mesh_png"]
 
 
-def render_mesh(vertices: np.ndarray, faces: np.ndarray, size: int = 512,
-                view_dir: Sequence[float] = (1.0, -1.2, 0.8), up: Sequence[float] = (0.0, 0.0, 1.0),
-                fov_deg: float = 35.0) -> np.ndarray:
+def render_mesh(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    size: int = 512,
+    view_dir: Sequence[float] = (1.0, -1.2, 0.8),
+    up: Sequence[float] = (0.0, 0.0, 1.0),
+    fov_deg: float = 35.0,
+) -> np.ndarray:
     """``[size, size, 3]`` uint8: the mesh seen from ``view_dir`` (from the centre towards the camera), framed
     to its bounding sphere, grey with a head light and a key light, white background."""
     import open3d as o3d
@@ -49,8 +54,14 @@ def render_mesh(vertices: np.ndarray, faces: np.ndarray, size: int = 512,
     return (image.reshape(size, size, 3) * 255).round().astype(np.uint8)
 
 
-def render_mesh_png(vertices: np.ndarray, faces: np.ndarray, path: Path, size: int = 512,
-                    view_dir: Optional[Sequence[float]] = None, **kwargs) -> Path:
+def render_mesh_png(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    path: Path,
+    size: int = 512,
+    view_dir: Optional[Sequence[float]] = None,
+    **kwargs,
+) -> Path:
     """Writes :func:`render_mesh` to ``path`` (PNG)."""
     import imageio.v2 as imageio
 

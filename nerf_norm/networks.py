@@ -47,12 +47,21 @@ class CoordinateMLP(nn.Module):
     Linear layers keep torch's default (LeCun-style uniform) initialisation, as in the paper.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, hidden_layers: int, hidden_features: int, norm: str = "none",
-                 encoding: Optional[nn.Module] = None, norm_kwargs: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        hidden_layers: int,
+        hidden_features: int,
+        norm: str = "none",
+        encoding: Optional[nn.Module] = None,
+        norm_kwargs: Optional[dict] = None,
+    ) -> None:
         super().__init__()
         if hidden_layers < 1 or hidden_features < 1:
-            raise ValueError(f"CoordinateMLP needs hidden_layers, hidden_features >= 1, got "
-                             f"{hidden_layers}x{hidden_features}")
+            raise ValueError(
+                f"CoordinateMLP needs hidden_layers, hidden_features >= 1, got {hidden_layers}x{hidden_features}"
+            )
         self.encoding = encoding if encoding is not None else nn.Identity()
         width = getattr(encoding, "out_dim", in_dim) if encoding is not None else in_dim
         blocks = []
@@ -61,8 +70,11 @@ class CoordinateMLP(nn.Module):
         fused = norm in FUSED_RELU_NORMS
         for _ in range(hidden_layers):
             kwargs = {**(norm_kwargs or {}), **({"fuse_relu": True} if fused else {})}
-            blocks += [nn.Linear(width, hidden_features), make_norm(norm, hidden_features, **kwargs),
-                       nn.Identity() if fused else nn.ReLU(inplace=True)]
+            blocks += [
+                nn.Linear(width, hidden_features),
+                make_norm(norm, hidden_features, **kwargs),
+                nn.Identity() if fused else nn.ReLU(inplace=True),
+            ]
             width = hidden_features
         self.hidden = nn.Sequential(*blocks)
         self.output = nn.Linear(width, out_dim)
@@ -88,8 +100,9 @@ class _SineLayer(nn.Module):
 class Siren(nn.Module):
     """SIREN (Sitzmann et al. 2020): ``hidden_layers`` sine layers with ``omega_0`` and their init, linear out."""
 
-    def __init__(self, in_dim: int, out_dim: int, hidden_layers: int, hidden_features: int,
-                 omega_0: float = 30.0) -> None:
+    def __init__(
+        self, in_dim: int, out_dim: int, hidden_layers: int, hidden_features: int, omega_0: float = 30.0
+    ) -> None:
         super().__init__()
         layers = [_SineLayer(in_dim, hidden_features, omega_0, first=True)]
         layers += [_SineLayer(hidden_features, hidden_features, omega_0, first=False) for _ in range(hidden_layers - 1)]
@@ -111,9 +124,18 @@ class MFN(nn.Module):
     original 256 for coordinates in ``[0, 1]``); it is split over the K filters as ``input_scale / sqrt(K)``.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, hidden_layers: int, hidden_features: int,
-                 filter: str = "fourier", input_scale: float = 128.0, weight_scale: float = 1.0,
-                 alpha: float = 6.0, beta: float = 1.0) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        hidden_layers: int,
+        hidden_features: int,
+        filter: str = "fourier",
+        input_scale: float = 128.0,
+        weight_scale: float = 1.0,
+        alpha: float = 6.0,
+        beta: float = 1.0,
+    ) -> None:
         super().__init__()
         if filter not in ("fourier", "gabor"):
             raise ValueError(f"MFN filter must be 'fourier' or 'gabor', got {filter!r}")
@@ -177,8 +199,9 @@ class Wire(nn.Module):
     parameter count of a real one of ``hidden_features``; the output is the real part of a complex linear.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, hidden_layers: int, hidden_features: int,
-                 omega: float = 20.0, s: float = 10.0) -> None:
+    def __init__(
+        self, in_dim: int, out_dim: int, hidden_layers: int, hidden_features: int, omega: float = 20.0, s: float = 10.0
+    ) -> None:
         super().__init__()
         width = max(1, int(hidden_features / math.sqrt(2)))
         layers = [_GaborLayer(in_dim, width, omega, s, first=True)]
@@ -214,8 +237,21 @@ def _registry() -> Dict[str, MethodSpec]:
         for norm in NORM_NAMES[1:]:
             name = f"{family}+{norm}"
             methods[name] = MethodSpec(name, family, norm)
-    order = ["siren", "mfn", "wire", "relu", "relu+bn", "relu+ln", "relu+gn", "relu+cn",
-             "pe", "pe+bn", "pe+ln", "pe+gn", "pe+cn"]
+    order = [
+        "siren",
+        "mfn",
+        "wire",
+        "relu",
+        "relu+bn",
+        "relu+ln",
+        "relu+gn",
+        "relu+cn",
+        "pe",
+        "pe+bn",
+        "pe+ln",
+        "pe+gn",
+        "pe+cn",
+    ]
     return {k: methods[k] for k in order}
 
 
@@ -263,26 +299,40 @@ class EncodingSpec:
         if self.frequencies < 1:
             raise ValueError(f"the positional encoding needs at least 1 frequency, got {self.frequencies}")
         if not self.gaussian_scale > 0 or (self.gaussian_features is not None and self.gaussian_features < 1):
-            raise ValueError(f"Gaussian features need a positive scale and count, got scale "
-                             f"{self.gaussian_scale}, features {self.gaussian_features}")
+            raise ValueError(
+                f"Gaussian features need a positive scale and count, got scale "
+                f"{self.gaussian_scale}, features {self.gaussian_features}"
+            )
 
     def build(self, in_dim: int, width: int, seed: Optional[int]) -> nn.Module:
         if self.kind == "positional":
             return PositionalEncoding(in_dim, self.frequencies, include_input=True)
         # every task feeds coordinates in [-1, 1], hence coord_span=2
-        return GaussianFourierFeatures(in_dim, self.gaussian_features or width, self.gaussian_scale, seed=seed,
-                                       coord_span=2.0)
+        return GaussianFourierFeatures(
+            in_dim, self.gaussian_features or width, self.gaussian_scale, seed=seed, coord_span=2.0
+        )
 
     def describe(self) -> Dict[str, object]:
         """What identifies the encoding in run records."""
         if self.kind == "positional":
             return {"encoding": "positional", "pe_frequencies": self.frequencies}
-        return {"encoding": "gaussian", "gaussian_scale": self.gaussian_scale,
-                "gaussian_features": self.gaussian_features}
+        return {
+            "encoding": "gaussian",
+            "gaussian_scale": self.gaussian_scale,
+            "gaussian_features": self.gaussian_features,
+        }
 
 
-def build_network(method: str, in_dim: int, out_dim: int, arch: str, *, encoding: Optional[EncodingSpec] = None,
-                  seed: Optional[int] = None, norm_kwargs: Optional[dict] = None) -> nn.Module:
+def build_network(
+    method: str,
+    in_dim: int,
+    out_dim: int,
+    arch: str,
+    *,
+    encoding: Optional[EncodingSpec] = None,
+    seed: Optional[int] = None,
+    norm_kwargs: Optional[dict] = None,
+) -> nn.Module:
     """Builds ``method`` (a registry name such as ``pe+cn``) with architecture ``arch`` (``"13x49"``).
 
     The ``pe`` family's input encoding is ``encoding`` (default: the paper's NeRF positional encoding with 10

@@ -37,8 +37,10 @@ class NeuSCameras:
         for i, p in enumerate(projections):
             m = p[:, :3]
             if abs(np.linalg.det(m)) <= 1e-12 * max(float(np.abs(m).max()), 1e-300) ** 3:
-                raise UserError(f"{self.path}: world_mat_{i} (times scale_mat_{i}) is singular: its left 3x3 block "
-                                "has no inverse, so it is not a camera projection K [R | t]")
+                raise UserError(
+                    f"{self.path}: world_mat_{i} (times scale_mat_{i}) is singular: its left 3x3 block "
+                    "has no inverse, so it is not a camera projection K [R | t]"
+                )
         pairs = [decompose_projection(p) for p in projections]
         return np.stack([k for k, _ in pairs]), np.stack([c for _, c in pairs])
 
@@ -47,8 +49,10 @@ def _matrix(data, key: str, path: Path) -> np.ndarray:
     if key not in data:
         present = sorted(data.files)
         shown = ", ".join(present[:6]) + (", ..." if len(present) > 6 else "")
-        raise UserError(f"{path}: missing key '{key}' (the NeuS layout has world_mat_i and scale_mat_i for every "
-                        f"view i; found: {shown})")
+        raise UserError(
+            f"{path}: missing key '{key}' (the NeuS layout has world_mat_i and scale_mat_i for every "
+            f"view i; found: {shown})"
+        )
     mat = np.asarray(data[key], dtype=np.float64)
     if mat.shape not in ((4, 4), (3, 4)):
         raise UserError(f"{path}: '{key}' must be a 4x4 (or 3x4) matrix, got shape {mat.shape}")

@@ -27,8 +27,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .errors import UserError
 from .networks import METHODS
-from .tasks.commands import (CTCommand, ImageCommand, MRICommand, OccupancyCommand, run_ct, run_image, run_mri,
-                             run_occupancy)
+from .tasks.commands import (
+    CTCommand,
+    ImageCommand,
+    MRICommand,
+    OccupancyCommand,
+    run_ct,
+    run_image,
+    run_mri,
+    run_occupancy,
+)
 
 console = Console()
 
@@ -114,8 +122,9 @@ def grid(cmd: SweepCommand, base) -> List[Cell]:
     except ValueError as exc:
         raise UserError(f"--seeds must be comma-separated integers, got {cmd.seeds!r}") from exc
     given = getattr(base, TASKS[cmd.task][1])  # an input named after "--" counts as the one input
-    inputs: List[Optional[str]] = ([str(Path(p).resolve()) for p in _split(cmd.inputs)]
-                                   or [str(Path(given).resolve()) if given is not None else None])
+    inputs: List[Optional[str]] = [str(Path(p).resolve()) for p in _split(cmd.inputs)] or [
+        str(Path(given).resolve()) if given is not None else None
+    ]
     missing = [p for p in inputs if p is not None and not Path(p).is_file()]
     if missing:
         raise UserError(f"--inputs: no such file: {', '.join(missing)}")
@@ -132,8 +141,16 @@ def grid(cmd: SweepCommand, base) -> List[Cell]:
 
 def _cell_command(cmd: SweepCommand, base, cell: Cell, out: Path, key: str):
     values = {f.name: getattr(base, f.name) for f in fields(base)}
-    values.update(method=cell.method, arch=cell.arch, seed=cell.seed, quiet=True, resume=True, overwrite=False,
-                  out=out / "cells" / key / cell.name, threads=max(1, int(cmd.cpus_per_cell)))
+    values.update(
+        method=cell.method,
+        arch=cell.arch,
+        seed=cell.seed,
+        quiet=True,
+        resume=True,
+        overwrite=False,
+        out=out / "cells" / key / cell.name,
+        threads=max(1, int(cmd.cpus_per_cell)),
+    )
     if cmd.iters is not None:
         values["iters"] = cmd.iters
     if cell.input is not None:
@@ -185,8 +202,9 @@ def run_sweep(cmd: SweepCommand, task_args: Sequence[str] = ()) -> List[dict]:
     key = settings_key(cmd, base)
     done = _finished(results, key)
     todo = [c for c in cells if c not in done]
-    console.log(f"sweep {cmd.task}: {len(cells)} cells, {len(cells) - len(todo)} already in {results}, "
-                f"{len(todo)} to run")
+    console.log(
+        f"sweep {cmd.task}: {len(cells)} cells, {len(cells) - len(todo)} already in {results}, {len(todo)} to run"
+    )
     failed: List[Tuple[Cell, str]] = []
     if todo:
         failed = _run_on_ray(cmd, base, todo, out, results, key, done)
@@ -200,20 +218,41 @@ def run_sweep(cmd: SweepCommand, task_args: Sequence[str] = ()) -> List[dict]:
 
 def _run_on_ray(cmd, base, todo, out, results, key, done) -> List[Tuple[Cell, str]]:
     def finished(cell: Cell, outcome: dict) -> None:
-        record = {"task": cmd.task, "method": cell.method, "arch": cell.arch, "input": cell.input, "seed": cell.seed,
-                  "metrics": outcome["metrics"], "seconds": outcome["seconds"], "settings": key}
+        record = {
+            "task": cmd.task,
+            "method": cell.method,
+            "arch": cell.arch,
+            "input": cell.input,
+            "seed": cell.seed,
+            "metrics": outcome["metrics"],
+            "seconds": outcome["seconds"],
+            "settings": key,
+        }
         with open(results, "a") as handle:  # one line per cell, written as it ends
             handle.write(json.dumps(record) + "\n")
         done[cell] = record
 
     jobs = {cell: (_run_cell, (_cell_command(cmd, base, cell, out, key), cmd.task)) for cell in todo}
-    return run_on_ray(jobs, finished, f"sweep {cmd.task}", cpus_per_cell=cmd.cpus_per_cell, address=cmd.address,
-                      cpus=cmd.cpus, name=lambda cell: cell.name)
+    return run_on_ray(
+        jobs,
+        finished,
+        f"sweep {cmd.task}",
+        cpus_per_cell=cmd.cpus_per_cell,
+        address=cmd.address,
+        cpus=cmd.cpus,
+        name=lambda cell: cell.name,
+    )
 
 
-def run_on_ray(jobs: Dict[object, Tuple[Callable, tuple]], on_done: Callable[[object, object], None],
-               description: str, cpus_per_cell: float = 1.0, address: Optional[str] = None,
-               cpus: Optional[int] = None, name: Callable[[object], str] = str) -> List[Tuple[object, str]]:
+def run_on_ray(
+    jobs: Dict[object, Tuple[Callable, tuple]],
+    on_done: Callable[[object, object], None],
+    description: str,
+    cpus_per_cell: float = 1.0,
+    address: Optional[str] = None,
+    cpus: Optional[int] = None,
+    name: Callable[[object], str] = str,
+) -> List[Tuple[object, str]]:
     """Runs ``fn(*args)`` for every ``key: (fn, args)`` of ``jobs`` as a Ray task (``cpus_per_cell`` CPUs each) on
     an embedded local instance (``cpus`` CPUs) or the cluster at ``address``; calls ``on_done(key, result)`` in
     this process as each one ends, shows a rich display of done / running / failed, and returns the failed
@@ -233,16 +272,25 @@ def run_on_ray(jobs: Dict[object, Tuple[Callable, tuple]], on_done: Callable[[ob
     for key, (fn, args) in jobs.items():
         pending[ray.remote(num_cpus=cpus_per_cell, max_retries=0)(fn).remote(*args)] = key
     failed: List[Tuple[object, str]] = []
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[state]}"), TimeElapsedColumn(), console=console)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[state]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
     try:
         with progress:
             bar = progress.add_task(description, total=len(jobs), state="")
             finished = 0
             slots = max(1, int(ray.cluster_resources().get("CPU", 1.0) // cpus_per_cell))
             while pending:
-                progress.update(bar, state=f"running {min(len(pending), slots)}, queued "
-                                          f"{max(0, len(pending) - slots)}, failed {len(failed)}")
+                progress.update(
+                    bar,
+                    state=f"running {min(len(pending), slots)}, queued "
+                    f"{max(0, len(pending) - slots)}, failed {len(failed)}",
+                )
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 key = pending.pop(ready[0])
                 try:
@@ -284,7 +332,10 @@ def write_table(path: Path, cmd: SweepCommand, records: Sequence[dict]) -> Path:
     lines += [row(a, [r for r in records if r["arch"] == a]) for a in archs]
     if len(inputs) > 1:
         lines += ["", f"## {metric} per input", "", *head]
-        lines += [row(f"{Path(i).name if i else 'default'} {a}",
-                      [r for r in records if r["arch"] == a and r["input"] == i]) for i in inputs for a in archs]
+        lines += [
+            row(f"{Path(i).name if i else 'default'} {a}", [r for r in records if r["arch"] == a and r["input"] == i])
+            for i in inputs
+            for a in archs
+        ]
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -40,8 +40,13 @@ import numpy as np
 ZOOM_OUT_WHEEL_STEPS = 12
 ORBIT_DRAG_PIXELS = 150
 SHARP_SIZE = 256  # longer side (px) of the viewer's render at its "Fast" maximum resolution
-CHROMIUM_ARGS = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist",
-                 "--no-sandbox", "--window-size=960,600"]
+CHROMIUM_ARGS = [
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+    "--ignore-gpu-blocklist",
+    "--no-sandbox",
+    "--window-size=960,600",
+]
 
 
 @dataclass
@@ -114,20 +119,53 @@ def check(config: ViewerCheck) -> dict:
         scene = write_blender_scene(work / "scene", BlenderSceneConfig(resolution=64))
     port = _free_port()
     ns_train = Path(sys.executable).parent / "ns-train"
-    common = [str(ns_train), "mipnerf-cn-lite", "--data", str(scene), "--output-dir", str(work / "runs"),
-              "--experiment-name", "viewer",
-              # the demo's faster-learning sizes (nerf-norm demo): 256 rays of 16 + 16 samples per step
-              "--pipeline.datamanager.train-num-rays-per-batch", "256", "--pipeline.model.num-coarse-samples", "16",
-              "--pipeline.model.num-importance-samples", "16"]
-    pretrain = common + ["--timestamp", "pretrain", "--vis", "tensorboard", "--max-num-iterations",
-                         str(config.pretrain_steps), "--steps-per-save", str(config.pretrain_steps)]
+    common = [
+        str(ns_train),
+        "mipnerf-cn-lite",
+        "--data",
+        str(scene),
+        "--output-dir",
+        str(work / "runs"),
+        "--experiment-name",
+        "viewer",
+        # the demo's faster-learning sizes (nerf-norm demo): 256 rays of 16 + 16 samples per step
+        "--pipeline.datamanager.train-num-rays-per-batch",
+        "256",
+        "--pipeline.model.num-coarse-samples",
+        "16",
+        "--pipeline.model.num-importance-samples",
+        "16",
+    ]
+    pretrain = common + [
+        "--timestamp",
+        "pretrain",
+        "--vis",
+        "tensorboard",
+        "--max-num-iterations",
+        str(config.pretrain_steps),
+        "--steps-per-save",
+        str(config.pretrain_steps),
+    ]
     checkpoints = work / "runs" / "viewer" / "mipnerf-cn-lite" / "pretrain" / "nerfstudio_models"
-    cmd = common + ["--timestamp", "viewer", "--load-dir", str(checkpoints),
-                    "--vis", "viewer", "--viewer.websocket-port", str(port), "--viewer.websocket-host", "127.0.0.1",
-                    "--viewer.quit-on-train-completion", "True",
-                    "--max-num-iterations", str(config.steps),  # counted from the loaded step
-                    # no training-camera thumbnails: what the canvas shows besides the empty viewer is the render
-                    "--viewer.max-num-display-images", "0"]
+    cmd = common + [
+        "--timestamp",
+        "viewer",
+        "--load-dir",
+        str(checkpoints),
+        "--vis",
+        "viewer",
+        "--viewer.websocket-port",
+        str(port),
+        "--viewer.websocket-host",
+        "127.0.0.1",
+        "--viewer.quit-on-train-completion",
+        "True",
+        "--max-num-iterations",
+        str(config.steps),  # counted from the loaded step
+        # no training-camera thumbnails: what the canvas shows besides the empty viewer is the render
+        "--viewer.max-num-display-images",
+        "0",
+    ]
     log_path = work / "ns-train.log"
     url = f"http://127.0.0.1:{port}/"
 
@@ -167,7 +205,9 @@ def check(config: ViewerCheck) -> dict:
                 # orbit: drag downwards to look at the scene from above (the slab's top, the spheres on it)
                 page.mouse.down()
                 for k in range(1, 11):
-                    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2 + ORBIT_DRAG_PIXELS * k / 10)
+                    page.mouse.move(
+                        box["x"] + box["width"] / 2, box["y"] + box["height"] / 2 + ORBIT_DRAG_PIXELS * k / 10
+                    )
                     time.sleep(0.05)
                 page.mouse.up()
                 while time.time() - start < config.timeout and proc.poll() is None:
@@ -202,8 +242,10 @@ def check(config: ViewerCheck) -> dict:
             if shot is None or fraction < config.min_fraction:
                 if shot is not None:
                     (work / "last_screenshot.png").write_bytes(shot)
-                raise fail(f"the scene was never drawn in the viewer (drawn fraction {fraction:.3f} < "
-                           f"{config.min_fraction}; last screenshot: {work / 'last_screenshot.png'})")
+                raise fail(
+                    f"the scene was never drawn in the viewer (drawn fraction {fraction:.3f} < "
+                    f"{config.min_fraction}; last screenshot: {work / 'last_screenshot.png'})"
+                )
             config.out.parent.mkdir(parents=True, exist_ok=True)
             config.out.write_bytes(shot)
             try:
@@ -215,8 +257,14 @@ def check(config: ViewerCheck) -> dict:
         finally:
             if proc.poll() is None:
                 proc.kill()
-    return {"fraction": fraction, "seconds_to_draw": seconds_to_draw, "screenshot": str(config.out),
-            "exit_code": code, "work": str(work), "sharp": sharp}
+    return {
+        "fraction": fraction,
+        "seconds_to_draw": seconds_to_draw,
+        "screenshot": str(config.out),
+        "exit_code": code,
+        "work": str(work),
+        "sharp": sharp,
+    }
 
 
 def _click_button(page, label: str) -> None:
@@ -251,9 +299,12 @@ def main() -> int:
     except RuntimeError as error:
         print(f"viewer check failed: {error}", file=sys.stderr)
         return 1
-    print(f"scene drawn after {result['seconds_to_draw']:.0f} s ({100 * result['fraction']:.1f}% of the canvas); "
-          f"training exited with code {result['exit_code']}; screenshot: {result['screenshot']} ("
-          + ("the full-resolution render, training paused" if result["sharp"] else "the first drawn frame") + ")")
+    print(
+        f"scene drawn after {result['seconds_to_draw']:.0f} s ({100 * result['fraction']:.1f}% of the canvas); "
+        f"training exited with code {result['exit_code']}; screenshot: {result['screenshot']} ("
+        + ("the full-resolution render, training paused" if result["sharp"] else "the first drawn frame")
+        + ")"
+    )
     return 0
 
 

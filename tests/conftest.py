@@ -24,9 +24,11 @@ def squash(text: str) -> str:
 @pytest.fixture
 def cli_output(capsys):
     """Everything the CLI printed so far (stdout and stderr), whitespace removed; compare with ``squash``."""
+
     def read() -> str:
         captured = capsys.readouterr()
         return squash(captured.out + captured.err)
+
     return read
 
 

@@ -13,8 +13,15 @@ from torch import nn
 
 from nerf_norm.analysis import empirical_ntk, ntk_eigenvalues, ntk_statistics
 from nerf_norm.analysis.commands import build_ntk_network
-from nerf_norm.analysis.spectral import (SignalTask, band_edges, band_errors, periodic_grid, spectral_dynamics,
-                                         tones_signal, two_tone_signal)
+from nerf_norm.analysis.spectral import (
+    SignalTask,
+    band_edges,
+    band_errors,
+    periodic_grid,
+    spectral_dynamics,
+    tones_signal,
+    two_tone_signal,
+)
 from nerf_norm.cli import main
 from nerf_norm.encodings import PositionalEncoding
 from nerf_norm.networks import CoordinateMLP
@@ -111,8 +118,9 @@ def test_cn_and_bn_shift_the_ntk_spectrum_up(seed):
     """Proposition 1 on a fixed seed (3x64 ReLU MLP, 128 points): measured, the median eigenvalue of CN/BN is
     about 1e4-1e5 times the plain MLP's and max/median is about 1e3 times smaller; asserted: 100x each."""
     coords = periodic_grid([128])
-    stats = {n: ntk_statistics(empirical_ntk(build_ntk_network(n, 0, "3x64", seed), coords))
-             for n in ("none", "bn", "cn")}
+    stats = {
+        n: ntk_statistics(empirical_ntk(build_ntk_network(n, 0, "3x64", seed), coords)) for n in ("none", "bn", "cn")
+    }
     for norm in ("bn", "cn"):
         assert stats[norm].median > 100 * stats["none"].median, (norm, stats[norm].median, stats["none"].median)
         assert stats[norm].max_over_median < stats["none"].max_over_median / 100, norm
@@ -130,11 +138,13 @@ def test_band_errors_known_answers():
     edges = torch.tensor([0.0, 20.0, 64.0])
     torch.testing.assert_close(band_errors(target, target, edges), torch.zeros(2, dtype=torch.float64))
     # missing the high tone entirely: low band exact, high band error 1
-    torch.testing.assert_close(band_errors(low, target, edges), torch.tensor([0.0, 1.0], dtype=torch.float64),
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        band_errors(low, target, edges), torch.tensor([0.0, 1.0], dtype=torch.float64), atol=1e-6, rtol=0
+    )
     # half the low tone's amplitude: relative error 0.5 in the low band only
-    torch.testing.assert_close(band_errors(0.5 * low + high, target, edges),
-                               torch.tensor([0.5, 0.0], dtype=torch.float64), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        band_errors(0.5 * low + high, target, edges), torch.tensor([0.5, 0.0], dtype=torch.float64), atol=1e-6, rtol=0
+    )
     # a band with no target energy is undefined
     assert math.isnan(float(band_errors(low, low, edges)[1]))
 
@@ -165,8 +175,10 @@ def test_pe_cn_learns_the_high_band_faster(tmp_path):
         assert list(run.iterations) == [1, 50, 100] and run.errors.shape == (3, 2)
     high = {m: r.errors[-1, 1] for m, r in runs.items()}
     assert high["pe+cn"] < 0.1 < 0.9 < high["relu"], high
-    same_lr = {m: spectral_dynamics(m, task, "4x128", 50, 50, tmp_path / f"{m}-lr", lr=1e-3).errors[-1, 1]
-               for m in ("pe", "pe+cn")}
+    same_lr = {
+        m: spectral_dynamics(m, task, "4x128", 50, 50, tmp_path / f"{m}-lr", lr=1e-3).errors[-1, 1]
+        for m in ("pe", "pe+cn")
+    }
     assert same_lr["pe+cn"] < same_lr["pe"] / 2, same_lr
 
 
@@ -185,8 +197,9 @@ def test_spectral_dynamics_resumes_with_its_records(tmp_path):
 
 def test_ntk_command_writes_figure_and_statistics(tmp_path):
     out = tmp_path / "ntk"
-    code = main(["ntk", "--norms", "none,cn", "--encodings", "relu,pe2", "--arch", "2x16", "--samples", "32",
-                 "--out", str(out)])
+    code = main(
+        ["ntk", "--norms", "none,cn", "--encodings", "relu,pe2", "--arch", "2x16", "--samples", "32", "--out", str(out)]
+    )
     assert code == 0
     record = json.loads((out / "ntk.json").read_text())
     assert set(record["statistics"]) == {"relu", "pe2"}
@@ -197,27 +210,72 @@ def test_ntk_command_writes_figure_and_statistics(tmp_path):
 
 
 def test_spectral_dynamics_command_1d_and_2d(tmp_path):
-    assert main(["spectral-dynamics", "--methods", "relu,pe+cn", "--iters", "10", "--every", "5", "--samples", "64",
-                 "--bands", "4", "--arch", "2x16", "--out", str(tmp_path / "tones")]) == 0
+    assert (
+        main(
+            [
+                "spectral-dynamics",
+                "--methods",
+                "relu,pe+cn",
+                "--iters",
+                "10",
+                "--every",
+                "5",
+                "--samples",
+                "64",
+                "--bands",
+                "4",
+                "--arch",
+                "2x16",
+                "--out",
+                str(tmp_path / "tones"),
+            ]
+        )
+        == 0
+    )
     record = json.loads((tmp_path / "tones" / "spectral_dynamics.json").read_text())
     assert [r["method"] for r in record["runs"]] == ["relu", "pe+cn"]
     assert len(record["runs"][0]["errors"]) == 3 and len(record["runs"][0]["errors"][0]) == 4
     assert (tmp_path / "tones" / "spectral_dynamics.png").exists()
-    assert main(["spectral-dynamics", "--signal", "image", "--methods", "pe+cn", "--iters", "5", "--every", "5",
-                 "--samples", "16", "--bands", "3", "--arch", "2x16", "--out", str(tmp_path / "image")]) == 0
+    assert (
+        main(
+            [
+                "spectral-dynamics",
+                "--signal",
+                "image",
+                "--methods",
+                "pe+cn",
+                "--iters",
+                "5",
+                "--every",
+                "5",
+                "--samples",
+                "16",
+                "--bands",
+                "3",
+                "--arch",
+                "2x16",
+                "--out",
+                str(tmp_path / "image"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "image" / "pe+cn" / "fit.png").exists()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["ntk", "--norms", "none,xn"], "unknown norm 'xn'"),
-    (["ntk", "--encodings", "fourier"], "unknown encoding 'fourier'"),
-    (["ntk", "--samples", "1"], "--samples must be at least 2"),
-    (["ntk", "--samples", "1000000"], "the empirical NTK of --samples 1000000 points needs about"),
-    (["spectral-dynamics", "--methods", "relu,foo"], "unknown method 'foo'"),
-    (["spectral-dynamics", "--samples", "16", "--bands", "8"], "too few"),
-    (["spectral-dynamics", "--image", "x.png"], "--image is used with --signal image only"),
-    (["spectral-dynamics", "--signal", "image", "--image", "missing.png"], "image file not found"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["ntk", "--norms", "none,xn"], "unknown norm 'xn'"),
+        (["ntk", "--encodings", "fourier"], "unknown encoding 'fourier'"),
+        (["ntk", "--samples", "1"], "--samples must be at least 2"),
+        (["ntk", "--samples", "1000000"], "the empirical NTK of --samples 1000000 points needs about"),
+        (["spectral-dynamics", "--methods", "relu,foo"], "unknown method 'foo'"),
+        (["spectral-dynamics", "--samples", "16", "--bands", "8"], "too few"),
+        (["spectral-dynamics", "--image", "x.png"], "--image is used with --signal image only"),
+        (["spectral-dynamics", "--signal", "image", "--image", "missing.png"], "image file not found"),
+    ],
+)
 def test_analysis_commands_reject_bad_options(argv, message, tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "o")]) == 2
     assert message in capsys.readouterr().out.replace("\n", "")

@@ -58,10 +58,30 @@ def test_rendering_is_deterministic_and_centred():
 
 def test_make_scene_cli(tmp_path):
     out = tmp_path / "s"
-    assert main(["make-scene", "blender", "--out", str(out), "--scene.resolution", "16", "--scene.train-views",
-                 "2", "--scene.val-views", "1", "--scene.test-views", "1"]) == 0
+    assert (
+        main(
+            [
+                "make-scene",
+                "blender",
+                "--out",
+                str(out),
+                "--scene.resolution",
+                "16",
+                "--scene.train-views",
+                "2",
+                "--scene.val-views",
+                "1",
+                "--scene.test-views",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in out.glob("transforms_*.json")) == [
-        "transforms_test.json", "transforms_train.json", "transforms_val.json"]
+        "transforms_test.json",
+        "transforms_train.json",
+        "transforms_val.json",
+    ]
     assert main(["make-scene", "blender", "--out", str(out), "--scene.resolution", "4"]) == 2
 
 
@@ -87,9 +107,20 @@ def test_missing_transforms_file(scene, tmp_path):
 @pytest.mark.parametrize(
     "edit, pattern",
     [
-        (lambda d, m: (d / "train" / "r_1.png").unlink(), r"frames\[1\]\.file_path = './train/r_1': image file .*r_1\.png not found"),
-        (lambda d, m: m["frames"][2].update(transform_matrix=[[1, 0, 0], [0, 1, 0]]), r"frames\[2\]\.transform_matrix: expected a 4x4"),
-        (lambda d, m: m["frames"][0].update(transform_matrix=[[2, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 4], [0, 0, 0, 1]]), r"frames\[0\]\.transform_matrix: .*not a rotation"),
+        (
+            lambda d, m: (d / "train" / "r_1.png").unlink(),
+            r"frames\[1\]\.file_path = './train/r_1': image file .*r_1\.png not found",
+        ),
+        (
+            lambda d, m: m["frames"][2].update(transform_matrix=[[1, 0, 0], [0, 1, 0]]),
+            r"frames\[2\]\.transform_matrix: expected a 4x4",
+        ),
+        (
+            lambda d, m: m["frames"][0].update(
+                transform_matrix=[[2, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 4], [0, 0, 0, 1]]
+            ),
+            r"frames\[0\]\.transform_matrix: .*not a rotation",
+        ),
         (lambda d, m: m["frames"][0].pop("file_path"), r"frames\[0\]\.file_path: expected a path string"),
         (lambda d, m: m.pop("camera_angle_x"), r"field 'camera_angle_x' must be"),
         (lambda d, m: m.update(frames=[]), r"field 'frames' must be a non-empty list"),
@@ -109,10 +140,19 @@ def test_demo_reports_bad_scene(scene, tmp_path, capsys):
 
 
 def test_make_scene_never_replaces_a_users_files_without_overwrite(tmp_path, capsys):
-    small = ["--scene.resolution", "16", "--scene.train-views", "3", "--scene.val-views", "1", "--scene.test-views", "1"]
+    small = [
+        "--scene.resolution",
+        "16",
+        "--scene.train-views",
+        "3",
+        "--scene.val-views",
+        "1",
+        "--scene.test-views",
+        "1",
+    ]
     out = tmp_path / "data"
     out.mkdir()
-    (out / "transforms_train.json").write_text("{\"mine\": true}")
+    (out / "transforms_train.json").write_text('{"mine": true}')
     (out / "notes.txt").write_text("keep me")
     assert main(["make-scene", "blender", "--out", str(out), *small]) == 2
     assert "already holds transforms_train.json" in capsys.readouterr().out.replace("\n", "")
@@ -126,10 +166,10 @@ def test_make_scene_never_replaces_a_users_files_without_overwrite(tmp_path, cap
     assert (out / "notes.txt").read_text() == "keep me"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--scene.radius", "nan"], "--radius must exceed"),
-    (["--scene.resolution", "200000"], "needs about"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [(["--scene.radius", "nan"], "--radius must exceed"), (["--scene.resolution", "200000"], "needs about")],
+)
 def test_make_scene_bad_sizes_and_numbers(tmp_path, capsys, args, message):
     assert main(["make-scene", "blender", "--out", str(tmp_path / "s"), *args]) == 2
     assert message in capsys.readouterr().out.replace("\n", "")
@@ -138,8 +178,26 @@ def test_make_scene_bad_sizes_and_numbers(tmp_path, capsys, args, message):
 def test_demo_compares_mipnerf_and_mipnerf_cn_at_equal_time(scene, tmp_path, capsys):
     """The main job at a tiny budget: both methods train for the same time, the figure and the scores exist."""
     out = tmp_path / "demo"
-    assert main(["demo", "--data", str(scene), "--out", str(out), "--seconds", "4", "--eval-every", "2",
-                 "--rays", "32", "--samples", "8"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--data",
+                str(scene),
+                "--out",
+                str(out),
+                "--seconds",
+                "4",
+                "--eval-every",
+                "2",
+                "--rays",
+                "32",
+                "--samples",
+                "8",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "demo_comparison.png" in printed.replace("\n", "")
     record = json.loads((out / "demo.json").read_text())
@@ -153,11 +211,14 @@ def test_demo_compares_mipnerf_and_mipnerf_cn_at_equal_time(scene, tmp_path, cap
     assert list((out / "runs" / "mipnerf-cn").rglob("*.ckpt")), "no checkpoint of the compared run"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--seconds", "0"], "--seconds must be positive"),
-    (["--rays", "0"], "--rays must be >= 1"),
-    (["--steps", "10"], "--steps and --viewer belong to the single-method mode"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--seconds", "0"], "--seconds must be positive"),
+        (["--rays", "0"], "--rays must be >= 1"),
+        (["--steps", "10"], "--steps and --viewer belong to the single-method mode"),
+    ],
+)
 def test_demo_rejects_bad_options(scene, tmp_path, capsys, args, message):
     assert main(["demo", "--data", str(scene), "--out", str(tmp_path / "o"), *args]) == 2
     assert message in capsys.readouterr().out.replace("\n", "")

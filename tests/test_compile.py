@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from nerf_norm import kernels
-
 from nerf_norm.networks import build_network
 from nerf_norm.norms import CrossNorm, GlobalNorm
 
@@ -44,8 +43,10 @@ def test_compiled_cross_norm_equals_eager(variant):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method, dtype, tol", [("pe+cn", torch.float64, 1e-9), ("pe+cn", torch.float32, 1e-4),
-                                               ("pe+gn", torch.float64, 1e-9)])
+@pytest.mark.parametrize(
+    "method, dtype, tol",
+    [("pe+cn", torch.float64, 1e-9), ("pe+cn", torch.float32, 1e-4), ("pe+gn", torch.float64, 1e-9)],
+)
 def test_compiled_normalized_coordinate_mlp_equals_eager(method, dtype, tol):
     """A pe+cn or pe+gn network (the paper's PE, the norm with its ReLU fused) compiled with fullgraph=True (the
     plain formulation, which Inductor fuses) against eager (the autograd Functions): outputs,

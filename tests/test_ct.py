@@ -6,8 +6,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-
 from conftest import squash
+
 from nerf_norm.cli import main
 from nerf_norm.radon import ParallelBeamProjector, detector_bins, uniform_angles
 from nerf_norm.tasks.commands import CTCommand, run_ct
@@ -42,9 +42,8 @@ def test_projector_is_linear_batched_and_scaled():
     torch.testing.assert_close(projector(2 * a - b), 2 * both[0] - both[1], rtol=1e-5, atol=1e-5)
     # default pixel size 1/N: every projection of a smooth centred blob carries the image's mass / N
     yy, xx = torch.meshgrid(torch.arange(32.0) - 16, torch.arange(32.0) - 16, indexing="ij")
-    blob = torch.exp(-(xx ** 2 + yy ** 2) / (2 * 3.0 ** 2))
-    torch.testing.assert_close(projector(blob).sum(dim=1), torch.full((12,), blob.sum().item() / 32), rtol=1e-3,
-                               atol=0)
+    blob = torch.exp(-(xx**2 + yy**2) / (2 * 3.0**2))
+    torch.testing.assert_close(projector(blob).sum(dim=1), torch.full((12,), blob.sum().item() / 32), rtol=1e-3, atol=0)
     with pytest.raises(ValueError):
         projector(torch.rand(31, 32))
 
@@ -63,8 +62,9 @@ def test_slice_loading(tmp_path):
 
 def test_ct_cli_on_default_phantom(tmp_path, cli_output):
     out = tmp_path / "ct"
-    code = main(["ct", "--size", "32", "--projections", "20", "--iters", "3", "--arch", "2x32", "--quiet",
-                 "--out", str(out)])
+    code = main(
+        ["ct", "--size", "32", "--projections", "20", "--iters", "3", "--arch", "2x32", "--quiet", "--out", str(out)]
+    )
     assert code == 0, cli_output()
     record = json.loads((out / "metrics.json").read_text())
     assert record["run"]["projections"] == 20 and "Shepp" in record["run"]["image"]
@@ -76,8 +76,22 @@ def test_ct_cli_on_default_phantom(tmp_path, cli_output):
 
 def test_ct_cli_on_real_chest_slice(shared_data, tmp_path, cli_output):
     out = tmp_path / "chest"
-    code = main(["ct", "--image", str(shared_data / "ct" / "chest.png"), "--size", "48", "--iters", "2",
-                 "--arch", "2x32", "--quiet", "--out", str(out)])
+    code = main(
+        [
+            "ct",
+            "--image",
+            str(shared_data / "ct" / "chest.png"),
+            "--size",
+            "48",
+            "--iters",
+            "2",
+            "--arch",
+            "2x32",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, cli_output()
     record = json.loads((out / "metrics.json").read_text())
     assert record["run"]["image"].endswith("chest.png") and record["run"]["projections"] == 100

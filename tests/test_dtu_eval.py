@@ -13,7 +13,7 @@ import trimesh
 from scipy.io import savemat
 
 from nerf_norm.cli import main
-from nerf_norm.dtu_eval import (downsample_greedy, evaluate_mesh, load_ground_truth, run_evaluation, sample_mesh)
+from nerf_norm.dtu_eval import downsample_greedy, evaluate_mesh, load_ground_truth, run_evaluation, sample_mesh
 from nerf_norm.errors import UserError
 from nerf_norm.neus_layout import compose_projection
 
@@ -28,8 +28,9 @@ def sphere(radius: float, subdivisions: int = 4) -> trimesh.Trimesh:
     return mesh
 
 
-def write_ground_truth(root: Path, gt_mesh: trimesh.Trimesh, *, obs_mask=None, plane=(0.0, 0.0, 0.0, 1.0),
-                       res: float = 1.0) -> Path:
+def write_ground_truth(
+    root: Path, gt_mesh: trimesh.Trimesh, *, obs_mask=None, plane=(0.0, 0.0, 0.0, 1.0), res: float = 1.0
+) -> Path:
     """Official layout: Points/stl/stl007_total.ply and ObsMask/{ObsMask7_10,Plane7}.mat."""
     pts = downsample_greedy(sample_mesh(gt_mesh.vertices, gt_mesh.faces, 0.2), 0.2, seed=123)
     (root / "Points" / "stl").mkdir(parents=True)
@@ -38,8 +39,10 @@ def write_ground_truth(root: Path, gt_mesh: trimesh.Trimesh, *, obs_mask=None, p
     lo, hi = gt_mesh.bounds[0] - 20, gt_mesh.bounds[1] + 20
     shape = tuple(np.ceil((hi - lo) / res).astype(int) + 1)
     mask = np.ones(shape, dtype=np.uint8) if obs_mask is None else obs_mask(shape)
-    savemat(str(root / "ObsMask" / f"ObsMask{SCAN}_10.mat"), {"ObsMask": mask, "BB": np.stack([lo, hi]),
-                                                               "Res": np.array([[res]])})
+    savemat(
+        str(root / "ObsMask" / f"ObsMask{SCAN}_10.mat"),
+        {"ObsMask": mask, "BB": np.stack([lo, hi]), "Res": np.array([[res]])},
+    )
     savemat(str(root / "ObsMask" / f"Plane{SCAN}.mat"), {"P": np.asarray(plane, dtype=np.float64).reshape(4, 1)})
     return root
 
@@ -80,10 +83,11 @@ def test_sphere_against_larger_sphere_scores_the_gap(tmp_path, d):
 
 def test_observation_mask_plane_and_max_dist(tmp_path):
     mesh = sphere(30.0)
+
     # unobserved voxels for x above the centre: an outlier blob there must not count for accuracy
     def half_mask(shape):
         m = np.ones(shape, dtype=np.uint8)
-        m[shape[0] // 2 + 2:] = 0
+        m[shape[0] // 2 + 2 :] = 0
         return m
 
     root = write_ground_truth(tmp_path, mesh, obs_mask=half_mask, plane=(0.0, 0.0, 1.0, -CENTRE[2]))
@@ -126,8 +130,9 @@ def test_command_and_script_write_json_and_refuse_to_overwrite(tmp_path, capsys)
     assert (tmp_path / "res_accuracy.ply").exists() and (tmp_path / "res_completeness.ply").exists()
     assert main(["eval-dtu", *argv]) == 2
     assert "pass --overwrite" in capsys.readouterr().out
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "eval_dtu.py"), *argv, "--overwrite"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "eval_dtu.py"), *argv, "--overwrite"], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert json.loads(out.read_text())["overall"] == pytest.approx(record["overall"])
 
@@ -146,8 +151,10 @@ def test_bad_ground_truth_and_meshes(tmp_path):
     with pytest.raises(UserError, match=r"no 'P'"):
         run_evaluation(mesh_path, SCAN, root, tmp_path / "a.json")
     empty = tmp_path / "empty.ply"
-    empty.write_text("ply\nformat ascii 1.0\nelement vertex 0\nproperty float x\nproperty float y\nproperty float z\n"
-                     "element face 0\nproperty list uchar int vertex_indices\nend_header\n")
+    empty.write_text(
+        "ply\nformat ascii 1.0\nelement vertex 0\nproperty float x\nproperty float y\nproperty float z\n"
+        "element face 0\nproperty list uchar int vertex_indices\nend_header\n"
+    )
     with pytest.raises(UserError, match="is empty"):
         run_evaluation(empty, SCAN, root, tmp_path / "a.json")
     open_mesh = tmp_path / "open.ply"
@@ -183,8 +190,9 @@ def test_mask_culling_removes_what_no_view_sees(tmp_path):
     assert 0 < len(f) < len(mesh.faces)
     assert np.all(v[:, 0] <= CENTRE[0] + 1e-6 + 2 * 30.0 / 100)  # only the left half (x <= centre) remains
     with pytest.raises(UserError, match="has 1 cameras .* holds 2 masks"):  # more masks than cameras
-        cull_by_masks(mesh.vertices, mesh.faces, tmp_path / "cameras_sphere.npz",
-                      _two_masks(tmp_path, mask), dilation=0)
+        cull_by_masks(
+            mesh.vertices, mesh.faces, tmp_path / "cameras_sphere.npz", _two_masks(tmp_path, mask), dilation=0
+        )
     np.savez(tmp_path / "two_cams.npz", world_mat_0=compose_projection(K, c2w), world_mat_1=compose_projection(K, c2w))
     with pytest.raises(UserError, match="has 2 cameras .* holds 1 masks"):  # fewer masks than cameras
         cull_by_masks(mesh.vertices, mesh.faces, tmp_path / "two_cams.npz", tmp_path / "mask", dilation=0)
@@ -200,14 +208,17 @@ def _two_masks(tmp_path: Path, mask: np.ndarray) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("option, message", [
-    ({"max_dist": 0.0}, "--max-dist must be a positive finite number"),
-    ({"max_dist": float("nan")}, "--max-dist must be a positive finite number"),
-    ({"density": float("nan")}, "--density must be a positive finite number"),
-    ({"density": -0.2}, "--density must be a positive finite number"),
-    ({"dilation": -3}, "--dilation must be a number of pixels >= 0"),
-    ({"density": 1e-4}, "needs about .* GiB of memory"),
-])
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ({"max_dist": 0.0}, "--max-dist must be a positive finite number"),
+        ({"max_dist": float("nan")}, "--max-dist must be a positive finite number"),
+        ({"density": float("nan")}, "--density must be a positive finite number"),
+        ({"density": -0.2}, "--density must be a positive finite number"),
+        ({"dilation": -3}, "--dilation must be a number of pixels >= 0"),
+        ({"density": 1e-4}, "needs about .* GiB of memory"),
+    ],
+)
 def test_bad_options_fail_before_any_work(tmp_path, option, message):
     mesh_path = tmp_path / "mesh.ply"
     sphere(30.0, subdivisions=2).export(str(mesh_path))

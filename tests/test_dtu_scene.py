@@ -91,8 +91,10 @@ def _dtu_ground_truth(root, scene):
     trimesh.PointCloud(pts).export(str(root / "Points" / "stl" / "stl001_total.ply"))
     lo, hi = gt.bounds[0] - 20, gt.bounds[1] + 20
     shape = tuple(np.ceil((hi - lo) / 4.0).astype(int) + 1)
-    savemat(str(root / "ObsMask" / "ObsMask1_10.mat"), {"ObsMask": np.ones(shape, np.uint8), "BB": np.stack([lo, hi]),
-                                                        "Res": np.array([[4.0]])})
+    savemat(
+        str(root / "ObsMask" / "ObsMask1_10.mat"),
+        {"ObsMask": np.ones(shape, np.uint8), "BB": np.stack([lo, hi]), "Res": np.array([[4.0]])},
+    )
     savemat(str(root / "ObsMask" / "Plane1.mat"), {"P": np.array([[0.0], [0.0], [0.0], [1.0]])})
     return root
 
@@ -105,15 +107,47 @@ def test_train_extract_and_score_end_to_end(bunny_scene, tmp_path):
     dtu = _dtu_ground_truth(tmp_path / "dtu", bunny_scene)
     scores = {}
     for steps in (1, 120):
-        config = configure(method_config("neus-cn-lite"), RunSettings(bunny_scene, tmp_path / f"run{steps}", steps=steps))
+        config = configure(
+            method_config("neus-cn-lite"), RunSettings(bunny_scene, tmp_path / f"run{steps}", steps=steps)
+        )
         config.pipeline.datamanager.dataparser.eval_every = 8
         train(config)
         mesh = tmp_path / f"mesh{steps}.ply"
-        assert main(["extract-mesh", "--load-config", str(config.get_base_dir() / "config.yml"), "--out", str(mesh),
-                     "--resolution", "64", "--block", "16"]) == 0
+        assert (
+            main(
+                [
+                    "extract-mesh",
+                    "--load-config",
+                    str(config.get_base_dir() / "config.yml"),
+                    "--out",
+                    str(mesh),
+                    "--resolution",
+                    "64",
+                    "--block",
+                    "16",
+                ]
+            )
+            == 0
+        )
         out = tmp_path / f"score{steps}.json"
-        assert main(["eval-dtu", "--mesh", str(mesh), "--scan", "1", "--dataset-dir", str(dtu), "--out", str(out),
-                     "--density", "0.5"]) == 0
+        assert (
+            main(
+                [
+                    "eval-dtu",
+                    "--mesh",
+                    str(mesh),
+                    "--scan",
+                    "1",
+                    "--dataset-dir",
+                    str(dtu),
+                    "--out",
+                    str(out),
+                    "--density",
+                    "0.5",
+                ]
+            )
+            == 0
+        )
         scores[steps] = json.loads(out.read_text())["overall"]
     print(f"DTU overall (mm) after 1 and 120 steps: {scores}")
     assert scores[120] < 0.8 * scores[1], scores

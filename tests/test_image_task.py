@@ -39,8 +39,15 @@ def test_image_task_grid_and_rate(tmp_path):
 
 
 def test_users_image_is_fitted_as_given_and_best_psnr_recorded(tmp_path):
-    cmd = ImageCommand(image=_small_image(tmp_path, 40), method="pe+cn", arch="2x16", iters=12, log_every=5,
-                       quiet=True, out=tmp_path / "run")
+    cmd = ImageCommand(
+        image=_small_image(tmp_path, 40),
+        method="pe+cn",
+        arch="2x16",
+        iters=12,
+        log_every=5,
+        quiet=True,
+        out=tmp_path / "run",
+    )
     result, task = run_image(cmd)
     assert (task.height, task.width) == (40, 40)  # no silent downscaling of a user's image
     m = result.metrics
@@ -53,8 +60,26 @@ def test_users_image_is_fitted_as_given_and_best_psnr_recorded(tmp_path):
 
 def test_cli_writes_outputs_and_resumes(tmp_path, capsys):
     img, out = _small_image(tmp_path), tmp_path / "run"
-    args = ["image", "--image", str(img), "--method", "relu+cn", "--arch", "2x16", "--downscale", "1",
-            "--iters", "10", "--checkpoint-every", "5", "--log-every", "5", "--out", str(out), "--quiet"]
+    args = [
+        "image",
+        "--image",
+        str(img),
+        "--method",
+        "relu+cn",
+        "--arch",
+        "2x16",
+        "--downscale",
+        "1",
+        "--iters",
+        "10",
+        "--checkpoint-every",
+        "5",
+        "--log-every",
+        "5",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert str(out.resolve()) in printed.replace("\n", "")
@@ -64,10 +89,12 @@ def test_cli_writes_outputs_and_resumes(tmp_path, capsys):
     record = json.loads((out / "metrics.json").read_text())
     m = record["metrics"]
     assert set(m) >= {"psnr", "ssim", "params", "bpp_half", "bpp_full"} and m["iterations"] == 10
-    assert m["bpp_half"] == pytest.approx(m["params"] * 16 / 32 ** 2)
+    assert m["bpp_half"] == pytest.approx(m["params"] * 16 / 32**2)
     # resume to 20 iterations: continues from the checkpoint at 10 and keeps the curve
-    assert main(args[:-7] + ["--iters", "20", "--checkpoint-every", "5", "--log-every", "5", "--out", str(out),
-                             "--quiet"]) == 0
+    assert (
+        main(args[:-7] + ["--iters", "20", "--checkpoint-every", "5", "--log-every", "5", "--out", str(out), "--quiet"])
+        == 0
+    )
     record = json.loads((out / "metrics.json").read_text())
     assert record["metrics"]["iterations"] == 20
     assert record["history"]["iteration"][:3] == [1, 5, 10] and record["history"]["iteration"][-1] == 20
@@ -111,8 +138,16 @@ def test_normalization_beats_plain_networks_on_an_image(tmp_path):
     bundled astronaut image at 64x64: relu+cn must beat relu and pe+cn must beat pe."""
     psnr = {}
     for method in ("relu", "relu+cn", "pe", "pe+cn"):
-        cmd = ImageCommand(method=method, arch="5x30", downscale=8, iters=150, seed=0, quiet=True,
-                           out=tmp_path / method.replace("+", "_"), log_every=50)
+        cmd = ImageCommand(
+            method=method,
+            arch="5x30",
+            downscale=8,
+            iters=150,
+            seed=0,
+            quiet=True,
+            out=tmp_path / method.replace("+", "_"),
+            log_every=50,
+        )
         result, _ = run_image(cmd)
         psnr[method] = result.metrics["psnr"]
     print("PSNR at 150 iterations:", psnr)
@@ -132,8 +167,17 @@ def test_pe_cn_beats_relu_cn_at_full_resolution(tmp_path):
     iio.imwrite(crop, data.astronaut()[60:188, 160:288])
     psnr = {}
     for method in ("relu+cn", "pe+cn"):
-        cmd = ImageCommand(image=crop, method=method, arch="10x28", downscale=1, iters=300, seed=0, quiet=True,
-                           out=tmp_path / method.replace("+", "_"), log_every=100)
+        cmd = ImageCommand(
+            image=crop,
+            method=method,
+            arch="10x28",
+            downscale=1,
+            iters=300,
+            seed=0,
+            quiet=True,
+            out=tmp_path / method.replace("+", "_"),
+            log_every=100,
+        )
         result, task = run_image(cmd)
         assert (task.height, task.width) == (128, 128)
         psnr[method] = result.metrics["psnr"]
@@ -141,12 +185,15 @@ def test_pe_cn_beats_relu_cn_at_full_resolution(tmp_path):
     assert psnr["pe+cn"] > psnr["relu+cn"] + 1.5
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--lr", "inf"], "--lr must be a positive finite number"),
-    (["--lr", "nan"], "--lr must be a positive finite number"),
-    (["--threads", "0"], "--threads must be at least 1"),
-    (["--threads", "-1"], "--threads must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--lr", "inf"], "--lr must be a positive finite number"),
+        (["--lr", "nan"], "--lr must be a positive finite number"),
+        (["--threads", "0"], "--threads must be at least 1"),
+        (["--threads", "-1"], "--threads must be at least 1"),
+    ],
+)
 def test_bad_training_options_are_one_line_errors(tmp_path, capsys, args, message):
     argv = ["image", "--image", str(_small_image(tmp_path)), "--out", str(tmp_path / "o"), "--quiet", *args]
     assert main(argv) == 2
@@ -162,8 +209,20 @@ def test_out_naming_a_file_is_refused(tmp_path, capsys):
 
 def test_interrupt_writes_a_checkpoint_and_the_run_resumes(tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
-    common = ["image", "--image", str(_small_image(tmp_path)), "--method", "relu+cn", "--arch", "2x8",
-              "--checkpoint-every", "100", "--out", str(out), "--quiet"]
+    common = [
+        "image",
+        "--image",
+        str(_small_image(tmp_path)),
+        "--method",
+        "relu+cn",
+        "--arch",
+        "2x8",
+        "--checkpoint-every",
+        "100",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     argv = [*common, "--iters", "8"]
     calls = {"n": 0}
     original = torch.optim.Adam.step
@@ -191,8 +250,18 @@ def test_unrelated_outputs_in_out_are_not_replaced_without_overwrite(tmp_path, c
     out.mkdir()
     (out / "metrics.json").write_text("my own numbers")
     (out / "reconstruction.png").write_text("my own picture")
-    argv = ["image", "--image", str(_small_image(tmp_path)), "--arch", "2x8", "--iters", "3", "--out", str(out),
-            "--quiet"]
+    argv = [
+        "image",
+        "--image",
+        str(_small_image(tmp_path)),
+        "--arch",
+        "2x8",
+        "--iters",
+        "3",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(argv) == 2
     assert "already holds" in capsys.readouterr().out and (out / "metrics.json").read_text() == "my own numbers"
     assert main([*argv, "--overwrite"]) == 0
@@ -200,8 +269,16 @@ def test_unrelated_outputs_in_out_are_not_replaced_without_overwrite(tmp_path, c
 
 
 def test_gaussian_features_are_labelled_gff_not_pe(tmp_path):
-    cmd = ImageCommand(image=_small_image(tmp_path, 20), method="pe+cn", arch="2x8", iters=2, quiet=True,
-                       encoding="gaussian", gaussian_scale=10.0, out=tmp_path / "g")
+    cmd = ImageCommand(
+        image=_small_image(tmp_path, 20),
+        method="pe+cn",
+        arch="2x8",
+        iters=2,
+        quiet=True,
+        encoding="gaussian",
+        gaussian_scale=10.0,
+        out=tmp_path / "g",
+    )
     run_image(cmd)
     run = json.loads((tmp_path / "g" / "metrics.json").read_text())["run"]
     assert run["method"] == "gff+cn" and run["encoding"] == "gaussian" and run["gaussian_scale"] == 10.0

@@ -21,16 +21,17 @@ def sphere_sdf(radius=0.6, centre=(0.1, -0.05, 0.0)):
 def test_sphere_sdf_mesh_is_accurate_closed_and_skips_empty_blocks():
     stats = MeshStats()
     calls = []
-    v, f = extract_mesh(sphere_sdf(), BOUNDS, 129, block=16, stride=4, stats=stats,
-                        progress=lambda d, t: calls.append((d, t)))
+    v, f = extract_mesh(
+        sphere_sdf(), BOUNDS, 129, block=16, stride=4, stats=stats, progress=lambda d, t: calls.append((d, t))
+    )
     mesh = trimesh.Trimesh(v, f, process=False)
     r = np.linalg.norm(v - [0.1, -0.05, 0.0], axis=1)
     spacing = 2.0 / 128
     assert np.abs(r - 0.6).max() < 0.5 * spacing  # vertices on the surface (linear interpolation error)
     assert mesh.is_watertight and mesh.volume > 0  # welded across blocks, normals outward
-    assert mesh.volume == pytest.approx(4 / 3 * np.pi * 0.6 ** 3, rel=0.01)
-    assert stats.blocks == 8 ** 3 and stats.blocks_meshed < stats.blocks
-    assert stats.samples < 0.5 * 129 ** 3  # measured 0.46: the coarse probes skip the empty blocks
+    assert mesh.volume == pytest.approx(4 / 3 * np.pi * 0.6**3, rel=0.01)
+    assert stats.blocks == 8**3 and stats.blocks_meshed < stats.blocks
+    assert stats.samples < 0.5 * 129**3  # measured 0.46: the coarse probes skip the empty blocks
     assert calls[-1] == (512, 512)
 
 
@@ -40,7 +41,7 @@ def test_occupancy_field_without_skipping():
     v, f = extract_mesh(occ, BOUNDS, 33, level=0.5, sdf=False, block=8, stats=stats)
     mesh = trimesh.Trimesh(v, f, process=False)
     assert mesh.is_watertight and mesh.volume > 0
-    assert stats.samples >= 33 ** 3
+    assert stats.samples >= 33**3
 
 
 def test_largest_component_and_transform():

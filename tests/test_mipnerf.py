@@ -13,19 +13,28 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from nerf_norm.nerfstudio import metrics as lpips_metrics
 from nerfstudio.cameras.rays import RayBundle
 
-from nerf_norm.nerfstudio.experiment import (RunSettings, configure, evaluate, lite_config, method_config,
-                                             setup_trainer, train)
+from nerf_norm.nerfstudio import metrics as lpips_metrics
+from nerf_norm.nerfstudio.experiment import (
+    RunSettings,
+    configure,
+    evaluate,
+    lite_config,
+    method_config,
+    setup_trainer,
+    train,
+)
 from nerf_norm.nerfstudio.mipnerf import PASSES, MipNerfNormModelConfig
-from nerf_norm.nerfstudio.normalize import normalize_mlps, stat_set_view
 from nerf_norm.nerfstudio.mlp import NormalizedMLP
+from nerf_norm.nerfstudio.normalize import normalize_mlps, stat_set_view
 from nerf_norm.scenes.blender import BlenderSceneConfig, write_blender_scene
 
-OUR_METHODS = sorted(ep.name for ep in entry_points(group="nerfstudio.method_configs")
-                     if ep.value.startswith("nerf_norm.method_configs.mipnerf:"))
+OUR_METHODS = sorted(
+    ep.name
+    for ep in entry_points(group="nerfstudio.method_configs")
+    if ep.value.startswith("nerf_norm.method_configs.mipnerf:")
+)
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +72,13 @@ def _normalized_nerf_field(norm_head: bool = False):
     from nerfstudio.fields.vanilla_nerf_field import NeRFField
 
     field = NeRFField()
-    normalize_mlps(field, "cn", names=("mlp_base", "mlp_head") if norm_head else ("mlp_base",),
-                   num_stat_sets=len(PASSES), norm_kwargs={"track_running_stats": True})
+    normalize_mlps(
+        field,
+        "cn",
+        names=("mlp_base", "mlp_head") if norm_head else ("mlp_base",),
+        num_stat_sets=len(PASSES),
+        norm_kwargs={"track_running_stats": True},
+    )
     return field
 
 
@@ -120,8 +134,11 @@ def test_eval_near_plane(eval_near_plane, tiny_scene, tmp_path):
 
     def nears(training: bool) -> torch.Tensor:
         model.train(training)
-        bundle = RayBundle(origins=torch.zeros(2, 3), directions=torch.tensor([[0.0, 0.0, 1.0]]).expand(2, 3),
-                           pixel_area=torch.ones(2, 1))
+        bundle = RayBundle(
+            origins=torch.zeros(2, 3),
+            directions=torch.tensor([[0.0, 0.0, 1.0]]).expand(2, 3),
+            pixel_area=torch.ones(2, 1),
+        )
         return model.collider(bundle).nears
 
     assert torch.equal(nears(True), torch.full((2, 1), near))
@@ -137,8 +154,13 @@ def test_passes_select_their_statistics(tiny_scene, tmp_path):
     model = setup_trainer(config).pipeline.model
     keys = set(model.state_dict())
     first = model.field.mlp_base.norms[0]
-    bundle = RayBundle(origins=torch.zeros(4, 3), directions=torch.tensor([[0.0, 0.0, 1.0]]).expand(4, 3),
-                       pixel_area=torch.ones(4, 1), nears=torch.full((4, 1), 2.0), fars=torch.full((4, 1), 6.0))
+    bundle = RayBundle(
+        origins=torch.zeros(4, 3),
+        directions=torch.tensor([[0.0, 0.0, 1.0]]).expand(4, 3),
+        pixel_area=torch.ones(4, 1),
+        nears=torch.full((4, 1), 2.0),
+        fars=torch.full((4, 1), 6.0),
+    )
     samples = model.sampler_uniform(bundle)
     model.train()
     for name, expected in (("fine", [0, 1]), ("coarse", [1, 1]), ("fine", [1, 2])):
@@ -180,7 +202,9 @@ def test_eval_is_chunk_invariant(tiny_scene, tmp_path):
         torch.testing.assert_close(renders[1024][key], renders[4096][key], rtol=0, atol=2e-5)
     # what nerfstudio's viewer reads: "rgb" by default and "depth" for depth compositing (the fine pass)
     assert torch.equal(renders[1024]["rgb"], renders[1024]["rgb_fine"])
-    assert renders[1024]["depth"].shape == (64, 64, 1) and torch.equal(renders[1024]["depth"], renders[1024]["depth_fine"])
+    assert renders[1024]["depth"].shape == (64, 64, 1) and torch.equal(
+        renders[1024]["depth"], renders[1024]["depth_fine"]
+    )
 
     # the control: with batch statistics in eval, the same rays render differently per chunking
     for norm in model.field.mlp_base.norms:
@@ -235,9 +259,24 @@ def _free_port() -> int:
 def test_viewer_serves_while_training_and_quits(tiny_scene, tmp_path):
     port = _free_port()
     ns_train = Path(sys.executable).parent / "ns-train"
-    cmd = [str(ns_train), "mipnerf-cn-lite", "--data", str(tiny_scene), "--output-dir", str(tmp_path),
-           "--vis", "viewer", "--viewer.websocket-port", str(port), "--viewer.websocket-host", "127.0.0.1",
-           "--viewer.quit-on-train-completion", "True", "--max-num-iterations", "30"]
+    cmd = [
+        str(ns_train),
+        "mipnerf-cn-lite",
+        "--data",
+        str(tiny_scene),
+        "--output-dir",
+        str(tmp_path),
+        "--vis",
+        "viewer",
+        "--viewer.websocket-port",
+        str(port),
+        "--viewer.websocket-host",
+        "127.0.0.1",
+        "--viewer.quit-on-train-completion",
+        "True",
+        "--max-num-iterations",
+        "30",
+    ]
     log = open(tmp_path / "ns-train.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
     page = None
@@ -264,8 +303,9 @@ def test_viewer_serves_while_training_and_quits(tiny_scene, tmp_path):
 @pytest.mark.slow
 def test_mipnerf_cn_learns_faster_than_mipnerf(tmp_path):
     """Fixed seed and budget on the generated scene (32x32): test-split PSNR of mipnerf-cn beats mipnerf's."""
-    scene = write_blender_scene(tmp_path / "scene",
-                                BlenderSceneConfig(resolution=32, train_views=20, val_views=1, test_views=3))
+    scene = write_blender_scene(
+        tmp_path / "scene", BlenderSceneConfig(resolution=32, train_views=20, val_views=1, test_views=3)
+    )
     psnr = {}
     for name in ("mipnerf", "mipnerf-cn"):
         config = configure(lite_config(name), RunSettings(scene, tmp_path / name, steps=STEPS, seed=0))

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-
 from conftest import squash
+
 from nerf_norm.cli import main
 from nerf_norm.tasks.commands import MRICommand, run_mri
 from nerf_norm.tasks.mri import MRITask, head_phantom, load_volume, variable_density_mask
@@ -42,7 +42,7 @@ def test_user_volume_keeps_its_own_shape_and_changes_are_said_once(tmp_path, cap
 
 
 def test_one_extreme_voxel_does_not_squash_the_volume(tmp_path, capsys):
-    raw = np.linspace(0.0, 100.0, 16 ** 3).reshape(16, 16, 16)
+    raw = np.linspace(0.0, 100.0, 16**3).reshape(16, 16, 16)
     raw[3, 4, 5] = 1e30
     np.save(tmp_path / "v.npy", raw)
     vol, _ = load_volume(tmp_path / "v.npy")
@@ -65,7 +65,7 @@ def test_forward_model_is_consistent():
     torch.testing.assert_close(task.zero_filled(), task.target, atol=1e-5, rtol=0)  # full k-space inverts exactly
     assert task.loss(task.target.reshape(-1, 1)).item() < 1e-10
     # orthonormal DFT: the k-space loss of an error on full sampling is its mean squared error (Parseval)
-    err = 0.1 * torch.randn(16 ** 3, 1, generator=torch.Generator().manual_seed(0))
+    err = 0.1 * torch.randn(16**3, 1, generator=torch.Generator().manual_seed(0))
     loss = task.loss(task.target.reshape(-1, 1) + err).item()
     assert loss == pytest.approx(err.pow(2).mean().item(), rel=1e-4)
 
@@ -83,8 +83,22 @@ def test_mri_cli_on_default_phantom(tmp_path, cli_output):
 @pytest.mark.parametrize("name", ["ch2bet.nii.gz", "brain.tiff"])
 def test_mri_cli_on_real_volumes(shared_data, tmp_path, cli_output, name):
     out = tmp_path / name
-    code = main(["mri", "--volume", str(shared_data / "mri" / name), "--resolution", "16", "--iters", "2",
-                 "--arch", "2x32", "--quiet", "--out", str(out)])
+    code = main(
+        [
+            "mri",
+            "--volume",
+            str(shared_data / "mri" / name),
+            "--resolution",
+            "16",
+            "--iters",
+            "2",
+            "--arch",
+            "2x32",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, cli_output()
     record = json.loads((out / "metrics.json").read_text())
     assert record["run"]["volume"].endswith(name) and record["metrics"]["zero_filled_psnr"] > 10
@@ -116,8 +130,16 @@ def test_relu_cn_beats_relu_on_mri(shared_data, tmp_path):
     exploratory runs also on the generated phantom and on brain.tiff (see README)."""
     psnr = {}
     for method in ("relu", "relu+cn"):
-        cmd = MRICommand(volume=shared_data / "mri" / "ch2bet.nii.gz", method=method, arch="4x128", resolution=24,
-                         iters=300, seed=0, quiet=True, out=tmp_path / method)
+        cmd = MRICommand(
+            volume=shared_data / "mri" / "ch2bet.nii.gz",
+            method=method,
+            arch="4x128",
+            resolution=24,
+            iters=300,
+            seed=0,
+            quiet=True,
+            out=tmp_path / method,
+        )
         psnr[method] = run_mri(cmd)[0].metrics["psnr"]
     # measured: relu 25.52 dB, relu+cn 27.37 dB
     assert psnr["relu+cn"] > psnr["relu"] + 1.0, psnr

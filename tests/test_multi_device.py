@@ -9,7 +9,6 @@ neus-cn-lite, and compare parameters and running statistics between the ranks.
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 from conftest import run_on_two_ranks, spread_between_ranks
@@ -28,16 +27,23 @@ def _model_config(config):
 
 
 def _worker(rank: int, world: int, scenes: dict, root: str) -> dict:
-    from nerf_norm.nerfstudio.experiment import (RunSettings, configure, method_config, seed_everything,
-                                                 setup_trainer, train_step)
+    from nerf_norm.nerfstudio.experiment import (
+        RunSettings,
+        configure,
+        method_config,
+        seed_everything,
+        setup_trainer,
+        train_step,
+    )
     from nerf_norm.norms.sync import SyncCrossNorm
 
     torch.set_num_threads(1)
     results = {}
     for method in METHODS:
         for sync in (True, False):
-            config = configure(method_config(method),
-                               RunSettings(scenes[method], f"{root}/{rank}/{method}-{sync}", steps=2, seed=0))
+            config = configure(
+                method_config(method), RunSettings(scenes[method], f"{root}/{rank}/{method}-{sync}", steps=2, seed=0)
+            )
             _model_config(config).sync_norms = sync
             trainer = setup_trainer(config)
             seed_everything(rank)  # as nerfstudio's launcher: each rank draws its own rays
@@ -48,22 +54,30 @@ def _worker(rank: int, world: int, scenes: dict, root: str) -> dict:
             for step in range(2):
                 train_step(trainer, step)
             params = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-            buffers = torch.cat([b.detach().double().reshape(-1) for name, b in model.named_buffers()
-                                 if name.split(".")[-1] in ("running_mean", "running_var",
-                                                            "running_batch_size")])
+            buffers = torch.cat(
+                [
+                    b.detach().double().reshape(-1)
+                    for name, b in model.named_buffers()
+                    if name.split(".")[-1] in ("running_mean", "running_var", "running_batch_size")
+                ]
+            )
             diffs = {}
             for name, flat in (("params", params), ("running", buffers)):
                 diffs[name] = spread_between_ranks(flat)
-            results[f"{method}:{'sync' if sync else 'local'}"] = {**diffs, "sync_layers": synced,
-                                                                  "running_numel": buffers.numel()}
+            results[f"{method}:{'sync' if sync else 'local'}"] = {
+                **diffs,
+                "sync_layers": synced,
+                "running_numel": buffers.numel(),
+            }
     return results
 
 
 @pytest.fixture(scope="module")
 def two_rank_results(tmp_path_factory):
     root = tmp_path_factory.mktemp("multi_device")
-    blender = write_blender_scene(root / "blender", BlenderSceneConfig(resolution=16, train_views=4, val_views=1,
-                                                                      test_views=1))
+    blender = write_blender_scene(
+        root / "blender", BlenderSceneConfig(resolution=16, train_views=4, val_views=1, test_views=1)
+    )
     make_scene(root / "neus", views=4, masks=4)
     scenes = {"mipnerf-cn-lite": blender, "neus-cn-lite": root / "neus"}
     return run_on_two_ranks(_worker, root, scenes, str(root))

@@ -7,7 +7,15 @@ import torch
 from torch import nn
 
 from nerf_norm.encodings import GaussianFourierFeatures, PositionalEncoding
-from nerf_norm.networks import METHODS, CoordinateMLP, EncodingSpec, build_network, count_parameters, get_method, parse_arch
+from nerf_norm.networks import (
+    METHODS,
+    CoordinateMLP,
+    EncodingSpec,
+    build_network,
+    count_parameters,
+    get_method,
+    parse_arch,
+)
 from nerf_norm.norms import BatchNorm, CrossNorm
 
 
@@ -17,7 +25,7 @@ def test_positional_encoding_is_nerfs_hand_computed():
     x, y = 0.3, -0.7
     expected = [x, y]
     for k in range(10):
-        f = (2.0 ** k) * math.pi
+        f = (2.0**k) * math.pi
         expected += [math.sin(f * x), math.sin(f * y), math.cos(f * x), math.cos(f * y)]
     out = pe(torch.tensor([[x, y]], dtype=torch.float64))
     assert pe.out_dim == 42 and out.shape == (1, 42)
@@ -69,8 +77,9 @@ def test_coordinate_mlp_is_linear_norm_relu():
     fused = CoordinateMLP(2, 3, hidden_layers=3, hidden_features=8, norm="cn")
     assert [type(m) for m in fused.hidden] == [nn.Linear, CrossNorm, nn.Identity] * 3
     assert all(m.fuse_relu for m in fused.hidden if isinstance(m, CrossNorm))
-    assert list(fused.state_dict()) == [k for k in CoordinateMLP(2, 3, 3, 8, norm="bn").state_dict()
-                                        if "running" not in k and "num_batches" not in k]
+    assert list(fused.state_dict()) == [
+        k for k in CoordinateMLP(2, 3, 3, 8, norm="bn").state_dict() if "running" not in k and "num_batches" not in k
+    ]
     x = torch.rand(40, 2) * 2 - 1
     y_fused = fused(x)
     for m in fused.hidden:  # the same network as Linear -> CrossNorm -> ReLU
@@ -89,8 +98,21 @@ def test_every_method_builds_and_runs(method):
 
 
 def test_registry_has_the_papers_13_methods_and_rates():
-    assert list(METHODS) == ["siren", "mfn", "wire", "relu", "relu+bn", "relu+ln", "relu+gn", "relu+cn",
-                             "pe", "pe+bn", "pe+ln", "pe+gn", "pe+cn"]
+    assert list(METHODS) == [
+        "siren",
+        "mfn",
+        "wire",
+        "relu",
+        "relu+bn",
+        "relu+ln",
+        "relu+gn",
+        "relu+cn",
+        "pe",
+        "pe+bn",
+        "pe+ln",
+        "pe+gn",
+        "pe+cn",
+    ]
     assert get_method("PE+CN").default_lr == 1e-2 and get_method("relu").default_lr == 2e-4
 
 

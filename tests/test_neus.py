@@ -16,8 +16,11 @@ from nerf_norm.nerfstudio.experiment import RunSettings, configure, method_confi
 from nerf_norm.nerfstudio.neus import NormalizedSDFField, NormalizedSDFFieldConfig
 from nerf_norm.nerfstudio.softplus import BoundedSoftplus
 
-NEUS_METHODS = sorted(ep.name for ep in entry_points(group="nerfstudio.method_configs")
-                      if ep.value.startswith("nerf_norm.method_configs.neus:"))
+NEUS_METHODS = sorted(
+    ep.name
+    for ep in entry_points(group="nerfstudio.method_configs")
+    if ep.value.startswith("nerf_norm.method_configs.neus:")
+)
 AABB = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
 
 
@@ -43,6 +46,7 @@ def test_grid_needs_no_tinycudann(monkeypatch):
     import sys
 
     import nerfstudio.field_components.encodings as encodings
+
     from nerf_norm.nerfstudio.neus import _GridFeature
 
     monkeypatch.setitem(sys.modules, "tinycudann", None)  # import tinycudann -> ImportError
@@ -71,8 +75,10 @@ def test_train_two_iterations(name, neus_scene, tmp_path):
     assert all(torch.isfinite(p).all() for p in field.parameters())
     norm = field.config.norm
     normalized = field.norm_layers()
-    assert normalized and all(type(m).__name__.lower().startswith({"cn": "cross", "bn": "batch", "ln": "layer",
-                                                                    "gn": "global"}[norm]) for m in normalized)
+    assert normalized and all(
+        type(m).__name__.lower().startswith({"cn": "cross", "bn": "batch", "ln": "layer", "gn": "global"}[norm])
+        for m in normalized
+    )
 
 
 @pytest.mark.parametrize("norm", ["none", "bn", "gn", "cn"])
@@ -156,12 +162,13 @@ def test_extract_mesh_on_cpu_in_world_units(neus_scene, tmp_path, capsys):
         assert main(["extract-mesh", "--load-config", str(tmp_path / "bad.yml"), "--out", str(tmp_path / "m.ply")]) == 2
         assert message in capsys.readouterr().out.replace("\n", "")
     # sizes that cannot work are refused in one line, before the run is loaded
-    for option, message in ((["--block", "0"], "--block must be at least 1, got 0"),
-                            (["--chunk", "0"], "--chunk must be at least 1, got 0"),
-                            (["--resolution", "100000"], "a mesh at --resolution 100000 needs about")):
+    for option, message in (
+        (["--block", "0"], "--block must be at least 1, got 0"),
+        (["--chunk", "0"], "--chunk must be at least 1, got 0"),
+        (["--resolution", "100000"], "a mesh at --resolution 100000 needs about"),
+    ):
         capsys.readouterr()
-        assert main(["extract-mesh", "--load-config", str(config_path), "--out", str(tmp_path / "m.ply"),
-                     *option]) == 2
+        assert main(["extract-mesh", "--load-config", str(config_path), "--out", str(tmp_path / "m.ply"), *option]) == 2
         assert message in capsys.readouterr().out.replace("\n", "")
 
 
@@ -185,10 +192,40 @@ def test_checkpoints_resume_migrate_and_refuse_mismatches(neus_scene, tmp_path):
     assert isinstance(saved["optimizers"]["fields"]["param_groups"][0]["lr"], np.floating)
     from nerf_norm.cli import main
 
-    assert main(["extract-mesh", "--load-config", str(config.get_base_dir() / "config.yml"), "--resolution", "32",
-                 "--block", "16", "--out", str(tmp_path / "m.ply")]) == 0  # eval_setup reads it too
-    assert main(["extract-mesh", "--load-config", str(config.get_base_dir() / "config.yml"), "--resolution", "32",
-                 "--block", "16", "--out", str(tmp_path / "r.ply"), "--refresh-stats", "2"]) == 0
+    assert (
+        main(
+            [
+                "extract-mesh",
+                "--load-config",
+                str(config.get_base_dir() / "config.yml"),
+                "--resolution",
+                "32",
+                "--block",
+                "16",
+                "--out",
+                str(tmp_path / "m.ply"),
+            ]
+        )
+        == 0
+    )  # eval_setup reads it too
+    assert (
+        main(
+            [
+                "extract-mesh",
+                "--load-config",
+                str(config.get_base_dir() / "config.yml"),
+                "--resolution",
+                "32",
+                "--block",
+                "16",
+                "--out",
+                str(tmp_path / "r.ply"),
+                "--refresh-stats",
+                "2",
+            ]
+        )
+        == 0
+    )
     config.load_dir = config.get_base_dir() / config.relative_model_dir
     resumed = setup_trainer(config)
     assert resumed._start_step == 2
@@ -201,12 +238,13 @@ def test_checkpoints_resume_migrate_and_refuse_mismatches(neus_scene, tmp_path):
     for key, value in state.items():  # the layout of nerf_norm before cef38ae
         parts = key.split(".")
         if key.startswith("_model.field.glin") and parts[3] == "norm":
-            old[".".join(["_model", "field", "geo_norms", parts[2][len("glin"):], *parts[4:]])] = value
+            old[".".join(["_model", "field", "geo_norms", parts[2][len("glin") :], *parts[4:]])] = value
         elif key.startswith("_model.field.glin") and parts[3] == "linear":
             old[".".join(parts[:3] + parts[4:])] = value
         else:
             old[key] = value
     assert not any(".norm." in k or ".linear." in k for k in old if k.startswith("_model.field.glin"))
+
     def like(folder: str, **field_options):
         other = configure(method_config("neus-cn-lite"), RunSettings(neus_scene, tmp_path / folder, steps=2))
         other.pipeline.datamanager.dataparser.eval_every = 2
@@ -247,7 +285,7 @@ def test_bounded_softplus_matches_torch_softplus(dtype):
     torch.testing.assert_close(g, g_ref, rtol=rtol, atol=(bound + 10 * eps) * wmax)
     (gg,) = torch.autograd.grad((g * w).sum(), x)
     (gg_ref,) = torch.autograd.grad((g_ref * w).sum(), x)
-    torch.testing.assert_close(gg, gg_ref, rtol=rtol, atol=100 * (bound + 10 * eps) * wmax ** 2)
+    torch.testing.assert_close(gg, gg_ref, rtol=rtol, atol=100 * (bound + 10 * eps) * wmax**2)
     if dtype == torch.float64:
         small = (torch.randn(30, 4, dtype=dtype) * 0.05).requires_grad_(True)
         assert torch.autograd.gradcheck(ours, (small,))

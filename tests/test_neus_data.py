@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from nerf_norm.errors import UserError
-from nerf_norm.neus_layout import compose_projection, decompose_projection
 from nerf_norm.nerfstudio.neus_dataparser import NeuSDataParserConfig
+from nerf_norm.neus_layout import compose_projection, decompose_projection
 
 DTU = Path(__file__).resolve().parents[2] / "shared" / "data" / "dtu" / "dtu_scan65"
 
@@ -68,16 +68,16 @@ def test_parser_recovers_cameras_in_nerfstudio_convention(tmp_path):
     for i, pose in enumerate(truth["poses"]):
         expected = pose.copy()
         expected[:3, 1:3] *= -1  # OpenGL axes
-        torch.testing.assert_close(cams.camera_to_worlds[i], torch.from_numpy(expected[:3]).float(), atol=1e-5,
-                                   rtol=0)
+        torch.testing.assert_close(cams.camera_to_worlds[i], torch.from_numpy(expected[:3]).float(), atol=1e-5, rtol=0)
     np.testing.assert_allclose(out.metadata["scale_mat"].numpy(), truth["scale"], atol=1e-6)
     assert out.metadata["fg_masks"] is None
 
 
 def test_split_downscale_and_masks(tmp_path):
     make_scene(tmp_path / "scene", views=4, masks=4)
-    cfg = NeuSDataParserConfig(data=tmp_path / "scene", eval_every=2, downscale_factor=2, use_masks=True,
-                               cache_dir=tmp_path / "cache")
+    cfg = NeuSDataParserConfig(
+        data=tmp_path / "scene", eval_every=2, downscale_factor=2, use_masks=True, cache_dir=tmp_path / "cache"
+    )
     train = cfg.setup().get_dataparser_outputs("train")
     test = cfg.setup().get_dataparser_outputs("test")
     assert [p.stem for p in train.image_filenames] == ["000001", "000003"]
@@ -123,9 +123,21 @@ def test_ns_train_reports_a_bad_scene_in_one_line(tmp_path):
 
     make_scene(tmp_path / "b", views=3, masks=2)
     ns_train = Path(sys.executable).parent / "ns-train"
-    done = subprocess.run([str(ns_train), "neus-cn-lite", "--data", str(tmp_path / "b"), "--output-dir",
-                           str(tmp_path / "out"), "--max-num-iterations", "1"], capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [
+            str(ns_train),
+            "neus-cn-lite",
+            "--data",
+            str(tmp_path / "b"),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--max-num-iterations",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 1
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
     assert "error: " in done.stderr and "has 2 masks but" in done.stderr

@@ -6,15 +6,8 @@ import pytest
 import torch
 
 from nerf_norm import kernels
-from nerf_norm.norms import (
-    BatchNorm,
-    CrossNorm,
-    GlobalNorm,
-    LayerNorm,
-    cross_norm,
-    cross_norm_autograd,
-    make_norm,
-)
+from nerf_norm.norms import BatchNorm, CrossNorm, GlobalNorm, LayerNorm, cross_norm, cross_norm_autograd, make_norm
+
 
 @pytest.fixture(params=["cpp", "torch"])
 def cn_path(request, monkeypatch):
@@ -237,8 +230,7 @@ def test_make_norm_names_and_repr():
     assert isinstance(make_norm("gn", 4), GlobalNorm)
     cn = make_norm("cn", 4, variant="reference", track_running_stats=True)
     assert isinstance(cn, CrossNorm) and "variant='reference'" in repr(cn)
-    assert set(dict(cn.named_buffers())) == {"running_mean", "running_var", "num_batches_tracked",
-                                             "running_batch_size"}
+    assert set(dict(cn.named_buffers())) == {"running_mean", "running_var", "num_batches_tracked", "running_batch_size"}
     with pytest.raises(ValueError, match="unknown norm 'xn'"):
         make_norm("xn", 4)
     with pytest.raises(ValueError, match="unknown variant"):
@@ -320,8 +312,12 @@ def test_fused_relu_equals_relu_of_cross_norm(variant, running, cn_path):
     b = torch.randn(5, dtype=torch.float64, requires_grad=True)
     kw = {"variant": variant}
     if running:
-        kw.update(running_mean=torch.randn(5, dtype=torch.float64), running_var=torch.rand(5, dtype=torch.float64) + 0.5,
-                  running_batch_size=torch.tensor(7.0, dtype=torch.float64), training=False)
+        kw.update(
+            running_mean=torch.randn(5, dtype=torch.float64),
+            running_var=torch.rand(5, dtype=torch.float64) + 0.5,
+            running_batch_size=torch.tensor(7.0, dtype=torch.float64),
+            training=False,
+        )
     fused = cross_norm(x, weight=w, bias=b, relu=True, **kw)
     plain = torch.relu(cross_norm(x, weight=w, bias=b, **kw))
     assert (fused > 0).any() and (fused == 0).any()
@@ -381,13 +377,13 @@ def test_global_norm_backward_exact_at_large_T_and_offsets(cn_path):
     float64 statement, and the running statistics against the batch's float64 moments."""
     from nerf_norm.norms.spec import global_norm_spec
 
-    x = _offset_batch(2 ** 17, 24, 1000.0, same_sign=True, seed=2)
+    x = _offset_batch(2**17, 24, 1000.0, same_sign=True, seed=2)
     torch.manual_seed(0)
     norm = GlobalNorm(24, track_running_stats=True, momentum=1.0, fuse_relu=True)
     with torch.no_grad():
         norm.weight.uniform_(0.5, 1.5)
         norm.bias.uniform_(-0.5, 0.5)
-    gy = torch.randn(2 ** 17, 24)
+    gy = torch.randn(2**17, 24)
     x32 = x.clone().requires_grad_(True)
     y = norm(x32)
     (dx,) = torch.autograd.grad(y, x32, gy)
@@ -464,7 +460,7 @@ def _offset_batch(T: int, C: int, ratio: float, seed: int = 0, same_sign: bool =
 @pytest.mark.parametrize("ratio", [100.0, 1000.0])
 @pytest.mark.parametrize("variant", ["paper", "reference"])
 def test_cross_norm_exact_at_large_T_and_offsets(variant, ratio, cn_path):
-    x = _offset_batch(2 ** 17, 24, ratio)
+    x = _offset_batch(2**17, 24, ratio)
     ref = _reference("cn", x, variant)
     y = CrossNorm(24, variant=variant)(x)
     assert y.dtype == torch.float32
@@ -477,7 +473,7 @@ def test_cross_norm_exact_at_large_T_and_offsets(variant, ratio, cn_path):
 @pytest.mark.parametrize("same_sign", [False, True])
 @pytest.mark.parametrize("name", ["bn", "ln", "gn", "cn"])
 def test_other_norms_exact_at_large_T_and_offsets(name, same_sign):
-    x = _offset_batch(2 ** 17, 24, 1000.0, same_sign=same_sign)
+    x = _offset_batch(2**17, 24, 1000.0, same_sign=same_sign)
     err = (make_norm(name, 24)(x).double() - _reference(name, x)).abs().max().item()
     assert err <= 1e-3, f"{name}: max abs error {err:.2e}"
 
@@ -487,7 +483,7 @@ def test_other_norms_exact_at_large_T_and_offsets(name, same_sign):
 def test_exact_at_large_offsets_under_autocast(name, dtype, cn_path):
     """Under autocast the statistics stay float32: a float32 activation is normalized as accurately as
     without it (the layer does not round its input to half precision)."""
-    x = _offset_batch(2 ** 17, 24, 100.0, seed=1)
+    x = _offset_batch(2**17, 24, 100.0, seed=1)
     norm = make_norm(name, 24)
     with torch.autocast("cpu", dtype=dtype):
         y = norm(x)
@@ -533,8 +529,8 @@ def test_batch_norm_running_statistics_and_backward_at_large_offsets(momentum):
 def _input_gradient_penalty(x, w, b, relu, kw, v, norm=cross_norm):
     """An eikonal-style loss: the input gradient of sum(y * v) is itself differentiated (create_graph)."""
     y = norm(x, weight=w, bias=b, relu=relu, **kw)
-    gx, = torch.autograd.grad((y * v).sum(), x, create_graph=True)
-    return (gx ** 2).sum() + (gx * y.detach()).sum()
+    (gx,) = torch.autograd.grad((y * v).sum(), x, create_graph=True)
+    return (gx**2).sum() + (gx * y.detach()).sum()
 
 
 @pytest.mark.parametrize("running", [False, True])
@@ -552,8 +548,12 @@ def test_second_derivative_is_closed_form_and_matches_autograd(relu, running, cn
     v = torch.randn(33, 7, dtype=torch.float64)
     kw = {}
     if running:
-        kw = dict(running_mean=torch.randn(7, dtype=torch.float64), running_var=torch.rand(7, dtype=torch.float64) + 0.5,
-                  running_batch_size=torch.tensor(20.0, dtype=torch.float64), training=False)
+        kw = dict(
+            running_mean=torch.randn(7, dtype=torch.float64),
+            running_var=torch.rand(7, dtype=torch.float64) + 0.5,
+            running_batch_size=torch.tensor(20.0, dtype=torch.float64),
+            training=False,
+        )
     generic = cross_norm_function._backward_by_autograd
     calls = []
     monkeypatch.setattr(cross_norm_function, "_backward_by_autograd", lambda *a: calls.append(1) or generic(*a))
@@ -566,8 +566,7 @@ def test_second_derivative_is_closed_form_and_matches_autograd(relu, running, cn
         y = cross_norm_spec(x, weight, bias, columns, "paper", 1e-5)
         return torch.relu(y) if relu else y
 
-    reference = torch.autograd.grad(_input_gradient_penalty(x, w, b, relu, kw, v, spec), (x, w, b),
-                                    allow_unused=True)
+    reference = torch.autograd.grad(_input_gradient_penalty(x, w, b, relu, kw, v, spec), (x, w, b), allow_unused=True)
     for got, want in zip(closed, reference):  # None: no dependence (the bias), autograd's graph may give zeros
         got = torch.zeros_like(b) if got is None else got
         want = torch.zeros_like(b) if want is None else want
@@ -579,7 +578,7 @@ def test_second_derivative_exact_at_large_T_and_offsets(cn_path):
     in float64 (gradients of an input-gradient penalty, relative to their scale). Without a fused ReLU: with
     one, the elements whose output rounds to the other side of 0 in float32 flip the mask, a property of ReLU
     (measured: 2.5e-3 on every path, the generic autograd one included), not of the normalization."""
-    x32 = _offset_batch(2 ** 17, 24, 100.0, seed=3)
+    x32 = _offset_batch(2**17, 24, 100.0, seed=3)
     g = torch.Generator().manual_seed(4)
     v32 = torch.randn(x32.shape, generator=g)
     w32 = torch.rand(24, generator=g) + 0.5
@@ -588,7 +587,7 @@ def test_second_derivative_exact_at_large_T_and_offsets(cn_path):
         x = x32.to(dtype).requires_grad_(True)
         w = w32.to(dtype).requires_grad_(True)
         y = cross_norm(x, weight=w)
-        gx, = torch.autograd.grad((y * v32.to(dtype)).sum(), x, create_graph=True)
+        (gx,) = torch.autograd.grad((y * v32.to(dtype)).sum(), x, create_graph=True)
         results[dtype] = torch.autograd.grad((gx * v32.to(dtype)).sum(), (x, w))
     for got, want in zip(results[torch.float32], results[torch.float64]):
         err = ((got.double() - want).abs().max() / want.abs().max()).item()

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 import trimesh
-
 from conftest import squash
+
 from nerf_norm.cli import main
 from nerf_norm.tasks.commands import OccupancyCommand, run_occupancy
 from nerf_norm.tasks.occupancy import OccupancyTask, iou, normalize_to_cube, voxelize
@@ -57,8 +57,17 @@ def test_bad_meshes(tmp_path, cli_output):
     err = cli_output()
     assert code == 2 and "empty.obj" in err and ("empty" in err or squash("cannot read") in err)
     flat = trimesh.Trimesh([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]], [[0, 1, 2], [1, 3, 2]])
-    code = main(["occupancy", "--mesh", str(_write(flat, tmp_path / "flat.ply")), "--resolution", "16",
-                 "--out", str(tmp_path / "b")])
+    code = main(
+        [
+            "occupancy",
+            "--mesh",
+            str(_write(flat, tmp_path / "flat.ply")),
+            "--resolution",
+            "16",
+            "--out",
+            str(tmp_path / "b"),
+        ]
+    )
     err = cli_output()
     assert code == 2 and squash("encloses no volume") in err
     code = main(["occupancy", "--mesh", str(tmp_path / "nope.obj"), "--out", str(tmp_path / "c")])
@@ -67,8 +76,22 @@ def test_bad_meshes(tmp_path, cli_output):
 
 def test_occupancy_cli_on_default_bunny(tmp_path, cli_output):
     out = tmp_path / "occ"
-    code = main(["occupancy", "--resolution", "32", "--batch", "4000", "--iters", "3", "--arch", "2x32", "--quiet",
-                 "--out", str(out)])
+    code = main(
+        [
+            "occupancy",
+            "--resolution",
+            "32",
+            "--batch",
+            "4000",
+            "--iters",
+            "3",
+            "--arch",
+            "2x32",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, cli_output()
     record = json.loads((out / "metrics.json").read_text())
     assert record["run"]["mesh"].endswith("bunny.obj") and record["run"]["resolution"] == 32
@@ -79,8 +102,24 @@ def test_occupancy_cli_on_default_bunny(tmp_path, cli_output):
 @pytest.mark.parametrize("name", ["bunny.obj", "dragon.ply", "armadillo.obj"])
 def test_occupancy_cli_on_real_meshes(shared_data, tmp_path, cli_output, name):
     out = tmp_path / name
-    code = main(["occupancy", "--mesh", str(shared_data / "meshes" / name), "--resolution", "32", "--batch",
-                 "4000", "--iters", "2", "--arch", "2x32", "--quiet", "--out", str(out)])
+    code = main(
+        [
+            "occupancy",
+            "--mesh",
+            str(shared_data / "meshes" / name),
+            "--resolution",
+            "32",
+            "--batch",
+            "4000",
+            "--iters",
+            "2",
+            "--arch",
+            "2x32",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, cli_output()
     record = json.loads((out / "metrics.json").read_text())
     assert record["run"]["mesh"].endswith(name) and record["metrics"]["occupied_fraction"] > 0.02
@@ -89,9 +128,11 @@ def test_occupancy_cli_on_real_meshes(shared_data, tmp_path, cli_output, name):
 def test_random_batches_resume_exactly(tmp_path, monkeypatch):
     """A run interrupted (Ctrl-C) in its 6th step writes a checkpoint of the 5 finished steps (the periodic one
     was at 4), and restarted ends with the weights of an uninterrupted run."""
+
     def cmd(out):
-        return OccupancyCommand(method="relu+cn", arch="2x16", resolution=16, batch=500, iters=8,
-                                checkpoint_every=4, quiet=True, out=out)
+        return OccupancyCommand(
+            method="relu+cn", arch="2x16", resolution=16, batch=500, iters=8, checkpoint_every=4, quiet=True, out=out
+        )
 
     straight, _ = run_occupancy(cmd(tmp_path / "a"))
     calls = {"n": 0}
@@ -120,19 +161,30 @@ def test_relu_cn_beats_relu_on_occupancy(tmp_path):
     """Fixed seed and budget (sample bunny, 64^3, 2x128, 60 steps of 20k points): CN lifts the IoU."""
     result = {}
     for method in ("relu", "relu+cn"):
-        cmd = OccupancyCommand(method=method, arch="2x128", resolution=64, batch=20_000, iters=60, seed=0,
-                               quiet=True, out=tmp_path / method)
+        cmd = OccupancyCommand(
+            method=method,
+            arch="2x128",
+            resolution=64,
+            batch=20_000,
+            iters=60,
+            seed=0,
+            quiet=True,
+            out=tmp_path / method,
+        )
         result[method] = run_occupancy(cmd)[0].metrics["iou"]
     # measured: relu 0.050, relu+cn 0.469
     assert result["relu+cn"] > result["relu"] + 0.2, result
 
 
-@pytest.mark.parametrize("command, args, message", [
-    ("occupancy", ["--resolution", "100000"], "a 100000^3 occupancy grid needs about"),
-    ("occupancy", ["--batch", "1"], "--batch must be at least 2 points"),
-    ("mri", ["--resolution", "100000"], "a 100000^3 MRI volume needs about"),
-    ("ct", ["--size", "100000"], "a 100000x100000 CT grid with 100 projections needs about"),
-])
+@pytest.mark.parametrize(
+    "command, args, message",
+    [
+        ("occupancy", ["--resolution", "100000"], "a 100000^3 occupancy grid needs about"),
+        ("occupancy", ["--batch", "1"], "--batch must be at least 2 points"),
+        ("mri", ["--resolution", "100000"], "a 100000^3 MRI volume needs about"),
+        ("ct", ["--size", "100000"], "a 100000x100000 CT grid with 100 projections needs about"),
+    ],
+)
 def test_sizes_that_cannot_fit_are_refused_at_once(tmp_path, cli_output, command, args, message):
     """One line naming the size and the memory estimate, before any data is generated or loaded."""
     import time
@@ -149,6 +201,7 @@ def test_batch_norms_evaluate_every_point_alike_in_any_chunks(tmp_path, monkeypa
     training batches (bunny pe+cn at 96^3: 0.55 evaluated vs 0.98 on training batches, benchmarks/results/
     occupancy_eval_gap.md). Now their norms keep running statistics, refreshed at the final weights: the
     evaluation is the same in chunks of 1000 points as all at once, and matches the training batches."""
+
     def fit(out):
         cmd = OccupancyCommand(method=method, arch="2x64", resolution=24, batch=3000, iters=120, quiet=True, out=out)
         return run_occupancy(cmd)[0]

@@ -61,13 +61,20 @@ def test_installs_into_an_existing_nerfstudio_env_without_touching_torch(wheel, 
 
     _run(*PIP, "--python", python, "install", "--no-deps", "-q", wheel)
     assert _run(python, "-c", probe) == torch_before
-    where = _run(python, "-c", "import nerf_norm, pathlib; p = pathlib.Path(nerf_norm.__file__).parent; "
-                               "print(p); print(all((p / f).is_file() for f in "
-                               "('csrc/cross_norm_cpu.cpp', 'csrc/global_norm_cpu.cpp', 'csrc/row_blocks.h', "
-                               "'nerfstudio/csrc/softplus_cpu.cpp')))").split()
+    where = _run(
+        python,
+        "-c",
+        "import nerf_norm, pathlib; p = pathlib.Path(nerf_norm.__file__).parent; "
+        "print(p); print(all((p / f).is_file() for f in "
+        "('csrc/cross_norm_cpu.cpp', 'csrc/global_norm_cpu.cpp', 'csrc/row_blocks.h', "
+        "'nerfstudio/csrc/softplus_cpu.cpp')))",
+    ).split()
     assert Path(where[0]).is_relative_to(site) and where[1] == "True"
-    help_text = _run(python, "-c", "import sys; sys.argv = ['ns-train', '--help']; "
-                                   "from nerfstudio.scripts.train import entrypoint; entrypoint()",
-                     env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())})
+    help_text = _run(
+        python,
+        "-c",
+        "import sys; sys.argv = ['ns-train', '--help']; from nerfstudio.scripts.train import entrypoint; entrypoint()",
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+    )
     for method in ("mipnerf-cn", "mipnerf-cn-lite", "neus-cn", "neus-cn-lite"):
         assert method in help_text, method

@@ -43,12 +43,45 @@ def test_only_the_command_applies_threads_and_the_allocator(monkeypatch, tmp_pat
     monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(("threads", n)))
     run_image(ImageCommand(out=tmp_path / "lib", downscale=16, arch="2x8", iters=2, quiet=True, threads=1))
     assert calls == []
-    assert main(["image", "--out", str(tmp_path / "cli"), "--downscale", "16", "--arch", "2x8", "--iters", "2",
-                 "--quiet", "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "image",
+                "--out",
+                str(tmp_path / "cli"),
+                "--downscale",
+                "16",
+                "--arch",
+                "2x8",
+                "--iters",
+                "2",
+                "--quiet",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert calls == [("threads", 1), "malloc"]
     calls.clear()
-    assert main(["image", "--out", str(tmp_path / "off"), "--downscale", "16", "--arch", "2x8", "--iters", "2",
-                 "--quiet", "--no-retain-freed-memory"]) == 0
+    assert (
+        main(
+            [
+                "image",
+                "--out",
+                str(tmp_path / "off"),
+                "--downscale",
+                "16",
+                "--arch",
+                "2x8",
+                "--iters",
+                "2",
+                "--quiet",
+                "--no-retain-freed-memory",
+            ]
+        )
+        == 0
+    )
     assert calls == []
 
 

@@ -14,8 +14,20 @@ from nerf_norm.cli import main
 
 pytest.importorskip("ray")
 
-GRID = ["--task", "image", "--methods", "relu,relu+cn", "--seeds", "0,1", "--archs", "2x16", "--iters", "15",
-        "--cpus", "2"]
+GRID = [
+    "--task",
+    "image",
+    "--methods",
+    "relu,relu+cn",
+    "--seeds",
+    "0,1",
+    "--archs",
+    "2x16",
+    "--iters",
+    "15",
+    "--cpus",
+    "2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +49,12 @@ def test_grid_then_rerun_then_failing_cell(tmp_path, image, cli_output):
     args = ["sweep", *GRID, "--inputs", str(image), "--out", str(out)]
     assert main(args) == 0
     records = _lines(out)
-    assert sorted((r["method"], r["seed"]) for r in records) == [("relu", 0), ("relu", 1), ("relu+cn", 0),
-                                                                 ("relu+cn", 1)]
+    assert sorted((r["method"], r["seed"]) for r in records) == [
+        ("relu", 0),
+        ("relu", 1),
+        ("relu+cn", 0),
+        ("relu+cn", 1),
+    ]
     for r in records:
         assert r["task"] == "image" and r["arch"] == "2x16" and r["input"] == str(image)
         assert r["metrics"]["iterations"] == 15 and np.isfinite(r["metrics"]["psnr"]) and r["seconds"] > 0

@@ -14,9 +14,15 @@ from nerf_norm.norms import SyncCrossNorm, convert_sync_norms, make_norm
 ROWS = (37, 23)  # rows per rank: uneven on purpose
 C = 6
 # (norm, layer options, second order: an eikonal-like loss on d(output)/d(input), as NeuS differentiates CN twice)
-CASES = [("bn", {}, False), ("gn", {}, False), ("cn", {"variant": "paper"}, False),
-         ("cn", {"variant": "reference"}, False), ("cn", {"variant": "paper", "fuse_relu": True}, False),
-         ("cn", {"variant": "paper"}, True), ("cn", {"variant": "reference"}, True)]
+CASES = [
+    ("bn", {}, False),
+    ("gn", {}, False),
+    ("cn", {"variant": "paper"}, False),
+    ("cn", {"variant": "reference"}, False),
+    ("cn", {"variant": "paper", "fuse_relu": True}, False),
+    ("cn", {"variant": "paper"}, True),
+    ("cn", {"variant": "reference"}, True),
+]
 
 
 def _case_id(case) -> str:
@@ -27,8 +33,12 @@ def _case_id(case) -> str:
 def _network(norm: str, kwargs: dict) -> nn.Module:
     torch.manual_seed(0)
     fused = kwargs.get("fuse_relu", False)
-    net = nn.Sequential(nn.Linear(3, C), make_norm(norm, C, track_running_stats=True, momentum=0.3, **kwargs),
-                        nn.Identity() if fused else nn.Softplus(beta=3.0), nn.Linear(C, 2)).double()
+    net = nn.Sequential(
+        nn.Linear(3, C),
+        make_norm(norm, C, track_running_stats=True, momentum=0.3, **kwargs),
+        nn.Identity() if fused else nn.Softplus(beta=3.0),
+        nn.Linear(C, 2),
+    ).double()
     with torch.no_grad():  # a large offset against the spread, and a non-trivial affine
         net[0].bias.add_(40.0)
         if getattr(net[1], "weight", None) is not None:
@@ -86,8 +96,9 @@ def _worker(rank: int, world: int) -> dict:
                 "y": (got["y"] - ref["y"][rows]).abs().max().item(),
                 "gx": (got["gx"] - ref["gx"][rows]).abs().max().item(),
                 "grads": max((got["grads"][k] - ref["grads"][k]).abs().max().item() for k in ref["grads"]),
-                "buffers": max((got["buffers"][k].double() - ref["buffers"][k].double()).abs().max().item()
-                               for k in ref["buffers"]),
+                "buffers": max(
+                    (got["buffers"][k].double() - ref["buffers"][k].double()).abs().max().item() for k in ref["buffers"]
+                ),
                 "y_eval": (got["y_eval"] - ref["y_eval"][rows]).abs().max().item(),
             }
             # running statistics identical on the ranks

@@ -82,7 +82,7 @@ class NTKCommand:
         if self.chunk_size < 1:
             raise UserError(f"--chunk-size must be positive, got {self.chunk_size}")
         # the float64 T x T kernel, a copy for the eigensolver and its workspace
-        require_memory(f"the empirical NTK of --samples {self.samples} points", 3 * 8.0 * self.samples ** 2)
+        require_memory(f"the empirical NTK of --samples {self.samples} points", 3 * 8.0 * self.samples**2)
         return norms, encodings
 
 
@@ -124,28 +124,51 @@ def run_ntk(cmd: NTKCommand) -> Dict[str, object]:
     seconds = time.perf_counter() - start
     titles = {enc: _encoding_title(enc, f) for enc, f in encodings}
     figure = plot_ntk_histograms(eigen, titles, cmd.out / "ntk_eigenvalues.png")
-    record = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cmd).items()},
-              "machine": _machine(), "seconds": seconds, "statistics": stats}
+    record = {
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cmd).items()},
+        "machine": _machine(),
+        "seconds": seconds,
+        "statistics": stats,
+    }
     (cmd.out / "ntk.json").write_text(json.dumps(record, indent=2))
-    np.savez_compressed(cmd.out / "ntk_eigenvalues.npz",
-                        **{f"{enc}_{norm}": v for enc, per in eigen.items() for norm, v in per.items()})
-    keys = ["trace_mean", "trace_variance", "relative_variance", "max", "max_lower_bound", "max_upper_bound",
-            "max_over_mean", "median", "max_over_median", "log10_mean"]
-    md = (f"# Empirical NTK eigenvalues ({cmd.arch} MLP, T = {cmd.samples} points on [-1, 1), seed {cmd.seed})\n\n"
-          f"Command: `nerf-norm ntk --norms {cmd.norms} --encodings {cmd.encodings} --arch {cmd.arch} "
-          f"--samples {cmd.samples} --seed {cmd.seed}`; {_machine()}; {seconds:.0f} s.\n\n"
-          "trace_mean, trace_variance and the bounds on the largest eigenvalue are the paper's Eq. 6 "
-          "(m = tr K / n, v = tr(K K^T) / n - m^2, s/m <= max <= sqrt(n s)); the rest come from the eigenvalues. "
-          "relative_variance = v / m^2 and max_over_mean = max / m do not depend on the kernel's overall scale; "
-          "log10_mean is the mean of log10 over the positive eigenvalues.\n\n" + stats_table(stats, keys) + "\n")
+    np.savez_compressed(
+        cmd.out / "ntk_eigenvalues.npz", **{f"{enc}_{norm}": v for enc, per in eigen.items() for norm, v in per.items()}
+    )
+    keys = [
+        "trace_mean",
+        "trace_variance",
+        "relative_variance",
+        "max",
+        "max_lower_bound",
+        "max_upper_bound",
+        "max_over_mean",
+        "median",
+        "max_over_median",
+        "log10_mean",
+    ]
+    md = (
+        f"# Empirical NTK eigenvalues ({cmd.arch} MLP, T = {cmd.samples} points on [-1, 1), seed {cmd.seed})\n\n"
+        f"Command: `nerf-norm ntk --norms {cmd.norms} --encodings {cmd.encodings} --arch {cmd.arch} "
+        f"--samples {cmd.samples} --seed {cmd.seed}`; {_machine()}; {seconds:.0f} s.\n\n"
+        "trace_mean, trace_variance and the bounds on the largest eigenvalue are the paper's Eq. 6 "
+        "(m = tr K / n, v = tr(K K^T) / n - m^2, s/m <= max <= sqrt(n s)); the rest come from the eigenvalues. "
+        "relative_variance = v / m^2 and max_over_mean = max / m do not depend on the kernel's overall scale; "
+        "log10_mean is the mean of log10 over the positive eigenvalues.\n\n" + stats_table(stats, keys) + "\n"
+    )
     (cmd.out / "ntk.md").write_text(md)
     table = Table(title=f"NTK eigenvalues ({cmd.arch}, T={cmd.samples})")
     for col in ("encoding", "norm", "mean", "median", "max", "max/median"):
         table.add_column(col)
     for enc, per in stats.items():
         for norm, s in per.items():
-            table.add_row(enc, NORM_LABELS.get(norm, norm), f"{s['mean']:.3g}", f"{s['median']:.3g}",
-                          f"{s['max']:.3g}", f"{s['max_over_median']:.3g}")
+            table.add_row(
+                enc,
+                NORM_LABELS.get(norm, norm),
+                f"{s['mean']:.3g}",
+                f"{s['median']:.3g}",
+                f"{s['max']:.3g}",
+                f"{s['max_over_median']:.3g}",
+            )
     console.print(table)
     console.print(f"figure [bold]{figure}[/bold], statistics {cmd.out / 'ntk.json'} ({seconds:.0f} s)")
     return record
@@ -197,8 +220,9 @@ class SpectralDynamicsCommand:
         if self.iters < 1 or self.every < 1:
             raise UserError("--iters and --every must be positive")
         if self.signal == "tones" and self.samples < 8 * self.bands:
-            raise UserError(f"--samples {self.samples} is too few for {self.bands} bands of tones; need at least "
-                            f"{8 * self.bands}")
+            raise UserError(
+                f"--samples {self.samples} is too few for {self.bands} bands of tones; need at least {8 * self.bands}"
+            )
         if self.image is not None and self.signal != "image":
             raise UserError("--image is used with --signal image only")
         if self.signal == "image" and self.samples < 16:
@@ -237,14 +261,31 @@ def run_spectral_dynamics(cmd: SpectralDynamicsCommand) -> Dict[str, object]:
     start = time.perf_counter()
     for method in methods:
         console.log(f"training {method} ({cmd.arch}, {cmd.iters} iterations)")
-        runs.append(spectral_dynamics(method, task, cmd.arch, cmd.iters, cmd.every, cmd.out / method,
-                                      seed=cmd.seed, lr=cmd.lr, quiet=False, overwrite=cmd.overwrite))
+        runs.append(
+            spectral_dynamics(
+                method,
+                task,
+                cmd.arch,
+                cmd.iters,
+                cmd.every,
+                cmd.out / method,
+                seed=cmd.seed,
+                lr=cmd.lr,
+                quiet=False,
+                overwrite=cmd.overwrite,
+            )
+        )
     seconds = time.perf_counter() - start
-    figure = plot_spectral_dynamics(runs, cmd.out / "spectral_dynamics.png",
-                                    f"{task.description}; {cmd.arch}, lr {cmd.lr or 'paper default'}")
-    record = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cmd).items()},
-              "signal": task.description, "machine": _machine(), "seconds": seconds,
-              "runs": [r.as_dict() for r in runs]}
+    figure = plot_spectral_dynamics(
+        runs, cmd.out / "spectral_dynamics.png", f"{task.description}; {cmd.arch}, lr {cmd.lr or 'paper default'}"
+    )
+    record = {
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cmd).items()},
+        "signal": task.description,
+        "machine": _machine(),
+        "seconds": seconds,
+        "runs": [r.as_dict() for r in runs],
+    }
     (cmd.out / "spectral_dynamics.json").write_text(json.dumps(record, indent=2))
     table = Table(title="relative error per band at the end (low -> high frequency)")
     table.add_column("method")

@@ -14,8 +14,9 @@ NORM_COLOURS = {"none": "#d62728", "bn": "#1f77b4", "ln": "#2ca02c", "gn": "#946
 NORM_LABELS = {"none": "no norm", "bn": "BN", "ln": "LN", "gn": "GN", "cn": "CN"}
 
 
-def plot_ntk_histograms(eigenvalues: Mapping[str, Mapping[str, np.ndarray]], titles: Mapping[str, str],
-                        path: Path, bins: int = 60) -> Path:
+def plot_ntk_histograms(
+    eigenvalues: Mapping[str, Mapping[str, np.ndarray]], titles: Mapping[str, str], path: Path, bins: int = 60
+) -> Path:
     """One row per encoding, the norms' histograms of log10 eigenvalues overlaid (paper Fig. 1a).
 
     ``eigenvalues[encoding][norm]`` holds the eigenvalues; non-positive ones (rounding) are left out.
@@ -30,9 +31,17 @@ def plot_ntk_histograms(eigenvalues: Mapping[str, Mapping[str, np.ndarray]], tit
     for ax, enc in zip(axes[:, 0], encodings):
         for norm, values in logs[enc].items():
             weights = np.full(values.shape, 1.0 / max(len(eigenvalues[enc][norm]), 1))
-            ax.hist(values, bins=edges, weights=weights, histtype="stepfilled", alpha=0.25,
-                    color=NORM_COLOURS.get(norm), edgecolor=NORM_COLOURS.get(norm), linewidth=1.2,
-                    label=f"{NORM_LABELS.get(norm, norm)} (median 10^{np.median(values):.1f})")
+            ax.hist(
+                values,
+                bins=edges,
+                weights=weights,
+                histtype="stepfilled",
+                alpha=0.25,
+                color=NORM_COLOURS.get(norm),
+                edgecolor=NORM_COLOURS.get(norm),
+                linewidth=1.2,
+                label=f"{NORM_LABELS.get(norm, norm)} (median 10^{np.median(values):.1f})",
+            )
         ax.set_title(titles.get(enc, enc), fontsize=10)
         ax.set_ylabel("fraction of\neigenvalues")
         ax.grid(alpha=0.3)
@@ -56,8 +65,16 @@ def plot_spectral_dynamics(runs: Sequence[SpectralDynamics], path: Path, title: 
     for ax, run in zip(axes[0], runs):
         err = np.ma.masked_invalid(run.errors.T)  # [bands, logged iterations]
         extent = (run.iterations[0], run.iterations[-1], run.edges[0], run.edges[-1])
-        image = ax.imshow(err, origin="lower", aspect="auto", extent=extent, cmap="magma_r", vmin=0.0, vmax=1.0,
-                          interpolation="nearest")
+        image = ax.imshow(
+            err,
+            origin="lower",
+            aspect="auto",
+            extent=extent,
+            cmap="magma_r",
+            vmin=0.0,
+            vmax=1.0,
+            interpolation="nearest",
+        )
         ax.set_title(run.method)
         ax.set_xlabel("iteration")
     axes[0, 0].set_ylabel("frequency (cycles per domain)")

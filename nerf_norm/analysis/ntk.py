@@ -54,8 +54,9 @@ class _DifferentiableNorm(nn.Module):
 def _analysis_copy(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     """A training-mode copy of ``model`` in ``dtype`` whose norms ``torch.func`` can differentiate."""
     if any(p.is_complex() for p in model.parameters()):
-        raise ValueError("empirical_ntk: complex parameters (e.g. WIRE) are not supported; the NTK here is over "
-                         "real parameters")
+        raise ValueError(
+            "empirical_ntk: complex parameters (e.g. WIRE) are not supported; the NTK here is over real parameters"
+        )
     clone = copy.deepcopy(model).to(dtype)
     for name, module in list(clone.named_modules()):
         for child_name, child in list(module.named_children()):
@@ -64,8 +65,9 @@ def _analysis_copy(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     return clone.train()
 
 
-def empirical_ntk(model: nn.Module, coords: Tensor, *, chunk_size: Optional[int] = None,
-                  dtype: torch.dtype = torch.float64) -> Tensor:
+def empirical_ntk(
+    model: nn.Module, coords: Tensor, *, chunk_size: Optional[int] = None, dtype: torch.dtype = torch.float64
+) -> Tensor:
     """The NTK ``K = J J^T`` of ``model`` on ``coords``, ``[T * C_out, T * C_out]``, sample-major.
 
     Args:

@@ -78,8 +78,10 @@ def band_errors(pred: Tensor, target: Tensor, edges: Tensor) -> Tensor:
         edges: ``[num_bands + 1]`` band edges in cycles per domain (:func:`band_edges`).
     """
     if pred.shape != target.shape or target.dim() < 2:
-        raise ValueError(f"band_errors: expected pred and target of one shape [*grid, C], got {tuple(pred.shape)} "
-                         f"and {tuple(target.shape)}")
+        raise ValueError(
+            f"band_errors: expected pred and target of one shape [*grid, C], got {tuple(pred.shape)} "
+            f"and {tuple(target.shape)}"
+        )
     grid = target.shape[:-1]
     dims = tuple(range(len(grid)))
     res = torch.fft.fftn((pred - target).double(), dim=dims).abs().square().sum(-1)  # [*grid]
@@ -94,8 +96,9 @@ def band_errors(pred: Tensor, target: Tensor, edges: Tensor) -> Tensor:
     return out
 
 
-def tones_signal(num_samples: int, frequencies: Sequence[float], amplitudes: Optional[Sequence[float]] = None,
-                 seed: int = 0) -> Tensor:
+def tones_signal(
+    num_samples: int, frequencies: Sequence[float], amplitudes: Optional[Sequence[float]] = None, seed: int = 0
+) -> Tensor:
     """``sum_j a_j sin(pi k_j (x + 1) + phi_j)`` on the periodic grid of ``num_samples`` points, ``[T, 1]``.
 
     ``k_j`` are frequencies in cycles per domain (integers fall exactly on DFT bins); the phases ``phi_j`` are
@@ -105,8 +108,9 @@ def tones_signal(num_samples: int, frequencies: Sequence[float], amplitudes: Opt
         raise ValueError(f"tones_signal: need at least 4 samples, got {num_samples}")
     nyquist = num_samples / 2
     if any(not 0 < f < nyquist for f in frequencies):
-        raise ValueError(f"tones_signal: frequencies must lie in (0, {nyquist}) for {num_samples} samples, "
-                         f"got {list(frequencies)}")
+        raise ValueError(
+            f"tones_signal: frequencies must lie in (0, {nyquist}) for {num_samples} samples, got {list(frequencies)}"
+        )
     amps = [1.0] * len(frequencies) if amplitudes is None else list(amplitudes)
     gen = torch.Generator().manual_seed(seed)
     phases = 2 * math.pi * torch.rand(len(frequencies), generator=gen, dtype=torch.float64)
@@ -135,8 +139,10 @@ class SignalTask(Task):
         if len(grid_shape) not in (1, 2):
             raise UserError(f"signal grid must be 1D or 2D, got shape {grid_shape}")
         if target.dim() != 2 or target.shape[0] != math.prod(grid_shape):
-            raise UserError(f"signal values must be [T, C] with T = {math.prod(grid_shape)} samples of the grid "
-                            f"{grid_shape}, got {tuple(target.shape)}")
+            raise UserError(
+                f"signal values must be [T, C] with T = {math.prod(grid_shape)} samples of the grid "
+                f"{grid_shape}, got {tuple(target.shape)}"
+            )
         self.grid_shape = grid_shape
         self.target = target.float()
         self.edges = edges
@@ -160,7 +166,7 @@ class SignalTask(Task):
 
     def progress(self, pred: Tensor, index: Optional[Tensor] = None) -> float:
         mse = float(torch.mean((pred - self.target) ** 2))
-        return math.inf if mse == 0 else 10 * math.log10(self._range ** 2 / mse)
+        return math.inf if mse == 0 else 10 * math.log10(self._range**2 / mse)
 
     def band_error(self, pred: Tensor) -> Tensor:
         shape = (*self.grid_shape, self.out_dim)
@@ -174,8 +180,12 @@ class SignalTask(Task):
         return {"psnr": self.progress(pred), **{f"band_error_{b}": float(e) for b, e in enumerate(errs)}}
 
     def describe(self) -> Dict[str, object]:
-        return {"task": self.name, "signal": self.description, "grid": list(self.grid_shape),
-                "band_edges": [round(float(e), 6) for e in self.edges]}
+        return {
+            "task": self.name,
+            "signal": self.description,
+            "grid": list(self.grid_shape),
+            "band_edges": [round(float(e), 6) for e in self.edges],
+        }
 
     def save_outputs(self, pred: Tensor, out_dir: Path) -> Dict[str, Path]:
         from ..plotting import pyplot
@@ -216,28 +226,57 @@ class SpectralDynamics:
     metrics: Dict[str, float]
 
     def as_dict(self) -> Dict[str, object]:
-        return {"method": self.method, "iterations": self.iterations.tolist(),
-                "errors": [[None if math.isnan(v) else v for v in row] for row in self.errors.tolist()],
-                "band_edges": self.edges.tolist(), "metrics": self.metrics}
+        return {
+            "method": self.method,
+            "iterations": self.iterations.tolist(),
+            "errors": [[None if math.isnan(v) else v for v in row] for row in self.errors.tolist()],
+            "band_edges": self.edges.tolist(),
+            "metrics": self.metrics,
+        }
 
 
-def spectral_dynamics(method: str, task: SignalTask, arch: str, iters: int, every: int, out_dir: Path, *,
-                      seed: int = 0, lr: Optional[float] = None, quiet: bool = True,
-                      resume: bool = True, overwrite: bool = False) -> SpectralDynamics:
+def spectral_dynamics(
+    method: str,
+    task: SignalTask,
+    arch: str,
+    iters: int,
+    every: int,
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    lr: Optional[float] = None,
+    quiet: bool = True,
+    resume: bool = True,
+    overwrite: bool = False,
+) -> SpectralDynamics:
     """Trains ``method`` (a registry name, e.g. ``pe+cn``) with ``arch`` on ``task`` for ``iters`` iterations,
     recording the band errors every ``every`` iterations (and at iteration 1). Outputs go to ``out_dir``.
 
     The learning rate defaults to the paper's for the method (1e-2 with a norm, 2e-4 without).
     """
     spec = get_method(method)
-    config = TrainConfig(iters=iters, lr=lr, seed=seed, log_every=every, checkpoint_every=max(iters, 1),
-                         resume=resume, quiet=quiet, overwrite=overwrite)
+    config = TrainConfig(
+        iters=iters,
+        lr=lr,
+        seed=seed,
+        log_every=every,
+        checkpoint_every=max(iters, 1),
+        resume=resume,
+        quiet=quiet,
+        overwrite=overwrite,
+    )
     trainer = Trainer(config, out_dir, {"method": spec.name, "arch": arch})
-    result = trainer.fit(task, lambda: build_network(spec.name, task.in_dim, task.out_dim, arch, seed=seed),
-                         spec.default_lr)
+    result = trainer.fit(
+        task, lambda: build_network(spec.name, task.in_dim, task.out_dim, arch, seed=seed), spec.default_lr
+    )
     errors = np.asarray(result.history["band_error"], dtype=np.float64)
-    return SpectralDynamics(spec.name, np.asarray(result.history["iteration"]), errors, task.edges.numpy(),
-                            {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))})
+    return SpectralDynamics(
+        spec.name,
+        np.asarray(result.history["iteration"]),
+        errors,
+        task.edges.numpy(),
+        {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))},
+    )
 
 
 def default_bands(num_samples: int, num_bands: int) -> Tuple[Tensor, List[float]]:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Type
 
 import numpy as np
-from PIL import Image
 from nerfstudio.data.dataparsers.blender_dataparser import Blender, BlenderDataParserConfig
+from PIL import Image
 
 from ..errors import UserError
 
@@ -33,8 +33,10 @@ def check_blender_split(data: Path, split: str) -> None:
         raise UserError(f"Blender scene directory {data} does not exist")
     if not path.is_file():
         present = sorted(p.name for p in data.glob("transforms_*.json"))
-        raise UserError(f"{path}: missing; a Blender-format scene has transforms_train.json, transforms_val.json "
-                        f"and transforms_test.json (found: {', '.join(present) or 'none'})")
+        raise UserError(
+            f"{path}: missing; a Blender-format scene has transforms_train.json, transforms_val.json "
+            f"and transforms_test.json (found: {', '.join(present) or 'none'})"
+        )
     try:
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -43,8 +45,9 @@ def check_blender_split(data: Path, split: str) -> None:
         raise UserError(f"{path}: expected a JSON object with 'camera_angle_x' and 'frames'")
     angle = meta.get("camera_angle_x")
     if not isinstance(angle, (int, float)) or isinstance(angle, bool) or not 0 < angle < math.pi:
-        raise UserError(f"{path}: field 'camera_angle_x' must be the horizontal field of view in radians, "
-                        f"in (0, pi); got {angle!r}")
+        raise UserError(
+            f"{path}: field 'camera_angle_x' must be the horizontal field of view in radians, in (0, pi); got {angle!r}"
+        )
     frames = meta.get("frames")
     if not isinstance(frames, list) or not frames:
         raise UserError(f"{path}: field 'frames' must be a non-empty list, got {type(frames).__name__}")
@@ -70,18 +73,23 @@ def check_blender_split(data: Path, split: str) -> None:
         except (TypeError, ValueError):
             m = None
         if m is None or m.shape != (4, 4) or not np.isfinite(m).all():
-            raise UserError(f"{where}.transform_matrix: expected a 4x4 camera-to-world matrix of finite numbers, "
-                            f"got {matrix!r}")
+            raise UserError(
+                f"{where}.transform_matrix: expected a 4x4 camera-to-world matrix of finite numbers, got {matrix!r}"
+            )
         if not np.allclose(m[3], [0, 0, 0, 1], atol=1e-4):
             raise UserError(f"{where}.transform_matrix: last row must be [0, 0, 0, 1], got {m[3].tolist()}")
         rot = m[:3, :3]
         if not np.allclose(rot.T @ rot, np.eye(3), atol=1e-3):
-            raise UserError(f"{where}.transform_matrix: the upper-left 3x3 block is not a rotation "
-                            "(Blender camera-to-world matrices are rigid)")
+            raise UserError(
+                f"{where}.transform_matrix: the upper-left 3x3 block is not a rotation "
+                "(Blender camera-to-world matrices are rigid)"
+            )
     if len(sizes) > 1:
         listed = ", ".join(f"{w}x{h} ({p.name})" for (w, h), p in sizes.items())
-        raise UserError(f"{path}: frames have different image sizes: {listed}; nerfstudio's Blender parser "
-                        "assumes one size per split")
+        raise UserError(
+            f"{path}: frames have different image sizes: {listed}; nerfstudio's Blender parser "
+            "assumes one size per split"
+        )
 
 
 @dataclass

@@ -57,6 +57,7 @@ def refuse_partial_loads(model: nn.Module, prefix: str) -> None:
         missing: List[str] = [k for k in incompatible.missing_keys if k.startswith(prefix)]
         unexpected: List[str] = [k for k in incompatible.unexpected_keys if k.startswith(prefix)]
         if missing or unexpected:
+
             def show(keys: List[str]) -> str:
                 return ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "") or "none"
 
@@ -64,7 +65,8 @@ def refuse_partial_loads(model: nn.Module, prefix: str) -> None:
                 f"the checkpoint does not match this {type(module).__name__}'s {prefix.rstrip('.')}: missing "
                 f"{show(missing)}; not used {show(unexpected)}. It was written with other model options (norm, "
                 "widths, norm placement) than the config being loaded, so the load is refused rather than "
-                "continued with a partly untrained field.")
+                "continued with a partly untrained field."
+            )
 
     model.register_load_state_dict_post_hook(check)
 

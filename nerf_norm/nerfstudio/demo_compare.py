@@ -47,8 +47,13 @@ class MethodResult:
     renders: List[np.ndarray] = field(default_factory=list)
 
     def summary(self) -> dict:
-        return {"steps": self.steps, "psnr": self.psnr, "ssim": self.ssim, "view_psnr": self.view_psnr,
-                "curve": [{"seconds": s, "steps": k, "psnr": p} for s, k, p in self.curve]}
+        return {
+            "steps": self.steps,
+            "psnr": self.psnr,
+            "ssim": self.ssim,
+            "view_psnr": self.view_psnr,
+            "curve": [{"seconds": s, "steps": k, "psnr": p} for s, k, p in self.curve],
+        }
 
 
 def _evaluate(trainer, views: Sequence[int], keep_images: bool, result: MethodResult) -> Tuple[float, float]:
@@ -100,8 +105,9 @@ def train_for(name: str, settings: CompareSettings, progress: Progress) -> Metho
 
 
 def compare(names: Sequence[str], settings: CompareSettings) -> Dict[str, MethodResult]:
-    progress = Progress(TextColumn("[bold]{task.description:12s}"), BarColumn(), TextColumn("{task.fields[psnr]}"),
-                        TimeElapsedColumn())
+    progress = Progress(
+        TextColumn("[bold]{task.description:12s}"), BarColumn(), TextColumn("{task.fields[psnr]}"), TimeElapsedColumn()
+    )
     with progress:
         return {name: train_for(name, settings, progress) for name in names}
 

@@ -32,6 +32,7 @@ def method_config(name: str) -> TrainerConfig:
 def lite_config(name: str) -> TrainerConfig:
     """``name``'s configuration with the CPU preset of ``mipnerf-cn-lite`` and our checked Blender parser."""
     from nerf_norm.method_configs.mipnerf import lite
+
     from .blender_dataparser import CheckedBlenderDataParserConfig
 
     config = method_config(name)
@@ -95,8 +96,12 @@ def train(config: TrainerConfig) -> tuple[Trainer, float]:
     return trainer, time.perf_counter() - start
 
 
-def evaluate(trainer: Trainer, max_images: Optional[int] = None, indices: Optional[Sequence[int]] = None,
-             renders: Optional[Dict[int, np.ndarray]] = None) -> Dict[str, float]:
+def evaluate(
+    trainer: Trainer,
+    max_images: Optional[int] = None,
+    indices: Optional[Sequence[int]] = None,
+    renders: Optional[Dict[int, np.ndarray]] = None,
+) -> Dict[str, float]:
     """Mean PSNR/SSIM (and LPIPS when available) of the model over the test split (the first ``max_images``
     views, or the views ``indices``). With ``renders``, the model's combined image of each view (nerfstudio's
     ``img``: ground truth | ... | final render, ``[H, k W, 3]`` in [0, 1]) is stored in it by view index."""

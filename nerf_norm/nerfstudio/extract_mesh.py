@@ -75,11 +75,15 @@ def _check_run_config(config_path: Path) -> None:
         config = yaml.load(config_path.read_text(), Loader=yaml.Loader)  # nerfstudio's own way to read it
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"--load-config {config_path}: not a YAML file ({first}); expected the config.yml that "
-                        "ns-train writes into its run folder") from None
+        raise UserError(
+            f"--load-config {config_path}: not a YAML file ({first}); expected the config.yml that "
+            "ns-train writes into its run folder"
+        ) from None
     if not isinstance(config, TrainerConfig):
-        raise UserError(f"--load-config {config_path}: holds a {type(config).__name__}, not a nerfstudio "
-                        "TrainerConfig; expected the config.yml that ns-train writes into its run folder")
+        raise UserError(
+            f"--load-config {config_path}: holds a {type(config).__name__}, not a nerfstudio "
+            "TrainerConfig; expected the config.yml that ns-train writes into its run folder"
+        )
 
 
 def _scale_matrix(pipeline) -> Optional[np.ndarray]:
@@ -94,21 +98,26 @@ def run_extract_mesh(cmd: ExtractMeshCommand, progress=None) -> Path:
         raise UserError(f"output exists: {out} (pass --overwrite to replace it)")
     if out.suffix.lower() not in (".ply", ".obj", ".stl", ".off", ".glb"):
         raise UserError(f"--out {out}: unsupported mesh format {out.suffix!r}; use .ply, .obj, .stl, .off or .glb")
-    for option, value, least in (("--resolution", cmd.resolution, 2), ("--block", cmd.block, 1),
-                                 ("--chunk", cmd.chunk, 1)):
+    for option, value, least in (
+        ("--resolution", cmd.resolution, 2),
+        ("--block", cmd.block, 1),
+        ("--chunk", cmd.chunk, 1),
+    ):
         if value < least:
             raise UserError(f"{option} must be at least {least}, got {value}")
     require_finite_positive("--bound", cmd.bound)
     # the float32 SDF volume, the marching-cubes masks and the mesh it builds: ~16 bytes per grid sample
-    require_memory(f"a mesh at --resolution {cmd.resolution}", 16.0 * cmd.resolution ** 3)
+    require_memory(f"a mesh at --resolution {cmd.resolution}", 16.0 * cmd.resolution**3)
     if cmd.refresh_stats < 0:
         raise UserError(f"--refresh-stats must be at least 0, got {cmd.refresh_stats}")
     _, pipeline = load_pipeline(cmd.load_config, test_mode="val" if cmd.refresh_stats else "inference")
     model = pipeline.model
     field = getattr(model, "field", None)
     if not hasattr(field, "forward_geonetwork"):
-        raise UserError(f"{cmd.load_config}: the model {type(model).__name__} has no SDF network "
-                        "(extract-mesh is for neus-style runs)")
+        raise UserError(
+            f"{cmd.load_config}: the model {type(model).__name__} has no SDF network "
+            "(extract-mesh is for neus-style runs)"
+        )
     if cmd.refresh_stats:
         refresh_running_statistics(pipeline, cmd.refresh_stats)
     model.eval()
@@ -119,8 +128,16 @@ def run_extract_mesh(cmd: ExtractMeshCommand, progress=None) -> Path:
 
     b = float(cmd.bound)
     stats = MeshStats()
-    vertices, faces = extract_mesh(sdf, ((-b, -b, -b), (b, b, b)), cmd.resolution, block=cmd.block,
-                                   chunk=cmd.chunk, device=str(device), progress=progress, stats=stats)
+    vertices, faces = extract_mesh(
+        sdf,
+        ((-b, -b, -b), (b, b, b)),
+        cmd.resolution,
+        block=cmd.block,
+        chunk=cmd.chunk,
+        device=str(device),
+        progress=progress,
+        stats=stats,
+    )
     if cmd.largest_component:
         vertices, faces = keep_largest_component(vertices, faces)
     scale = _scale_matrix(pipeline) if cmd.world else None

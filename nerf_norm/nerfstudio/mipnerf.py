@@ -20,9 +20,9 @@ from typing import Dict, Literal, Tuple, Type
 
 from nerfstudio.cameras.rays import RayBundle, RaySamples
 from nerfstudio.field_components.field_heads import FieldHeadNames
+from nerfstudio.model_components.losses import scale_gradients_by_distance_squared
 from nerfstudio.models.mipnerf import MipNerfModel
 from nerfstudio.models.vanilla_nerf import VanillaModelConfig
-from nerfstudio.model_components.losses import scale_gradients_by_distance_squared
 from torch import Tensor, nn
 
 from .checkpoints import prepare_checkpoints
@@ -59,8 +59,9 @@ class MipNerfNormModel(MipNerfModel):
         with offline_lpips():
             super().populate_modules()
         mlps = ("mlp_base", "mlp_head") if self.config.norm_head else ("mlp_base",)
-        normalize_mlps(self.field, self.config.norm, names=mlps, num_stat_sets=len(PASSES),
-                       norm_kwargs=self.config.norm_kwargs())
+        normalize_mlps(
+            self.field, self.config.norm, names=mlps, num_stat_sets=len(PASSES), norm_kwargs=self.config.norm_kwargs()
+        )
         self.field = self.config.synchronize(self.field)
         if self.collider is not None:
             self.collider.reset_near_plane = self.config.eval_near_plane == "zero"
@@ -78,9 +79,11 @@ class MipNerfNormModel(MipNerfModel):
         if self.config.use_gradient_scaling:
             outputs = scale_gradients_by_distance_squared(outputs, samples)
         weights = samples.get_weights(outputs[FieldHeadNames.DENSITY])
-        rendered = {"rgb": self.renderer_rgb(rgb=outputs[FieldHeadNames.RGB], weights=weights),
-                    "accumulation": self.renderer_accumulation(weights),
-                    "depth": self.renderer_depth(weights, samples)}
+        rendered = {
+            "rgb": self.renderer_rgb(rgb=outputs[FieldHeadNames.RGB], weights=weights),
+            "accumulation": self.renderer_accumulation(weights),
+            "depth": self.renderer_depth(weights, samples),
+        }
         return rendered, weights
 
     def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, Tensor]:

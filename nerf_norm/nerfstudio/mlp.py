@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import torch
-from torch import Tensor, nn
 from nerfstudio.field_components.mlp import MLP
+from torch import Tensor, nn
 
 from ..norms import FUSED_RELU_NORMS, NORM_NAMES, NormName, make_norm
 
@@ -78,14 +78,30 @@ class NormalizedMLP(MLP):
         self.norm = norm
         self.num_stat_sets = num_stat_sets
         self.norm_kwargs = {"track_running_stats": True, **(norm_kwargs or {})}
-        super().__init__(in_dim, num_layers, layer_width, out_dim, skip_connections, activation, out_activation,
-                         implementation="torch")
+        super().__init__(
+            in_dim,
+            num_layers,
+            layer_width,
+            out_dim,
+            skip_connections,
+            activation,
+            out_activation,
+            implementation="torch",
+        )
 
     @classmethod
     def like(cls, mlp: MLP, **kwargs) -> "NormalizedMLP":
         """A normalized MLP with the layout of an existing nerfstudio ``MLP`` (fresh weights)."""
-        return cls(mlp.in_dim, mlp.num_layers, mlp.layer_width, mlp.out_dim, mlp.skip_connections, mlp.activation,
-                   mlp.out_activation, **kwargs)
+        return cls(
+            mlp.in_dim,
+            mlp.num_layers,
+            mlp.layer_width,
+            mlp.out_dim,
+            mlp.skip_connections,
+            mlp.activation,
+            mlp.out_activation,
+            **kwargs,
+        )
 
     def build_nn_modules(self) -> None:
         super().build_nn_modules()
@@ -93,11 +109,14 @@ class NormalizedMLP(MLP):
         normed = len(widths) - 1 + (self.out_activation is not None)
         # CrossNorm and GlobalNorm apply a following ReLU in their own passes (one read/write of [T, C] less each
         # way)
-        self._fused = [self.norm in FUSED_RELU_NORMS and isinstance(self._activation_after(i), nn.ReLU)
-                       for i in range(normed)]
+        self._fused = [
+            self.norm in FUSED_RELU_NORMS and isinstance(self._activation_after(i), nn.ReLU) for i in range(normed)
+        ]
         self.norms = nn.ModuleList(
-            [StatSetNorm(self.norm, w, self.num_stat_sets, **self.norm_kwargs, **({"fuse_relu": True} if f else {}))
-             for w, f in zip(widths[:normed], self._fused)]
+            [
+                StatSetNorm(self.norm, w, self.num_stat_sets, **self.norm_kwargs, **({"fuse_relu": True} if f else {}))
+                for w, f in zip(widths[:normed], self._fused)
+            ]
         )
 
     def _activation_after(self, index: int) -> Optional[nn.Module]:

@@ -45,9 +45,14 @@ class _GridFeature(nn.Module):
         self.n_output_dims = config.num_levels * config.features_per_level
         self.grid = None
         if config.use_grid_feature:
-            self.grid = HashEncoding(num_levels=config.num_levels, min_res=config.base_res, max_res=config.max_res,
-                                     log2_hashmap_size=config.log2_hashmap_size,
-                                     features_per_level=config.features_per_level, implementation="tcnn")
+            self.grid = HashEncoding(
+                num_levels=config.num_levels,
+                min_res=config.base_res,
+                max_res=config.max_res,
+                log2_hashmap_size=config.log2_hashmap_size,
+                features_per_level=config.features_per_level,
+                implementation="tcnn",
+            )
 
     def forward(self, positions: Tensor) -> Tensor:
         if self.grid is None:
@@ -85,13 +90,24 @@ class NormalizedSDFField(SDFField):
 
     config: NormalizedSDFFieldConfig
 
-    def __init__(self, config: NormalizedSDFFieldConfig, aabb: Tensor, num_images: int,
-                 use_average_appearance_embedding: bool = False, spatial_distortion=None) -> None:
+    def __init__(
+        self,
+        config: NormalizedSDFFieldConfig,
+        aabb: Tensor,
+        num_images: int,
+        use_average_appearance_embedding: bool = False,
+        spatial_distortion=None,
+    ) -> None:
         # nerfstudio's SDFField.__init__ calls tinycudann directly whenever encoding_type is "hash" (its default),
         # even when the grid is never used, and offers no hook to build it otherwise: the parent gets a copy of the
         # config with another type, and initialize_geo_layers builds the grid (when used) as HashEncoding
-        super().__init__(dataclasses.replace(config, encoding_type="periodic"), aabb, num_images,
-                         use_average_appearance_embedding, spatial_distortion)
+        super().__init__(
+            dataclasses.replace(config, encoding_type="periodic"),
+            aabb,
+            num_images,
+            use_average_appearance_embedding,
+            spatial_distortion,
+        )
         self.config = config
         if config.norm_in in ("color", "both"):
             self._insert_norms("clin", self.num_layers_color - 2, config)
@@ -116,14 +132,16 @@ class NormalizedSDFField(SDFField):
             return
         for k in range(hidden_layers):
             linear = getattr(self, f"{prefix}{k}")
-            setattr(self, f"{prefix}{k}", _LinearNorm(linear, make_norm(config.norm, linear.out_features,
-                                                                        **config.norm_kwargs())))
+            setattr(
+                self,
+                f"{prefix}{k}",
+                _LinearNorm(linear, make_norm(config.norm, linear.out_features, **config.norm_kwargs())),
+            )
 
     def norm_layers(self, network: str = "both") -> list:
         """The norm modules of the ``sdf`` network, the ``color`` network or ``both``, in layer order."""
         prefixes = {"sdf": ("glin",), "color": ("clin",), "both": ("glin", "clin")}[network]
-        return [m.norm for name, m in self.named_children()
-                if name.startswith(prefixes) and isinstance(m, _LinearNorm)]
+        return [m.norm for name, m in self.named_children() if name.startswith(prefixes) and isinstance(m, _LinearNorm)]
 
     def _readout_layer(self) -> nn.Module:
         return getattr(self, f"glin{self.num_layers - 2}")
@@ -184,15 +202,16 @@ class NormalizedSDFField(SDFField):
         for lists, layer in (("geo_norms", "glin"), ("color_norms", "clin")):
             old_norm = f"{prefix}{lists}."
             for key in [k for k in state_dict if k.startswith(old_norm)]:
-                k, rest = key[len(old_norm):].split(".", 1)
+                k, rest = key[len(old_norm) :].split(".", 1)
                 state_dict[f"{prefix}{layer}{k}.norm.{rest}"] = state_dict.pop(key)
             for name, child in self.named_children():
                 if not (name.startswith(layer) and isinstance(child, _LinearNorm)):
                     continue
                 flat = f"{prefix}{name}."
-                for key in [k for k in state_dict if k.startswith(flat)
-                            and not k.startswith((flat + "linear.", flat + "norm."))]:
-                    state_dict[f"{flat}linear.{key[len(flat):]}"] = state_dict.pop(key)
+                for key in [
+                    k for k in state_dict if k.startswith(flat) and not k.startswith((flat + "linear.", flat + "norm."))
+                ]:
+                    state_dict[f"{flat}linear.{key[len(flat) :]}"] = state_dict.pop(key)
 
     def _readout_input(self, inputs: Tensor) -> Tensor:
         """``[N, 3]`` points -> ``[N, C]``, the input of the SDF network's last layer, as the parent's

@@ -91,8 +91,10 @@ class NeuSDataParser(DataParser):
                 raise UserError(f"{mask_dir}: missing (needed by --use-masks True)")
             masks = sorted_images(mask_dir)
             if len(masks) != len(images):
-                raise UserError(f"{mask_dir} has {len(masks)} masks but {image_dir} has {len(images)} images; "
-                                "the NeuS layout needs one mask per image, in the same order")
+                raise UserError(
+                    f"{mask_dir} has {len(masks)} masks but {image_dir} has {len(images)} images; "
+                    "the NeuS layout needs one mask per image, in the same order"
+                )
         return data, images, masks
 
     def _generate_dataparser_outputs(self, split: str = "train", **kwargs) -> DataparserOutputs:
@@ -107,17 +109,23 @@ class NeuSDataParser(DataParser):
             with Image.open(path) as img:  # reads the header only
                 sizes.add(img.size)
         if len(sizes) != 1:
-            raise UserError(f"{data / 'image'}: images differ in size ({sorted(sizes)}); the NeuS layout needs one size")
-        (width, height), = sizes
+            raise UserError(
+                f"{data / 'image'}: images differ in size ({sorted(sizes)}); the NeuS layout needs one size"
+            )
+        ((width, height),) = sizes
         if masks is not None:
             for path in masks:
                 with Image.open(path) as img:
                     if img.size != (width, height):
-                        raise UserError(f"{path}: mask is {img.size[0]}x{img.size[1]} but the images are "
-                                        f"{width}x{height}; the NeuS layout needs one mask per image, same size")
+                        raise UserError(
+                            f"{path}: mask is {img.size[0]}x{img.size[1]} but the images are "
+                            f"{width}x{height}; the NeuS layout needs one mask per image, same size"
+                        )
         if width // cfg.downscale_factor < 1 or height // cfg.downscale_factor < 1:
-            raise UserError(f"--downscale-factor {cfg.downscale_factor} leaves no pixels of the {width}x{height} "
-                            "images; choose a smaller factor")
+            raise UserError(
+                f"--downscale-factor {cfg.downscale_factor} leaves no pixels of the {width}x{height} "
+                "images; choose a smaller factor"
+            )
 
         indices = list(range(len(images)))
         if cfg.eval_every > 0:
@@ -127,8 +135,11 @@ class NeuSDataParser(DataParser):
         if f > 1:
             cache = (cfg.cache_dir or _cache_root(data)) / f"x{f}"
             chosen = downscaled_copies([images[i] for i in indices], f, cache / "image")
-            chosen_masks = (downscaled_copies([masks[i] for i in indices], f, cache / "mask", Image.Resampling.NEAREST)
-                            if masks is not None else None)
+            chosen_masks = (
+                downscaled_copies([masks[i] for i in indices], f, cache / "mask", Image.Resampling.NEAREST)
+                if masks is not None
+                else None
+            )
             width, height = round(width / f), round(height / f)
         else:
             chosen = [images[i] for i in indices]
@@ -138,8 +149,14 @@ class NeuSDataParser(DataParser):
         poses = torch.from_numpy(c2w[indices]).float()
         poses[:, 0:3, 1:3] *= -1  # OpenCV (y down, z forward) -> nerfstudio / OpenGL (y up, z back)
         cameras = Cameras(
-            fx=K[:, 0, 0] / f, fy=K[:, 1, 1] / f, cx=K[:, 0, 2] / f, cy=K[:, 1, 2] / f,
-            width=width, height=height, camera_to_worlds=poses[:, :3, :4], camera_type=CameraType.PERSPECTIVE,
+            fx=K[:, 0, 0] / f,
+            fy=K[:, 1, 1] / f,
+            cx=K[:, 0, 2] / f,
+            cy=K[:, 1, 2] / f,
+            width=width,
+            height=height,
+            camera_to_worlds=poses[:, :3, :4],
+            camera_type=CameraType.PERSPECTIVE,
         )
         scale_mat = torch.from_numpy(cams.scale_mats[0]).float()
         return DataparserOutputs(
@@ -150,8 +167,10 @@ class NeuSDataParser(DataParser):
                 "scale_mat": scale_mat,
                 "fg_masks": chosen_masks,
                 # what nerfstudio's SDFDataset reads: no monocular priors here
-                "depth_filenames": None, "normal_filenames": None, "transform": None, "camera_to_worlds": None,
+                "depth_filenames": None,
+                "normal_filenames": None,
+                "transform": None,
+                "camera_to_worlds": None,
                 "include_mono_prior": False,
             },
         )
-

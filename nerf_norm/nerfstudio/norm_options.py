@@ -11,9 +11,8 @@ from typing import Literal
 
 from torch import nn
 
-from ..norms import convert_sync_norms
+from ..norms import NormName, convert_sync_norms
 from ..norms.sync import world_size
-from ..norms import NormName
 
 
 @dataclass

@@ -17,8 +17,14 @@ from .mlp import NormalizedMLP
 __all__ = ["normalize_mlps", "stat_set_view", "StatSetBinding"]
 
 
-def normalize_mlps(module: nn.Module, norm: NormName = "cn", *, names: Optional[Iterable[str]] = None,
-                   num_stat_sets: int = 1, norm_kwargs: Optional[dict] = None) -> List[str]:
+def normalize_mlps(
+    module: nn.Module,
+    norm: NormName = "cn",
+    *,
+    names: Optional[Iterable[str]] = None,
+    num_stat_sets: int = 1,
+    norm_kwargs: Optional[dict] = None,
+) -> List[str]:
     """Replaces each nerfstudio ``MLP`` under ``module`` (all, or those whose qualified name is in ``names``) by a
     :class:`NormalizedMLP` of the same layout (fresh weights, torch implementation) and returns the names replaced.
 
@@ -30,16 +36,20 @@ def normalize_mlps(module: nn.Module, norm: NormName = "cn", *, names: Optional[
         if not isinstance(child, MLP) or isinstance(child, NormalizedMLP) or (wanted and name not in wanted):
             continue
         if child.tcnn_encoding is not None:
-            raise ValueError(f"normalize_mlps: {name or type(module).__name__} is a tinycudann fused MLP, which has no "
-                             "place for a norm; build the field with implementation='torch'")
+            raise ValueError(
+                f"normalize_mlps: {name or type(module).__name__} is a tinycudann fused MLP, which has no "
+                "place for a norm; build the field with implementation='torch'"
+            )
         parent_name, _, leaf = name.rpartition(".")
         parent = module.get_submodule(parent_name) if parent_name else module
-        setattr(parent, leaf, NormalizedMLP.like(child, norm=norm, num_stat_sets=num_stat_sets,
-                                                 norm_kwargs=norm_kwargs))
+        setattr(
+            parent, leaf, NormalizedMLP.like(child, norm=norm, num_stat_sets=num_stat_sets, norm_kwargs=norm_kwargs)
+        )
         replaced.append(name)
     if wanted is not None and wanted - set(replaced):
-        raise ValueError(f"normalize_mlps: no nerfstudio MLP named {sorted(wanted - set(replaced))} in "
-                         f"{type(module).__name__}")
+        raise ValueError(
+            f"normalize_mlps: no nerfstudio MLP named {sorted(wanted - set(replaced))} in {type(module).__name__}"
+        )
     return replaced
 
 

@@ -13,6 +13,7 @@ __all__ = ["norms_with_running_statistics", "refresh_running_statistics"]
 def refresh_running_statistics(pipeline, batches: int, start_step: int = 0) -> int:
     """:func:`refresh_statistics` of ``pipeline.model`` over ``batches`` training batches of
     ``pipeline.datamanager`` (steps ``start_step`` on), as nerfstudio feeds them in training."""
+
     def run_batch(k: int) -> None:
         ray_bundle, _ = pipeline.datamanager.next_train(start_step + k)
         pipeline.model(ray_bundle)

@@ -71,8 +71,17 @@ def cross_rstd(m: CrossMoments, C: int, variant: str, eps: float, out: Optional[
     return var.rsqrt_()
 
 
-def eager_backward(x: Tensor, xhat: Tensor, rstd: Tensor, m: CrossMoments, gy: Tensor, weight: Optional[Tensor],
-                   batch_columns: bool, variant: str, need_weight_grad: bool) -> Tuple[Tensor, Optional[Tensor]]:
+def eager_backward(
+    x: Tensor,
+    xhat: Tensor,
+    rstd: Tensor,
+    m: CrossMoments,
+    gy: Tensor,
+    weight: Optional[Tensor],
+    batch_columns: bool,
+    variant: str,
+    need_weight_grad: bool,
+) -> Tuple[Tensor, Optional[Tensor]]:
     """(dL/dx, dL/dweight) of CrossNorm given gy = dL/dy, all ``[T, C]``. See the derivation above.
 
     Allocates two ``[T, C]`` tensors: ``u``, which becomes dL/dx in place, and one scratch buffer.
@@ -135,8 +144,15 @@ class CrossNormSaved:
         return self.columns is None
 
 
-def first_backward(saved: CrossNormSaved, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], gy: Tensor,
-                   need_dw: bool, need_db: bool) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+def first_backward(
+    saved: CrossNormSaved,
+    x: Tensor,
+    weight: Optional[Tensor],
+    bias: Optional[Tensor],
+    gy: Tensor,
+    need_dw: bool,
+    need_db: bool,
+) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
     """(dx, dweight | None, dbias | None) of CrossNorm at ``x [T, C]`` for ``gy = dL/dy`` ``[T, C]`` (of
     ``relu(y)`` with a fused ReLU): the kernel's passes or the eager closed form."""
     if saved.kernel is not None:

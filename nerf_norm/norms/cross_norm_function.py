@@ -60,8 +60,18 @@ class _CrossNormFunction(torch.autograd.Function):
         ctx.kernel = kernels.load_for(x)
         # the output is allocated in its final shape: returning a reshaped view would forbid in-place ops on it
         if ctx.kernel is not None:
-            y, ctx.state = kernels.cross_norm_forward(ctx.kernel, x, weight, bias, call.out_shape, call.variant,
-                                                      call.eps, call.relu, call.columns, call.running)
+            y, ctx.state = kernels.cross_norm_forward(
+                ctx.kernel,
+                x,
+                weight,
+                bias,
+                call.out_shape,
+                call.variant,
+                call.eps,
+                call.relu,
+                call.columns,
+                call.running,
+            )
             ctx.save_for_backward(x, weight, bias)
             return y
         m = cross_moments(x, call.variant, call.columns)

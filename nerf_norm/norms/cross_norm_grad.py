@@ -54,8 +54,9 @@ from .cross_norm_closed_form import CrossNormSaved, centered, cross_rstd, eager_
 from .spec import cross_moments
 
 
-def _weight_grad_term(x: Tensor, weight, bias, gy: Tensor, gdw: Tensor, m, batch: bool, eps: float,
-                      relu: bool) -> Tensor:
+def _weight_grad_term(
+    x: Tensor, weight, bias, gy: Tensor, gdw: Tensor, m, batch: bool, eps: float, relu: bool
+) -> Tensor:
     """d<gdw, dw>/dx with dw = sum_t gy xhat: J^T (gy * gdw), an eager first backward with weight gdw (the
     kernel path has no xhat at hand)."""
     s = cross_rstd(m, x.shape[1], "paper", eps)
@@ -64,8 +65,17 @@ def _weight_grad_term(x: Tensor, weight, bias, gy: Tensor, gdw: Tensor, m, batch
     return eager_backward(x, xhat, s, m, ge, gdw, batch, "paper", False)[0]
 
 
-def double_backward(saved: CrossNormSaved, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], gy: Tensor,
-                    gdx: Optional[Tensor], gdw: Optional[Tensor], gdb: Optional[Tensor], need: tuple):
+def double_backward(
+    saved: CrossNormSaved,
+    x: Tensor,
+    weight: Optional[Tensor],
+    bias: Optional[Tensor],
+    gy: Tensor,
+    gdx: Optional[Tensor],
+    gdw: Optional[Tensor],
+    gdb: Optional[Tensor],
+    need: tuple,
+):
     """Gradients (x, weight, gy) of ``<gdx, dx> + <gdw, dw> + <gdb, db>`` where (dx, dw, db) is CrossNorm's
     (paper variant) first backward of ``gy`` at ``x``. All ``[T, C]`` / ``[C]``; see the module docstring. On the
     CPU kernel the forward's row / column vectors are reused."""
@@ -80,8 +90,9 @@ def double_backward(saved: CrossNormSaved, x: Tensor, weight: Optional[Tensor], 
         shift = state.col_mean.mean()
         vectors = (state.row_mean, state.col_mean, state.row_mean - shift, state.col_mean - shift, state.A, state.B)
         v = gdx if gdx is not None else torch.zeros_like(x)
-        gx, gw, ggy = kernels.cross_norm_double_backward(module, x, gy, v, weight, bias, gdw, gdb, vectors, N, n, K,
-                                                         batch, relu)
+        gx, gw, ggy = kernels.cross_norm_double_backward(
+            module, x, gy, v, weight, bias, gdw, gdb, vectors, N, n, K, batch, relu
+        )
         if need_x and gdw is not None:
             gx += _weight_grad_term(x, weight, bias, gy, gdw, cross_moments(x, "paper", columns), batch, eps, relu)
         return gx if need_x else None, gw if need_w and weight is not None else None, ggy if need_gy else None
@@ -108,7 +119,9 @@ def double_backward(saved: CrossNormSaved, x: Tensor, weight: Optional[Tensor], 
         XVc = ((x - col_mean.unsqueeze(0)) * v).sum(dim=0)
         dM = (Vr.unsqueeze(1) + Vc.unsqueeze(0)) / N
         # sum_j (x_tj - M_ti) v_tj = XVr_t + (mr_t - M_ti) Vr_t, mr_t - M_ti = n delta / N (columns: -C delta / N)
-        dV = (XVr.unsqueeze(1) + XVc.unsqueeze(0) + delta * ((n * Vr).unsqueeze(1) - (C * Vc).unsqueeze(0)) / N) * (2 / N)
+        dV = (XVr.unsqueeze(1) + XVc.unsqueeze(0) + delta * ((n * Vr).unsqueeze(1) - (C * Vc).unsqueeze(0)) / N) * (
+            2 / N
+        )
     else:
         dM = (Vr / N).unsqueeze(1).expand(T, C)
         dV = (XVr.unsqueeze(1) + delta * (n * Vr).unsqueeze(1) / N) * (2 / N)
@@ -150,7 +163,6 @@ def double_backward(saved: CrossNormSaved, x: Tensor, weight: Optional[Tensor], 
     return grad_x, grad_w, grad_gy
 
 
-
 class _CrossNormGradFunction(torch.autograd.Function):
     """CrossNorm's first backward (dx, dweight, dbias) as a differentiable function of (x, weight, gy), with the
     closed-form second derivative above. ``saved`` is what the layer's forward left (:class:`CrossNormSaved`)."""
@@ -171,6 +183,7 @@ class _CrossNormGradFunction(torch.autograd.Function):
         need = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[3])
         if gdx is None and gdw is None and gdb is None:
             return (None,) * 7
-        gx, gw, ggy = double_backward(ctx.saved, x, weight, bias, gy, gdx, gdw if ctx.has_dw else None,
-                                      gdb if ctx.has_db else None, need)
+        gx, gw, ggy = double_backward(
+            ctx.saved, x, weight, bias, gy, gdx, gdw if ctx.has_dw else None, gdb if ctx.has_db else None, need
+        )
         return gx, gw, None, ggy, None, None, None

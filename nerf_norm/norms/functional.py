@@ -60,9 +60,7 @@ def batch_norm(
     return _restore(y, x)
 
 
-def layer_norm(
-    x: Tensor, weight: Optional[Tensor] = None, bias: Optional[Tensor] = None, eps: float = 1e-5
-) -> Tensor:
+def layer_norm(x: Tensor, weight: Optional[Tensor] = None, bias: Optional[Tensor] = None, eps: float = 1e-5) -> Tensor:
     """Layer normalization, paper Eq. 16: each sample normalized over its C channels. ``x``: ``[..., C]``."""
     C = x.shape[-1]
     with _no_autocast(x):
@@ -119,8 +117,9 @@ def global_norm(
     return _restore(y, x)
 
 
-def _cn_running_columns(running_mean: Tensor, running_var: Tensor, running_n: Tensor, variant: str,
-                        dtype: torch.dtype, host_n: bool) -> Tuple[Tensor, Tensor, Union[float, Tensor]]:
+def _cn_running_columns(
+    running_mean: Tensor, running_var: Tensor, running_n: Tensor, variant: str, dtype: torch.dtype, host_n: bool
+) -> Tuple[Tensor, Tensor, Union[float, Tensor]]:
     """Column statistics (mean, variance with the variant's correction, n) from running estimates. ``n`` is a
     Python float only with ``host_n`` (the CPU kernel takes it as an argument; a CPU tensor costs no sync);
     elsewhere it stays a 0-d tensor, so an eval forward on a GPU never waits for the device."""
@@ -165,8 +164,14 @@ def cross_norm(
         xs = x2.to(dtype).contiguous()
         columns = running = None
         if not use_batch:
-            columns = _cn_running_columns(running_mean, running_var, running_batch_size, variant, dtype,
-                                          host_n=not compiling and kernels.usable(xs))
+            columns = _cn_running_columns(
+                running_mean,
+                running_var,
+                running_batch_size,
+                variant,
+                dtype,
+                host_n=not compiling and kernels.usable(xs),
+            )
         elif training and running_mean is not None and momentum > 0:
             running = (running_mean, running_var, running_batch_size, momentum)
         w = weight.to(dtype) if weight is not None else None
@@ -186,11 +191,7 @@ def cross_norm(
 
 
 def cross_norm_autograd(
-    x: Tensor,
-    weight: Optional[Tensor] = None,
-    bias: Optional[Tensor] = None,
-    eps: float = 1e-5,
-    variant: str = "paper",
+    x: Tensor, weight: Optional[Tensor] = None, bias: Optional[Tensor] = None, eps: float = 1e-5, variant: str = "paper"
 ) -> Tensor:
     """CrossNorm with batch statistics as its spec (:func:`~nerf_norm.norms.spec.cross_norm_spec`) under plain
     autograd, for ``x [..., C]``: the reference the fast paths are tested against; :func:`cross_norm` computes the

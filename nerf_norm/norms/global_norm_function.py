@@ -40,8 +40,17 @@ def global_moments_fast(x: Tensor) -> Tuple[Tensor, Tensor]:
         return global_moments(x)
 
 
-def global_norm_function(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], mean: Tensor, var: Tensor,
-                         batch_stats: bool, eps: float, relu: bool, out_shape) -> Tensor:
+def global_norm_function(
+    x: Tensor,
+    weight: Optional[Tensor],
+    bias: Optional[Tensor],
+    mean: Tensor,
+    var: Tensor,
+    batch_stats: bool,
+    eps: float,
+    relu: bool,
+    out_shape,
+) -> Tensor:
     """GlobalNorm of ``x [T, C]`` through the closed-form Function, output in ``out_shape``."""
     return _GlobalNormFunction.apply(x, weight, bias, mean, var, batch_stats, eps, relu, out_shape)
 
@@ -91,7 +100,7 @@ class _GlobalNormFunction(torch.autograd.Function):
             if ctx.batch_stats:
                 r = float(rstd)
                 P = -r * float(torch.dot(w, G)) / TC
-                R = -(r ** 3) * float(torch.dot(w, S)) / TC
+                R = -(r**3) * float(torch.dot(w, S)) / TC
             dx = ctx.kernel.global_norm_grad_input(x, g, m, s, b, P, R, ctx.relu)
         else:
             xc = x - mean

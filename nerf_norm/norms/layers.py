@@ -18,9 +18,11 @@ def _check_input_dim(module: nn.Module, x: Tensor) -> None:
     """Refuses an input that is not ``[..., num_features]`` (channels last) with a message naming both sizes."""
     if x.dim() < 1 or x.shape[-1] != module.num_features:
         got = tuple(x.shape)
-        raise ValueError(f"{type(module).__name__}: expected input of shape [..., {module.num_features}] (channels "
-                         f"last, num_features={module.num_features}), got {got} with {got[-1] if got else 0} "
-                         "channels")
+        raise ValueError(
+            f"{type(module).__name__}: expected input of shape [..., {module.num_features}] (channels "
+            f"last, num_features={module.num_features}), got {got} with {got[-1] if got else 0} "
+            "channels"
+        )
 
 
 class _NormBase(nn.Module):
@@ -30,8 +32,17 @@ class _NormBase(nn.Module):
 
     _stat_size: Optional[int] = None  # None: no batch statistics (LayerNorm)
 
-    def __init__(self, num_features: int, *, eps: float, momentum: Optional[float], affine: bool,
-                 track_running_stats: bool, device=None, dtype=None) -> None:
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        eps: float,
+        momentum: Optional[float],
+        affine: bool,
+        track_running_stats: bool,
+        device=None,
+        dtype=None,
+    ) -> None:
         super().__init__()
         if num_features < 1:
             raise ValueError(f"num_features must be positive, got {num_features}")
@@ -108,10 +119,26 @@ class BatchNorm(_NormBase):
 
     _stat_size = 0  # one per channel
 
-    def __init__(self, num_features: int, *, eps: float = 1e-5, momentum: Optional[float] = 0.1,
-                 affine: bool = True, track_running_stats: bool = False, device=None, dtype=None) -> None:
-        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine,
-                         track_running_stats=track_running_stats, device=device, dtype=dtype)
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        eps: float = 1e-5,
+        momentum: Optional[float] = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = False,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__(
+            num_features,
+            eps=eps,
+            momentum=momentum,
+            affine=affine,
+            track_running_stats=track_running_stats,
+            device=device,
+            dtype=dtype,
+        )
         self.reset_parameters()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -126,10 +153,26 @@ class LayerNorm(_NormBase):
     accepted (and have no effect) so that one set of options configures every norm.
     """
 
-    def __init__(self, num_features: int, *, eps: float = 1e-5, momentum: Optional[float] = 0.1,
-                 affine: bool = True, track_running_stats: bool = False, device=None, dtype=None) -> None:
-        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine,
-                         track_running_stats=track_running_stats, device=device, dtype=dtype)
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        eps: float = 1e-5,
+        momentum: Optional[float] = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = False,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__(
+            num_features,
+            eps=eps,
+            momentum=momentum,
+            affine=affine,
+            track_running_stats=track_running_stats,
+            device=device,
+            dtype=dtype,
+        )
         self.reset_parameters()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -147,11 +190,27 @@ class GlobalNorm(_NormBase):
 
     _stat_size = 1  # one mean and variance
 
-    def __init__(self, num_features: int, *, eps: float = 1e-5, momentum: Optional[float] = 0.1,
-                 affine: bool = True, track_running_stats: bool = False, fuse_relu: bool = False, device=None,
-                 dtype=None) -> None:
-        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine,
-                         track_running_stats=track_running_stats, device=device, dtype=dtype)
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        eps: float = 1e-5,
+        momentum: Optional[float] = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = False,
+        fuse_relu: bool = False,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__(
+            num_features,
+            eps=eps,
+            momentum=momentum,
+            affine=affine,
+            track_running_stats=track_running_stats,
+            device=device,
+            dtype=dtype,
+        )
         self.fuse_relu = fuse_relu
         self.reset_parameters()
 
@@ -180,13 +239,30 @@ class CrossNorm(_NormBase):
 
     _stat_size = 0  # one per channel
 
-    def __init__(self, num_features: int, *, eps: float = 1e-5, momentum: Optional[float] = 0.1,
-                 affine: bool = True, track_running_stats: bool = False, variant: CNVariant = "paper",
-                 fuse_relu: bool = False, device=None, dtype=None) -> None:
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        eps: float = 1e-5,
+        momentum: Optional[float] = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = False,
+        variant: CNVariant = "paper",
+        fuse_relu: bool = False,
+        device=None,
+        dtype=None,
+    ) -> None:
         if variant not in CN_VARIANTS:
             raise ValueError(f"CrossNorm: unknown variant {variant!r}; expected one of {CN_VARIANTS}")
-        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine,
-                         track_running_stats=track_running_stats, device=device, dtype=dtype)
+        super().__init__(
+            num_features,
+            eps=eps,
+            momentum=momentum,
+            affine=affine,
+            track_running_stats=track_running_stats,
+            device=device,
+            dtype=dtype,
+        )
         self.variant = variant
         self.fuse_relu = fuse_relu
         if self.track_running_stats:
@@ -202,8 +278,13 @@ class CrossNorm(_NormBase):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input_dim(x)
-        return cross_norm(x, running_batch_size=self.running_batch_size, variant=self.variant, relu=self.fuse_relu,
-                          **self._stat_args())
+        return cross_norm(
+            x,
+            running_batch_size=self.running_batch_size,
+            variant=self.variant,
+            relu=self.fuse_relu,
+            **self._stat_args(),
+        )
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", variant={self.variant!r}" + (", fuse_relu=True" if self.fuse_relu else "")

@@ -21,8 +21,9 @@ __all__ = ["norms_with_running_statistics", "refresh_statistics"]
 
 def norms_with_running_statistics(module: nn.Module) -> List[nn.Module]:
     """The norm layers under ``module`` that track running statistics (ours and torch's BatchNorm alike)."""
-    return [m for m in module.modules()
-            if getattr(m, "track_running_stats", False) and hasattr(m, "reset_running_stats")]
+    return [
+        m for m in module.modules() if getattr(m, "track_running_stats", False) and hasattr(m, "reset_running_stats")
+    ]
 
 
 def refresh_statistics(model: nn.Module, run_batch: Callable[[int], object], batches: int) -> int:

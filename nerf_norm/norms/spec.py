@@ -18,7 +18,15 @@ from typing import NamedTuple, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-__all__ = ["CrossMoments", "cross_moments", "cross_norm_spec", "cross_norm_from_moments", "global_moments", "global_norm_spec", "standardize"]
+__all__ = [
+    "CrossMoments",
+    "cross_moments",
+    "cross_norm_spec",
+    "cross_norm_from_moments",
+    "global_moments",
+    "global_norm_spec",
+    "standardize",
+]
 
 
 class CrossMoments(NamedTuple):
@@ -37,8 +45,9 @@ class CrossMoments(NamedTuple):
     col_var_unbiased: Optional[Tensor]
 
 
-def cross_moments(x: Tensor, variant: str = "paper",
-                  columns: Optional[Tuple[Tensor, Tensor, Union[float, Tensor]]] = None) -> CrossMoments:
+def cross_moments(
+    x: Tensor, variant: str = "paper", columns: Optional[Tuple[Tensor, Tensor, Union[float, Tensor]]] = None
+) -> CrossMoments:
     """Row moments of ``x [T, C]`` and column moments from ``x`` or, given ``columns = (mean [C], var [C], n)``
     (running estimates, variance with the variant's correction), from those."""
     T = x.shape[0]
@@ -58,9 +67,14 @@ def _affine(y: Tensor, weight: Optional[Tensor], bias: Optional[Tensor]) -> Tens
     return y + bias if bias is not None else y
 
 
-def cross_norm_spec(x: Tensor, weight: Optional[Tensor] = None, bias: Optional[Tensor] = None,
-                    columns: Optional[Tuple[Tensor, Tensor, Union[float, Tensor]]] = None, variant: str = "paper",
-                    eps: float = 1e-5) -> Tensor:
+def cross_norm_spec(
+    x: Tensor,
+    weight: Optional[Tensor] = None,
+    bias: Optional[Tensor] = None,
+    columns: Optional[Tuple[Tensor, Tensor, Union[float, Tensor]]] = None,
+    variant: str = "paper",
+    eps: float = 1e-5,
+) -> Tensor:
     """CrossNorm, paper Eq. 24 (``paper``) or the authors' code (``reference``), of ``x [T, C]``.
 
     For element (t, i), with row t's mean and variance (mr, vr over C) and column i's (mc, vc over n), N = C + n:
@@ -73,8 +87,14 @@ def cross_norm_spec(x: Tensor, weight: Optional[Tensor] = None, bias: Optional[T
     return cross_norm_from_moments(x, cross_moments(x, variant, columns), weight, bias, variant, eps)
 
 
-def cross_norm_from_moments(x: Tensor, m: CrossMoments, weight: Optional[Tensor] = None,
-                            bias: Optional[Tensor] = None, variant: str = "paper", eps: float = 1e-5) -> Tensor:
+def cross_norm_from_moments(
+    x: Tensor,
+    m: CrossMoments,
+    weight: Optional[Tensor] = None,
+    bias: Optional[Tensor] = None,
+    variant: str = "paper",
+    eps: float = 1e-5,
+) -> Tensor:
     """:func:`cross_norm_spec` given the moments ``m`` of ``x`` (:func:`cross_moments`)."""
     C = x.shape[1]
     n = m.n
@@ -95,15 +115,21 @@ def global_moments(x: Tensor) -> Tuple[Tensor, Tensor]:
     return mean, (x - mean).square().mean()
 
 
-def standardize(x: Tensor, mean: Tensor, var: Tensor, eps: float, weight: Optional[Tensor] = None,
-                bias: Optional[Tensor] = None) -> Tensor:
+def standardize(
+    x: Tensor, mean: Tensor, var: Tensor, eps: float, weight: Optional[Tensor] = None, bias: Optional[Tensor] = None
+) -> Tensor:
     """``(x - mean) / sqrt(var + eps) * weight + bias``: BatchNorm (Eq. 8, ``[C]`` moments) and GlobalNorm
     (Eq. 23, 0-d moments) given their moments."""
     return _affine((x - mean) * torch.rsqrt(var + eps), weight, bias)
 
 
-def global_norm_spec(x: Tensor, weight: Optional[Tensor] = None, bias: Optional[Tensor] = None,
-                     stats: Optional[Tuple[Tensor, Tensor]] = None, eps: float = 1e-5) -> Tensor:
+def global_norm_spec(
+    x: Tensor,
+    weight: Optional[Tensor] = None,
+    bias: Optional[Tensor] = None,
+    stats: Optional[Tuple[Tensor, Tensor]] = None,
+    eps: float = 1e-5,
+) -> Tensor:
     """GlobalNorm, paper Eq. 23: one mean and biased variance over all ``T x C`` elements of ``x [T, C]`` (or the
     running ``stats = (mean, var)``), a per-channel affine."""
     mean, var = global_moments(x) if stats is None else stats

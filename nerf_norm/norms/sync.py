@@ -73,8 +73,12 @@ class _SyncMixin:
     def _sync_update_running(self, mean: Tensor, var_unbiased: Tensor, count: Tensor, factor: float) -> None:
         if self.track_running_stats and factor > 0:
             with torch.no_grad():
-                update_running((self.running_mean, self.running_var, getattr(self, "running_batch_size", None),
-                                 factor), mean.detach(), var_unbiased.detach(), count)
+                update_running(
+                    (self.running_mean, self.running_var, getattr(self, "running_batch_size", None), factor),
+                    mean.detach(),
+                    var_unbiased.detach(),
+                    count,
+                )
 
     def _standardize_synced(self, x: Tensor, per_column: bool) -> Tensor:
         """BN (``per_column``) or GN in training: ``(x - mean) / sqrt(var + eps)`` with the moments of all ranks,
@@ -140,8 +144,12 @@ _SYNC_OF = {BatchNorm: SyncBatchNorm, GlobalNorm: SyncGlobalNorm, CrossNorm: Syn
 def _synchronized_twin(norm: nn.Module, process_group) -> nn.Module:
     """A new synchronized layer with ``norm``'s options, holding ``norm``'s very parameter and buffer objects (not
     copies), so optimizers and statistic sets that refer to them keep working."""
-    options = {"eps": norm.eps, "momentum": norm.momentum, "affine": norm.affine,
-               "track_running_stats": norm.track_running_stats}
+    options = {
+        "eps": norm.eps,
+        "momentum": norm.momentum,
+        "affine": norm.affine,
+        "track_running_stats": norm.track_running_stats,
+    }
     for name in ("variant", "fuse_relu"):
         if hasattr(norm, name):
             options[name] = getattr(norm, name)

@@ -48,8 +48,9 @@ class BlenderSceneConfig:
             raise UserError(f"--radius must exceed the scene's radius 1.2 (plus margin), got {self.radius}")
         # one view's rays and their shading, per supersampled pixel
         rays = (self.resolution * self.supersample) ** 2
-        require_memory(f"rendering {self.resolution}x{self.resolution} views at supersample {self.supersample}",
-                       rays * 400.0)
+        require_memory(
+            f"rendering {self.resolution}x{self.resolution} views at supersample {self.supersample}", rays * 400.0
+        )
 
 
 def _positions(config: BlenderSceneConfig) -> Dict[str, np.ndarray]:
@@ -68,12 +69,12 @@ def _positions(config: BlenderSceneConfig) -> Dict[str, np.ndarray]:
 
 
 #: what a scene consists of (removed first with overwrite)
-OUTPUTS = ("train", "val", "test", "transforms_train.json", "transforms_val.json", "transforms_test.json",
-           "scene.json")
+OUTPUTS = ("train", "val", "test", "transforms_train.json", "transforms_val.json", "transforms_test.json", "scene.json")
 
 
-def write_blender_scene(out: Path, config: BlenderSceneConfig = BlenderSceneConfig(), progress=None,
-                        overwrite: bool = False) -> Path:
+def write_blender_scene(
+    out: Path, config: BlenderSceneConfig = BlenderSceneConfig(), progress=None, overwrite: bool = False
+) -> Path:
     """Renders the default scene into ``out`` (Blender format) and returns ``out``. A scene (or any of its files)
     already in ``out`` is an error unless ``overwrite``, which removes it first.
 

@@ -23,8 +23,8 @@ from typing import Callable, Literal, Optional, Tuple
 import numpy as np
 
 from ..errors import UserError, require_memory
-from ..outputs import prepare_output_dir
 from ..neus_layout import compose_projection
+from ..outputs import prepare_output_dir
 from .procedural import look_at_origin, pixel_rays
 
 __all__ = ["DTUSceneConfig", "default_mesh_path", "write_dtu_scene", "load_scene_mesh"]
@@ -69,9 +69,13 @@ class DTUSceneConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        numbers = {"--fov-x-deg": self.fov_x_deg, "--camera-distance": self.camera_distance,
-                   "--object-radius": self.object_radius, "--world-radius": self.world_radius,
-                   **{f"--world-centre[{k}]": v for k, v in enumerate(self.world_centre)}}
+        numbers = {
+            "--fov-x-deg": self.fov_x_deg,
+            "--camera-distance": self.camera_distance,
+            "--object-radius": self.object_radius,
+            "--world-radius": self.world_radius,
+            **{f"--world-centre[{k}]": v for k, v in enumerate(self.world_centre)},
+        }
         for option, value in numbers.items():
             if not math.isfinite(value):
                 raise UserError(f"{option} must be a finite number, got {value}")
@@ -88,7 +92,7 @@ class DTUSceneConfig:
         if self.world_radius <= 0 or self.supersample < 1:
             raise UserError("--world-radius and --supersample must be positive")
         # one view's rays: origins, directions, hits and shading, float32/float64, per supersampled pixel
-        rays = self.width * self.height * self.supersample ** 2
+        rays = self.width * self.height * self.supersample**2
         require_memory(f"rendering {self.width}x{self.height} views at supersample {self.supersample}", rays * 160.0)
 
 
@@ -104,8 +108,10 @@ def load_scene_mesh(path: Path):
     mesh = read_mesh(path, process=True)
     spread = np.linalg.svd(np.asarray(mesh.vertices) - np.asarray(mesh.vertices).mean(axis=0), compute_uv=False)
     if spread.size < 3 or spread[2] <= 1e-9 * max(float(spread[0]), 1e-300):
-        raise UserError(f"mesh {path} is degenerate: its {len(mesh.vertices)} vertices lie on a plane, a line or a "
-                        "point, so it has no 3D extent to render")
+        raise UserError(
+            f"mesh {path} is degenerate: its {len(mesh.vertices)} vertices lie on a plane, a line or a "
+            "point, so it has no 3D extent to render"
+        )
     return mesh
 
 
@@ -119,8 +125,13 @@ def _albedo(p: np.ndarray) -> np.ndarray:
     return np.clip(base * t + alt * (1 - t), 0.1, 0.9)
 
 
-def write_dtu_scene(out: Path, mesh_path: Optional[Path], config: DTUSceneConfig,
-                    progress: Optional[Callable[[int, int], None]] = None, overwrite: bool = False) -> Path:
+def write_dtu_scene(
+    out: Path,
+    mesh_path: Optional[Path],
+    config: DTUSceneConfig,
+    progress: Optional[Callable[[int, int], None]] = None,
+    overwrite: bool = False,
+) -> Path:
     """Renders ``mesh_path`` (default: pymeshlab's bunny) into ``out`` in the NeuS layout; returns ``out``."""
     import imageio.v2 as imageio
     import open3d as o3d
@@ -184,7 +195,11 @@ def write_dtu_scene(out: Path, mesh_path: Optional[Path], config: DTUSceneConfig
 
     world = trimesh.Trimesh(verts_norm @ scale_mat[:3, :3].T + scale_mat[:3, 3], mesh.faces, process=False)
     world.export(str(out / "mesh_world.ply"))
-    info = {**asdict(config), "mesh": str(mesh_path), "scale_mat": scale_mat.tolist(),
-            "normalized_from_mesh": {"centre": np.asarray(centre).tolist(), "radius": radius}}
+    info = {
+        **asdict(config),
+        "mesh": str(mesh_path),
+        "scale_mat": scale_mat.tolist(),
+        "normalized_from_mesh": {"centre": np.asarray(centre).tolist(), "radius": radius},
+    }
     (out / "scene.json").write_text(json.dumps(info, indent=2))
     return out

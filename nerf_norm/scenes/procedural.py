@@ -29,12 +29,14 @@ def _checker_sphere(center: np.ndarray) -> Texture:
         stripes = 0.5 + 0.5 * np.sin(40.0 * q[:, 2])
         base = _mix((0.85, 0.2, 0.15), (0.95, 0.85, 0.3), cells)
         return base * (0.75 + 0.25 * stripes[:, None])
+
     return tex
 
 
 def _stripes(center: np.ndarray, axis: np.ndarray, freq: float, c0, c1) -> Texture:
     def tex(p: np.ndarray) -> np.ndarray:
         return _mix(c0, c1, (np.sin(freq * (p - center) @ axis) > 0).astype(np.float64))
+
     return tex
 
 
@@ -42,6 +44,7 @@ def _rings(center: np.ndarray, freq: float, c0, c1) -> Texture:
     def tex(p: np.ndarray) -> np.ndarray:
         r = np.linalg.norm((p - center)[:, :2], axis=1)
         return _mix(c0, c1, 0.5 + 0.5 * np.cos(freq * r))
+
     return tex
 
 
@@ -130,8 +133,9 @@ def pixel_rays(c2w: np.ndarray, width: int, height: int, focal: float, supersamp
     return np.broadcast_to(c2w[:3, 3], dirs.shape), dirs
 
 
-def render_rgba(scene: List, c2w: np.ndarray, width: int, height: int, focal: float,
-                supersample: int = 2) -> np.ndarray:
+def render_rgba(
+    scene: List, c2w: np.ndarray, width: int, height: int, focal: float, supersample: int = 2
+) -> np.ndarray:
     """Renders ``[H, W, 4]`` float RGBA (alpha = coverage; background transparent), box-filtered."""
     o, d = pixel_rays(c2w, width, height, focal, supersample)
     best = np.full(len(d), np.inf)

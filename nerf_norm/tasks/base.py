@@ -24,9 +24,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor, nn
 
 from ..errors import UserError, require_finite_positive
-from ..outputs import prepare_output_dir
 from ..networks import count_parameters
 from ..norms.running_statistics import norms_with_running_statistics, refresh_statistics
+from ..outputs import prepare_output_dir
 
 console = Console(stderr=True)
 
@@ -245,19 +245,24 @@ class Trainer:
         path = self._ckpt_path
         if cfg.overwrite or not path.exists():
             # no run of ours to resume here: whatever outputs the folder holds are someone else's
-            prepare_output_dir(self.out_dir, (self.CHECKPOINT, "metrics.json", "curve.png", *task.outputs),
-                               cfg.overwrite)
+            prepare_output_dir(
+                self.out_dir, (self.CHECKPOINT, "metrics.json", "curve.png", *task.outputs), cfg.overwrite
+            )
         if path.exists():
             if not cfg.resume:
                 raise UserError(f"{path} exists and --no-resume was given: choose another --out or remove it")
             planned = self._load(path, identity, state)
             if state.step > cfg.iters:
-                raise UserError(f"{path} is at iteration {state.step}, beyond --iters {cfg.iters}: give --iters "
-                                f">= {state.step} to continue it, or another --out")
+                raise UserError(
+                    f"{path} is at iteration {state.step}, beyond --iters {cfg.iters}: give --iters "
+                    f">= {state.step} to continue it, or another --out"
+                )
             console.log(f"resuming from {path} at iteration {state.step}")
             if planned is not None and planned != cfg.iters:
-                console.log(f"note: the cosine learning-rate schedule was planned over {planned} iterations and now "
-                            f"spans {cfg.iters}: from iteration {state.step} on the rate follows the new schedule")
+                console.log(
+                    f"note: the cosine learning-rate schedule was planned over {planned} iterations and now "
+                    f"spans {cfg.iters}: from iteration {state.step} on the rate follows the new schedule"
+                )
         state.keep_statistics()
         state.model.train()
         self._generator = torch.Generator()
@@ -271,8 +276,10 @@ class Trainer:
         pred = state.model(coords if index is None else coords[index])
         loss = task.loss(pred, index)
         if not torch.isfinite(loss):
-            raise UserError(f"training diverged: the loss became {loss.item()} at iteration {state.step} (learning "
-                            f"rate {state.scheduler.get_last_lr()[0]:.3g}); try a smaller --lr")
+            raise UserError(
+                f"training diverged: the loss became {loss.item()} at iteration {state.step} (learning "
+                f"rate {state.scheduler.get_last_lr()[0]:.3g}); try a smaller --lr"
+            )
         loss.backward()
         state.optimizer.step()
         state.scheduler.step()
@@ -304,12 +311,21 @@ class Trainer:
     @contextlib.contextmanager
     def _progress(self, state: TrainingState):
         """The rich progress bar; yields ``show(metric_text | None)``, called after every step."""
-        progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[metric]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                            console=console, disable=self.config.quiet, transient=False)
+        progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[metric]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=self.config.quiet,
+            transient=False,
+        )
         with progress:
-            bar = progress.add_task(f"{self.run_info.get('method', 'fit')}", total=self.config.iters,
-                                    completed=state.step, metric="")
+            bar = progress.add_task(
+                f"{self.run_info.get('method', 'fit')}", total=self.config.iters, completed=state.step, metric=""
+            )
 
             def show(metric: Optional[str]) -> None:
                 if metric is not None:
@@ -330,16 +346,21 @@ class Trainer:
             pred = torch.cat([model(part) for part in coords.split(chunk)])
         metrics = dict(task.evaluate(pred))
         params = count_parameters(model)
-        metrics.update(params=params, iterations=state.step, train_seconds=train_seconds, lr=self.lr,
-                       **task.rate(params))
+        metrics.update(
+            params=params, iterations=state.step, train_seconds=train_seconds, lr=self.lr, **task.rate(params)
+        )
         if task.track_best:
             metrics[f"{task.progress_metric}_best"] = state.best["value"]
             metrics[f"{task.progress_metric}_best_iteration"] = state.best["iteration"]
         outputs = dict(task.save_outputs(pred, self.out_dir))
         outputs["curve"] = self._plot_curve(state.history, task.progress_metric)
         outputs["metrics"] = self.out_dir / "metrics.json"
-        record = {"run": identity, "metrics": metrics, "history": state.history,
-                  "outputs": {k: str(v) for k, v in outputs.items()}}
+        record = {
+            "run": identity,
+            "metrics": metrics,
+            "history": state.history,
+            "outputs": {k: str(v) for k, v in outputs.items()},
+        }
         outputs["metrics"].write_text(json.dumps(record, indent=2))
         outputs["checkpoint"] = self._ckpt_path
         return FitResult(metrics, state.history, outputs, pred)
@@ -353,8 +374,10 @@ class Trainer:
             if state.step > 0:
                 state.restore_statistics()  # undo the interrupted iteration's running-statistics update
                 self._save(identity, state, time.perf_counter() - t_start)
-                console.log(f"interrupted at iteration {state.step}: checkpoint written to {self._ckpt_path} (the "
-                            "same command resumes from it)")
+                console.log(
+                    f"interrupted at iteration {state.step}: checkpoint written to {self._ckpt_path} (the "
+                    "same command resumes from it)"
+                )
             else:
                 console.log("interrupted before the first iteration finished: no checkpoint written")
             raise
@@ -366,9 +389,20 @@ class Trainer:
     def _save(self, identity, state: TrainingState, elapsed: float) -> None:
         path = self._ckpt_path
         tmp = path.with_suffix(".tmp")
-        torch.save({"identity": identity, "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
-                    "scheduler": state.scheduler.state_dict(), "step": state.step, "elapsed": elapsed,
-                    "history": state.history, "best": state.best, "planned_iters": self.config.iters}, tmp)
+        torch.save(
+            {
+                "identity": identity,
+                "model": state.model.state_dict(),
+                "optimizer": state.optimizer.state_dict(),
+                "scheduler": state.scheduler.state_dict(),
+                "step": state.step,
+                "elapsed": elapsed,
+                "history": state.history,
+                "best": state.best,
+                "planned_iters": self.config.iters,
+            },
+            tmp,
+        )
         os.replace(tmp, path)  # atomic: an interrupted save never corrupts the previous checkpoint
 
     @staticmethod
@@ -382,8 +416,10 @@ class Trainer:
             raise UserError(f"{path} is not a nerf-norm checkpoint; use another --out or remove it")
         missing = [k for k in ("model", "optimizer", "scheduler", "step", "elapsed", "history") if k not in ckpt]
         if missing:
-            raise UserError(f"checkpoint {path} lacks {', '.join(missing)}: it is not a complete nerf-norm checkpoint; "
-                            "use another --out or remove it")
+            raise UserError(
+                f"checkpoint {path} lacks {', '.join(missing)}: it is not a complete nerf-norm checkpoint; "
+                "use another --out or remove it"
+            )
         saved = ckpt.get("identity", {})
         diff = {k: (saved.get(k), v) for k, v in identity.items() if saved.get(k) != v}
         if diff:
@@ -392,8 +428,10 @@ class Trainer:
         try:
             state.model.load_state_dict(ckpt["model"])
         except RuntimeError as exc:
-            raise UserError(f"{path} holds weights of another network layout (e.g. a run made before its norms kept "
-                            f"running statistics); use another --out or remove it. {exc}") from exc
+            raise UserError(
+                f"{path} holds weights of another network layout (e.g. a run made before its norms kept "
+                f"running statistics); use another --out or remove it. {exc}"
+            ) from exc
         state.optimizer.load_state_dict(ckpt["optimizer"])
         state.scheduler.load_state_dict(ckpt["scheduler"])
         state.best = ckpt.get("best", {"value": -math.inf, "iteration": 0})

@@ -18,8 +18,19 @@ from ..networks import EncodingSpec, build_network, get_method, parse_arch
 from ..norms import CN_VARIANTS
 from .base import FitResult, Task, TrainConfig, Trainer
 
-__all__ = ["FitCommand", "ImageCommand", "OccupancyCommand", "CTCommand", "MRICommand", "run_fit", "run_image",
-           "run_occupancy", "run_ct", "run_mri", "fit_network"]
+__all__ = [
+    "FitCommand",
+    "ImageCommand",
+    "OccupancyCommand",
+    "CTCommand",
+    "MRICommand",
+    "run_fit",
+    "run_image",
+    "run_occupancy",
+    "run_ct",
+    "run_mri",
+    "fit_network",
+]
 
 
 @dataclass
@@ -78,7 +89,7 @@ def run_fit(cmd: FitCommand, make_task: Callable[[], Task]) -> Tuple[FitResult, 
     if spec.family == "pe":
         info.update(encoding.describe())
         if encoding.kind == "gaussian":  # a different method from the paper's PE: never labelled pe
-            info["method"] = "gff" + spec.name[len("pe"):]
+            info["method"] = "gff" + spec.name[len("pe") :]
     trainer = Trainer(_train_config(cmd), cmd.out, info)
     return trainer.fit(task, lambda: fit_network(cmd, task), spec.default_lr), task
 
@@ -90,8 +101,15 @@ def fit_network(cmd: FitCommand, task: Task) -> nn.Module:
     norm_kwargs = {"variant": cmd.cn_variant} if spec.norm == "cn" else {}
     if task.trains_on_batches():
         norm_kwargs["track_running_stats"] = True
-    return build_network(spec.name, task.in_dim, task.out_dim, cmd.arch, encoding=cmd.encoding_spec(),
-                         seed=cmd.seed, norm_kwargs=norm_kwargs or None)
+    return build_network(
+        spec.name,
+        task.in_dim,
+        task.out_dim,
+        cmd.arch,
+        encoding=cmd.encoding_spec(),
+        seed=cmd.seed,
+        norm_kwargs=norm_kwargs or None,
+    )
 
 
 @dataclass

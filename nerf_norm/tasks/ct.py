@@ -54,7 +54,7 @@ def load_slice(path: Optional[Path], size: int) -> tuple[np.ndarray, str]:
     side = max(h, w)
     square = np.zeros((side, side), dtype=np.float32)
     top, left = (side - h) // 2, (side - w) // 2
-    square[top:top + h, left:left + w] = img
+    square[top : top + h, left : left + w] = img
     if side != size:
         square = resize(square, (size, size), anti_aliasing=side > size).astype(np.float32)
     peak = float(square.max())
@@ -80,7 +80,7 @@ class CTTask(Task):
             raise UserError(f"--size must be at least 16 pixels, got {size}")
         # the projector samples every angle on a size x size grid: the sampling grid (2 float32) and the samples,
         # kept for backward, per angle
-        require_memory(f"a {size}x{size} CT grid with {projections} projections", projections * size ** 2 * 16.0)
+        require_memory(f"a {size}x{size} CT grid with {projections} projections", projections * size**2 * 16.0)
         img, self.source = load_slice(image, size)
         self.size, self.projections = size, projections
         self.target = torch.from_numpy(img)
@@ -107,30 +107,44 @@ class CTTask(Task):
         from skimage.transform import iradon
 
         sino = (self.sinogram * self.size).T.numpy().astype(np.float64)  # skimage: [bins, angles], pixel sums
-        rec = iradon(sino, theta=self.projector.angles.numpy().astype(np.float64), output_size=self.size,
-                     circle=False, filter_name="ramp")
+        rec = iradon(
+            sino,
+            theta=self.projector.angles.numpy().astype(np.float64),
+            output_size=self.size,
+            circle=False,
+            filter_name="ramp",
+        )
         return torch.from_numpy(rec.astype(np.float32))
 
     def evaluate(self, pred: Tensor) -> Dict[str, float]:
         img = self.image(pred)
         fbp = self.filtered_back_projection()
-        return {"psnr": psnr(img, self.target), "ssim": ssim(img, self.target),
-                "sinogram_mse": float(self.loss(pred)),
-                "fbp_psnr": psnr(fbp, self.target), "fbp_ssim": ssim(fbp, self.target)}
+        return {
+            "psnr": psnr(img, self.target),
+            "ssim": ssim(img, self.target),
+            "sinogram_mse": float(self.loss(pred)),
+            "fbp_psnr": psnr(fbp, self.target),
+            "fbp_ssim": ssim(fbp, self.target),
+        }
 
     def describe(self) -> Dict[str, object]:
         return {"task": self.name, "image": self.source, "size": self.size, "projections": self.projections}
 
     def save_outputs(self, pred: Tensor, out_dir: Path) -> Dict[str, Path]:
         import imageio.v3 as iio
+
         from ..plotting import pyplot
 
         plt = pyplot()
 
         out_dir = Path(out_dir)
         img = self.image(pred).clamp(0.0, 1.0)
-        outputs = {"reconstruction": out_dir / "reconstruction.png", "target": out_dir / "target.png",
-                   "error": out_dir / "error.png", "sinogram": out_dir / "sinogram.png"}
+        outputs = {
+            "reconstruction": out_dir / "reconstruction.png",
+            "target": out_dir / "target.png",
+            "error": out_dir / "error.png",
+            "sinogram": out_dir / "sinogram.png",
+        }
         iio.imwrite(outputs["reconstruction"], (img.numpy() * 255).round().astype(np.uint8))
         iio.imwrite(outputs["target"], (self.target.numpy() * 255).round().astype(np.uint8))
         err = (img - self.target).abs().numpy()

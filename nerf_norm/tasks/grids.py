@@ -21,7 +21,7 @@ def coordinate_grid(shape: Sequence[int]) -> Tensor:
 def psnr(pred: Tensor, target: Tensor, data_range: float = 1.0) -> float:
     """PSNR in dB of ``pred`` clamped to ``[0, data_range]`` against ``target`` (any equal shapes)."""
     mse = torch.mean((pred.clamp(0.0, data_range).float() - target.float()) ** 2).item()
-    return float("inf") if mse == 0 else 10.0 * math.log10(data_range ** 2 / mse)
+    return float("inf") if mse == 0 else 10.0 * math.log10(data_range**2 / mse)
 
 
 def ssim(pred: Tensor, target: Tensor, data_range: float = 1.0) -> float:

@@ -135,8 +135,13 @@ class ImageTask(Task):
         return {"bpp_half": params * 16 / self.num_pixels, "bpp_full": params * 32 / self.num_pixels}
 
     def describe(self) -> Dict[str, object]:
-        return {"task": self.name, "image": self.source, "downscale": self.downscale,
-                "height": self.height, "width": self.width}
+        return {
+            "task": self.name,
+            "image": self.source,
+            "downscale": self.downscale,
+            "height": self.height,
+            "width": self.width,
+        }
 
     def to_numpy_image(self, flat: Tensor) -> np.ndarray:
         img = (quantize8(flat) * 255).round().to(torch.uint8).reshape(self.height, self.width, self.channels)
@@ -174,7 +179,10 @@ class ImageTask(Task):
         for ax, im, title in ((axes[0, 0], target_img, "target"), (axes[0, 1], pred_img, "reconstruction")):
             ax.imshow(im, cmap=cmap)
             ax.set_title(title)
-        for ax, spec, title in ((axes[1, 0], spec_t, "target spectrum"), (axes[1, 1], spec_p, "reconstruction spectrum")):
+        for ax, spec, title in (
+            (axes[1, 0], spec_t, "target spectrum"),
+            (axes[1, 1], spec_p, "reconstruction spectrum"),
+        ):
             ax.imshow(spec, cmap="magma", vmin=0, vmax=vmax)
             ax.set_title(f"{title} (log |FFT|)")
         for ax in axes.ravel():
@@ -183,4 +191,3 @@ class ImageTask(Task):
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)
-

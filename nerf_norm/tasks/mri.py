@@ -130,15 +130,18 @@ def _rescale_intensities(vol: np.ndarray, path: Path) -> np.ndarray:
     p_hi = float(np.percentile(vol, 99.99, method="lower"))
     if p_hi > p_lo and (p_hi - p_lo) < 0.01 * (hi - lo):
         outliers = int(np.count_nonzero((vol < p_lo) | (vol > p_hi)))
-        console.log(f"volume intensities clipped to [{p_lo:g}, {p_hi:g}] (the 0.01-99.99 percentiles; {outliers} "
-                    f"outlier voxels reach [{lo:g}, {hi:g}]) and rescaled to [0, 1]")
+        console.log(
+            f"volume intensities clipped to [{p_lo:g}, {p_hi:g}] (the 0.01-99.99 percentiles; {outliers} "
+            f"outlier voxels reach [{lo:g}, {hi:g}]) and rescaled to [0, 1]"
+        )
         return (np.clip(vol, p_lo, p_hi) - p_lo) / (p_hi - p_lo)
     console.log(f"volume intensities rescaled from [{lo:g}, {hi:g}] to [0, 1]")
     return (vol - lo) / (hi - lo)
 
 
-def variable_density_mask(shape: Union[int, Sequence[int]], sampling: float, center: float = 0.08,
-                          seed: int = 0) -> Tensor:
+def variable_density_mask(
+    shape: Union[int, Sequence[int]], sampling: float, center: float = 0.08, seed: int = 0
+) -> Tensor:
     """Boolean mask of k-space (``[R, R, R]`` for an int ``shape``) in FFT order (zero frequency at index 0); the
     radius is in fractions of each axis' Nyquist frequency. See the module docstring."""
     if not 0 < sampling <= 1:
@@ -147,9 +150,9 @@ def variable_density_mask(shape: Union[int, Sequence[int]], sampling: float, cen
         raise UserError(f"--center must be in [0, 1), got {center}")
     shape = (shape,) * 3 if isinstance(shape, int) else tuple(shape)
     axes = [torch.fft.fftfreq(n, d=1.0 / n, dtype=torch.float64) / (n / 2) for n in shape]
-    radius = torch.sqrt(sum(k ** 2 for k in torch.meshgrid(*axes, indexing="ij")))
+    radius = torch.sqrt(sum(k**2 for k in torch.meshgrid(*axes, indexing="ij")))
     core = radius <= center
-    weight = torch.exp(-radius ** 2 / (2 * 0.3 ** 2))
+    weight = torch.exp(-(radius**2) / (2 * 0.3**2))
     lo, hi = 0.0, 1.0 / float(weight.min())  # at hi every coefficient is measured
     for _ in range(200):  # expected fraction is monotone in the scale
         mid = 0.5 * (lo + hi)
@@ -170,19 +173,28 @@ class MRITask(Task):
     in_dim = 3
     out_dim = 1
 
-    def __init__(self, volume: Optional[Path] = None, resolution: Optional[int] = None, sampling: float = 0.25,
-                 center: float = 0.08, mask_seed: int = 0) -> None:
+    def __init__(
+        self,
+        volume: Optional[Path] = None,
+        resolution: Optional[int] = None,
+        sampling: float = 0.25,
+        center: float = 0.08,
+        mask_seed: int = 0,
+    ) -> None:
         if resolution is not None and resolution < 8:
             raise UserError(f"--resolution must be at least 8 voxels per axis, got {resolution}")
         if resolution is not None or volume is None:
             # coordinates (3 float32), the complex k-space and its mask, target and prediction volumes
-            require_memory(f"a {resolution or DEFAULT_RESOLUTION}^3 MRI volume",
-                           (resolution or DEFAULT_RESOLUTION) ** 3 * 64.0)
+            require_memory(
+                f"a {resolution or DEFAULT_RESOLUTION}^3 MRI volume", (resolution or DEFAULT_RESOLUTION) ** 3 * 64.0
+            )
         vol, self.source = load_volume(volume, resolution)
         self.shape = tuple(int(n) for n in vol.shape)
         if min(self.shape) < 8:
-            raise UserError(f"volume {self.source} has shape {self.shape}; need at least 8 voxels per axis (or "
-                            f"resample with --resolution)")
+            raise UserError(
+                f"volume {self.source} has shape {self.shape}; need at least 8 voxels per axis (or "
+                f"resample with --resolution)"
+            )
         require_memory(f"a {'x'.join(map(str, self.shape))} MRI volume", float(np.prod(self.shape)) * 64.0)
         self.sampling, self.center, self.mask_seed = sampling, center, mask_seed
         self.target = torch.from_numpy(vol)
@@ -212,7 +224,7 @@ class MRITask(Task):
 
     def loss(self, pred: Tensor, index: Optional[Tensor] = None) -> Tensor:
         residual = self.kspace(self.volume(pred))[self.mask] - self.measurements
-        return torch.mean(residual.real ** 2 + residual.imag ** 2)
+        return torch.mean(residual.real**2 + residual.imag**2)
 
     def progress(self, pred: Tensor, index: Optional[Tensor] = None) -> float:
         return psnr(self.volume(pred), self.target)
@@ -230,19 +242,32 @@ class MRITask(Task):
         small ``measured`` and a large ``unmeasured`` part (generalisation, not optimisation)."""
         err = (self.kspace(self.volume(pred)) - self.kspace(self.target)).abs().square().double()
         n = err.numel()
-        return {"mse_measured_kspace": float(err[self.mask].sum() / n),
-                "mse_unmeasured_kspace": float(err[~self.mask].sum() / n)}
+        return {
+            "mse_measured_kspace": float(err[self.mask].sum() / n),
+            "mse_unmeasured_kspace": float(err[~self.mask].sum() / n),
+        }
 
     def evaluate(self, pred: Tensor) -> Dict[str, float]:
         vol, zf = self.volume(pred), self.zero_filled()
-        return {"psnr": psnr(vol, self.target), "ssim": ssim(vol, self.target), "kspace_mse": float(self.loss(pred)),
-                **self.kspace_error_split(pred),
-                "zero_filled_psnr": psnr(zf, self.target), "zero_filled_ssim": ssim(zf, self.target),
-                "measured_fraction": self.measured_fraction}
+        return {
+            "psnr": psnr(vol, self.target),
+            "ssim": ssim(vol, self.target),
+            "kspace_mse": float(self.loss(pred)),
+            **self.kspace_error_split(pred),
+            "zero_filled_psnr": psnr(zf, self.target),
+            "zero_filled_ssim": ssim(zf, self.target),
+            "measured_fraction": self.measured_fraction,
+        }
 
     def describe(self) -> Dict[str, object]:
-        return {"task": self.name, "volume": self.source, "shape": list(self.shape), "sampling": self.sampling,
-                "center": self.center, "mask_seed": self.mask_seed}
+        return {
+            "task": self.name,
+            "volume": self.source,
+            "shape": list(self.shape),
+            "sampling": self.sampling,
+            "center": self.center,
+            "mask_seed": self.mask_seed,
+        }
 
     def save_outputs(self, pred: Tensor, out_dir: Path) -> Dict[str, Path]:
         from ..plotting import pyplot
@@ -253,12 +278,16 @@ class MRITask(Task):
         vol = self.volume(pred).clamp(0.0, 1.0).numpy()
         zf = self.zero_filled().clamp(0.0, 1.0).numpy()
         target = self.target.numpy()
-        cuts = {f"axis {a}": tuple(slice(n // 2, n // 2 + 1) if i == a else slice(None)
-                                   for i, n in enumerate(self.shape)) for a in range(3)}
-        columns = (("target", target, "gray", 1.0), (f"zero-filled ({psnr(torch.from_numpy(zf), self.target):.2f} dB)",
-                                                      zf, "gray", 1.0),
-                   (f"reconstruction ({psnr(torch.from_numpy(vol), self.target):.2f} dB)", vol, "gray", 1.0),
-                   ("|error|", np.abs(vol - target), "inferno", 0.25))
+        cuts = {
+            f"axis {a}": tuple(slice(n // 2, n // 2 + 1) if i == a else slice(None) for i, n in enumerate(self.shape))
+            for a in range(3)
+        }
+        columns = (
+            ("target", target, "gray", 1.0),
+            (f"zero-filled ({psnr(torch.from_numpy(zf), self.target):.2f} dB)", zf, "gray", 1.0),
+            (f"reconstruction ({psnr(torch.from_numpy(vol), self.target):.2f} dB)", vol, "gray", 1.0),
+            ("|error|", np.abs(vol - target), "inferno", 0.25),
+        )
         fig, axes = plt.subplots(3, 4, figsize=(12, 9))
         for row, (cut_name, cut) in enumerate(cuts.items()):
             for col, (title, data, cmap, vmax) in enumerate(columns):

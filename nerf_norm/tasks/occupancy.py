@@ -49,8 +49,8 @@ def voxelize(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, chunk:
     f = np.ascontiguousarray(faces, dtype=np.int64)
     out = np.empty(len(points), dtype=bool)
     for i in range(0, len(points), chunk):
-        q = np.ascontiguousarray(points[i:i + chunk], dtype=np.float64)
-        out[i:i + chunk] = igl.fast_winding_number(v, f, q) > 0.5
+        q = np.ascontiguousarray(points[i : i + chunk], dtype=np.float64)
+        out[i : i + chunk] = igl.fast_winding_number(v, f, q) > 0.5
     return out
 
 
@@ -72,8 +72,9 @@ class OccupancyTask(Task):
     #: camera of the renderings: from the front right and above, y up (as the Stanford scans are stored)
     VIEW = {"view_dir": (0.4, 0.3, 1.0), "up": (0.0, 1.0, 0.0)}
 
-    def __init__(self, mesh: Optional[Path] = None, resolution: int = 128, batch: int = 100_000,
-                 fill: float = 0.9) -> None:
+    def __init__(
+        self, mesh: Optional[Path] = None, resolution: int = 128, batch: int = 100_000, fill: float = 0.9
+    ) -> None:
         from ..mesh import read_mesh
         from ..scenes.dtu import default_mesh_path
 
@@ -82,7 +83,7 @@ class OccupancyTask(Task):
         if batch < 2:
             raise UserError(f"--batch must be at least 2 points (batch statistics need two samples), got {batch}")
         # grid coordinates (3 float32), winding numbers (float64), occupancy and the evaluation's logits
-        require_memory(f"a {resolution}^3 occupancy grid", resolution ** 3 * 32.0)
+        require_memory(f"a {resolution}^3 occupancy grid", resolution**3 * 32.0)
         if not 0 < fill <= 1:
             raise UserError(f"--fill must be in (0, 1], got {fill}")
         path = Path(mesh) if mesh is not None else default_mesh_path()
@@ -95,16 +96,21 @@ class OccupancyTask(Task):
             import trimesh
 
             open_edges = len(trimesh.grouping.group_rows(tri.edges_sorted, require_count=1))
-            log.warning("mesh %s is not closed (%d boundary edges): its holes are filled by the generalized "
-                        "winding number", path, open_edges)
+            log.warning(
+                "mesh %s is not closed (%d boundary edges): its holes are filled by the generalized winding number",
+                path,
+                open_edges,
+            )
         self.resolution, self.batch, self.fill = resolution, batch, fill
         self._coords = coordinate_grid((resolution,) * 3)
         inside = voxelize(self.vertices, self.faces, self._coords.numpy())
         self.target = torch.from_numpy(inside)
         filled = int(inside.sum())
         if filled == 0 or filled == inside.size:
-            raise UserError(f"mesh {path} encloses no volume at resolution {resolution} ({filled} of {inside.size} "
-                            "grid points inside): is it a closed surface?")
+            raise UserError(
+                f"mesh {path} encloses no volume at resolution {resolution} ({filled} of {inside.size} "
+                "grid points inside): is it a closed surface?"
+            )
 
     @property
     def occupied_fraction(self) -> float:
@@ -126,12 +132,21 @@ class OccupancyTask(Task):
         return iou(pred.reshape(-1) > 0, self._target(index))
 
     def evaluate(self, pred: Tensor) -> Dict[str, float]:
-        return {"iou": iou(pred.reshape(-1) > 0, self.target), "bce": float(self.loss(pred)),
-                "occupied_fraction": self.occupied_fraction}
+        return {
+            "iou": iou(pred.reshape(-1) > 0, self.target),
+            "bce": float(self.loss(pred)),
+            "occupied_fraction": self.occupied_fraction,
+        }
 
     def describe(self) -> Dict[str, object]:
-        return {"task": self.name, "mesh": self.source, "resolution": self.resolution, "batch": self.batch,
-                "fill": self.fill, "closed": self.closed}
+        return {
+            "task": self.name,
+            "mesh": self.source,
+            "resolution": self.resolution,
+            "batch": self.batch,
+            "fill": self.fill,
+            "closed": self.closed,
+        }
 
     def surface(self, pred: Tensor) -> tuple[np.ndarray, np.ndarray]:
         """The 0.5 level set of ``sigmoid(pred)`` on the grid (marching cubes), in the ``[-1, 1]^3`` frame."""
