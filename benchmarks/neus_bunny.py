@@ -24,9 +24,8 @@ import numpy as np
 import torch
 import trimesh
 import tyro
-from scipy.spatial import cKDTree
 
-from nerf_norm.dtu_eval import downsample_greedy, sample_mesh
+from nerf_norm.dtu_eval import downsample_greedy, sample_mesh, symmetric_chamfer
 from nerf_norm.errors import UserError
 from nerf_norm.mesh import extract_mesh, transform_vertices
 from nerf_norm.nerfstudio.experiment import RunSettings, configure, method_config, train
@@ -54,8 +53,7 @@ class Args:
 
 
 def chamfer_mm(v, f, gt_points) -> float:
-    pts = downsample_greedy(sample_mesh(v, f, 1.0), 1.0)
-    return float((cKDTree(gt_points).query(pts)[0].mean() + cKDTree(pts).query(gt_points)[0].mean()) / 2)
+    return symmetric_chamfer(v, f, gt_points, density=1.0)
 
 
 def trainer_chamfer_mm(trainer, resolution: int, gt_points) -> Optional[float]:

@@ -215,6 +215,16 @@ def _nearest(reference: np.ndarray, queries: np.ndarray, max_dist: float) -> np.
     return dist
 
 
+def symmetric_chamfer(vertices: np.ndarray, faces: np.ndarray, reference: np.ndarray, density: float = 1.0) -> float:
+    """Mean of the two mean nearest-neighbour distances between a mesh (sampled at ``density``, thinned to one
+    point per ``density``) and the points ``reference`` ``[M, 3]``, with no distance cut and no observation mask:
+    unlike the DTU protocol, it does not flatter a mesh far from the object."""
+    points = downsample_greedy(sample_mesh(vertices, faces, density), density)
+    there = cKDTree(reference).query(points, workers=-1)[0].mean()
+    back = cKDTree(points).query(reference, workers=-1)[0].mean()
+    return float((there + back) / 2)
+
+
 def evaluate_mesh(
     vertices: np.ndarray,
     faces: np.ndarray,

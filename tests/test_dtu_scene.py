@@ -11,7 +11,7 @@ import trimesh
 from scipy.io import savemat
 
 from nerf_norm.cli import main
-from nerf_norm.dtu_eval import downsample_greedy, sample_mesh
+from nerf_norm.dtu_eval import downsample_greedy, sample_mesh, symmetric_chamfer
 from nerf_norm.errors import UserError
 from nerf_norm.nerfstudio.experiment import RunSettings, configure, method_config, train
 from nerf_norm.nerfstudio.neus_dataparser import NeuSDataParserConfig
@@ -99,13 +99,18 @@ def _dtu_ground_truth(root, scene):
     return root
 
 
+@pytest.mark.slow
 def test_train_extract_and_score_end_to_end(bunny_scene, tmp_path):
-    """The trained mesh scores a lower DTU chamfer than the initial sphere. Measured (seed 0, DTU protocol with
-    a full observation mask, 0.5 mm sampling): overall 10.94 mm after 1 step, 7.98 mm after 120 steps; asserted:
-    at least 20% lower. (The protocol ignores distances above 20 mm, which flatters the initial sphere;
-    benchmarks/neus_bunny.py reports a symmetric chamfer without that cut.)"""
+    """generate -> train neus-cn-lite -> extract-mesh -> eval-dtu, at 1 and 120 steps. The DTU protocol scores
+    the trained mesh below the initial sphere, and the symmetric chamfer to the ground truth without the protocol's
+    20 mm cut (which flatters the sphere: 60% of its points fall beyond it) drops by at least 40%.
+
+    Measured 2026-12-04 (AMD EPYC, 2 cores, seed 0, both cores busy with other work): DTU overall 10.31 mm after 1
+    step, 8.63 mm after 120; symmetric chamfer 29.8 mm -> 10.3 mm (a 65% drop; asserted 40%)."""
     dtu = _dtu_ground_truth(tmp_path / "dtu", bunny_scene)
-    scores = {}
+    gt = trimesh.load(bunny_scene / "mesh_world.ply", process=False)
+    gt_points = downsample_greedy(sample_mesh(gt.vertices, gt.faces, 1.0), 1.0)
+    scores, chamfer = {}, {}
     for steps in (1, 120):
         config = configure(
             method_config("neus-cn-lite"), RunSettings(bunny_scene, tmp_path / f"run{steps}", steps=steps)
@@ -149,5 +154,8 @@ def test_train_extract_and_score_end_to_end(bunny_scene, tmp_path):
             == 0
         )
         scores[steps] = json.loads(out.read_text())["overall"]
-    print(f"DTU overall (mm) after 1 and 120 steps: {scores}")
-    assert scores[120] < 0.8 * scores[1], scores
+        extracted = trimesh.load(mesh, process=False)
+        chamfer[steps] = symmetric_chamfer(np.asarray(extracted.vertices), np.asarray(extracted.faces), gt_points)
+    print(f"after 1 and 120 steps: DTU overall {scores} mm, symmetric chamfer {chamfer} mm")
+    assert scores[120] < scores[1], scores
+    assert chamfer[120] < 0.6 * chamfer[1], chamfer

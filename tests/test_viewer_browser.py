@@ -1,6 +1,7 @@
-"""nerfstudio's viewer seen in a real browser: headless Chromium (Debian's package, software WebGL) opens the
-viewer while ``ns-train mipnerf-cn-lite`` trains on the bundled scene, waits until the streamed render is drawn,
-takes a screenshot, and training then exits cleanly. The same check is ``scripts/viewer_screenshot.py``."""
+"""nerfstudio's viewer seen in a real browser: headless Chromium (Debian's package, software WebGL) opens
+``ns-viewer --load-config`` on a finished ``mipnerf-cn-lite`` run of the bundled scene and waits, without a time
+race, until the streamed render shows the scene's object against the render's background. The same check is
+``scripts/viewer_screenshot.py``."""
 
 import importlib.util
 import sys
@@ -33,7 +34,8 @@ def test_drawn_fraction_needs_a_render_with_an_object_in_it():
     assert script.drawn_fraction(render) == pytest.approx(0.04)
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_viewer_draws_the_scene_in_chromium(tmp_path):
     script = _script()
     if script.find_chromium() is None:
@@ -41,9 +43,8 @@ def test_viewer_draws_the_scene_in_chromium(tmp_path):
     pytest.importorskip("playwright", reason="playwright (test extra) drives Chromium")
     shot = tmp_path / "viewer.png"
     # a shorter run than the script's defaults (docs/viewer.png): the test needs a drawn frame, not a sharp one
-    result = script.check(script.ViewerCheck(out=shot, pretrain_steps=150, steps=12, sharp_wait=0.0))
-    assert result["exit_code"] == 0
+    result = script.check(script.ViewerCheck(out=shot, pretrain_steps=150, sharp_wait=0.0))
     image = np.asarray(imageio.imread(shot))
     assert image.shape[0] >= 600 and image.shape[1] >= 960
+    # the saved frame's canvas: mostly the render's white background, the object's pixels clearly darker
     assert result["fraction"] >= 0.005
-    assert list(Path(result["work"]).rglob("step-*.ckpt")), "training saved no checkpoint"
