@@ -58,6 +58,8 @@ class Args:
     out: Path = RESULTS / "cross_norm_paths"
     """writes OUT.jsonl (one row per measurement, appended; a rerun skips what is there) and OUT.md"""
     report_only: bool = False
+    force: bool = False
+    """measure the selected combinations again even where a result exists (the newest row of each counts)"""
     memory_limit_gib: float = 20.0
     """address-space limit of each measuring subprocess (an allocation failure instead of the OOM killer)"""
 
@@ -165,35 +167,42 @@ def run_one(norm: str, path: str, workload: str, args: Args) -> dict:
     return {"error": f"exit {proc.returncode}: " + (proc.stderr.strip().splitlines() or ["killed"])[-1][:200]}
 
 
+VERDICT = {
+    "spec": "the specification: what tests compare against, what torch.compile traces, what the synchronized "
+            "layers and the NTK differentiate; never the fast path",
+    "compiled": "what `torch.compile(fullgraph=True)` runs (the spec traced; Triton on a GPU); first order only",
+    "eager": "the closed-form Functions on eager torch ops: what a GPU runs without torch.compile; kept where it "
+             "needs less memory or time than the spec",
+    "kernel": "the fused CPU kernels: the CPU's default",
+}
+
+
 def report(args: Args) -> None:
     rows = read_rows(args.out.with_suffix(".jsonl"))
     if not rows:
         return
-    lines = [
-        "# CrossNorm and GlobalNorm: what each implementation costs",
-        "",
-        *provenance_markdown(rows[-1]["meta"]),
-        "",
-        f"An {args.layers}x{args.width} MLP (Linear -> norm -> ReLU) on [{args.rows}, {args.width}]; one training "
-        "step. `first`: forward + backward; `second`: the input gradient is in the loss (NeuS' eikonal case). "
-        "peak: resident memory above the state before the step; saved: tensors autograd keeps for backward.",
-        "",
-        "| norm | workload | path | seconds | peak MiB | saved MiB |",
-        "|---|---|---|---:|---:|---:|",
-    ]
     latest = {}
     for row in rows:
         latest[(row["norm"], row["workload"], row["path"])] = row
-    for (norm, workload, path), row in sorted(
-        latest.items(), key=lambda kv: (kv[0][0], kv[0][1], PATHS.index(kv[0][2]))
-    ):
+    lines = ["# CrossNorm and GlobalNorm: what each implementation costs", "",
+             *provenance_markdown(rows[-1]["meta"]), "",
+             f"An {args.layers}x{args.width} MLP (Linear -> norm -> ReLU) on [{args.rows}, {args.width}]; one training "
+             "step. `first`: forward + backward; `second`: the input gradient is in the loss (NeuS' eikonal case). "
+             "peak: resident memory above the state before the step; saved: tensors autograd keeps for backward; "
+             "x spec: the ratio to the spec's time and peak memory in the same workload.", "",
+             "| norm | workload | path | seconds | peak MiB | saved MiB | x spec (time) | x spec (peak) |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for (norm, workload, path), row in sorted(latest.items(), key=lambda kv: (kv[0][0], kv[0][1], PATHS.index(kv[0][2]))):
         r = row["result"]
         if "error" in r:
-            lines.append(f"| {norm} | {workload} | {path} | {r['error']} | | |")
-        else:
-            lines.append(
-                f"| {norm} | {workload} | {path} | {r['seconds']:.3f} | {r['peak_mib']:.0f} | {r['saved_mib']:.0f} |"
-            )
+            lines.append(f"| {norm} | {workload} | {path} | {r['error']} | | | | |")
+            continue
+        spec = latest.get((norm, workload, "spec"), {}).get("result", {})
+        ratio_t = f"{r['seconds'] / spec['seconds']:.2f}" if "seconds" in spec else ""
+        ratio_m = f"{r['peak_mib'] / spec['peak_mib']:.2f}" if "peak_mib" in spec else ""
+        lines.append(f"| {norm} | {workload} | {path} | {r['seconds']:.2f} | {r['peak_mib']:.0f} | "
+                     f"{r['saved_mib']:.0f} | {ratio_t} | {ratio_m} |")
+    lines += ["", "What each path is for:", ""] + [f"- `{k}`: {v}." for k, v in VERDICT.items()]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
@@ -210,7 +219,7 @@ def main(args: Args) -> None:
         for norm in args.norms:
             for workload in args.workloads:
                 for path in args.paths:
-                    if (norm, path, workload) in done:
+                    if (norm, path, workload) in done and not args.force:
                         continue
                     print(f"[cross_norm_paths] {norm} {workload} {path} ...", flush=True)
                     result = run_one(norm, path, workload, args)

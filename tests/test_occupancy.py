@@ -75,6 +75,8 @@ def test_bad_meshes(tmp_path, cli_output):
 
 
 def test_occupancy_cli_on_default_bunny(tmp_path, cli_output):
+    """The default bunny, 30 steps: the fit beats every constant answer by far. The best constant ("all inside")
+    scores an IoU equal to the occupied fraction (0.134 here); measured 0.72 after 30 steps, asserted 3x that."""
     out = tmp_path / "occ"
     code = main(
         [
@@ -84,7 +86,7 @@ def test_occupancy_cli_on_default_bunny(tmp_path, cli_output):
             "--batch",
             "4000",
             "--iters",
-            "3",
+            "30",
             "--arch",
             "2x32",
             "--quiet",
@@ -95,8 +97,9 @@ def test_occupancy_cli_on_default_bunny(tmp_path, cli_output):
     assert code == 0, cli_output()
     record = json.loads((out / "metrics.json").read_text())
     assert record["run"]["mesh"].endswith("bunny.obj") and record["run"]["resolution"] == 32
-    assert record["run"]["closed"] is True and 0 <= record["metrics"]["iou"] <= 1
-    assert 0.05 < record["metrics"]["occupied_fraction"] < 0.5
+    metrics = record["metrics"]
+    assert record["run"]["closed"] is True and 0.05 < metrics["occupied_fraction"] < 0.5
+    assert metrics["iou"] > 3 * metrics["occupied_fraction"], metrics
 
 
 @pytest.mark.parametrize("name", ["bunny.obj", "dragon.ply", "armadillo.obj"])

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from .. import kernels
-from .spec import global_moments, global_norm_spec
+from .spec import global_moments
 
 
 def global_moments_fast(x: Tensor) -> Tuple[Tensor, Tensor]:
@@ -61,8 +61,7 @@ class _GlobalNormFunction(torch.autograd.Function):
     ``forward(x [T, C], weight [C] | None, bias [C] | None, mean [], var [], batch_stats, eps, relu, out_shape)``:
     ``mean``/``var`` are the batch's moments (``batch_stats=True``; the backward accounts for their dependence on
     ``x``) or running estimates; either way they come in without gradient. A backward that will itself be
-    differentiated (``create_graph=True``, e.g. an eikonal loss) differentiates the spec,
-    :func:`~nerf_norm.norms.spec.global_norm_spec`.
+    differentiated (``create_graph=True``, e.g. an eikonal loss) is the same closed form as differentiable ops.
     """
 
     @staticmethod
@@ -88,8 +87,8 @@ class _GlobalNormFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gy):
         x, w, b, mean, var, rstd, s = ctx.saved_tensors
-        if torch.is_grad_enabled():  # the backward will be differentiated again: let autograd see the formula
-            return _GlobalNormFunction._backward_by_autograd(ctx, gy)
+        if torch.is_grad_enabled():  # the backward will be differentiated again (create_graph=True)
+            return _GlobalNormFunction._backward_differentiable(ctx, gy)
         g = gy.to(x.dtype).reshape(x.shape).contiguous()
         TC = x.numel()
         if ctx.kernel is not None:
@@ -117,17 +116,25 @@ class _GlobalNormFunction(torch.autograd.Function):
         return dx, dw, db, None, None, None, None, None, None
 
     @staticmethod
-    def _backward_by_autograd(ctx, gy):
-        # saved inputs keep their autograd history, so the gradients built here connect to the first forward's graph
+    def _backward_differentiable(ctx, gy):
+        """The closed-form backward above as out-of-place torch ops on the saved inputs, which keep their autograd
+        history: autograd differentiates these few ops (the second derivative) instead of the spec's forward and
+        backward graph. With batch statistics the moments are recomputed from ``x`` so that their dependence on
+        ``x`` is part of the graph."""
         x, w, b, mean, var, _, _ = ctx.saved_tensors
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        w = w if ctx.has_weight else None
-        b = b if ctx.has_bias else None
-        with torch.enable_grad():
-            y = global_norm_spec(x, w, b, None if ctx.batch_stats else (mean, var), ctx.eps)
-            y = torch.relu(y) if ctx.relu else y
-        wanted = [(x, need_x), (w, need_w), (b, need_b)]
-        inputs = [t for t, need in wanted if need and t is not None and t.requires_grad]
-        grads = iter(torch.autograd.grad(y, inputs, gy.reshape(y.shape), create_graph=True))
-        out = [next(grads) if (need and t is not None and t.requires_grad) else None for t, need in wanted]
-        return (*out, None, None, None, None, None, None)
+        if ctx.batch_stats:
+            mean, var = global_moments(x)
+        rstd = torch.rsqrt(var + ctx.eps)
+        xc = x - mean
+        g = gy.to(x.dtype).reshape(x.shape)
+        if ctx.relu:  # the ReLU's mask is piecewise constant: its derivative is 0
+            g = g * ((xc * (rstd * w) + b) > 0).to(g.dtype)
+        G = g.sum(dim=0)
+        S = (g * xc).sum(dim=0)
+        dx = g * (rstd * w)
+        if ctx.batch_stats:
+            TC = x.numel()
+            dx = dx - rstd * torch.dot(w, G) / TC - xc * (rstd.pow(3) * torch.dot(w, S) / TC)
+        dw = rstd * S if ctx.has_weight and ctx.needs_input_grad[1] else None
+        db = G if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return dx, dw, db, None, None, None, None, None, None

@@ -8,6 +8,7 @@ target, SSIM with ``pytorch_msssim`` (11x11 Gaussian window), and the rate as bi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -17,6 +18,7 @@ from torch import Tensor
 
 from ..errors import UserError
 from .base import Task, console
+from .fit import FitCommand, run_fit
 from .grids import coordinate_grid, psnr
 
 DEFAULT_IMAGE_NAME = "astronaut (scikit-image sample data)"
@@ -191,3 +193,33 @@ class ImageTask(Task):
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)
+
+
+# the `nerf-norm image` command
+
+
+@dataclass
+class ImageCommand(FitCommand):
+    """Fit an image with a coordinate network (paper section 5.1): full batch, MSE, Adam.
+
+    Writes OUT/reconstruction.png, OUT/spectrum.png (Fourier spectra of target and reconstruction),
+    OUT/curve.png, OUT/metrics.json (PSNR, SSIM, parameters, bpp) and OUT/checkpoint.pt (resumable).
+    """
+
+    image: Optional[Path] = None
+    """image file (PNG, JPEG, TIFF, ...); default: scikit-image's bundled astronaut photograph"""
+    arch: str = "10x28"
+    """hidden layers x hidden features, e.g. 5x20, 10x28, 13x49"""
+    downscale: Optional[int] = None
+    """integer downscaling of the image before fitting; default: 1 (the image as given) for --image, 4 for the
+    bundled 512x512 default (128x128)"""
+    out: Path = Path("outputs/image")
+    """output directory"""
+    iters: int = 500
+    """training iterations (full batch each)"""
+
+
+def run_image(cmd: ImageCommand):
+    """Runs the image task for ``cmd``; returns the fit and the task (its source and size)."""
+    downscale = cmd.downscale if cmd.downscale is not None else (1 if cmd.image is not None else 4)
+    return run_fit(cmd, lambda: ImageTask(cmd.image, downscale))
