@@ -169,10 +169,10 @@ def run_one(norm: str, path: str, workload: str, args: Args) -> dict:
 
 VERDICT = {
     "spec": "the specification: what tests compare against, what torch.compile traces, what the synchronized "
-            "layers and the NTK differentiate; never the fast path",
+    "layers and the NTK differentiate; never the fast path",
     "compiled": "what `torch.compile(fullgraph=True)` runs (the spec traced; Triton on a GPU); first order only",
     "eager": "the closed-form Functions on eager torch ops: what a GPU runs without torch.compile; kept where it "
-             "needs less memory or time than the spec",
+    "needs less memory or time than the spec",
     "kernel": "the fused CPU kernels: the CPU's default",
 }
 
@@ -184,15 +184,22 @@ def report(args: Args) -> None:
     latest = {}
     for row in rows:
         latest[(row["norm"], row["workload"], row["path"])] = row
-    lines = ["# CrossNorm and GlobalNorm: what each implementation costs", "",
-             *provenance_markdown(rows[-1]["meta"]), "",
-             f"An {args.layers}x{args.width} MLP (Linear -> norm -> ReLU) on [{args.rows}, {args.width}]; one training "
-             "step. `first`: forward + backward; `second`: the input gradient is in the loss (NeuS' eikonal case). "
-             "peak: resident memory above the state before the step; saved: tensors autograd keeps for backward; "
-             "x spec: the ratio to the spec's time and peak memory in the same workload.", "",
-             "| norm | workload | path | seconds | peak MiB | saved MiB | x spec (time) | x spec (peak) |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
-    for (norm, workload, path), row in sorted(latest.items(), key=lambda kv: (kv[0][0], kv[0][1], PATHS.index(kv[0][2]))):
+    lines = [
+        "# CrossNorm and GlobalNorm: what each implementation costs",
+        "",
+        *provenance_markdown(rows[-1]["meta"]),
+        "",
+        f"An {args.layers}x{args.width} MLP (Linear -> norm -> ReLU) on [{args.rows}, {args.width}]; one training "
+        "step. `first`: forward + backward; `second`: the input gradient is in the loss (NeuS' eikonal case). "
+        "peak: resident memory above the state before the step; saved: tensors autograd keeps for backward; "
+        "x spec: the ratio to the spec's time and peak memory in the same workload.",
+        "",
+        "| norm | workload | path | seconds | peak MiB | saved MiB | x spec (time) | x spec (peak) |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for (norm, workload, path), row in sorted(
+        latest.items(), key=lambda kv: (kv[0][0], kv[0][1], PATHS.index(kv[0][2]))
+    ):
         r = row["result"]
         if "error" in r:
             lines.append(f"| {norm} | {workload} | {path} | {r['error']} | | | | |")
@@ -200,8 +207,10 @@ def report(args: Args) -> None:
         spec = latest.get((norm, workload, "spec"), {}).get("result", {})
         ratio_t = f"{r['seconds'] / spec['seconds']:.2f}" if "seconds" in spec else ""
         ratio_m = f"{r['peak_mib'] / spec['peak_mib']:.2f}" if "peak_mib" in spec else ""
-        lines.append(f"| {norm} | {workload} | {path} | {r['seconds']:.2f} | {r['peak_mib']:.0f} | "
-                     f"{r['saved_mib']:.0f} | {ratio_t} | {ratio_m} |")
+        lines.append(
+            f"| {norm} | {workload} | {path} | {r['seconds']:.2f} | {r['peak_mib']:.0f} | "
+            f"{r['saved_mib']:.0f} | {ratio_t} | {ratio_m} |"
+        )
     lines += ["", "What each path is for:", ""] + [f"- `{k}`: {v}." for k, v in VERDICT.items()]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 

@@ -183,6 +183,7 @@ def test_passes_select_their_statistics(tiny_scene, tmp_path):
         mlp(torch.randn(4, 3), stat_set=2)
 
 
+@pytest.mark.slow
 def test_eval_is_chunk_invariant(tiny_scene, tmp_path):
     config = configure(method_config("mipnerf-cn-lite"), RunSettings(tiny_scene, tmp_path, steps=8))
     trainer, _ = train(config)
@@ -255,6 +256,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_viewer_serves_while_training_and_quits(tiny_scene, tmp_path):
     port = _free_port()

@@ -36,10 +36,10 @@ class _NormBase(nn.Module):
         self,
         num_features: int,
         *,
-        eps: float,
-        momentum: Optional[float],
-        affine: bool,
-        track_running_stats: bool,
+        eps: float = 1e-5,
+        momentum: Optional[float] = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = False,
         device=None,
         dtype=None,
     ) -> None:
@@ -67,6 +67,7 @@ class _NormBase(nn.Module):
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)
             self.register_buffer("num_batches_tracked", None)
+        self.reset_parameters()
 
     def reset_running_stats(self) -> None:
         if self.track_running_stats:
@@ -119,28 +120,6 @@ class BatchNorm(_NormBase):
 
     _stat_size = 0  # one per channel
 
-    def __init__(
-        self,
-        num_features: int,
-        *,
-        eps: float = 1e-5,
-        momentum: Optional[float] = 0.1,
-        affine: bool = True,
-        track_running_stats: bool = False,
-        device=None,
-        dtype=None,
-    ) -> None:
-        super().__init__(
-            num_features,
-            eps=eps,
-            momentum=momentum,
-            affine=affine,
-            track_running_stats=track_running_stats,
-            device=device,
-            dtype=dtype,
-        )
-        self.reset_parameters()
-
     def forward(self, x: Tensor) -> Tensor:
         self._check_input_dim(x)
         return batch_norm(x, **self._stat_args())
@@ -152,28 +131,6 @@ class LayerNorm(_NormBase):
     It has no batch statistics, so train and eval behave alike; ``momentum`` and ``track_running_stats`` are
     accepted (and have no effect) so that one set of options configures every norm.
     """
-
-    def __init__(
-        self,
-        num_features: int,
-        *,
-        eps: float = 1e-5,
-        momentum: Optional[float] = 0.1,
-        affine: bool = True,
-        track_running_stats: bool = False,
-        device=None,
-        dtype=None,
-    ) -> None:
-        super().__init__(
-            num_features,
-            eps=eps,
-            momentum=momentum,
-            affine=affine,
-            track_running_stats=track_running_stats,
-            device=device,
-            dtype=dtype,
-        )
-        self.reset_parameters()
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input_dim(x)
@@ -212,7 +169,6 @@ class GlobalNorm(_NormBase):
             dtype=dtype,
         )
         self.fuse_relu = fuse_relu
-        self.reset_parameters()
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input_dim(x)
@@ -265,11 +221,11 @@ class CrossNorm(_NormBase):
         )
         self.variant = variant
         self.fuse_relu = fuse_relu
+        # the running column count starts at 1, its reset value
         if self.track_running_stats:
             self.register_buffer("running_batch_size", torch.ones((), device=device, dtype=dtype))
         else:
             self.register_buffer("running_batch_size", None)
-        self.reset_parameters()
 
     def reset_running_stats(self) -> None:
         super().reset_running_stats()
