@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import tyro
 from rich.console import Console
@@ -262,53 +262,73 @@ class MakeSceneGroup:
     """Generate a dataset with known ground truth: `nerf-norm make-scene {blender,dtu} --out DIR`."""
 
 
-# A group maps sub-subcommand names to (config class, handler); `nerf-norm GROUP NAME ...`.
-GROUPS = {"make-scene": {"blender": (MakeBlenderScene, _make_blender_scene), "dtu": (MakeDTUScene, _make_dtu_scene)}}
-
-COMMANDS = {
-    "image": (ImageCommand, _image),
-    "occupancy": (OccupancyCommand, _occupancy),
-    "ct": (CTCommand, _ct),
-    "mri": (MRICommand, _mri),
-    "demo": (DemoCommand, run_demo),
-    "make-scene": (MakeSceneGroup, None),
-    "eval-dtu": (EvalDTUCommand, _eval_dtu),
-    "extract-mesh": (ExtractMeshCommand, _extract_mesh),
-    "ntk": (NTKCommand, run_ntk),
-    "spectral-dynamics": (SpectralDynamicsCommand, run_spectral_dynamics),
-    "sweep": (SweepCommand, None),  # parsed by _sweep_handler (task options after "--")
-}
+# Every command: its config class (its docstring is its help) and how it parses its arguments into
+# ``(config, handler)``: one table, one dispatch path (:func:`main`).
+Parser = Callable[[list, str], tuple]
 
 
-def _parse(commands, prog: str, description: str, argv):
-    config = tyro.extras.subcommand_cli_from_dict(
-        {name: cls for name, (cls, _) in commands.items()}, prog=prog, description=description, args=argv
-    )
-    return config, next(fn for cls, fn in commands.values() if isinstance(config, cls))
+def _single(cls, handler) -> Parser:
+    """A command configured by one dataclass."""
+    return lambda argv, prog: (tyro.cli(cls, args=argv, prog=prog, description=cls.__doc__), handler)
 
 
-def _sweep_handler(argv: list[str]):
+def _group(commands: Dict[str, tuple], doc: str) -> Parser:
+    """A command with sub-commands (``nerf-norm make-scene {blender,dtu}``)."""
+
+    def parse(argv, prog):
+        config = tyro.extras.subcommand_cli_from_dict(
+            {name: cls for name, (cls, _) in commands.items()}, prog=prog, description=doc, args=argv
+        )
+        return config, next(fn for cls, fn in commands.values() if isinstance(config, cls))
+
+    return parse
+
+
+def _sweep(argv, prog):
     """``nerf-norm sweep [SWEEP OPTIONS] [-- TASK OPTIONS]``: the task's own options go after ``--``."""
     from .sweep import run_sweep
 
     cut = argv.index("--") if "--" in argv else len(argv)
-    config = tyro.cli(SweepCommand, args=argv[:cut], prog="nerf-norm sweep", description=SweepCommand.__doc__)
+    config = tyro.cli(SweepCommand, args=argv[:cut], prog=prog, description=SweepCommand.__doc__)
     return config, lambda cmd: run_sweep(cmd, argv[cut + 1 :])
+
+
+COMMANDS: Dict[str, tuple] = {
+    "image": (ImageCommand, _single(ImageCommand, _image)),
+    "occupancy": (OccupancyCommand, _single(OccupancyCommand, _occupancy)),
+    "ct": (CTCommand, _single(CTCommand, _ct)),
+    "mri": (MRICommand, _single(MRICommand, _mri)),
+    "demo": (DemoCommand, _single(DemoCommand, run_demo)),
+    "make-scene": (
+        MakeSceneGroup,
+        _group(
+            {"blender": (MakeBlenderScene, _make_blender_scene), "dtu": (MakeDTUScene, _make_dtu_scene)},
+            MakeSceneGroup.__doc__,
+        ),
+    ),
+    "eval-dtu": (EvalDTUCommand, _single(EvalDTUCommand, _eval_dtu)),
+    "extract-mesh": (ExtractMeshCommand, _single(ExtractMeshCommand, _extract_mesh)),
+    "ntk": (NTKCommand, _single(NTKCommand, run_ntk)),
+    "spectral-dynamics": (SpectralDynamicsCommand, _single(SpectralDynamicsCommand, run_spectral_dynamics)),
+    "sweep": (SweepCommand, _sweep),
+}
+DESCRIPTION = "Normalization-based coordinate networks: fit signals with BN/LN/GN/CN MLPs and baselines."
+
+
+def _parse(argv: list):
+    """``(config, handler)`` of the command ``argv`` names; without one (``--help``, a typo), tyro's listing of
+    every command answers."""
+    if argv and argv[0] in COMMANDS:
+        return COMMANDS[argv[0]][1](argv[1:], f"nerf-norm {argv[0]}")
+    tyro.extras.subcommand_cli_from_dict(
+        {name: cls for name, (cls, _) in COMMANDS.items()}, prog="nerf-norm", description=DESCRIPTION, args=argv
+    )
+    raise SystemExit(2)  # tyro exits itself for --help and for an unknown command; a bare group lands here
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] == "sweep":
-        config, handler = _sweep_handler(argv[1:])
-    elif argv and argv[0] in GROUPS:
-        config, handler = _parse(GROUPS[argv[0]], f"nerf-norm {argv[0]}", COMMANDS[argv[0]][0].__doc__, argv[1:])
-    else:
-        config, handler = _parse(
-            COMMANDS,
-            "nerf-norm",
-            "Normalization-based coordinate networks: fit signals with BN/LN/GN/CN MLPs and baselines.",
-            argv,
-        )
+    config, handler = _parse(argv)
     try:
         handler(config)
     except UserError as exc:

@@ -126,12 +126,17 @@ def test_ct_bad_input(tmp_path, cli_output):
     assert code == 2 and squash("not found") in err
 
 
-def test_relu_cn_beats_relu_on_ct(tmp_path):
-    """Fixed seed and budget (Shepp-Logan 64x64, 100 projections, 2x128, 300 iterations): CN lifts PSNR."""
+@pytest.mark.slow
+def test_pe_cn_beats_pe_on_ct(tmp_path):
+    """Shepp-Logan 64x64, 100 projections, 2x256, 300 iterations: CN lifts the paper's PE (its CT claim).
+
+    Measured 2026-12-04 at seeds 0, 1, 2: pe 16.67 / 16.57 / 16.55 dB, pe+cn 18.23 / 18.46 / 19.09 (gains 1.56,
+    1.89, 2.54); asserted at seed 0: 0.75 dB, half the smallest gain. ReLU vs ReLU+CN is no test at such budgets:
+    gains of 0.46, -0.10, 0.25 dB at 2x128 (300 iterations) and 0.25, 0.02, 0.51 at 2x256 (600) over the same
+    seeds; benchmarks/results/ct_long.md shows CN passing ReLU only after 800-1600 iterations."""
     psnr = {}
-    for method in ("relu", "relu+cn"):
-        cmd = CTCommand(method=method, arch="2x128", size=64, iters=300, seed=0, quiet=True, out=tmp_path / method)
+    for method in ("pe", "pe+cn"):
+        cmd = CTCommand(method=method, arch="2x256", size=64, iters=300, seed=0, quiet=True, out=tmp_path / method)
         result, _ = run_ct(cmd)
         psnr[method] = result.metrics["psnr"]
-    # measured: relu 16.27 dB, relu+cn 16.73 dB
-    assert psnr["relu+cn"] > psnr["relu"] + 0.25, psnr
+    assert psnr["pe+cn"] > psnr["pe"] + 0.75, psnr
