@@ -123,6 +123,7 @@ def test_mri_bad_input(tmp_path, cli_output):
     assert code == 2 and "--sampling" in cli_output()
 
 
+@pytest.mark.slow
 def test_relu_cn_beats_relu_on_mri(shared_data, tmp_path):
     """Fixed seed and budget (ch2bet at 24^3, 25% of k-space, 4x128, 300 iterations): CN lifts PSNR.
 
@@ -141,8 +142,9 @@ def test_relu_cn_beats_relu_on_mri(shared_data, tmp_path):
             out=tmp_path / method,
         )
         psnr[method] = run_mri(cmd)[0].metrics["psnr"]
-    # measured: relu 25.52 dB, relu+cn 27.37 dB
-    assert psnr["relu+cn"] > psnr["relu"] + 1.0, psnr
+    # measured 2026-12-04 at seeds 0, 1, 2: relu 25.48 / 25.51 / 26.29 dB, relu+cn 27.37 / 26.72 / 27.08 (gains 1.89,
+    # 1.21, 0.80); asserted at seed 0: 0.4 dB, half the smallest gain
+    assert psnr["relu+cn"] > psnr["relu"] + 0.4, psnr
 
 
 def test_kspace_error_split_is_parseval_exact():

@@ -160,6 +160,7 @@ def test_random_batches_resume_exactly(tmp_path, monkeypatch):
     assert resumed.metrics["iou"] == straight.metrics["iou"]
 
 
+@pytest.mark.slow
 def test_relu_cn_beats_relu_on_occupancy(tmp_path):
     """Fixed seed and budget (sample bunny, 64^3, 2x128, 60 steps of 20k points): CN lifts the IoU."""
     result = {}
@@ -175,7 +176,8 @@ def test_relu_cn_beats_relu_on_occupancy(tmp_path):
             out=tmp_path / method,
         )
         result[method] = run_occupancy(cmd)[0].metrics["iou"]
-    # measured: relu 0.050, relu+cn 0.469
+    # measured 2026-12-04 at seeds 0, 1, 2: relu 0.050 / 0.000 / 0.002, relu+cn 0.754 / 0.746 / 0.736; asserted at
+    # seed 0: a gain of 0.2
     assert result["relu+cn"] > result["relu"] + 0.2, result
 
 
