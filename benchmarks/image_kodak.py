@@ -96,7 +96,7 @@ def retime(args: Args) -> dict:
     import torch
     from task_tables import provenance
 
-    from nerf_norm.norms import kernel as cn_kernel
+    from nerf_norm import kernels as cn_kernel
 
     torch.set_num_threads(args.threads)
     cn_kernel.load()

@@ -34,8 +34,8 @@ CONFIGS = {
     "gn": "nerf_norm GlobalNorm",
     "cn-paper": "nerf_norm CrossNorm, paper variant (default: fused CPU kernel)",
     "cn-reference": "nerf_norm CrossNorm, reference variant (default: fused CPU kernel)",
-    "cn-paper-eager": "nerf_norm CrossNorm, paper variant, eager closed-form path (NERF_NORM_CN_KERNEL=torch)",
-    "cn-reference-eager": "nerf_norm CrossNorm, reference variant, eager closed-form path (NERF_NORM_CN_KERNEL=torch)",
+    "cn-paper-eager": "nerf_norm CrossNorm, paper variant, eager closed-form path (NERF_NORM_KERNEL=torch)",
+    "cn-reference-eager": "nerf_norm CrossNorm, reference variant, eager closed-form path (NERF_NORM_KERNEL=torch)",
     "cn-paper-autograd": "CrossNorm paper variant, straightforward autograd formulation",
     "cn-reference-autograd": "CrossNorm reference variant, straightforward autograd formulation",
 }
@@ -64,7 +64,7 @@ def _norm(name: str, c: int) -> nn.Module:
     if name.endswith("-autograd"):
         return _AutogradCN(c, name.split("-")[1])
     if name.startswith("cn-"):
-        return CrossNorm(c, variant=name.split("-")[1])  # the path is chosen by NERF_NORM_CN_KERNEL
+        return CrossNorm(c, variant=name.split("-")[1])  # the path is chosen by NERF_NORM_KERNEL
     return make_norm(name, c)
 
 
@@ -80,9 +80,9 @@ def measure_one(name: str, layers: int, width: int, side: int, iters: int, warmu
     import os
 
     if name.endswith("-eager"):
-        os.environ["NERF_NORM_CN_KERNEL"] = "torch"
+        os.environ["NERF_NORM_KERNEL"] = "torch"
     elif name.startswith("cn-") and not name.endswith("-autograd"):
-        os.environ["NERF_NORM_CN_KERNEL"] = "cpp"  # fail loudly rather than time the fallback
+        os.environ["NERF_NORM_KERNEL"] = "cpp"  # fail loudly rather than time the fallback
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     lin = torch.linspace(-1, 1, side)

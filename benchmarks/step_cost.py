@@ -236,7 +236,7 @@ def write_markdown(record: dict, out: Path) -> None:
 
 
 def main(args: Args) -> None:
-    from nerf_norm.norms import kernel as cn_kernel
+    from nerf_norm import kernels as cn_kernel
 
     torch.set_num_threads(args.threads)
     cn_kernel.load()

@@ -109,7 +109,7 @@ def run_cases(
     result is appended to ``out.json`` as it ends. Returns the record (meta + runs). ``name`` names the scratch
     folder, ``script`` (default: ``name``) the benchmark script in the recorded command. ``report_only``: run
     nothing, return what ``out.json`` holds (the report then shows missing runs as ``-``)."""
-    from nerf_norm.norms import kernel as cn_kernel
+    from nerf_norm import kernels as cn_kernel
     from nerf_norm.sweep import run_on_ray
 
     cn_kernel.load()  # the one-time build/load of the CrossNorm kernel must not land in a timed run
