@@ -175,6 +175,7 @@ def test_make_scene_bad_sizes_and_numbers(tmp_path, capsys, args, message):
     assert message in capsys.readouterr().out.replace("\n", "")
 
 
+@pytest.mark.slow
 def test_demo_compares_mipnerf_and_mipnerf_cn_at_equal_time(scene, tmp_path, capsys):
     """The main job at a tiny budget: both methods train for the same time, the figure and the scores exist."""
     out = tmp_path / "demo"

@@ -83,6 +83,7 @@ def two_rank_results(tmp_path_factory):
     return run_on_two_ranks(_worker, root, scenes, str(root))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_ranks_stay_identical_with_synchronized_norms(two_rank_results, method):
     """Synchronized (the default): after two DDP steps both ranks hold the same parameters and the same running

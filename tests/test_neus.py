@@ -125,6 +125,7 @@ def test_eval_is_chunk_invariant(neus_scene, tmp_path):
     torch.testing.assert_close(renders[0], renders[1], atol=2e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_extract_mesh_on_cpu_in_world_units(neus_scene, tmp_path, capsys):
     """A 3-step neus-cn-lite run: the mesh lies on the SDF's zero level, and the scene's scale matrix (x2.5,
     shifted to (10, -5, 300)) carries it to world units."""

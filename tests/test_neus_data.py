@@ -116,6 +116,7 @@ def test_bad_input_names_file_and_field(tmp_path):
         NeuSDataParserConfig(data=tmp_path / "e", downscale_factor=64).setup().get_dataparser_outputs("train")
 
 
+@pytest.mark.slow
 def test_ns_train_reports_a_bad_scene_in_one_line(tmp_path):
     """nerfstudio's ns-train, given a scene our parser rejects, ends with our one-line message (no traceback)."""
     import subprocess

@@ -43,6 +43,7 @@ def test_wheel_carries_kernel_source_and_lower_bounds(wheel):
     assert any(r.replace(" ", "") in ("nerfstudio<1.2,>=1.1.5", "nerfstudio>=1.1.5,<1.2") for r in requires), requires
 
 
+@pytest.mark.slow
 def test_installs_into_an_existing_nerfstudio_env_without_touching_torch(wheel, tmp_path):
     """A user's environment: a fresh venv that already has torch and nerfstudio (this one's, through a .pth
     file). pip's resolver plans to install nerf_norm alone; after ``pip install --no-deps`` torch is the same

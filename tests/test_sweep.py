@@ -42,6 +42,7 @@ def _lines(out):
     return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_grid_then_rerun_then_failing_cell(tmp_path, image, cli_output):
     import ray
 
