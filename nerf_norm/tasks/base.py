@@ -171,6 +171,9 @@ class TrainingState:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     history: Dict[str, List[float]]
+    lr: float
+    generator: torch.Generator = field(default_factory=torch.Generator)
+    """draws each step's batch, reseeded from (seed, step) every step"""
     step: int = 0
     elapsed: float = 0.0
     best: Dict[str, float] = field(default_factory=lambda: {"value": -math.inf, "iteration": 0})
@@ -237,11 +240,11 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
         model = build_model()
-        self.lr = cfg.lr if cfg.lr is not None else default_lr
-        opt = torch.optim.Adam(model.parameters(), lr=self.lr)
+        lr = cfg.lr if cfg.lr is not None else default_lr
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, self._cosine(cfg.iters, cfg.lr_final_ratio))
         history: Dict[str, List[float]] = {"iteration": [], "seconds": [], "loss": [], task.progress_metric: []}
-        state = TrainingState(model, opt, sched, history, tracked=norms_with_running_statistics(model))
+        state = TrainingState(model, opt, sched, history, lr, tracked=norms_with_running_statistics(model))
         path = self._ckpt_path
         if cfg.overwrite or not path.exists():
             # no run of ours to resume here: whatever outputs the folder holds are someone else's
@@ -265,14 +268,13 @@ class Trainer:
                 )
         state.keep_statistics()
         state.model.train()
-        self._generator = torch.Generator()
         return state
 
     def _train_step(self, task: Task, coords: Tensor, state: TrainingState):
         """One Adam step on the step's batch (full, or drawn from a generator seeded by (seed, step))."""
         state.optimizer.zero_grad(set_to_none=True)
-        self._generator.manual_seed(self.config.seed * 1_000_003 + state.step)
-        index = task.sample(self._generator)
+        state.generator.manual_seed(self.config.seed * 1_000_003 + state.step)
+        index = task.sample(state.generator)
         pred = state.model(coords if index is None else coords[index])
         loss = task.loss(pred, index)
         if not torch.isfinite(loss):
@@ -338,8 +340,8 @@ class Trainer:
         """Final statistics, evaluation in chunks, the task's outputs, the curve and ``metrics.json``."""
         cfg, model = self.config, state.model
         if task.trains_on_batches():  # precise running statistics at the final weights (none without norms)
-            self._generator.manual_seed(cfg.seed * 1_000_003 + cfg.iters)  # not a training step's batch
-            refresh_statistics(model, lambda k: model(coords[task.sample(self._generator)]), cfg.stats_batches)
+            state.generator.manual_seed(cfg.seed * 1_000_003 + cfg.iters)  # not a training step's batch
+            refresh_statistics(model, lambda k: model(coords[task.sample(state.generator)]), cfg.stats_batches)
         model.eval()
         with torch.no_grad():
             chunk = task.eval_chunk or len(coords)
@@ -347,7 +349,7 @@ class Trainer:
         metrics = dict(task.evaluate(pred))
         params = count_parameters(model)
         metrics.update(
-            params=params, iterations=state.step, train_seconds=train_seconds, lr=self.lr, **task.rate(params)
+            params=params, iterations=state.step, train_seconds=train_seconds, lr=state.lr, **task.rate(params)
         )
         if task.track_best:
             metrics[f"{task.progress_metric}_best"] = state.best["value"]
