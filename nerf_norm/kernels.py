@@ -175,7 +175,6 @@ def selected(value: str) -> Iterator[None]:
 
 def load():
     """The compiled module, or ``None`` when the mode is ``torch`` or it cannot be built (``auto``)."""
-    global _module, _failed
     current = mode()
     if current == "torch":
         return None
