@@ -33,12 +33,10 @@ def test_only_the_command_applies_threads_and_the_allocator(monkeypatch, tmp_pat
     (``run_image``, what benchmarks and notebooks use) applies neither."""
     import torch
 
-    from nerf_norm import cpu_memory
     from nerf_norm.cli import main
     from nerf_norm.tasks.commands import ImageCommand, run_image
 
     calls = []
-    monkeypatch.setattr(cpu_memory, "retain_freed_memory", lambda: calls.append("malloc") or True)
     monkeypatch.setattr("nerf_norm.process._retain_freed_memory", lambda: calls.append("malloc") or True)
     monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(("threads", n)))
     run_image(ImageCommand(out=tmp_path / "lib", downscale=16, arch="2x8", iters=2, quiet=True, threads=1))
