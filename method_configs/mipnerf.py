@@ -1,4 +1,5 @@
-"""Method specifications ``mipnerf-{cn,bn,ln,gn}`` and the CPU preset ``mipnerf-cn-lite``.
+"""Method specifications ``mipnerf-{cn,bn,ln,gn}``, the CPU preset ``mipnerf-cn-lite`` and its baseline
+``mipnerf-lite`` (nerfstudio's own Mip-NeRF model at the same CPU settings: what ``nerf-norm demo`` compares with).
 
 Each full method is nerfstudio's ``mipnerf`` configuration (RAdam 5e-4, 1024 rays, 128 + 128 samples, coarse loss
 weight 0.1, 1024-ray eval chunks) with the field's MLPs normalized; ``tests/test_mipnerf.py`` checks that every
@@ -12,18 +13,21 @@ from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConf
 from nerfstudio.data.datamanagers.parallel_datamanager import ParallelDataManagerConfig
 from nerfstudio.engine.optimizers import RAdamOptimizerConfig
 from nerfstudio.engine.trainer import TrainerConfig
+from nerfstudio.models.mipnerf import MipNerfModel
+from nerfstudio.models.vanilla_nerf import VanillaModelConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from nerf_norm.nerfstudio.blender_dataparser import CheckedBlenderDataParserConfig
 from nerf_norm.nerfstudio.mipnerf import MipNerfNormModelConfig
+from nerf_norm.nerfstudio.trainer_config import CheckedTrainerConfig
 
 NORM_TITLES = {"cn": "cross", "bn": "batch", "ln": "layer", "gn": "global"}
 
 
 def mipnerf_norm(norm: str) -> TrainerConfig:
     """nerfstudio's ``mipnerf`` with ``norm`` in the field's base MLP."""
-    return TrainerConfig(
+    return CheckedTrainerConfig(
         method_name=f"mipnerf-{norm}",
         pipeline=VanillaPipelineConfig(
             datamanager=ParallelDataManagerConfig(
@@ -31,6 +35,26 @@ def mipnerf_norm(norm: str) -> TrainerConfig:
             ),
             model=MipNerfNormModelConfig(
                 norm=norm,
+                loss_coefficients={"rgb_loss_coarse": 0.1, "rgb_loss_fine": 1.0},
+                num_coarse_samples=128,
+                num_importance_samples=128,
+                eval_num_rays_per_chunk=1024,
+            ),
+        ),
+        optimizers={"fields": {"optimizer": RAdamOptimizerConfig(lr=5e-4, eps=1e-08), "scheduler": None}},
+    )
+
+
+def mipnerf_baseline() -> TrainerConfig:
+    """nerfstudio's ``mipnerf`` (its model, unchanged) with our checked Blender parser."""
+    return CheckedTrainerConfig(
+        method_name="mipnerf",
+        pipeline=VanillaPipelineConfig(
+            datamanager=ParallelDataManagerConfig(
+                dataparser=CheckedBlenderDataParserConfig(), train_num_rays_per_batch=1024
+            ),
+            model=VanillaModelConfig(
+                _target=MipNerfModel,
                 loss_coefficients={"rgb_loss_coarse": 0.1, "rgb_loss_fine": 1.0},
                 num_coarse_samples=128,
                 num_importance_samples=128,
@@ -78,6 +102,10 @@ mipnerf_cn = _spec(mipnerf_norm("cn"), "Mip-NeRF with cross normalization in the
 mipnerf_bn = _spec(mipnerf_norm("bn"), "Mip-NeRF with batch normalization in the field MLP (nerf_norm).")
 mipnerf_ln = _spec(mipnerf_norm("ln"), "Mip-NeRF with layer normalization in the field MLP (nerf_norm).")
 mipnerf_gn = _spec(mipnerf_norm("gn"), "Mip-NeRF with global normalization in the field MLP (nerf_norm).")
+mipnerf_lite = _spec(
+    lite(mipnerf_baseline(), "mipnerf-lite"),
+    "nerfstudio's mipnerf at mipnerf-cn-lite's CPU settings: the baseline of nerf-norm demo (nerf_norm).",
+)
 mipnerf_cn_lite = _spec(
     lite(mipnerf_norm("cn"), "mipnerf-cn-lite"),
     "mipnerf-cn sized for a 2-core CPU: 128 rays, 32+32 samples, 600 steps (nerf_norm).",

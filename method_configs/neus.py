@@ -22,6 +22,7 @@ from nerfstudio.plugins.types import MethodSpecification
 from nerf_norm.nerfstudio.neus import NeuSNormModelConfig, NormalizedSDFFieldConfig
 from nerf_norm.nerfstudio.neus_dataparser import NeuSDataParserConfig
 from nerf_norm.nerfstudio.neus_dataset import NeuSMaskDataset
+from nerf_norm.nerfstudio.trainer_config import CheckedTrainerConfig
 
 
 def _optimizers() -> dict:
@@ -36,7 +37,7 @@ def _optimizers() -> dict:
 
 def neus_norm(norm: str) -> TrainerConfig:
     """nerfstudio's ``neus`` with ``norm`` in the field (placement: ``NormalizedSDFFieldConfig.norm_in``)."""
-    return TrainerConfig(
+    return CheckedTrainerConfig(
         method_name=f"neus-{norm}",
         steps_per_eval_image=500,
         steps_per_eval_batch=5000,

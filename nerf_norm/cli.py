@@ -14,12 +14,13 @@ from rich.table import Table
 
 from .analysis.commands import NTKCommand, SpectralDynamicsCommand, run_ntk, run_spectral_dynamics
 from .demo import DemoCommand, run_demo
-from .errors import UserError
+from .errors import UserError, os_error_message
 from .nerfstudio.extract_mesh import ExtractMeshCommand
 from .process import configure_process
 from .scenes.blender import BlenderSceneConfig
 from .scenes.dtu import DTUSceneConfig
 from .sweep import SweepCommand
+from .tasks.base import Terminated
 from .tasks.commands import (
     CTCommand,
     ImageCommand,
@@ -332,12 +333,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         handler(config)
     except UserError as exc:
-        console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", soft_wrap=True)
-        return 2
-    except KeyboardInterrupt:
-        console.print("interrupted")
-        return 130
+        return _error(str(exc), exc.exit_code)
+    except OSError as exc:  # a file operation the checks could not foresee (a disk filling up, a file removed)
+        return _error(os_error_message(exc), 2)
+    except KeyboardInterrupt as exc:
+        console.print("terminated" if isinstance(exc, Terminated) else "interrupted")
+        return 143 if isinstance(exc, Terminated) else 130
     return 0
+
+
+def _error(message: str, code: int) -> int:
+    console.print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True)
+    return code
 
 
 def entrypoint() -> None:

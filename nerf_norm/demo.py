@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import UserError
+from .outputs import prepare_output_dir, write_text
 
 console = Console()
 
@@ -61,11 +62,20 @@ class DemoCommand:
     """coarse and again fine samples per ray (both methods)"""
     seed: int = 0
     method: Optional[str] = None
-    """single-method mode: this ns-train method (e.g. mipnerf-cn-lite, mipnerf-bn-lite) with ns-eval"""
+    """single-method mode: this ns-train method (e.g. mipnerf-cn-lite, or mipnerf-lite, nerfstudio's Mip-NeRF at
+    the same CPU settings) with ns-eval"""
     steps: Optional[int] = None
     """single-method mode: training steps (default: the method's own, 600 for mipnerf-cn-lite)"""
     viewer: bool = False
     """single-method mode: serve nerfstudio's viewer while training (http://localhost:7007), quit when done"""
+    overwrite: bool = False
+    """start over in an --out that holds another run's outputs (they are removed first; the generated scene in
+    OUT/scene is kept and reused)"""
+
+
+#: what each mode writes into --out (the overwrite rule protects them)
+COMPARE_OUTPUTS = ("demo.json", "demo_comparison.png", "runs")
+SINGLE_OUTPUTS = ("runs", "eval.json", "renders")
 
 
 def _tool(name: str) -> str:
@@ -109,7 +119,11 @@ def run_demo(cmd: DemoCommand) -> Path:
                 raise UserError(f"{name} must be >= 1, got {value}")
         if cmd.steps is not None or cmd.viewer:
             raise UserError("--steps and --viewer belong to the single-method mode: give --method too")
+        prepare_output_dir(out, COMPARE_OUTPUTS, cmd.overwrite, command="nerf-norm demo")
         return _compare(cmd, out, _scene(cmd, out))
+    if cmd.steps is not None and cmd.steps < 1:
+        raise UserError(f"--steps must be >= 1, got {cmd.steps}")
+    prepare_output_dir(out, SINGLE_OUTPUTS, cmd.overwrite, command="nerf-norm demo --method")
     return _single_method(cmd, out, _scene(cmd, out))
 
 
@@ -144,7 +158,7 @@ def _compare(cmd: DemoCommand, out: Path, data: Path) -> Path:
         "wall_seconds": time.perf_counter() - start,
         "methods": {name: r.summary() for name, r in results.items()},
     }
-    (out / "demo.json").write_text(json.dumps(record, indent=2))
+    write_text(out / "demo.json", json.dumps(record, indent=2))
     table = Table(title=f"mipnerf vs mipnerf-cn, {cmd.seconds:.0f} s of training each (test views {list(views)})")
     for column in ("method", "steps", "PSNR (dB)", "SSIM"):
         table.add_column(column)
@@ -157,8 +171,6 @@ def _compare(cmd: DemoCommand, out: Path, data: Path) -> Path:
 
 
 def _single_method(cmd: DemoCommand, out: Path, data: Path) -> Path:
-    if cmd.steps is not None and cmd.steps < 1:
-        raise UserError(f"--steps must be >= 1, got {cmd.steps}")
     stamp = time.strftime("%Y-%m-%d_%H%M%S")
     train = [
         _tool("ns-train"),

@@ -33,6 +33,7 @@ from scipy.spatial import cKDTree
 
 from .errors import UserError, require_finite_positive, require_memory
 from .neus_layout import count_world_mats, load_world_mats, sorted_images
+from .outputs import atomic_write, check_output_file, write_text
 
 __all__ = [
     "DTUGroundTruth",
@@ -333,7 +334,8 @@ def write_error_ply(points: np.ndarray, distances: np.ndarray, path: Path, vmax:
     colours = np.zeros((len(points), 4), dtype=np.uint8)
     colours[finite] = (matplotlib.colormaps["viridis"](np.clip(distances[finite] / vmax, 0, 1)) * 255).astype(np.uint8)
     colours[~finite] = (255, 0, 0, 255)
-    trimesh.PointCloud(points, colors=colours).export(str(path))
+    with atomic_write(path) as tmp:
+        trimesh.PointCloud(points, colors=colours).export(str(tmp))
     return path
 
 
@@ -355,10 +357,8 @@ def run_evaluation(
     """Loads, optionally culls, evaluates, writes ``out`` (JSON) and optional error PLYs beside it."""
     out = Path(out)
     vis = [out.with_name(out.stem + "_accuracy.ply"), out.with_name(out.stem + "_completeness.ply")]
-    targets = [out] + (vis if visualize else [])
-    existing = [str(p) for p in targets if p.exists()]
-    if existing and not overwrite:
-        raise UserError(f"output exists: {', '.join(existing)} (pass --overwrite to replace it)")
+    for target in [out] + (vis if visualize else []):
+        check_output_file(target, overwrite)
     if (cull_cameras is None) != (cull_masks is None):
         raise UserError("mask culling needs both --cull-cameras (cameras_sphere.npz) and --cull-masks (mask folder)")
     require_finite_positive("--density", density)
@@ -379,9 +379,7 @@ def run_evaluation(
     result = evaluate_mesh(vertices, faces, gt, density=density, max_dist=max_dist, seed=seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"mesh": str(mesh), "scan": scan, **result.as_dict()}
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(out)
+    write_text(out, json.dumps(record, indent=2))
     if visualize:
         write_error_ply(result._acc_points, result._acc_dist, vis[0])
         write_error_ply(result._comp_points, result._comp_dist, vis[1])

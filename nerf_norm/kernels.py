@@ -5,7 +5,12 @@ every caller uses.
 One extension module holds every kernel: CrossNorm (``nerf_norm/csrc/cross_norm_cpu.cpp``), GlobalNorm
 (``nerf_norm/csrc/global_norm_cpu.cpp``) and the softplus of NeuS' normalized SDF network
 (``nerf_norm/nerfstudio/csrc/softplus_cpu.cpp``, beside :mod:`nerf_norm.nerfstudio.softplus`, which uses it).
-They are built with ``torch.utils.cpp_extension`` (gcc and ninja; cached under ``~/.cache/torch_extensions``).
+They are built with ``torch.utils.cpp_extension`` (gcc and ninja) into a folder of this install's own
+(:func:`build_directory`: under ``TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``, named by the CPU and by
+the toolchain: this environment, its ninja, its compiler and torch), always with the same ninja (the one beside
+this interpreter when there is one), so that running from an activated venv or through ``.venv/bin/nerf-norm``
+never makes one ninja read the other's build log as changed and recompile everything. A build, and a wait for
+another process's build, are announced.
 
 Selection is decided once per process, at the first use (or by :func:`select`), from ``NERF_NORM_KERNEL``:
 ``auto`` (default: the kernels when they build, else the torch paths with one warning), ``cpp`` (the kernels or an
@@ -57,15 +62,39 @@ _CFLAGS = [
 _lock = threading.Lock()
 
 
-def _ninja_on_path() -> None:
-    """torch's JIT build runs ``ninja`` from PATH; the ``ninja`` wheel puts it next to this interpreter,
-    which is not on PATH when the venv is used without being activated."""
+def _ninja() -> Optional[str]:
+    """The ninja every build of this install uses: the one beside this interpreter (pip's ``ninja`` wheel in the
+    venv), else the first on PATH. Two ninja versions read each other's ``.ninja_log`` as changed and rebuild
+    everything, so the choice must not depend on whether the venv is activated."""
     import shutil
     import sys
 
-    bindir = os.path.dirname(sys.executable)
-    if shutil.which("ninja") is None and os.path.exists(os.path.join(bindir, "ninja")):
-        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    local = os.path.join(os.path.dirname(sys.executable), "ninja")
+    return local if os.access(local, os.X_OK) else shutil.which("ninja")
+
+
+def _use_one_ninja() -> None:
+    """torch's JIT build runs ``ninja`` from PATH: put :func:`_ninja`'s folder first."""
+    ninja = _ninja()
+    if ninja is None:
+        return
+    bindir = os.path.dirname(ninja)
+    path = os.environ.get("PATH", "")
+    if path.split(os.pathsep)[0] != bindir:
+        os.environ["PATH"] = bindir + os.pathsep + path
+
+
+@functools.lru_cache(maxsize=None)
+def _toolchain_tag() -> str:
+    """Short hash of what a build depends on besides the sources and flags: this environment (``sys.prefix``),
+    the ninja and the C++ compiler it runs, and torch's version."""
+    import hashlib
+    import shutil
+    import sys
+
+    compiler = os.environ.get("CXX") or shutil.which("c++") or ""
+    parts = [sys.prefix, _ninja() or "", os.path.realpath(compiler) if compiler else "", torch.__version__]
+    return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:8]
 
 
 @functools.lru_cache(maxsize=None)
@@ -119,8 +148,25 @@ def _name() -> str:
 
 
 def build_directory() -> Path:
-    """Where torch caches this machine's build (``TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``)."""
-    return Path(_cpp_extension()._get_build_directory(_name(), verbose=False))
+    """This install's build folder: ``TORCH_EXTENSIONS_DIR`` (or ``~/.cache/torch_extensions``) /
+    ``nerf_norm`` / the kernel's name (CPU tag) and :func:`_toolchain_tag`."""
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "torch_extensions")
+    return Path(root) / "nerf_norm" / f"{_name()}-{_toolchain_tag()}"
+
+
+def _building_elsewhere(folder: Path) -> bool:
+    """Whether another process holds the build lock of ``folder`` (torch's advisory lock, released by the kernel
+    when its holder dies)."""
+    from filelock import FileLock, Timeout
+
+    lock = folder / "lock"
+    if not lock.exists():
+        return False
+    try:
+        with FileLock(str(lock), timeout=0):
+            return False
+    except Timeout:
+        return True
 
 
 def is_built() -> bool:
@@ -193,19 +239,26 @@ def _build() -> None:
     global _module, _failed
     try:
         load_extension = _cpp_extension().load
-        _ninja_on_path()
+        _use_one_ninja()
         name = _name()
-        if not is_built() and _announce_build:
+        folder = build_directory()
+        folder.mkdir(parents=True, exist_ok=True)
+        if _building_elsewhere(folder):
             log.warning(
-                "building the nerf_norm CPU kernels %s (once per machine, about 2 minutes; "
+                "waiting for another process that is building the nerf_norm CPU kernels in %s (about 2 minutes)", folder
+            )
+        elif not is_built() and _announce_build:
+            log.warning(
+                "building the nerf_norm CPU kernels in %s (once per install, about 2 minutes; "
                 "scripts/install.sh does this at install time)",
-                name,
+                folder,
             )
         _module = load_extension(
             name=name,
             sources=[str(src) for src in _SOURCES],
             extra_cflags=_CFLAGS + _vector_flags(),
             extra_ldflags=["-fopenmp"],
+            build_directory=str(folder),
             verbose=False,
         )
     except Exception as exc:  # noqa: BLE001 - any build problem means: use the torch paths
@@ -363,7 +416,10 @@ def main() -> int:
     _announce_build = False
     built = is_built()
     if not built:
-        print("[install] building the nerf_norm CPU kernels (once per machine, about 2 minutes)", flush=True)
+        print(
+            f"[install] building the nerf_norm CPU kernels in {build_directory()} (once per install, about 2 minutes)",
+            flush=True,
+        )
     if load() is None:
         print(
             f"[install] the nerf_norm CPU kernels could not be built ({_failed}); CrossNorm, GlobalNorm and "

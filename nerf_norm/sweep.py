@@ -5,7 +5,9 @@ what ``nerf-norm image --method ... --arch ...`` would. By default an embedded l
 (nothing to start; ``--cpus`` of this machine); ``--address`` joins a running cluster (``ray start --head`` on one
 node, ``ray start --address HEAD:6379`` on the others; every node needs nerf_norm and the inputs at the same
 paths). Each finished cell is appended as one JSON line to ``OUT/results.jsonl`` at once; a rerun with the same
-arguments skips the cells found there (failed cells are tried again); ``OUT/table.md`` gives the paper's layout.
+arguments skips the cells found there (failed cells are tried again); ``OUT/table.md`` gives the paper's layout,
+each mean marked when a failed cell is missing from it. One folder holds one sweep: other arguments need another
+``--out`` or ``--overwrite`` (which clears it). A sweep with a failed cell exits with code 1.
 
     nerf-norm sweep --task image --methods relu,relu+cn --archs 10x28 --iters 300 --out sweeps/kodak \\
         -- --downscale 4
@@ -17,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -27,6 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .errors import UserError
 from .networks import METHODS
+from .outputs import check_output_dir, prepare_output_dir, write_text
 from .tasks.commands import (
     CTCommand,
     ImageCommand,
@@ -77,7 +81,16 @@ class SweepCommand:
     cpus: Optional[int] = None
     """CPUs of the embedded local Ray instance (default: all of this machine's)"""
     cpus_per_cell: float = 1.0
-    """CPUs Ray reserves for each cell; also its torch threads (at least 1)"""
+    """CPUs Ray reserves for each cell; also its torch threads (at least 1); at most the CPUs Ray has"""
+    overwrite: bool = False
+    """start over in an --out that holds another sweep (other arguments): its results, table and cells are
+    removed first"""
+
+
+class SweepFailed(UserError):
+    """Some cells of a sweep failed (the others' results and the table are written): exit code 1."""
+
+    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -112,6 +125,7 @@ def task_command(cmd: SweepCommand, task_args: Sequence[str]):
 
 def grid(cmd: SweepCommand, base) -> List[Cell]:
     """The cells, validated before anything runs."""
+    check_output_dir(cmd.out)
     methods = _split(cmd.methods)
     unknown = [m for m in methods if m not in METHODS]
     if not methods or unknown:
@@ -132,11 +146,21 @@ def grid(cmd: SweepCommand, base) -> List[Cell]:
         raise UserError("--seeds: give at least one seed")
     if cmd.cpus_per_cell <= 0:
         raise UserError(f"--cpus-per-cell must be positive, got {cmd.cpus_per_cell}")
+    if cmd.address is None:  # the embedded instance's CPUs are known now; a cluster's once joined (run_on_ray)
+        _check_cpus_per_cell(cmd.cpus_per_cell, cmd.cpus if cmd.cpus is not None else os.cpu_count() or 1)
     cells = [Cell(m, a, i, s) for i, a, m, s in itertools.product(inputs, archs, methods, seeds)]
     key = settings_key(cmd, base)
     for cell in cells:  # every cell's full command must validate (arch syntax, options) before Ray starts
         _cell_command(cmd, base, cell, Path(cmd.out), key).validate()
     return cells
+
+
+def _check_cpus_per_cell(cpus_per_cell: float, available: float) -> None:
+    if cpus_per_cell > available:
+        raise UserError(
+            f"--cpus-per-cell {cpus_per_cell:g} is more than the {available:g} CPUs Ray has here: no cell could "
+            "ever start; give at most that many (or --cpus)"
+        )
 
 
 def _cell_command(cmd: SweepCommand, base, cell: Cell, out: Path, key: str):
@@ -196,8 +220,14 @@ def run_sweep(cmd: SweepCommand, task_args: Sequence[str] = ()) -> List[dict]:
     """Runs the cells not yet in ``OUT/results.jsonl``; writes the table; returns all finished records."""
     base = task_command(cmd, task_args)
     cells = grid(cmd, base)
-    out = Path(cmd.out)
-    out.mkdir(parents=True, exist_ok=True)
+    arguments = {k: v for k, v in asdict(cmd).items() if k in ("task", "methods", "archs", "inputs", "seeds", "iters")}
+    out = prepare_output_dir(
+        Path(cmd.out),
+        ("results.jsonl", "table.md", "cells"),
+        cmd.overwrite,
+        command="nerf-norm sweep",
+        run={**arguments, "task_options": list(task_args)},
+    )
     results = out / "results.jsonl"
     key = settings_key(cmd, base)
     done = _finished(results, key)
@@ -209,10 +239,15 @@ def run_sweep(cmd: SweepCommand, task_args: Sequence[str] = ()) -> List[dict]:
     if todo:
         failed = _run_on_ray(cmd, base, todo, out, results, key, done)
     records = [done[c] for c in cells if c in done]
-    write_table(out / "table.md", cmd, records)
+    write_table(out / "table.md", cmd, records, cells)
     for cell, error in failed:
         console.print(f"[red]failed[/red] {cell.name}: {error}")
     console.log(f"{len(records)} of {len(cells)} cells done, {len(failed)} failed; {out / 'table.md'}")
+    if failed:
+        raise SweepFailed(
+            f"{len(failed)} of {len(cells)} cells failed (first: {failed[0][0].name}: {failed[0][1]}); the table "
+            f"marks the means they are missing from; rerun the same command to try them again"
+        )
     return records
 
 
@@ -268,6 +303,12 @@ def run_on_ray(
             ray.init(address=address, log_to_driver=False)
         else:
             ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    try:
+        _check_cpus_per_cell(cpus_per_cell, ray.cluster_resources().get("CPU", 0.0))
+    except UserError:
+        if started_here:
+            ray.shutdown()
+        raise
     pending = {}
     for key, (fn, args) in jobs.items():
         pending[ray.remote(num_cpus=cpus_per_cell, max_retries=0)(fn).remote(*args)] = key
@@ -309,33 +350,50 @@ def run_on_ray(
     return failed
 
 
-def write_table(path: Path, cmd: SweepCommand, records: Sequence[dict]) -> Path:
+def write_table(path: Path, cmd: SweepCommand, records: Sequence[dict], cells: Sequence[Cell]) -> Path:
     """The paper's layout: one row per architecture, one column per method, the task's main metric averaged over
-    inputs and seeds (best in bold); then one row per input and architecture."""
+    inputs and seeds (best in bold); then one row per input and architecture. ``cells`` is the whole grid: a
+    mean over fewer runs than its cells (some failed) is marked ``*`` with the count, and a mean with none ``-``."""
     metric = TASKS[cmd.task][2]
-    methods = [m for m in METHODS if any(r["method"] == m for r in records)]
-    archs = list(dict.fromkeys(r["arch"] for r in records))
-    inputs = list(dict.fromkeys(r["input"] for r in records))
+    methods = [m for m in METHODS if any(c.method == m for c in cells)]
+    archs = list(dict.fromkeys(c.arch for c in cells))
+    inputs = list(dict.fromkeys(c.input for c in cells))
+    incomplete = False
 
-    def cell(rs: Sequence[dict]) -> Optional[float]:
+    def mean(rs: Sequence[dict], planned: int) -> str:
+        nonlocal incomplete
         vals = [r["metrics"][metric] for r in rs if metric in r["metrics"]]
-        return sum(vals) / len(vals) if vals else None
+        if not vals:
+            incomplete |= planned > 0
+            return "-"
+        text = f"{sum(vals) / len(vals):.3f}"
+        if len(vals) < planned:
+            incomplete = True
+            text += f"* ({len(vals)}/{planned})"
+        return text
 
-    def row(label: str, rs: Sequence[dict]) -> str:
-        vals = [cell([r for r in rs if r["method"] == m]) for m in methods]
-        best = max((v for v in vals if v is not None), default=None)
-        shown = ["-" if v is None else (f"**{v:.3f}**" if v == best else f"{v:.3f}") for v in vals]
+    def row(label: str, rs: Sequence[dict], cs: Sequence[Cell]) -> str:
+        shown = [mean([r for r in rs if r["method"] == m], sum(c.method == m for c in cs)) for m in methods]
+        values = [float(v.split("*")[0]) if v != "-" else None for v in shown]
+        best = max((v for v in values if v is not None), default=None)
+        shown = [f"**{s}**" if v is not None and v == best else s for s, v in zip(shown, values)]
         return f"| {label} | " + " | ".join(shown) + " |"
 
     head = ["| case | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
     lines = [f"# nerf-norm sweep: {cmd.task}, {metric} (mean over inputs and seeds)", "", *head]
-    lines += [row(a, [r for r in records if r["arch"] == a]) for a in archs]
+    lines += [row(a, [r for r in records if r["arch"] == a], [c for c in cells if c.arch == a]) for a in archs]
     if len(inputs) > 1:
         lines += ["", f"## {metric} per input", "", *head]
         lines += [
-            row(f"{Path(i).name if i else 'default'} {a}", [r for r in records if r["arch"] == a and r["input"] == i])
+            row(
+                f"{Path(i).name if i else 'default'} {a}",
+                [r for r in records if r["arch"] == a and r["input"] == i],
+                [c for c in cells if c.arch == a and c.input == i],
+            )
             for i in inputs
             for a in archs
         ]
-    path.write_text("\n".join(lines) + "\n")
+    if incomplete:
+        lines += ["", "\\* mean over fewer runs than the grid has (done/planned): the other cells failed; - none done"]
+    write_text(path, "\n".join(lines) + "\n")
     return path

@@ -19,6 +19,7 @@ from ..encodings import PositionalEncoding
 from ..errors import UserError, require_memory
 from ..networks import CoordinateMLP, get_method, parse_arch
 from ..norms import NORM_NAMES
+from ..outputs import atomic_write, check_output_dir, prepare_output_dir, write_text
 from .figures import NORM_LABELS, plot_ntk_histograms, plot_spectral_dynamics, stats_table
 from .ntk import empirical_ntk, ntk_eigenvalues, ntk_statistics
 from .spectral import SignalTask, band_edges, default_bands, periodic_grid, spectral_dynamics, tones_signal
@@ -61,6 +62,8 @@ class NTKCommand:
     """Jacobian rows computed at once (memory bound)"""
     out: Path = Path("outputs/ntk")
     """output directory"""
+    overwrite: bool = False
+    """replace the outputs of another run (other settings, or another command) in --out"""
 
     def parsed(self) -> Tuple[List[str], List[Tuple[str, int]]]:
         norms = _split(self.norms, "--norms")
@@ -100,9 +103,19 @@ def build_ntk_network(norm: str, frequencies: int, arch: str, seed: int) -> Coor
     return CoordinateMLP(1, 1, layers, features, norm, encoding)
 
 
+#: the files ``nerf-norm ntk`` writes into --out
+NTK_OUTPUTS = ("ntk_eigenvalues.png", "ntk.json", "ntk_eigenvalues.npz", "ntk.md")
+SPECTRAL_OUTPUTS = ("spectral_dynamics.png", "spectral_dynamics.json")
+
+
+def _settings(cmd) -> Dict[str, object]:
+    """What identifies a run of an analysis command (its options but --out and --overwrite)."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cmd).items() if k not in ("out", "overwrite")}
+
+
 def run_ntk(cmd: NTKCommand) -> Dict[str, object]:
     norms, encodings = cmd.parsed()
-    cmd.out.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(cmd.out, NTK_OUTPUTS, cmd.overwrite, command="nerf-norm ntk", run=_settings(cmd))
     coords = periodic_grid([cmd.samples])
     eigen: Dict[str, Dict[str, np.ndarray]] = {}
     stats: Dict[str, Dict[str, Dict[str, float]]] = {}
@@ -130,10 +143,9 @@ def run_ntk(cmd: NTKCommand) -> Dict[str, object]:
         "seconds": seconds,
         "statistics": stats,
     }
-    (cmd.out / "ntk.json").write_text(json.dumps(record, indent=2))
-    np.savez_compressed(
-        cmd.out / "ntk_eigenvalues.npz", **{f"{enc}_{norm}": v for enc, per in eigen.items() for norm, v in per.items()}
-    )
+    write_text(cmd.out / "ntk.json", json.dumps(record, indent=2))
+    with atomic_write(cmd.out / "ntk_eigenvalues.npz") as tmp:
+        np.savez_compressed(tmp, **{f"{enc}_{norm}": v for enc, per in eigen.items() for norm, v in per.items()})
     keys = [
         "trace_mean",
         "trace_variance",
@@ -155,7 +167,7 @@ def run_ntk(cmd: NTKCommand) -> Dict[str, object]:
         "relative_variance = v / m^2 and max_over_mean = max / m do not depend on the kernel's overall scale; "
         "log10_mean is the mean of log10 over the positive eigenvalues.\n\n" + stats_table(stats, keys) + "\n"
     )
-    (cmd.out / "ntk.md").write_text(md)
+    write_text(cmd.out / "ntk.md", md)
     table = Table(title=f"NTK eigenvalues ({cmd.arch}, T={cmd.samples})")
     for col in ("encoding", "norm", "mean", "median", "max", "max/median"):
         table.add_column(col)
@@ -205,7 +217,8 @@ class SpectralDynamicsCommand:
     out: Path = Path("outputs/spectral_dynamics")
     """output directory"""
     overwrite: bool = False
-    """start over where OUT/METHOD/ holds another run's outputs (they are removed first)"""
+    """replace the outputs of another run (other settings, or another command) in --out: everything a nerf_norm
+    command wrote there is removed first, the METHOD/ folders of other methods included"""
 
     def validate(self) -> List[str]:
         methods = _split(self.methods, "--methods")
@@ -255,8 +268,11 @@ def build_signal_task(cmd: SpectralDynamicsCommand) -> SignalTask:
 
 def run_spectral_dynamics(cmd: SpectralDynamicsCommand) -> Dict[str, object]:
     methods = cmd.validate()
+    check_output_dir(cmd.out)
     task = build_signal_task(cmd)
-    cmd.out.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(
+        cmd.out, (*SPECTRAL_OUTPUTS, *methods), cmd.overwrite, command="nerf-norm spectral-dynamics", run=_settings(cmd)
+    )
     runs = []
     start = time.perf_counter()
     for method in methods:
@@ -286,7 +302,7 @@ def run_spectral_dynamics(cmd: SpectralDynamicsCommand) -> Dict[str, object]:
         "seconds": seconds,
         "runs": [r.as_dict() for r in runs],
     }
-    (cmd.out / "spectral_dynamics.json").write_text(json.dumps(record, indent=2))
+    write_text(cmd.out / "spectral_dynamics.json", json.dumps(record, indent=2))
     table = Table(title="relative error per band at the end (low -> high frequency)")
     table.add_column("method")
     table.add_column("PSNR")

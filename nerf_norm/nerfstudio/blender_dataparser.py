@@ -16,9 +16,9 @@ from typing import Type
 
 import numpy as np
 from nerfstudio.data.dataparsers.blender_dataparser import Blender, BlenderDataParserConfig
-from PIL import Image
 
 from ..errors import UserError
+from ..image_files import readable_image_size
 
 
 def frame_image_path(data: Path, file_path: str) -> Path:
@@ -62,11 +62,7 @@ def check_blender_split(data: Path, split: str) -> None:
         image = frame_image_path(data, file_path)
         if not image.is_file():
             raise UserError(f"{where}.file_path = {file_path!r}: image file {image} not found")
-        try:
-            with Image.open(image) as im:
-                sizes.setdefault(im.size, image)
-        except OSError as exc:
-            raise UserError(f"{where}.file_path: {image} is not a readable image ({exc})") from exc
+        sizes.setdefault(readable_image_size(image, f"{where}.file_path"), image)
         matrix = frame.get("transform_matrix")
         try:
             m = np.asarray(matrix, dtype=np.float64)

@@ -24,6 +24,8 @@ from typing import List
 import torch
 from torch import nn
 
+from ..errors import UserError
+
 
 def numpy_scalar_globals() -> list:
     """The numpy objects a pickled ``numpy.float64`` (or int/bool scalar) refers to."""
@@ -45,8 +47,9 @@ def allow_numpy_scalars() -> None:
         add(numpy_scalar_globals())
 
 
-class CheckpointMismatch(RuntimeError):
-    """A checkpoint whose keys do not match the model's (raised even by non-strict loads)."""
+class CheckpointMismatch(UserError, RuntimeError):
+    """A checkpoint whose keys do not match the model's (raised even by non-strict loads); a user error, so
+    ``ns-train --load-dir`` and our commands report it as one line."""
 
 
 def refuse_partial_loads(model: nn.Module, prefix: str) -> None:

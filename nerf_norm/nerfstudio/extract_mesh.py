@@ -19,7 +19,9 @@ import torch
 
 from ..errors import UserError, require_finite_positive, require_memory
 from ..mesh import MeshStats, extract_mesh, keep_largest_component, transform_vertices
+from ..outputs import atomic_write, check_output_file
 from .metrics import offline_lpips
+from .run_errors import check_run_checkpoints
 from .statistics import refresh_running_statistics
 
 __all__ = ["ExtractMeshCommand", "run_extract_mesh", "load_pipeline"]
@@ -60,14 +62,15 @@ def load_pipeline(config_path: Path, test_mode: str = "inference"):
     config_path = Path(config_path)
     if not config_path.is_file():
         raise UserError(f"--load-config {config_path}: no such file (expected a run's config.yml)")
-    _check_run_config(config_path)
+    check_run_checkpoints(_check_run_config(config_path))
     with offline_lpips():
         config, pipeline, _, _ = eval_setup(config_path, test_mode=test_mode)
     return config, pipeline
 
 
-def _check_run_config(config_path: Path) -> None:
-    """One line instead of a YAML or assertion traceback when ``config_path`` is not a nerfstudio run's config."""
+def _check_run_config(config_path: Path):
+    """The run's ``TrainerConfig``; one line instead of a YAML or assertion traceback when ``config_path`` is not
+    a nerfstudio run's config."""
     import yaml
     from nerfstudio.engine.trainer import TrainerConfig
 
@@ -84,6 +87,7 @@ def _check_run_config(config_path: Path) -> None:
             f"--load-config {config_path}: holds a {type(config).__name__}, not a nerfstudio "
             "TrainerConfig; expected the config.yml that ns-train writes into its run folder"
         )
+    return config
 
 
 def _scale_matrix(pipeline) -> Optional[np.ndarray]:
@@ -93,9 +97,7 @@ def _scale_matrix(pipeline) -> Optional[np.ndarray]:
 
 
 def run_extract_mesh(cmd: ExtractMeshCommand, progress=None) -> Path:
-    out = Path(cmd.out)
-    if out.exists() and not cmd.overwrite:
-        raise UserError(f"output exists: {out} (pass --overwrite to replace it)")
+    out = check_output_file(cmd.out, cmd.overwrite)
     if out.suffix.lower() not in (".ply", ".obj", ".stl", ".off", ".glb"):
         raise UserError(f"--out {out}: unsupported mesh format {out.suffix!r}; use .ply, .obj, .stl, .off or .glb")
     for option, value, least in (
@@ -147,7 +149,6 @@ def run_extract_mesh(cmd: ExtractMeshCommand, progress=None) -> Path:
 
     out.parent.mkdir(parents=True, exist_ok=True)
     mesh = trimesh.Trimesh(vertices, faces, process=False)
-    tmp = out.with_name(out.stem + ".tmp" + out.suffix)
-    mesh.export(str(tmp))
-    tmp.replace(out)
+    with atomic_write(out) as tmp:
+        mesh.export(str(tmp))
     return out

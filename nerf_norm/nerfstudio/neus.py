@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from ..norms import make_norm
 from .checkpoints import prepare_checkpoints
+from .chunked import forward_in_chunks
 from .metrics import drop_missing, offline_lpips
 from .norm_options import NormOptions
 from .softplus import BoundedSoftplus
@@ -246,6 +247,11 @@ class NeuSNormModel(NeuSModel):
     def get_image_metrics_and_images(self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]):
         metrics, images = super().get_image_metrics_and_images(outputs, batch)
         return drop_missing(metrics, self.lpips), images
+
+    def forward(self, ray_bundle):
+        """nerfstudio's forward; a large batch outside training (``ns-export``) in chunks, in bounded memory
+        (:func:`~nerf_norm.nerfstudio.chunked.forward_in_chunks`)."""
+        return forward_in_chunks(super().forward, ray_bundle, self.config.eval_num_rays_per_chunk, self.training)
 
     def sdf(self, points: Tensor) -> Tensor:
         """SDF at ``[N, 3]`` points of the normalized scene frame, ``[N]`` (eval-mode statistics when the

@@ -4,13 +4,14 @@ Reads ``image/*.png``, optionally ``mask/*.png``, and ``cameras_sphere.npz`` (se
 every ``P_i = world_mat_i`` is composed with ``scale_mat_i`` and decomposed into intrinsics and an OpenCV pose
 in the normalized frame where the object lies in the unit sphere, then converted to nerfstudio's OpenGL
 convention. The scale matrix is kept in the outputs' metadata (``scale_mat``) so meshes can be written back
-in world units. ``--downscale-factor N`` resizes images (and masks) once into a cache folder and scales the
+in world units. ``--downscale-factor N`` resizes images (and masks) once into a cache folder (keyed by their content) and scales the
 intrinsics to match.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Type
@@ -22,7 +23,10 @@ from nerfstudio.data.scene_box import SceneBox
 from PIL import Image
 
 from ..errors import UserError
+from ..file_identity import content_digest
+from ..image_files import readable_image_size
 from ..neus_layout import load_cameras, sorted_images
+from ..outputs import atomic_write, write_text
 
 __all__ = ["NeuSDataParserConfig", "NeuSDataParser", "downscaled_copies"]
 
@@ -33,19 +37,26 @@ def _cache_root(data: Path) -> Path:
 
 
 def downscaled_copies(files: List[Path], factor: int, folder: Path, resample=Image.Resampling.LANCZOS) -> List[Path]:
-    """Copies of ``files`` resized by ``1 / factor`` into ``folder`` (kept and reused while newer than the
-    source). Returns their paths in order."""
+    """Copies of ``files`` resized by ``1 / factor`` into ``folder``. Each copy is reused only while its source
+    still has the content hash recorded beside it (a replaced source is resized again, whatever its timestamps).
+    Returns their paths in order."""
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for src in files:
         dst = folder / (src.stem + ".png")
-        if not dst.exists() or dst.stat().st_mtime < src.stat().st_mtime:
+        stamp_file = dst.with_suffix(".source.json")
+        stamp = {"source": str(src.resolve()), "sha256": content_digest(src)}
+        try:
+            fresh = dst.exists() and json.loads(stamp_file.read_text()) == stamp
+        except (OSError, ValueError):
+            fresh = False
+        if not fresh:
             with Image.open(src) as img:
                 w, h = img.size
                 small = img.resize((max(1, round(w / factor)), max(1, round(h / factor))), resample)
-                tmp = dst.with_suffix(".tmp.png")
-                small.save(tmp)
-                tmp.replace(dst)
+            with atomic_write(dst) as tmp:
+                small.save(tmp, format="PNG")
+            write_text(stamp_file, json.dumps(stamp))
         out.append(dst)
     return out
 
@@ -104,10 +115,7 @@ class NeuSDataParser(DataParser):
         data, images, masks = self._files()
         cams = load_cameras(data / cfg.cameras_file, len(images))
         K, c2w = cams.intrinsics_and_poses()
-        sizes = set()
-        for path in images:
-            with Image.open(path) as img:  # reads the header only
-                sizes.add(img.size)
+        sizes = {readable_image_size(path) for path in images}  # each read whole: a broken file is named now
         if len(sizes) != 1:
             raise UserError(
                 f"{data / 'image'}: images differ in size ({sorted(sizes)}); the NeuS layout needs one size"
@@ -115,12 +123,12 @@ class NeuSDataParser(DataParser):
         ((width, height),) = sizes
         if masks is not None:
             for path in masks:
-                with Image.open(path) as img:
-                    if img.size != (width, height):
-                        raise UserError(
-                            f"{path}: mask is {img.size[0]}x{img.size[1]} but the images are "
-                            f"{width}x{height}; the NeuS layout needs one mask per image, same size"
-                        )
+                size = readable_image_size(path)
+                if size != (width, height):
+                    raise UserError(
+                        f"{path}: mask is {size[0]}x{size[1]} but the images are "
+                        f"{width}x{height}; the NeuS layout needs one mask per image, same size"
+                    )
         if width // cfg.downscale_factor < 1 or height // cfg.downscale_factor < 1:
             raise UserError(
                 f"--downscale-factor {cfg.downscale_factor} leaves no pixels of the {width}x{height} "

@@ -81,7 +81,7 @@ def write_blender_scene(
     ``progress``: optional callable ``(done, total)`` for a progress bar.
     """
     config.validate()
-    out = prepare_output_dir(Path(out), OUTPUTS, overwrite)
+    out = prepare_output_dir(Path(out), OUTPUTS, overwrite, command="nerf-norm make-scene blender")
     scene = default_scene()
     w = h = config.resolution
     focal = 0.5 * w / math.tan(0.5 * config.camera_angle_x)

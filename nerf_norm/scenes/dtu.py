@@ -137,7 +137,7 @@ def write_dtu_scene(
     import open3d as o3d
 
     config.validate()
-    out = prepare_output_dir(Path(out), OUTPUTS, overwrite)
+    out = prepare_output_dir(Path(out), OUTPUTS, overwrite, command="nerf-norm make-scene dtu")
     mesh_path = Path(mesh_path) if mesh_path is not None else default_mesh_path()
     mesh = load_scene_mesh(mesh_path)
     centre = mesh.bounding_sphere.primitive.center

@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor, nn
 
 from ..errors import UserError, require_finite_positive
+from ..file_identity import content_digest
 from ..networks import count_parameters
 from ..norms.running_statistics import norms_with_running_statistics, refresh_statistics
 from ..outputs import prepare_output_dir
@@ -78,6 +79,12 @@ class Task(abc.ABC):
     #: on the other points of its chunk; a full-batch task evaluates its whole batch at once
     eval_chunk: Optional[int] = None
 
+    def train_batch(self) -> int:
+        """Coordinates one training step sees (all of :meth:`coords` unless :meth:`sample` draws batches)."""
+        if not self.trains_on_batches():
+            return len(self.coords())
+        return len(self.sample(torch.Generator().manual_seed(0)))
+
     @classmethod
     def trains_on_batches(cls) -> bool:
         """Whether a training step sees a batch drawn by :meth:`sample` rather than every coordinate."""
@@ -94,6 +101,11 @@ class Task(abc.ABC):
     def describe(self) -> Dict[str, object]:
         """What identifies the data (stored with checkpoints and metrics)."""
         return {"task": self.name}
+
+    def input_digest(self) -> Optional[str]:
+        """Hash of the input file's bytes (``self.source`` when it names a file), so a run never resumes on a
+        replaced input of the same name and size; ``None`` for bundled or generated data."""
+        return content_digest(getattr(self, "source", None))
 
     def record(self, pred: Tensor) -> Dict[str, object]:
         """Extra quantities logged with the progress metric (JSON-serialisable); none by default."""
@@ -179,6 +191,10 @@ class TrainingState:
     best: Dict[str, float] = field(default_factory=lambda: {"value": -math.inf, "iteration": 0})
     tracked: List[nn.Module] = field(default_factory=list)
     statistics: List[Dict[str, Tensor]] = field(default_factory=list)
+    start_loss: Optional[float] = None
+    """the loss of the first iteration (the divergence check's reference)"""
+    above_start: int = 0
+    """iterations in a row whose loss exceeded ``DIVERGENCE_FACTOR`` times ``start_loss``"""
 
     def keep_statistics(self) -> None:
         self.statistics = [{k: b.clone() for k, b in m.named_buffers()} for m in self.tracked]
@@ -188,6 +204,36 @@ class TrainingState:
             for norm, saved in zip(self.tracked, self.statistics):
                 for k, b in norm.named_buffers():
                     b.copy_(saved[k])
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so that the same handlers checkpoint and clean up."""
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """Within the block, SIGTERM raises :class:`Terminated` (main thread only; elsewhere nothing changes)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+#: a loss above this multiple of its first value ...
+DIVERGENCE_FACTOR = 100.0
+#: ... for this many iterations in a row means the fit diverged
+DIVERGENCE_STEPS = 10
 
 
 class Trainer:
@@ -214,7 +260,7 @@ class Trainer:
     def _identity(self, task: Task) -> Dict[str, object]:
         cfg = asdict(self.config)
         keep = {k: cfg[k] for k in ("lr", "lr_final_ratio", "seed")}
-        return {**self.run_info, **task.describe(), **keep}
+        return {**self.run_info, **task.describe(), "input_sha256": task.input_digest(), **keep}
 
     @property
     def _ckpt_path(self) -> Path:
@@ -249,7 +295,10 @@ class Trainer:
         if cfg.overwrite or not path.exists():
             # no run of ours to resume here: whatever outputs the folder holds are someone else's
             prepare_output_dir(
-                self.out_dir, (self.CHECKPOINT, "metrics.json", "curve.png", *task.outputs), cfg.overwrite
+                self.out_dir,
+                (self.CHECKPOINT, "metrics.json", "curve.png", *task.outputs),
+                cfg.overwrite,
+                command=f"nerf-norm {task.name}",
             )
         if path.exists():
             if not cfg.resume:
@@ -277,17 +326,30 @@ class Trainer:
         index = task.sample(state.generator)
         pred = state.model(coords if index is None else coords[index])
         loss = task.loss(pred, index)
-        if not torch.isfinite(loss):
-            raise UserError(
-                f"training diverged: the loss became {loss.item()} at iteration {state.step} (learning "
-                f"rate {state.scheduler.get_last_lr()[0]:.3g}); try a smaller --lr"
-            )
+        self._check_divergence(state, loss.item())  # the step's one host sync (the bar and curve need it too)
         loss.backward()
         state.optimizer.step()
         state.scheduler.step()
         state.step += 1
         state.keep_statistics()
         return pred, loss, index
+
+    def _check_divergence(self, state: TrainingState, loss: float) -> None:
+        """Stops a fit whose loss is not finite, or has stayed above :data:`DIVERGENCE_FACTOR` times its first value
+        for :data:`DIVERGENCE_STEPS` iterations, with one line saying so (no NaN needed to notice)."""
+        rate = f"learning rate {state.scheduler.get_last_lr()[0]:.3g}"
+        if not math.isfinite(loss):
+            raise UserError(
+                f"training diverged: the loss became {loss} at iteration {state.step} ({rate}); try a smaller --lr"
+            )
+        state.start_loss = state.start_loss if state.start_loss is not None else loss
+        state.above_start = state.above_start + 1 if loss > DIVERGENCE_FACTOR * state.start_loss else 0
+        if state.above_start >= DIVERGENCE_STEPS:
+            raise UserError(
+                f"training diverged: the loss has stayed above {DIVERGENCE_FACTOR:g}x its first value "
+                f"({state.start_loss:.4g}) for {state.above_start} iterations, now {loss:.4g} at iteration "
+                f"{state.step} ({rate}); try a smaller --lr"
+            )
 
     def _log_step(self, task: Task, state: TrainingState, pred: Tensor, loss: Tensor, index, t_start: float):
         """Updates the best value and, every ``log_every`` iterations, the curve; returns the value to show."""
@@ -369,9 +431,11 @@ class Trainer:
 
     @contextlib.contextmanager
     def _checkpoint_on_interrupt(self, state: TrainingState, identity, t_start: float):
-        """Ctrl-C during training writes a checkpoint of the last finished iteration, then re-raises."""
+        """Ctrl-C (SIGINT) or SIGTERM (a scheduler's or ``timeout``'s stop) during training writes a checkpoint of
+        the last finished iteration, then re-raises (SIGTERM as :class:`Terminated`)."""
         try:
-            yield
+            with terminate_as_interrupt():
+                yield
         except KeyboardInterrupt:
             if state.step > 0:
                 state.restore_statistics()  # undo the interrupted iteration's running-statistics update
@@ -401,6 +465,7 @@ class Trainer:
                 "elapsed": elapsed,
                 "history": state.history,
                 "best": state.best,
+                "start_loss": state.start_loss,
                 "planned_iters": self.config.iters,
             },
             tmp,
@@ -437,6 +502,7 @@ class Trainer:
         state.optimizer.load_state_dict(ckpt["optimizer"])
         state.scheduler.load_state_dict(ckpt["scheduler"])
         state.best = ckpt.get("best", {"value": -math.inf, "iteration": 0})
+        state.start_loss = ckpt.get("start_loss")
         state.step, state.elapsed, state.history = int(ckpt["step"]), float(ckpt["elapsed"]), ckpt["history"]
         return ckpt.get("planned_iters")
 

@@ -65,6 +65,14 @@ def load_slice(path: Optional[Path], size: int) -> tuple[np.ndarray, str]:
     return np.clip(square / peak, 0.0, 1.0), source
 
 
+def check_ct_options(projections: int, size: int) -> None:
+    """The CT task's option values (checked by the command before anything runs, and by the task)."""
+    if projections < 1:
+        raise UserError(f"--projections must be at least 1, got {projections}")
+    if size < 16:
+        raise UserError(f"--size must be at least 16 pixels, got {size}")
+
+
 class CTTask(Task):
     """Reconstruct a slice from its sinogram: ``[N^2, 2]`` pixel coordinates -> ``[N^2, 1]`` attenuation."""
 
@@ -76,10 +84,7 @@ class CTTask(Task):
     out_dim = 1
 
     def __init__(self, image: Optional[Path] = None, projections: int = 100, size: int = 256) -> None:
-        if projections < 1:
-            raise UserError(f"--projections must be at least 1, got {projections}")
-        if size < 16:
-            raise UserError(f"--size must be at least 16 pixels, got {size}")
+        check_ct_options(projections, size)
         # the projector samples every angle on a size x size grid: the sampling grid (2 float32) and the samples,
         # kept for backward, per angle
         require_memory(f"a {size}x{size} CT grid with {projections} projections", projections * size**2 * 16.0)
@@ -197,6 +202,10 @@ class CTCommand(FitCommand):
     """training iterations, full batch (paper: 20,000; 300 is the CPU default)"""
     lr: Optional[float] = 5e-3
     """initial Adam learning rate (paper: 5e-3 for every method, decayed to 5e-4)"""
+
+    def validate(self) -> None:
+        super().validate()
+        check_ct_options(self.projections, self.size)
 
 
 def run_ct(cmd: CTCommand):

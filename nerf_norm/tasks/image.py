@@ -53,12 +53,31 @@ def load_image(path: Optional[Path]) -> tuple[np.ndarray, str]:
     elif arr.dtype == np.uint16:
         img = arr.astype(np.float32) / 65535.0
     elif np.issubdtype(arr.dtype, np.floating):
-        img = np.clip(arr.astype(np.float32), 0.0, 1.0)
+        img = _unit_range(arr.astype(np.float32), path)
     else:
         raise UserError(f"image {path} has unsupported pixel type {arr.dtype}")
     if min(img.shape[:2]) < 16:
         raise UserError(f"image {path} is {img.shape[1]}x{img.shape[0]}; need at least 16 pixels on a side")
     return img, str(path)
+
+
+def _unit_range(img: np.ndarray, path: Path) -> np.ndarray:
+    """A floating-point image ``[H, W, C]`` as the fit takes it: finite values, clipped to [0, 1] (said once when
+    any value lies outside; NaN or infinite values are refused, naming the first one)."""
+    bad = ~np.isfinite(img)
+    if bad.any():
+        row, col = np.argwhere(bad)[0][:2]
+        raise UserError(
+            f"image {path} has {int(bad.any(axis=-1).sum())} pixel(s) with NaN or infinite values (the first at "
+            f"row {row}, column {col}); expected finite values in [0, 1]"
+        )
+    lo, hi = float(img.min()), float(img.max())
+    if lo < 0.0 or hi > 1.0:
+        console.log(
+            f"{path}: floating-point values span [{lo:g}, {hi:g}], outside the expected [0, 1]; "
+            "they are clipped to [0, 1] (rescale the image first to keep them)"
+        )
+    return np.clip(img, 0.0, 1.0)
 
 
 def quantize8(x: Tensor) -> Tensor:
@@ -76,6 +95,12 @@ def pixel_grid(height: int, width: int) -> Tensor:
     return coordinate_grid((height, width))
 
 
+def check_image_options(downscale: Optional[int]) -> None:
+    """The image task's option values (checked by the command before anything runs, and by the task)."""
+    if downscale is not None and downscale < 1:
+        raise UserError(f"--downscale must be a positive integer, got {downscale}")
+
+
 class ImageTask(Task):
     """Fit an image: ``[H * W, 2]`` coordinates -> ``[H * W, C]`` colours."""
 
@@ -85,8 +110,7 @@ class ImageTask(Task):
     track_best = True
 
     def __init__(self, image: Optional[Path] = None, downscale: int = 1) -> None:
-        if downscale < 1:
-            raise UserError(f"--downscale must be a positive integer, got {downscale}")
+        check_image_options(downscale)
         img, self.source = load_image(image)
         if downscale > 1:
             from skimage.transform import resize
@@ -217,6 +241,10 @@ class ImageCommand(FitCommand):
     """output directory"""
     iters: int = 500
     """training iterations (full batch each)"""
+
+    def validate(self) -> None:
+        super().validate()
+        check_image_options(self.downscale)
 
 
 def run_image(cmd: ImageCommand):

@@ -141,19 +141,32 @@ def _rescale_intensities(vol: np.ndarray, path: Path) -> np.ndarray:
     return (vol - lo) / (hi - lo)
 
 
+def check_mri_options(resolution: Optional[int], sampling: float, center: float) -> None:
+    """The MRI task's option values (checked by the command before anything runs, and by the task)."""
+    if resolution is not None and resolution < 8:
+        raise UserError(f"--resolution must be at least 8 voxels per axis, got {resolution}")
+    if not 0 < sampling <= 1:
+        raise UserError(f"--sampling must be a fraction in (0, 1], got {sampling}")
+    if not 0 <= center < 1:
+        raise UserError(f"--center must be in [0, 1), got {center}")
+
+
 def variable_density_mask(
     shape: Union[int, Sequence[int]], sampling: float, center: float = 0.08, seed: int = 0
 ) -> Tensor:
     """Boolean mask of k-space (``[R, R, R]`` for an int ``shape``) in FFT order (zero frequency at index 0); the
     radius is in fractions of each axis' Nyquist frequency. See the module docstring."""
-    if not 0 < sampling <= 1:
-        raise UserError(f"--sampling must be a fraction in (0, 1], got {sampling}")
-    if not 0 <= center < 1:
-        raise UserError(f"--center must be in [0, 1), got {center}")
+    check_mri_options(None, sampling, center)
     shape = (shape,) * 3 if isinstance(shape, int) else tuple(shape)
     axes = [torch.fft.fftfreq(n, d=1.0 / n, dtype=torch.float64) / (n / 2) for n in shape]
     radius = torch.sqrt(sum(k**2 for k in torch.meshgrid(*axes, indexing="ij")))
     core = radius <= center
+    core_fraction = core.double().mean().item()
+    if core_fraction > sampling:
+        raise UserError(
+            f"--center {center} alone measures {100 * core_fraction:.1f}% of k-space, more than --sampling "
+            f"{sampling} ({100 * sampling:g}%); lower --center or raise --sampling"
+        )
     weight = torch.exp(-(radius**2) / (2 * 0.3**2))
     lo, hi = 0.0, 1.0 / float(weight.min())  # at hi every coefficient is measured
     for _ in range(200):  # expected fraction is monotone in the scale
@@ -183,8 +196,7 @@ class MRITask(Task):
         center: float = 0.08,
         mask_seed: int = 0,
     ) -> None:
-        if resolution is not None and resolution < 8:
-            raise UserError(f"--resolution must be at least 8 voxels per axis, got {resolution}")
+        check_mri_options(resolution, sampling, center)
         if resolution is not None or volume is None:
             # coordinates (3 float32), the complex k-space and its mask, target and prediction volumes
             require_memory(
@@ -341,6 +353,10 @@ class MRICommand(FitCommand):
     """training iterations, full batch (paper: 1000; 300 is the CPU default)"""
     lr: Optional[float] = 2e-3
     """initial Adam learning rate (paper: 2e-3 for every method)"""
+
+    def validate(self) -> None:
+        super().validate()
+        check_mri_options(self.resolution, self.sampling, self.center)
 
 
 def run_mri(cmd: MRICommand):

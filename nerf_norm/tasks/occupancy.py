@@ -62,6 +62,16 @@ def iou(pred: Tensor, target: Tensor) -> float:
     return 1.0 if union == 0 else (pred & target).sum().item() / union
 
 
+def check_occupancy_options(resolution: int, batch: int, fill: float = 0.9) -> None:
+    """The occupancy task's option values (checked by the command before anything runs, and by the task)."""
+    if resolution < 8:
+        raise UserError(f"--resolution must be at least 8 samples per axis, got {resolution}")
+    if batch < 2:
+        raise UserError(f"--batch must be at least 2 points (batch statistics need two samples), got {batch}")
+    if not 0 < fill <= 1:
+        raise UserError(f"--fill must be in (0, 1], got {fill}")
+
+
 class OccupancyTask(Task):
     """Fit the occupancy of a mesh: ``[R^3, 3]`` grid points -> ``[R^3, 1]`` logits, ``batch`` points per step."""
 
@@ -80,14 +90,9 @@ class OccupancyTask(Task):
         from ..mesh import read_mesh
         from ..scenes.dtu import default_mesh_path
 
-        if resolution < 8:
-            raise UserError(f"--resolution must be at least 8 samples per axis, got {resolution}")
-        if batch < 2:
-            raise UserError(f"--batch must be at least 2 points (batch statistics need two samples), got {batch}")
+        check_occupancy_options(resolution, batch, fill)
         # grid coordinates (3 float32), winding numbers (float64), occupancy and the evaluation's logits
         require_memory(f"a {resolution}^3 occupancy grid", resolution**3 * 32.0)
-        if not 0 < fill <= 1:
-            raise UserError(f"--fill must be in (0, 1], got {fill}")
         path = Path(mesh) if mesh is not None else default_mesh_path()
         self.source = str(path)
         tri = read_mesh(path, process=True)  # merges duplicate vertices so open edges are counted correctly
@@ -206,6 +211,10 @@ class OccupancyCommand(FitCommand):
     """training steps (paper: 200 epochs of a 512^3 grid; 200 steps is the CPU default)"""
     lr: Optional[float] = 5e-3
     """initial Adam learning rate (paper: 5e-3 for every method)"""
+
+    def validate(self) -> None:
+        super().validate()
+        check_occupancy_options(self.resolution, self.batch)
 
 
 def run_occupancy(cmd: OccupancyCommand):

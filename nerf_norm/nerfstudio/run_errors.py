@@ -1,0 +1,89 @@
+"""One line instead of a traceback for nerfstudio's own failures on a broken run folder.
+
+``ns-eval``, ``ns-viewer --load-config``, ``ns-render`` and ``ns-export`` load a run through nerfstudio's
+``eval_setup``, which ends in an ``IndexError`` when the run's checkpoint folder is empty (the run saved none yet)
+and in torch's reader error when a checkpoint is truncated. We do not patch nerfstudio: :func:`explain` reads the
+failing frame of nerfstudio's ``eval_load_checkpoint`` from the traceback and names what is missing, and the
+exception hook our method configurations install (:func:`nerf_norm.errors.install_user_error_hook`) prints it.
+:func:`check_run_checkpoints` makes the same checks before loading, for our own commands.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from types import TracebackType
+from typing import Optional
+
+from ..errors import UserError
+
+__all__ = ["explain", "check_run_checkpoints", "checkpoint_steps"]
+
+_CHECKPOINT = re.compile(r"^step-(\d+)\.ckpt$")
+
+
+def checkpoint_steps(folder: Path) -> list:
+    """The steps of the ``step-*.ckpt`` files in ``folder``, ascending."""
+    return sorted(int(m.group(1)) for p in Path(folder).iterdir() if (m := _CHECKPOINT.match(p.name)))
+
+
+def _no_checkpoint(folder: Path) -> str:
+    return (
+        f"the run has no checkpoint: {folder} holds no step-*.ckpt (ns-train writes one every --steps-per-save "
+        "steps and at the end; train longer, or point --load-config at a run that saved one)"
+    )
+
+
+def _unreadable(path: Path, exc: BaseException) -> str:
+    first = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return f"cannot read checkpoint {path} ({first}): it is truncated or not a nerfstudio checkpoint"
+
+
+def check_run_checkpoints(config) -> Path:
+    """The newest checkpoint of the run ``config`` (a loaded ``config.yml``) describes, or :class:`UserError`
+    naming what is missing: the checkpoint folder, a checkpoint in it, or a readable one."""
+    import zipfile
+
+    folder = Path(config.get_checkpoint_dir())
+    if not folder.is_dir():
+        raise UserError(
+            f"the run's checkpoint folder {folder} (from its config.yml: output_dir / experiment / method / "
+            "timestamp) does not exist; run from the folder ns-train ran in, or fix output_dir in config.yml"
+        )
+    steps = checkpoint_steps(folder)
+    if not steps:
+        raise UserError(_no_checkpoint(folder))
+    path = folder / f"step-{steps[-1]:09d}.ckpt"
+    try:
+        with zipfile.ZipFile(path) as archive:  # torch's format is a zip archive; a truncated one has no directory
+            archive.namelist()
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise UserError(_unreadable(path, exc)) from None
+    return path
+
+
+def explain(exc: BaseException, tb: Optional[TracebackType]) -> Optional[str]:
+    """A one-line message for ``exc`` when it was raised in nerfstudio's ``eval_load_checkpoint`` for a cause on
+    the user's side; ``None`` for anything else (the traceback is then shown as usual)."""
+    frame = None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name == "eval_load_checkpoint" and code.co_filename.replace("\\", "/").endswith(
+            "nerfstudio/utils/eval_utils.py"
+        ):
+            frame = tb.tb_frame
+        tb = tb.tb_next
+    if frame is None:
+        return None
+    config = frame.f_locals.get("config")
+    load_path = frame.f_locals.get("load_path")
+    if load_path is not None and not isinstance(exc, AssertionError):
+        return _unreadable(Path(load_path), exc)
+    folder = getattr(config, "load_dir", None)
+    if folder is None:
+        return None
+    if isinstance(exc, (IndexError, ValueError)):  # no step-*.ckpt, or a file name it could not parse
+        return _no_checkpoint(Path(folder))
+    if isinstance(exc, AssertionError) and load_path is not None:
+        return f"checkpoint {load_path} does not exist (--load-step names a step the run did not save)"
+    return None
