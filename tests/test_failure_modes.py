@@ -557,19 +557,28 @@ def test_a_truncated_frame_is_named_with_its_file(tmp_path, layout):
         check()
 
 
-def test_the_demo_baseline_is_a_registered_method_and_help_names_only_registered_ones():
+def test_both_demo_runs_open_with_eval_setup_and_help_names_only_registered_methods(tmp_path):
+    """The demo saves each run under its -lite method name; ns-eval and ns-viewer --load-config find the method by
+    that name and load the run with nerfstudio's eval_setup (offline: no LPIPS weights to download)."""
+    import inspect
     import re
 
     from nerfstudio.configs.method_configs import all_methods
+    from nerfstudio.utils.eval_utils import eval_setup
 
     from nerf_norm.demo import COMPARED, DemoCommand
-    from nerf_norm.nerfstudio.experiment import lite_config
+    from nerf_norm.nerfstudio.experiment import RunSettings, configure, lite_config, train
+    from nerf_norm.nerfstudio.mipnerf import MipNerfNormModel
+    from nerf_norm.scenes.blender import BlenderSceneConfig, write_blender_scene
 
-    for name in COMPARED:  # the demo saves each run under its -lite name: ns-eval / ns-viewer look it up there
-        saved = lite_config(name).method_name
-        assert saved in all_methods, saved
-        assert type(all_methods[saved].pipeline.model) is type(lite_config(name).pipeline.model)
-    import inspect
-
+    scene = write_blender_scene(tmp_path / "scene", BlenderSceneConfig(resolution=16, train_views=4))
+    for name in COMPARED:
+        config = configure(lite_config(name), RunSettings(scene, tmp_path / name, steps=1))
+        assert config.method_name in all_methods
+        train(config)
+        _, pipeline, _, step = eval_setup(config.get_base_dir() / "config.yml", test_mode="inference")
+        assert isinstance(pipeline.model, MipNerfNormModel)
+        normalized = any("Norm" in type(m).__name__ for m in pipeline.model.field.modules())
+        assert normalized == (name != "mipnerf")  # the baseline keeps nerfstudio's MLPs as they are
     named = set(re.findall(r"\b(mipnerf[\w-]*-lite)\b", inspect.getsource(DemoCommand)))
     assert named and named <= set(all_methods), named

@@ -37,13 +37,13 @@ def tiny_scene(tmp_path_factory):
 
 
 def test_methods_registered_and_equal_to_mipnerf_elsewhere():
-    assert OUR_METHODS == ["mipnerf-bn", "mipnerf-cn", "mipnerf-cn-lite", "mipnerf-gn", "mipnerf-ln"]
+    assert OUR_METHODS == ["mipnerf-bn", "mipnerf-cn", "mipnerf-cn-lite", "mipnerf-gn", "mipnerf-lite", "mipnerf-ln"]
     ours = {name: method_config(name) for name in OUR_METHODS}
     base = method_config("mipnerf")
     for name, config in ours.items():
         model = config.pipeline.model
         assert isinstance(model, MipNerfNormModelConfig) and config.method_name == name
-        assert model.norm == name.split("-")[1]
+        assert model.norm == ("none" if name == "mipnerf-lite" else name.split("-")[1])
         assert model.loss_coefficients == base.pipeline.model.loss_coefficients
         assert model.collider_params == base.pipeline.model.collider_params
         assert model.background_color == base.pipeline.model.background_color
@@ -109,6 +109,9 @@ def test_train_two_iterations(name, tiny_scene, tmp_path):
     trainer, _ = train(config)
     field = trainer.pipeline.model.field
     assert all(torch.isfinite(p).all() for p in field.parameters())
+    if name == "mipnerf-lite":  # the baseline: nerfstudio's MLPs as they are
+        assert type(field.mlp_base).__name__ == "MLP"
+        return
     first = field.mlp_base.norms[0]
     if name != "mipnerf-ln":  # layer norm keeps no running statistics
         assert [int(s.num_batches_tracked) for s in first.sets] == [2, 2]  # one coarse and one fine call per step

@@ -1,5 +1,5 @@
-"""``nerf-norm sweep`` on an embedded local Ray instance: a 4-cell image grid, a rerun that trains nothing, and a
-failing cell that is reported without stopping the others."""
+"""``nerf-norm sweep`` on an embedded local Ray instance: a 4-cell image grid, a rerun that trains nothing, other
+arguments refused in the same folder, and a failing cell that is reported without stopping the others (exit 1)."""
 
 from __future__ import annotations
 
@@ -69,15 +69,24 @@ def test_grid_then_rerun_then_failing_cell(tmp_path, image, cli_output):
     assert squash("4 already in") in cli_output()
     assert len(_lines(out)) == 4
 
-    # another input that cannot be read: its cells fail with their error, the table keeps the 4 finished ones
+    # other arguments into the same folder: refused before Ray starts (one folder, one sweep)
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image")
-    assert main(["sweep", *GRID, "--inputs", f"{image},{broken}", "--out", str(out)]) == 0
+    assert main(["sweep", *GRID, "--inputs", f"{image},{broken}", "--out", str(out)]) == 2
+    assert squash("already holds results.jsonl, table.md, cells (written by nerf-norm sweep)") in cli_output()
+    assert len(_lines(out)) == 4
+
+    # an input that cannot be read: its cells fail with their error, the others finish, the sweep exits 1 and the
+    # table marks the mean its failed cell is missing from
+    failing = tmp_path / "failing"
+    grid = [*GRID[:2], "--methods", "relu", "--seeds", "0", *GRID[6:]]
+    assert main(["sweep", *grid, "--inputs", f"{image},{broken}", "--out", str(failing)]) == 1
     text = cli_output()
     # each failed cell is named with its error as it fails and again in the summary
-    assert text.count(squash("failed broken")) == 8 and squash("4 of 8 cells done, 4 failed") in text
-    assert squash("cannot read image") in text, text
-    assert len(_lines(out)) == 4
+    assert text.count(squash("failed broken")) == 2 and squash("1 of 2 cells done, 1 failed") in text
+    assert squash("cannot read image") in text and squash("error: 1 of 2 cells failed") in text, text
+    assert len(_lines(failing)) == 1
+    assert "| 2x16 | **" in (failing / "table.md").read_text() and "(1/2)" in (failing / "table.md").read_text()
 
 
 def test_bad_grid_is_refused_before_anything_runs(tmp_path, cli_output):

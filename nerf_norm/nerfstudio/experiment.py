@@ -30,11 +30,17 @@ def method_config(name: str) -> TrainerConfig:
 
 
 def lite_config(name: str) -> TrainerConfig:
-    """``name``'s configuration with the CPU preset of ``mipnerf-cn-lite`` and our checked Blender parser."""
+    """The registered ``{name}-lite`` preset (``mipnerf-lite``, ``mipnerf-cn-lite``: what ``ns-eval`` and the viewer
+    find again by the saved method name), else ``name``'s configuration with the CPU preset of ``mipnerf-cn-lite``
+    and our checked Blender parser."""
+    from nerfstudio.configs.method_configs import all_methods
+
     from nerf_norm.method_configs.mipnerf import lite
 
     from .blender_dataparser import CheckedBlenderDataParserConfig
 
+    if f"{name}-lite" in all_methods:
+        return method_config(f"{name}-lite")
     config = method_config(name)
     config.pipeline.datamanager.dataparser = CheckedBlenderDataParserConfig()
     return lite(config, f"{name}-lite")

@@ -59,9 +59,14 @@ class MipNerfNormModel(MipNerfModel):
         with offline_lpips():
             super().populate_modules()
         mlps = ("mlp_base", "mlp_head") if self.config.norm_head else ("mlp_base",)
-        normalize_mlps(
-            self.field, self.config.norm, names=mlps, num_stat_sets=len(PASSES), norm_kwargs=self.config.norm_kwargs()
-        )
+        if self.config.norm != "none":  # none: nerfstudio's field and MLPs as they are (the mipnerf-lite baseline)
+            normalize_mlps(
+                self.field,
+                self.config.norm,
+                names=mlps,
+                num_stat_sets=len(PASSES),
+                norm_kwargs=self.config.norm_kwargs(),
+            )
         self.field = self.config.synchronize(self.field)
         if self.collider is not None:
             self.collider.reset_near_plane = self.config.eval_near_plane == "zero"
