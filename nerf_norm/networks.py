@@ -272,6 +272,7 @@ def parse_arch(arch: str) -> Tuple[int, int]:
 
 
 def get_method(name: str) -> MethodSpec:
+    """The registry entry of method ``name`` (``relu``, ``pe+cn``, ``siren``, ...; case and spaces ignored)."""
     key = name.strip().lower()
     if key not in METHODS:
         raise ValueError(f"unknown method {name!r}; expected one of: {', '.join(METHODS)}")

@@ -42,7 +42,7 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && .venv/bin/python -c "im
 fi
 echo "[install] installing nerf_norm and dependencies into .venv (first time: ~5 minutes, ~8 GB)"
 .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
-.venv/bin/python -m pip install -q -c scripts/constraints.txt -e ".[test,sweep]"
+.venv/bin/python -m pip install -q -c scripts/constraints.txt -e ".[test,sweep,docs]"
 .venv/bin/python -c "import nerf_norm, torch, nerfstudio; print('[install] ok: torch', torch.__version__)"
 .venv/bin/python -c "from nerf_norm.kernels import main; raise SystemExit(main())"
 echo "$want" > "$stamp"

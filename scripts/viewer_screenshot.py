@@ -68,6 +68,8 @@ class ViewerCheck:
     """fraction of the canvas that must show the scene's object (see drawn_fraction)"""
     chromium: Optional[str] = None
     """Chromium executable; default: chromium or chromium-browser on PATH"""
+    load_config: Optional[Path] = None
+    """open this finished run (its config.yml, e.g. one of nerf-norm demo's runs) instead of training one"""
 
 
 def find_chromium(explicit: Optional[str] = None) -> Optional[str]:
@@ -144,7 +146,7 @@ def check(config: ViewerCheck) -> dict:
         "--steps-per-save",
         str(config.pretrain_steps),
     ]
-    run_config = work / "runs" / "viewer" / "mipnerf-cn-lite" / "pretrain" / "config.yml"
+    run_config = config.load_config or work / "runs" / "viewer" / "mipnerf-cn-lite" / "pretrain" / "config.yml"
     ns_viewer = Path(sys.executable).parent / "ns-viewer"
     cmd = [
         str(ns_viewer),
@@ -165,7 +167,7 @@ def check(config: ViewerCheck) -> dict:
         return RuntimeError(f"{message}; log tail:\n{log_path.read_text()[-3000:]}")
 
     with open(log_path, "w") as log:
-        if subprocess.call(pretrain, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)) != 0:
+        if config.load_config is None and subprocess.call(pretrain, stdout=log, stderr=subprocess.STDOUT) != 0:
             raise fail("training failed")
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
         try:

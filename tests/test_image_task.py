@@ -282,3 +282,16 @@ def test_gaussian_features_are_labelled_gff_not_pe(tmp_path):
     run_image(cmd)
     run = json.loads((tmp_path / "g" / "metrics.json").read_text())["run"]
     assert run["method"] == "gff+cn" and run["encoding"] == "gaussian" and run["gaussian_scale"] == 10.0
+
+
+def test_pixel_grids_ours_and_the_authors_released_convention():
+    """unit: [-1, 1] on both axes; authors: both axes divided by H - 1 (on a 768x512 Kodak image x spans [-1, 2])."""
+    from nerf_norm.tasks.image import pixel_grid
+
+    unit = pixel_grid(3, 5).reshape(3, 5, 2)
+    assert unit[:, 0, 0].tolist() == [-1.0, 0.0, 1.0] and unit[0, :, 1].tolist() == [-1.0, -0.5, 0.0, 0.5, 1.0]
+    authors = pixel_grid(3, 5, "authors").reshape(3, 5, 2)
+    assert authors[:, 0, 0].tolist() == [-1.0, 0.0, 1.0] and authors[0, :, 1].tolist() == [-1.0, 0.0, 1.0, 2.0, 3.0]
+    kodak = pixel_grid(512, 768, "authors")
+    assert kodak[:, 1].min() == -1.0 and abs(float(kodak[:, 1].max()) - (2 * 767 / 511 - 1)) < 1e-6
+    torch.testing.assert_close(pixel_grid(4, 4, "authors"), pixel_grid(4, 4), atol=1e-6, rtol=0)  # square: the same

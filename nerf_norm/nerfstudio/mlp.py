@@ -51,9 +51,9 @@ class NormalizedMLP(MLP):
 
     Shapes: input ``[..., in_dim]``, output ``[..., out_dim]``; the norms see ``[T, C]`` with T the product of the
     leading dimensions (all samples of all rays in the call). Always the torch implementation: tinycudann's fused
-    MLPs have no place for a norm.
+    MLPs have no place for a norm. Its arguments are ``MLP``'s and these:
 
-    Args (besides ``MLP``'s):
+    Args:
         norm: ``none | bn | ln | gn | cn``.
         num_stat_sets: running-statistics sets per norm (see the module docstring).
         norm_kwargs: passed to :func:`nerf_norm.norms.make_norm` (e.g. ``momentum``, ``variant``); running

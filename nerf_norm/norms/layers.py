@@ -111,7 +111,7 @@ class _NormBase(nn.Module):
 
 
 class BatchNorm(_NormBase):
-    """Batch normalization over the T samples of each channel (paper Eq. 8).
+    """Batch normalization over the T samples of each channel (the paper's equation 8).
 
     Shapes: input ``[..., C]``, output the same. Arguments as ``torch.nn.BatchNorm1d``'s (keyword-only after
     ``num_features``), except that ``track_running_stats`` defaults to ``False`` (full-batch fitting uses batch
@@ -126,7 +126,7 @@ class BatchNorm(_NormBase):
 
 
 class LayerNorm(_NormBase):
-    """Layer normalization over the C channels of each sample (paper Eq. 16). Input ``[..., C]``.
+    """Layer normalization over the C channels of each sample (the paper's equation 16). Input ``[..., C]``.
 
     It has no batch statistics, so train and eval behave alike; ``momentum`` and ``track_running_stats`` are
     accepted (and have no effect) so that one set of options configures every norm.
@@ -138,7 +138,7 @@ class LayerNorm(_NormBase):
 
 
 class GlobalNorm(_NormBase):
-    """Global normalization: one mean/variance over all T x C elements (paper Eq. 23). Input ``[..., C]``.
+    """Global normalization: one mean/variance over all T x C elements (the paper's equation 23). Input ``[..., C]``.
 
     Not ``torch.nn.GroupNorm``: there is a single group spanning the channels *and* the batch. Arguments as
     :class:`BatchNorm`'s, plus ``fuse_relu``: output ``relu(GN(x))``, computed in the norm's own passes over
@@ -179,10 +179,11 @@ class GlobalNorm(_NormBase):
 
 
 class CrossNorm(_NormBase):
-    """Cross normalization (paper Eq. 24): element (t, i) is normalized by the statistics of the cross formed
-    by its sample's row and its channel's column. Input ``[..., C]``, output the same.
+    """Cross normalization (the paper's equation 24): element (t, i) is normalized by the statistics of the cross formed
+    by its sample's row and its channel's column. Input ``[..., C]``, output the same. The arguments after
+    ``num_features`` are keyword-only, in the order all four norms share.
 
-    Args (keyword-only after ``num_features``, in the order all four norms share):
+    Args:
         num_features: C.
         eps: added to the variance.
         momentum: update factor of the running statistics (``None``: cumulative average).

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Literal, Optional
 
 import numpy as np
 import torch
@@ -90,15 +90,31 @@ def psnr8(pred: Tensor, target8: Tensor) -> float:
     return psnr(quantize8(pred), target8)
 
 
-def pixel_grid(height: int, width: int) -> Tensor:
-    """Pixel-centre coordinates in ``[-1, 1]^2``, row-major, ``[H * W, 2]`` as (y, x)."""
-    return coordinate_grid((height, width))
+#: pixel-coordinate conventions: ``unit`` spans [-1, 1] on both axes (ours); ``authors`` divides both axes by
+#: H - 1 as the authors' released code does, so a non-square image's x spans [-1, 2 (W - 1) / (H - 1) - 1]
+#: (on a 768x512 Kodak image: [-1, 2])
+GRIDS = ("unit", "authors")
 
 
-def check_image_options(downscale: Optional[int]) -> None:
+def pixel_grid(height: int, width: int, grid: str = "unit") -> Tensor:
+    """Pixel coordinates, row-major, ``[H * W, 2]`` as (y, x): ``y = 2 i / (H - 1) - 1`` and ``x = 2 j / (W - 1) - 1``
+    (``grid="unit"``: both in [-1, 1]) or ``x = 2 j / (H - 1) - 1`` (``grid="authors"``: the released code's)."""
+    if grid == "unit":
+        return coordinate_grid((height, width))
+    if grid != "authors":
+        raise ValueError(f"unknown pixel grid {grid!r}; expected one of {', '.join(GRIDS)}")
+    step = 2.0 / max(height - 1, 1)
+    y = torch.arange(height, dtype=torch.float32) * step - 1.0
+    x = torch.arange(width, dtype=torch.float32) * step - 1.0
+    return torch.stack(torch.meshgrid(y, x, indexing="ij"), dim=-1).reshape(-1, 2)
+
+
+def check_image_options(downscale: Optional[int], grid: str = "unit") -> None:
     """The image task's option values (checked by the command before anything runs, and by the task)."""
     if downscale is not None and downscale < 1:
         raise UserError(f"--downscale must be a positive integer, got {downscale}")
+    if grid not in GRIDS:
+        raise UserError(f"--grid must be one of {', '.join(GRIDS)}, got {grid!r}")
 
 
 class ImageTask(Task):
@@ -109,8 +125,8 @@ class ImageTask(Task):
     outputs = ("reconstruction.png", "target.png", "spectrum.png")
     track_best = True
 
-    def __init__(self, image: Optional[Path] = None, downscale: int = 1) -> None:
-        check_image_options(downscale)
+    def __init__(self, image: Optional[Path] = None, downscale: int = 1, grid: str = "unit") -> None:
+        check_image_options(downscale, grid)
         img, self.source = load_image(image)
         if downscale > 1:
             from skimage.transform import resize
@@ -123,7 +139,8 @@ class ImageTask(Task):
         self.downscale = downscale
         self.height, self.width, self.channels = img.shape
         self.target = quantize8(torch.from_numpy(np.ascontiguousarray(img)).reshape(-1, self.channels))
-        self._coords = pixel_grid(self.height, self.width)
+        self.grid = grid
+        self._coords = pixel_grid(self.height, self.width, grid)
 
     @property
     def in_dim(self) -> int:
@@ -167,6 +184,7 @@ class ImageTask(Task):
             "downscale": self.downscale,
             "height": self.height,
             "width": self.width,
+            "grid": self.grid,
         }
 
     def to_numpy_image(self, flat: Tensor) -> np.ndarray:
@@ -241,13 +259,16 @@ class ImageCommand(FitCommand):
     """output directory"""
     iters: int = 500
     """training iterations (full batch each)"""
+    grid: Literal["unit", "authors"] = "unit"
+    """pixel coordinates: unit ([-1, 1] on both axes) or authors (both axes divided by H - 1, as the authors'
+    released code does: on a non-square image x then spans [-1, 2 (W - 1) / (H - 1) - 1])"""
 
     def validate(self) -> None:
         super().validate()
-        check_image_options(self.downscale)
+        check_image_options(self.downscale, self.grid)
 
 
 def run_image(cmd: ImageCommand):
     """Runs the image task for ``cmd``; returns the fit and the task (its source and size)."""
     downscale = cmd.downscale if cmd.downscale is not None else (1 if cmd.image is not None else 4)
-    return run_fit(cmd, lambda: ImageTask(cmd.image, downscale))
+    return run_fit(cmd, lambda: ImageTask(cmd.image, downscale, cmd.grid))

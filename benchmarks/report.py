@@ -1,0 +1,271 @@
+"""The report command: every results table of the docs and the README, generated from ``benchmarks/results/``.
+
+    .venv/bin/python -m benchmarks.report            # writes docs/generated/*.md and README.md's results block
+    .venv/bin/python -m benchmarks.report --check    # changes nothing; exit 1 when a committed table is stale
+
+Each table is one function of the committed result files (JSON), so a number in the docs is never typed by hand:
+the pages include ``docs/generated/NAME.md`` (MyST ``{include}``), and README.md holds the summary between
+``<!-- report:summary -->`` markers. ``tests/test_report.py`` fails when a committed table differs from what this
+command makes now.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Dict, List, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+GENERATED = ROOT / "docs" / "generated"
+README = ROOT / "README.md"
+ANALYSIS = ROOT / "docs" / "analysis"
+MARKERS = ("<!-- report:summary -->", "<!-- /report:summary -->")
+
+
+def _load(name: str, root: Path) -> dict:
+    return json.loads((root / name).read_text())
+
+
+def _table(header: Sequence[str], rows: List[Sequence[str]], align: str) -> str:
+    """A markdown table; ``align`` has one letter per column, ``l`` or ``r``."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _source(*names: str) -> str:
+    return "Source: " + ", ".join(f"`benchmarks/results/{n}`" for n in names) + "."
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def kodak_best(root: Path) -> str:
+    """Best PSNR (8-bit, the authors' metric) per Kodak image and the mean, for the methods the docs discuss."""
+    data = _load("image_kodak.json", root)
+    methods = ["relu", "relu+cn", "pe", "pe+bn", "pe+cn", "siren"]
+    cases = sorted({r["case"] for r in data["runs"]})
+    best = {(r["case"], r["method"]): r["psnr_best"] for r in data["runs"]}
+    rows = []
+    for case in cases + ["mean"]:
+        vals = [_mean([best[(c, m)] for c in cases]) if case == "mean" else best[(case, m)] for m in methods]
+        top = max(vals)
+        rows.append([case, *[f"**{v:.2f}**" if v == top else f"{v:.2f}" for v in vals]])
+    meta = data["meta"]
+    note = f"\n{meta['setting']}; {meta['date']}. {_source('image_kodak.json')}\n"
+    return _table(["image", *methods], rows, "l" + "r" * len(methods)) + note
+
+
+def mipnerf_lego(root: Path) -> str:
+    """The 600-step lego comparison of the five Mip-NeRF methods."""
+    data = _load("mipnerf_lego.json", root)
+    rows = []
+    for name in data["quality"]:
+        q, t = data["quality"][name], data["timing"][name]
+        label = "mipnerf (nerfstudio)" if name == "mipnerf" else name
+        rows.append(
+            [
+                label,
+                f"{t['s_per_iter']:.3f}",
+                f"{t['ratio']:.2f}",
+                f"{q['equal_iters']['psnr']:.2f}",
+                f"{q['equal_iters']['fine_ssim']:.3f}",
+                q["equal_time"]["steps"],
+                f"{q['equal_time']['psnr']:.2f}",
+            ]
+        )
+    header = [
+        "method",
+        "s/iter",
+        "x mipnerf",
+        "PSNR @ 600",
+        "SSIM @ 600",
+        "steps in mipnerf's time",
+        "PSNR @ equal time",
+    ]
+    args = data["args"]
+    note = (
+        f"\nlego at {data['resolution']}, {args['steps']} steps, {args['test_images']} test views, seed {args['seed']};"
+        f" {data['machine']}. {_source('mipnerf_lego.json')}\n"
+    )
+    return _table(header, rows, "lrrrrrr") + note
+
+
+def mipnerf_lego_long(root: Path) -> str:
+    """mipnerf vs mipnerf-cn on lego at 200x200: view 0 every 1000 steps, then the mean of views 0 and 100."""
+    runs = {m: _load(f"mipnerf_lego_long_{m}.json", root) for m in ("mipnerf", "mipnerf-cn")}
+    steps = [e["step"] for e in runs["mipnerf"]["evals"] if e["step"] % 1000 == 0]
+    rows = []
+    for step in steps:
+        cells = []
+        for m in runs:
+            e = next(e for e in runs[m]["evals"] if e["step"] == step)
+            view = e.get("per_view", {}).get("0", e)
+            cells.append(f"{view['psnr']:.2f} / {view['fine_ssim']:.3f}")
+        rows.append([step, *cells])
+    last = {m: runs[m]["evals"][-1] for m in runs}
+    rows.append(
+        [f"{steps[-1]}, mean of views 0 and 100", *[f"{e['psnr']:.2f} / {e['fine_ssim']:.3f}" for e in last.values()]]
+    )
+    meta = runs["mipnerf"]["meta"]
+    note = f"\n{meta['setting']}; {meta['date']}. {_source(*(f'mipnerf_lego_long_{m}.json' for m in runs))}\n"
+    return _table(["step", "mipnerf PSNR / SSIM (view 0)", "mipnerf-cn PSNR / SSIM (view 0)"], rows, "rll") + note
+
+
+def neus_bunny(root: Path) -> str:
+    """Symmetric chamfer of the SDF-network norms on the generated bunny."""
+    data = _load("neus_bunny.json", root)
+    at = {}
+    for rec in data["placement"] + data["comparison"]:
+        if rec["norm_in"] == "sdf":
+            at.setdefault(rec["norm"], {})[rec["steps"]] = rec
+    rows = []
+    for norm in ("none", "cn", "bn", "gn", "ln"):
+        recs = at.get(norm, {})
+
+        def chamfer(steps: int) -> str:
+            rec = recs.get(steps)
+            if rec is None:
+                return ""
+            value = rec.get("chamfer_mm")
+            return "surface lost" if value is None else f"{value:.2f}"
+
+        speed = [r["s_per_iter"] for r in recs.values()]
+        rows.append(["none (NeuS)" if norm == "none" else norm, chamfer(100), chamfer(600), f"{min(speed):.2f}"])
+    s = data["scene"]
+    note = (
+        f"\n{s['mesh']} at {s['width']}x{s['height']}, {s['views']} views, {s['world_radius_mm']:g} mm object; chamfer "
+        f"in mm (initial sphere: {data['initial_after_1_step']['chamfer_mm']:.2f}); {data['date']}, {data['machine']}."
+        f" {_source('neus_bunny.json')}\n"
+    )
+    return _table(["SDF-network norm", "chamfer @ 100 steps", "chamfer @ 600 steps", "s/iter"], rows, "lrrr") + note
+
+
+def step_cost(root: Path) -> str:
+    """Seconds per training step of each normalized method against its plain counterpart."""
+    data = _load("step_cost.json", root)
+    rows = []
+    for pair, methods in data["pairs"].items():
+        for name, rec in methods.items():
+            rows.append([pair, name, f"{rec['s_per_step']:.3f}", f"{rec['ratio']:.2f}"])
+    note = f"\n`{data['command']}`; {data['date']}, {data['machine']}. {_source('step_cost.json')}\n"
+    return _table(["pair", "method", "s / step", "x plain"], rows, "llrr") + note
+
+
+def ntk_statistics(root: Path) -> str:
+    """NTK eigenvalue statistics per encoding and norm (``nerf-norm ntk``, docs/analysis/ntk)."""
+    data = json.loads((ANALYSIS / "ntk" / "ntk.json").read_text())
+    labels = {"none": "none", "bn": "BN", "ln": "LN", "gn": "GN", "cn": "CN"}
+    rows = []
+    for enc, per in data["statistics"].items():
+        for norm, s in per.items():
+            rows.append(
+                [
+                    enc,
+                    labels.get(norm, norm),
+                    f"{s['mean']:.3g}",
+                    f"{s['relative_variance']:.3g}",
+                    f"{s['max_over_mean']:.3g}",
+                    f"{s['median']:.2g}",
+                    f"{s['max_over_median']:.2g}",
+                ]
+            )
+    st = data["settings"]
+    note = (
+        f"\n{st['arch']} MLP, T = {st['samples']} points on [-1, 1), seed {st['seed']}; {data['machine']}. "
+        "Source: `docs/analysis/ntk/ntk.json`.\n"
+    )
+    return _table(["input", "norm", "mean m", "v / m^2", "max / m", "median", "max / median"], rows, "llrrrrr") + note
+
+
+def summary(root: Path) -> str:
+    """README's one table: the baseline and its cross-normalized twin on each task, at this project's budgets."""
+    kodak = _load("image_kodak.json", root)
+    best = {}
+    for r in kodak["runs"]:
+        best.setdefault(r["method"], []).append(r["psnr_best"])
+    lego = {m: _load(f"mipnerf_lego_long_{m}.json", root)["evals"][-1] for m in ("mipnerf", "mipnerf-cn")}
+    bunny = {r["norm"]: r["chamfer_mm"] for r in _load("neus_bunny.json", root)["comparison"]}
+    occ = _load("occupancy.json", root)
+    iou = {}
+    for r in occ["runs"]:
+        iou.setdefault(r["method"], []).append(r["iou"])
+    rows = [
+        [
+            "Mip-NeRF, lego 200x200, 5000 steps (PSNR)",
+            "mipnerf",
+            f"{lego['mipnerf']['psnr']:.2f}",
+            f"{lego['mipnerf-cn']['psnr']:.2f}",
+            "`mipnerf_lego_long_*.json`",
+        ],
+        [
+            "NeuS, generated bunny, 600 steps (chamfer mm, lower is better)",
+            "neus",
+            f"{bunny['none']:.2f}",
+            f"{bunny['cn']:.2f}",
+            "`neus_bunny.json`",
+        ],
+        [
+            f"images, {len(best['pe+cn'])} Kodak images 192x128, 10x28 (best PSNR)",
+            "pe",
+            f"{_mean(best['pe']):.2f}",
+            f"{_mean(best['pe+cn']):.2f}",
+            "`image_kodak.json`",
+        ],
+        [
+            f"occupancy, {len(iou['pe+cn'])} Stanford meshes, 2x256 (IoU)",
+            "pe",
+            f"{_mean(iou['pe']):.3f}",
+            f"{_mean(iou['pe+cn']):.3f}",
+            "`occupancy.json`",
+        ],
+    ]
+    return _table(
+        ["task (CPU budget)", "baseline method", "baseline", "with CN", "source (benchmarks/results/)"], rows, "llrrl"
+    )
+
+
+#: every generated table: name -> function of the results folder
+TABLES: Dict[str, Callable[[Path], str]] = {
+    "summary": summary,
+    "kodak_best": kodak_best,
+    "mipnerf_lego": mipnerf_lego,
+    "mipnerf_lego_long": mipnerf_lego_long,
+    "neus_bunny": neus_bunny,
+    "step_cost": step_cost,
+    "ntk_statistics": ntk_statistics,
+}
+
+
+def render_all(results: Path = RESULTS) -> Dict[Path, str]:
+    """Every generated file and its content (README.md with its summary block replaced)."""
+    files = {GENERATED / f"{name}.md": fn(results) for name, fn in TABLES.items()}
+    readme = README.read_text()
+    start, end = readme.index(MARKERS[0]), readme.index(MARKERS[1])
+    block = f"{MARKERS[0]}\n{files[GENERATED / 'summary.md']}{MARKERS[1]}"
+    files[README] = readme[:start] + block + readme[end + len(MARKERS[1]) :]
+    return files
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when a committed table is stale")
+    args = parser.parse_args(argv)
+    stale = []
+    for path, text in render_all().items():
+        if not path.exists() or path.read_text() != text:
+            stale.append(path)
+            if not args.check:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+    for path in stale:
+        print(f"{'stale' if args.check else 'wrote'}: {path.relative_to(ROOT)}")
+    return 1 if stale and args.check else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""The report command: every generated table (docs/generated/*.md, README.md's results block) is what
+``python -m benchmarks.report`` makes now from the committed result files, byte for byte."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_committed_tables_are_what_the_report_command_makes():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.report import render_all
+
+    stale = [str(path.relative_to(ROOT)) for path, text in render_all().items() if path.read_text() != text]
+    assert not stale, f"regenerate with `python -m benchmarks.report`: {stale}"
+
+
+def test_check_mode_fails_on_a_stale_table(tmp_path, monkeypatch, capsys):
+    """``--check`` exits 1 when a table differs and writes nothing; without it, the table is rewritten."""
+    import shutil
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import report
+
+    generated = tmp_path / "generated"
+    shutil.copytree(report.GENERATED, generated)
+    readme = tmp_path / "README.md"
+    shutil.copy(report.README, readme)
+    monkeypatch.setattr(report, "GENERATED", generated)
+    monkeypatch.setattr(report, "README", readme)
+    monkeypatch.setattr(report, "ROOT", tmp_path)
+    assert report.main(["--check"]) == 0
+    table = generated / "step_cost.md"
+    table.write_text(table.read_text().replace("1.16", "1.61"))
+    assert report.main(["--check"]) == 1 and "stale: generated/step_cost.md" in capsys.readouterr().out
+    assert "1.61" in table.read_text()  # --check wrote nothing
+    assert report.main([]) == 0 and "1.61" not in table.read_text() and report.main(["--check"]) == 0
