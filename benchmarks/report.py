@@ -182,6 +182,58 @@ def ntk_statistics(root: Path) -> str:
     return _table(["input", "norm", "mean m", "v / m^2", "max / m", "median", "max / median"], rows, "llrrrrr") + note
 
 
+def neus_equal_time(root: Path) -> str:
+    """neus vs neus-cn at equal training time: chamfer at the last evaluation and how the evaluations compare."""
+    rows = []
+    for scene in ("bunny", "dragon"):
+        runs = {m: _load(f"neus_equal_time_{scene}_{m}.json", root)["evals"] for m in ("neus", "neus-cn")}
+        pairs = [(a, b) for a, b in zip(runs["neus"], runs["neus-cn"]) if a["seconds"] > 0]
+        better = sum(
+            1
+            for a, b in pairs
+            if None not in (a["chamfer_mm"], b["chamfer_mm"]) and b["chamfer_mm"] < a["chamfer_mm"] - 0.005
+        )
+        worse = sum(
+            1
+            for a, b in pairs
+            if None not in (a["chamfer_mm"], b["chamfer_mm"]) and b["chamfer_mm"] > a["chamfer_mm"] + 0.005
+        )
+        missing = sum(1 for a, b in pairs if None in (a["chamfer_mm"], b["chamfer_mm"]))
+        tied = len(pairs) - better - worse - missing
+        last = {m: runs[m][-1] for m in runs}
+        rows.append(
+            [
+                scene,
+                f"{last['neus']['seconds']:.0f}",
+                f"{last['neus']['chamfer_mm']:.2f} / {last['neus-cn']['chamfer_mm']:.2f}",
+                f"{better} / {worse} / {tied} / {missing}",
+            ]
+        )
+    header = [
+        "scene",
+        "last evaluation (s)",
+        "chamfer there: neus / neus-cn (mm)",
+        "neus-cn better / worse / tied / no surface",
+    ]
+    names = [f"neus_equal_time_{s}_{m}.json" for s in ("bunny", "dragon") for m in ("neus", "neus-cn")]
+    return _table(header, rows, "lrll") + "\nTied: within 0.005 mm. " + _source(*names) + "\n"
+
+
+def occupancy_meshes(root: Path) -> str:
+    """Occupancy IoU per mesh for the methods the docs discuss, and the best method on each mesh."""
+    data = _load("occupancy.json", root)
+    iou = {(r["case"], r["method"]): r["iou"] for r in data["runs"]}
+    cases = sorted({r["case"] for r in data["runs"]})
+    methods = ["pe+cn", "pe+bn", "pe", "relu+cn", "relu"]
+    rows = []
+    for case in cases:
+        best = max((v, m) for (c, m), v in iou.items() if c == case)
+        rows.append([case, f"{best[1]} {best[0]:.3f}", *[f"{iou[(case, m)]:.3f}" for m in methods]])
+    meta = data["meta"]
+    note = f"\n{meta['setting']}; {meta['date']}. {_source('occupancy.json')}\n"
+    return _table(["mesh", "best here", *methods], rows, "ll" + "r" * len(methods)) + note
+
+
 def summary(root: Path) -> str:
     """README's one table: the baseline and its cross-normalized twin on each task, at this project's budgets."""
     kodak = _load("image_kodak.json", root)
@@ -238,6 +290,8 @@ TABLES: Dict[str, Callable[[Path], str]] = {
     "neus_bunny": neus_bunny,
     "step_cost": step_cost,
     "ntk_statistics": ntk_statistics,
+    "neus_equal_time": neus_equal_time,
+    "occupancy_meshes": occupancy_meshes,
 }
 
 
