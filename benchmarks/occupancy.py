@@ -89,7 +89,7 @@ def main(args: Args) -> None:
             "winding number > 1/2, which fills their holes; see nerf_norm/tasks/occupancy.py)",
             "BN, GN and CN keep running statistics, re-estimated over 16 training batches at the final weights before "
             "the grid is evaluated (`--stats-batches`; before 2026-11-24 the grid was evaluated in chunks with their "
-            "own statistics, a bug: `benchmarks/results/occupancy_eval_gap.md`)",
+            "own statistics, a bug: `experiments/occupancy_eval_gap/occupancy_eval_gap.md`)",
             "runs as Ray tasks of --threads CPUs each, as many at once as the machine has CPUs (seconds per iteration are under that load); `paper` rows: the paper's Table 3 (512^3, 200 epochs)",
         ],
         args.methods,

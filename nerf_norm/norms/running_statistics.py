@@ -3,7 +3,7 @@
 In eval mode the batch-coupled norms (BN, GN, CN) use running statistics: an exponential average of the column
 statistics of past training batches, i.e. of earlier weights. When the weights move within that average's window,
 eval-mode outputs can differ from what training saw (a neus-cn SDF without a surface,
-``benchmarks/results/neus_eval_gap.md``; occupancy, ``benchmarks/results/occupancy_eval_gap.md``).
+``experiments/neus_eval_gap/neus_eval_gap.md``; occupancy, ``experiments/occupancy_eval_gap/occupancy_eval_gap.md``).
 :func:`refresh_statistics` replaces the running statistics by a plain average over a few fresh training batches
 at the current weights, as training uses them (every norm call of the forward, in training mode), without
 changing a weight.

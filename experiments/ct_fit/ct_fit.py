@@ -6,14 +6,15 @@ network's projections match the measured ones) beside the slice's PSNR and SSIM.
 128x128 slice leave part of the image unconstrained; a network that matches the measurements more closely and
 still reconstructs worse puts its error where no projection looks (as the MRI runs do in unmeasured k-space).
 
-    .venv/bin/python benchmarks/ct_fit.py                       # results/ct_fit.{json,md}
-    .venv/bin/python benchmarks/ct_fit.py --scratch benchmarks/scratch/ct other_clone/benchmarks/scratch/ct
+    .venv/bin/python experiments/ct_fit/ct_fit.py                       # results/ct_fit.{json,md}
+    .venv/bin/python experiments/ct_fit/ct_fit.py --scratch benchmarks/scratch/ct other_clone/benchmarks/scratch/ct
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,9 @@ from pathlib import Path
 import numpy as np
 import tyro
 from PIL import Image
-from task_tables import ALL_METHODS, RESULTS, SCRATCH, provenance_lines
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))  # the benchmarks' helpers
+from task_tables import ALL_METHODS, SCRATCH, provenance_lines  # noqa: E402
 
 
 @dataclass
@@ -30,7 +33,7 @@ class Args:
 
     scratch: tuple[Path, ...] = (SCRATCH / "ct",)
     """ct.py's scratch folders: <arch>/<method with + as _>/metrics.json (e.g. of ct.py and of a long ct.py run)"""
-    out: Path = RESULTS / "ct_fit"
+    out: Path = Path(__file__).resolve().parent / "ct_fit"
     """output stem: OUT.json, OUT.md"""
 
 
@@ -69,7 +72,7 @@ def main(args: Args) -> None:
     if not runs:
         raise SystemExit(f"no finished CT runs under {args.scratch} (run benchmarks/ct.py first)")
     meta = {
-        "command": "python benchmarks/ct_fit.py --scratch " + " ".join(map(str, args.scratch)),
+        "command": "python experiments/ct_fit/ct_fit.py --scratch " + " ".join(map(str, args.scratch)),
         "date": time.strftime("%Y-%m-%d"),
         "machine": "the runs' (benchmarks/results/ct.md)",
         "setting": "final metrics of the ct.py runs found under the scratch folders",

@@ -21,23 +21,27 @@ For each it records whether a zero crossing exists and the fraction of the grid 
 the running column means are from the last batch's (max over channels and layers, in running standard
 deviations).
 
-    .venv/bin/python benchmarks/neus_eval_gap.py   # writes benchmarks/results/neus_eval_gap.{json,md}
+    .venv/bin/python experiments/neus_eval_gap/neus_eval_gap.py   # writes experiments/neus_eval_gap/neus_eval_gap.{json,md}
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import tyro
-from neus_equal_time import Args as EqualTimeArgs, _scene, equal_time_config
-from task_tables import provenance
 
-HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))  # the benchmarks' helpers
+from neus_equal_time import Args as EqualTimeArgs, _scene, equal_time_config  # noqa: E402
+from task_tables import provenance  # noqa: E402
+
+HERE = Path(__file__).resolve().parent  # this experiment's folder: its results
+BENCHMARKS = HERE.parents[1] / "benchmarks"
 
 
 @dataclass
@@ -50,8 +54,8 @@ class Args:
     """training batches for the refreshed statistics"""
     resolution: int = 64
     threads: int = 1
-    scratch: Path = HERE / "scratch" / "neus_eval_gap"
-    out: Path = HERE / "results" / "neus_eval_gap"
+    scratch: Path = BENCHMARKS / "scratch" / "neus_eval_gap"
+    out: Path = HERE / "neus_eval_gap"
 
 
 def _grid(resolution: int) -> torch.Tensor:

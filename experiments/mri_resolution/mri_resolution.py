@@ -7,17 +7,20 @@ coefficients against about 70,000-80,000 parameters the fit is far from determin
 volumes, 64x as many measurements. This driver runs a few methods at 24^3 and at a larger grid with the same
 sampling fraction and reports each run's error split over measured and unmeasured k-space.
 
-    .venv/bin/python benchmarks/mri_resolution.py     # writes benchmarks/results/mri_resolution.{json,md}
+    .venv/bin/python experiments/mri_resolution/mri_resolution.py     # writes experiments/mri_resolution/mri_resolution.{json,md}
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
-from mri import kspace_split_study, mri_case
-from task_tables import DATA, RESULTS
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))  # the benchmarks' helpers
+from mri import kspace_split_study, mri_case  # noqa: E402
+from task_tables import DATA  # noqa: E402
 
 
 @dataclass
@@ -30,7 +33,7 @@ class Args:
     iters: int = 600
     threads: int = 1
     seed: int = 0
-    out: Path = RESULTS / "mri_resolution"
+    out: Path = Path(__file__).resolve().parent / "mri_resolution"
 
 
 def main(args: Args) -> None:

@@ -16,20 +16,23 @@ there with the table's settings) this driver evaluates the whole grid five ways:
   sees points;
 - ``train_batch``: the IoU of the run's last logged training batch (from its history).
 
-    .venv/bin/python benchmarks/occupancy_eval_gap.py   # writes benchmarks/results/occupancy_eval_gap.{json,md}
+    .venv/bin/python experiments/occupancy_eval_gap/occupancy_eval_gap.py   # writes experiments/occupancy_eval_gap/occupancy_eval_gap.{json,md}
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import tyro
-from occupancy import Args as TableArgs
-from task_tables import RESULTS, SCRATCH, provenance, provenance_lines
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))  # the benchmarks' helpers
+from occupancy import Args as TableArgs  # noqa: E402
+from task_tables import SCRATCH, provenance, provenance_lines  # noqa: E402
 
 from nerf_norm.norms.running_statistics import norms_with_running_statistics, refresh_statistics
 from nerf_norm.tasks.commands import OccupancyCommand, fit_network, run_occupancy
@@ -46,7 +49,7 @@ class Args:
     threads: int = 2
     runs: Path = SCRATCH / "occupancy"
     """the occupancy table's run folders (MESH/METHOD with + as _)"""
-    out: Path = RESULTS / "occupancy_eval_gap"
+    out: Path = Path(__file__).resolve().parent / "occupancy_eval_gap"
 
 
 KINDS = ("chunks", "running", "refreshed", "batches", "train_batch")

@@ -13,7 +13,7 @@ Each view is rendered twice: with nerfstudio's eval default (its ``NearFarCollid
 outside training, so eval rays are sampled over [0, 6] where training saw [2, 6]) and from the training near
 plane. Rendering whole training views separates "fails on new views" from "fails when rendered this way".
 
-    .venv/bin/python benchmarks/mipnerf_bn_geometry.py     # results/mipnerf_bn_geometry.{json,md}
+    .venv/bin/python experiments/mipnerf_bn_geometry/mipnerf_bn_geometry.py     # results/mipnerf_bn_geometry.{json,md}
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +31,15 @@ import numpy as np
 import torch
 import tyro
 from rich.console import Console
-from task_tables import provenance, provenance_lines, resume_keyed
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))  # the benchmarks' helpers
+from task_tables import provenance, provenance_lines, resume_keyed  # noqa: E402
 
 from nerf_norm.nerfstudio.experiment import RunSettings, configure, lite_config, setup_trainer, train_step
 
-HERE = Path(__file__).resolve().parent
-DATA = Path(os.environ.get("NERF_NORM_DATA", HERE.parent.parent / "shared" / "data")) / "blender" / "lego"
+HERE = Path(__file__).resolve().parent  # this experiment's folder: its results
+BENCHMARKS = HERE.parents[1] / "benchmarks"
+DATA = Path(os.environ.get("NERF_NORM_DATA", HERE.parents[2] / "shared" / "data")) / "blender" / "lego"
 console = Console()
 NEAR_PLANES = {"eval_near_0": "0 (nerfstudio's eval default)", "eval_near_kept": "the training near plane (2)"}
 
@@ -55,8 +59,8 @@ class Args:
     """indices into the test split (mipnerf_bn_anomaly.py's views)"""
     threads: int = 1
     seed: int = 0
-    out: Path = HERE / "results" / "mipnerf_bn_geometry"
-    scratch: Path = HERE / "scratch" / "mipnerf_bn_geometry"
+    out: Path = HERE / "mipnerf_bn_geometry"
+    scratch: Path = BENCHMARKS / "scratch" / "mipnerf_bn_geometry"
 
 
 def view_scores(

@@ -12,22 +12,26 @@ Interventions, to find the path by which the colour network moves the geometry: 
 ``:detach-normals`` or ``:detach-features``, which cut the gradient from the colour network into the SDF network
 through its normal input (the SDF's spatial gradient) or through its geometric-feature input.
 
-    .venv/bin/python benchmarks/neus_color_norm.py   # writes benchmarks/results/neus_color_norm.{json,md,png}
+    .venv/bin/python experiments/neus_color_norm/neus_color_norm.py   # writes experiments/neus_color_norm/neus_color_norm.{json,md,png}
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Tuple
 
 import torch
 import tyro
-from neus_equal_time import Args as SceneArgs, _scene
-from task_tables import provenance, provenance_lines
 
-HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))  # the benchmarks' helpers
+from neus_equal_time import Args as SceneArgs, _scene  # noqa: E402
+from task_tables import provenance, provenance_lines  # noqa: E402
+
+HERE = Path(__file__).resolve().parent  # this experiment's folder: its results
+BENCHMARKS = HERE.parents[1] / "benchmarks"
 
 
 @dataclass
@@ -46,8 +50,8 @@ class Args:
     probes: int = 4096
     threads: int = 1
     seed: int = 0
-    out: Path = HERE / "results" / "neus_color_norm"
-    scratch: Path = HERE / "scratch" / "neus_color_norm"
+    out: Path = HERE / "neus_color_norm"
+    scratch: Path = BENCHMARKS / "scratch" / "neus_color_norm"
 
 
 def _grad_norm(params) -> float:

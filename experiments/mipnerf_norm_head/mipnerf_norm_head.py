@@ -4,7 +4,7 @@ Trains ``mipnerf-cn`` with the ``mipnerf-cn-lite`` settings on the generated sce
 blender`` defaults, 80x80) with ``norm_head`` False and True, same seed and steps, and reports test-split
 PSNR/SSIM (first ``--test-images`` views). Also trains nerfstudio's ``mipnerf`` as the reference.
 
-    .venv/bin/python benchmarks/mipnerf_norm_head.py    # writes benchmarks/results/mipnerf_norm_head.{json,md}
+    .venv/bin/python experiments/mipnerf_norm_head/mipnerf_norm_head.py    # writes experiments/mipnerf_norm_head/mipnerf_norm_head.{json,md}
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import tyro
 from nerf_norm.nerfstudio.experiment import RunSettings, configure, evaluate, lite_config, train
 from nerf_norm.scenes.blender import BlenderSceneConfig, write_blender_scene
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent  # this experiment's folder: its results
+BENCHMARKS = HERE.parents[1] / "benchmarks"
 
 
 @dataclass
@@ -30,8 +31,8 @@ class Args:
     test_images: int = 4
     seed: int = 0
     threads: int = 2
-    out: Path = HERE / "results" / "mipnerf_norm_head"
-    scratch: Path = HERE / "scratch" / "mipnerf_norm_head"
+    out: Path = HERE / "mipnerf_norm_head"
+    scratch: Path = BENCHMARKS / "scratch" / "mipnerf_norm_head"
 
 
 VARIANTS = {
@@ -64,7 +65,7 @@ def main(args: Args) -> None:
     lines = [
         f"# Norms in the head MLP of Mip-NeRF's field? ({machine})",
         "",
-        f"Command: `.venv/bin/python benchmarks/mipnerf_norm_head.py`. Generated scene (80x80, 40 train views), "
+        f"Command: `.venv/bin/python experiments/mipnerf_norm_head/mipnerf_norm_head.py`. Generated scene (80x80, 40 train views), "
         f"mipnerf-cn-lite settings, {args.steps} steps, seed {args.seed}, first {args.test_images} test views.",
         "",
         "| variant | PSNR | SSIM | train seconds |",

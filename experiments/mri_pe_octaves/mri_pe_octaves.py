@@ -8,17 +8,20 @@ where the sampled features of different octaves alias onto the grid's own freque
 family at 24^3 with L = 4 octaves (top frequency 8 periods, below Nyquist), 6 and the paper's 10, and reports each
 run's error split over measured and unmeasured k-space.
 
-    .venv/bin/python benchmarks/mri_pe_octaves.py     # writes benchmarks/results/mri_pe_octaves.{json,md}
+    .venv/bin/python experiments/mri_pe_octaves/mri_pe_octaves.py     # writes experiments/mri_pe_octaves/mri_pe_octaves.{json,md}
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
-from mri import kspace_split_study, mri_case
-from task_tables import DATA, RESULTS
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))  # the benchmarks' helpers
+from mri import kspace_split_study, mri_case  # noqa: E402
+from task_tables import DATA  # noqa: E402
 
 
 @dataclass
@@ -34,7 +37,7 @@ class Args:
     iters: int = 600
     threads: int = 1
     seed: int = 0
-    out: Path = RESULTS / "mri_pe_octaves"
+    out: Path = Path(__file__).resolve().parent / "mri_pe_octaves"
 
 
 def main(args: Args) -> None:

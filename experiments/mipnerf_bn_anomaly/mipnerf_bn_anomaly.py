@@ -11,9 +11,9 @@ Trains ``--method`` (default mipnerf-bn) exactly as ``mipnerf_blender.py`` did (
   behind the changing weights.
 
 If training PSNR is high and ``running`` is far below ``batch``/``recalibrated``, the weights are fine and the
-running statistics are the problem. Results: ``benchmarks/results/mipnerf_bn_anomaly.{json,md}``.
+running statistics are the problem. Results: ``experiments/mipnerf_bn_anomaly/mipnerf_bn_anomaly.{json,md}``.
 
-    .venv/bin/python benchmarks/mipnerf_bn_anomaly.py
+    .venv/bin/python experiments/mipnerf_bn_anomaly/mipnerf_bn_anomaly.py
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import copy
 import functools
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,14 +30,17 @@ from pathlib import Path
 import torch
 import tyro
 from rich.console import Console
-from task_tables import provenance, resume_keyed
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))  # the benchmarks' helpers
+from task_tables import provenance, resume_keyed  # noqa: E402
 
 from nerf_norm.nerfstudio.experiment import RunSettings, configure, evaluate, lite_config, setup_trainer, train_step
 from nerf_norm.nerfstudio.statistics import refresh_running_statistics
 from nerf_norm.norms import BatchNorm, CrossNorm, GlobalNorm
 
-HERE = Path(__file__).resolve().parent
-DATA = Path(os.environ.get("NERF_NORM_DATA", HERE.parent.parent / "shared" / "data")) / "blender" / "lego"
+HERE = Path(__file__).resolve().parent  # this experiment's folder: its results
+BENCHMARKS = HERE.parents[1] / "benchmarks"
+DATA = Path(os.environ.get("NERF_NORM_DATA", HERE.parents[2] / "shared" / "data")) / "blender" / "lego"
 console = Console()
 STAT_NORMS = (BatchNorm, GlobalNorm, CrossNorm)
 
@@ -55,8 +59,8 @@ class Args:
     """norm momentum of the running statistics while training (the methods' default is 0.1)"""
     threads: int = 1
     seed: int = 0
-    out: Path = HERE / "results" / "mipnerf_bn_anomaly"
-    scratch: Path = HERE / "scratch" / "mipnerf_bn_anomaly"
+    out: Path = HERE / "mipnerf_bn_anomaly"
+    scratch: Path = BENCHMARKS / "scratch" / "mipnerf_bn_anomaly"
 
 
 def _stat_norms(model):
