@@ -11,7 +11,6 @@ the same sphere 0.5 mm larger, sampled and thinned the same way and written in t
 from __future__ import annotations
 
 import json
-import platform
 import tempfile
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 import tyro
+from provenance import machine_line, provenance
 from scipy.io import savemat
 
 from nerf_norm.dtu_eval import downsample_greedy, evaluate_mesh, load_ground_truth, load_mesh, sample_mesh
@@ -65,9 +65,11 @@ def main(args: Args) -> None:
         gt = load_ground_truth(root, 1)
         load_s = time.perf_counter() - t0
         result = evaluate_mesh(vertices, faces, gt)
+    meta = provenance({})
     record = {
-        "machine": f"{platform.machine()}, {platform.python_version()}, 2 cores",
-        "date": time.strftime("%Y-%m-%d"),
+        "provenance": meta,
+        "machine": machine_line(meta),
+        "date": meta["date"],
         "mesh_vertices": int(len(mesh.vertices)),
         "mesh_faces": int(len(mesh.faces)),
         "gt_points": int(len(gt_pts)),

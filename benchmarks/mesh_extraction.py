@@ -10,11 +10,14 @@ itself, not a network; each resolution runs in its own process and reports its p
 from __future__ import annotations
 
 import json
-import platform
 import subprocess
 import sys
-import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Tuple
+
+import tyro
+from provenance import machine_line, provenance
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -33,13 +36,22 @@ print(json.dumps({{"resolution": {res}, "seconds": time.perf_counter() - t, "ver
 """
 
 
-def main() -> None:
+@dataclass
+class Args:
+    """Memory and time of the block-wise mesh extraction on an analytic sphere SDF."""
+
+    resolutions: Tuple[int, ...] = (512, 1024)
+    """grid samples per axis, one process each"""
+
+
+def main(args: Args) -> None:
     rows = []
-    for res in (512, 1024):
+    for res in args.resolutions:
         out = subprocess.run([sys.executable, "-c", CHILD.format(res=res)], capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(rows[-1], flush=True)
-    record = {"machine": f"{platform.machine()}, 2 cores", "date": time.strftime("%Y-%m-%d"), "runs": rows}
+    meta = provenance({"resolutions": list(args.resolutions)})
+    record = {"provenance": meta, "machine": machine_line(meta), "date": meta["date"], "runs": rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "mesh_extraction.json").write_text(json.dumps(record, indent=2))
     lines = [
@@ -60,4 +72,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(tyro.cli(Args))

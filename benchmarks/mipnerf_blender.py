@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import time
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import Dict
 
 import torch
 import tyro
+from provenance import machine_line, provenance
 from rich.console import Console
 
 from nerf_norm.nerfstudio.experiment import RunSettings, configure, evaluate, lite_config, setup_trainer, train_step
@@ -169,8 +169,8 @@ def main(args: Args) -> None:
     data = json.loads(path.read_text()) if path.exists() else {}
     data.update(
         {
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {args.threads} torch threads, "
-            f"python {platform.python_version()}, torch {torch.__version__}",
+            "provenance": provenance({k: str(v) for k, v in vars(args).items()}),
+            "machine": machine_line(provenance({})),
             "args": {k: str(v) for k, v in vars(args).items()},
             "lite": LITE,
         }

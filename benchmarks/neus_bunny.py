@@ -14,8 +14,6 @@ scored too. Seconds per iteration are the wall time of the training loop over it
 from __future__ import annotations
 
 import json
-import platform
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
@@ -24,6 +22,7 @@ import numpy as np
 import torch
 import trimesh
 import tyro
+from provenance import machine_line, provenance
 
 from nerf_norm.dtu_eval import downsample_greedy, sample_mesh, symmetric_chamfer
 from nerf_norm.errors import UserError
@@ -99,9 +98,11 @@ def main(args: Args) -> None:
     initial = run(args, scene, "none", "sdf", 1, gt_points)
     placement = [run(args, scene, *p.split(":"), args.placement_steps, gt_points) for p in args.placements]
     main_runs = [run(args, scene, n, "sdf", args.steps, gt_points) for n in ("none", "cn")]
+    meta = provenance({k: str(v) for k, v in vars(args).items()})
     record = {
-        "machine": f"{platform.machine()}, 2 cores, torch {torch.__version__}",
-        "date": time.strftime("%Y-%m-%d"),
+        "provenance": meta,
+        "machine": machine_line(meta),
+        "date": meta["date"],
         "scene": {
             "width": args.width,
             "height": args.height,

@@ -11,8 +11,6 @@ chamfer is computed; the numbers reported are training time and the mesh's size 
 from __future__ import annotations
 
 import json
-import platform
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import numpy as np
 import torch
 import trimesh
 import tyro
+from provenance import machine_line, provenance
 
 from nerf_norm.mesh import extract_mesh, keep_largest_component, transform_vertices
 from nerf_norm.mesh_render import render_mesh_png
@@ -61,9 +60,11 @@ def main(args: Args) -> None:
     trimesh.Trimesh(v, f, process=False).export(str(args.scratch / "mesh_world.ply"))
     png = render_mesh_png(v, f, args.out.with_suffix(".png"), size=512, view_dir=(0.0, -1.0, -1.0), up=(0.0, -1.0, 0.0))
     width, height = int(outputs.cameras.width[0]), int(outputs.cameras.height[0])
+    meta = provenance({k: str(v) for k, v in vars(args).items()})
     record = {
-        "machine": f"{platform.machine()}, 2 cores, torch {torch.__version__}",
-        "date": time.strftime("%Y-%m-%d"),
+        "provenance": meta,
+        "machine": machine_line(meta),
+        "date": meta["date"],
         "data": str(args.data),
         "image_size": [width, height],
         "train_views": len(outputs.image_filenames),

@@ -9,7 +9,6 @@ Times are medians over ``--iters`` iterations after ``--warmup``; ratios are to 
 from __future__ import annotations
 
 import json
-import platform
 import resource
 import statistics
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import torch
 import tyro
+from provenance import machine_line, provenance
 from torch import nn
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -180,14 +180,15 @@ def main(args: Args) -> None:
                 summary[f"{fast}_over_torch-bn"] = by[fast]["ms_median"] / by["torch-bn"]["ms_median"]
             if fast in by and f"cn-{v}-autograd" in by:
                 summary[f"cn-{v}-autograd_over_{fast}"] = by[f"cn-{v}-autograd"]["ms_median"] / by[fast]["ms_median"]
+    record = provenance({k: str(v) for k, v in vars(args).items()})
     meta = {
-        "command": "python benchmarks/norm_speed.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {torch.get_num_threads()} torch threads "
-        f"requested {args.threads}, python {platform.python_version()}, torch {torch.__version__}",
+        "command": record["command"],
+        "commit": record["commit"],
+        "machine": machine_line(record) + f" (requested {args.threads})",
         "setting": f"ReLU MLP {args.arch}, T = {args.side}x{args.side} = {args.side**2} coordinates, Adam lr 1e-3, "
         f"median of {args.rounds} interleaved rounds x {args.iters} iterations (each round a fresh process, "
         f"{args.warmup} warm-up iterations); peak RSS of the process, max over rounds",
-        "date": time.strftime("%Y-%m-%d"),
+        "date": record["date"],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows, "summary": summary}, indent=2))

@@ -4,57 +4,27 @@ commit, machine (from the runtime) and settings; and the JSON-lines result store
 from __future__ import annotations
 
 import json
-import os
-import platform
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Iterable, List
 
-import torch
+from nerf_norm.provenance import cpu_model, git_commit, provenance as _provenance  # noqa: F401 - re-exported for the benchmarks
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        return out.stdout.strip() + ("+uncommitted" if dirty else "")
-    except OSError:
-        return "unknown"
-
-
 def provenance(settings: dict) -> dict:
-    """The command (``sys.argv``), date and time, commit, machine and ``settings`` of this run."""
-    return {
-        "command": "python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "commit": git_commit(),
-        "machine": {
-            "cpu": cpu_model(),
-            "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "device": "cuda" if torch.cuda.is_available() else "cpu",
-        },
-        "settings": settings,
-    }
+    """The command (``sys.argv``), date and time, commit, machine and ``settings`` of this run
+    (:func:`nerf_norm.provenance.provenance`, the one helper)."""
+    return _provenance(settings, root=ROOT)
+
+
+def machine_line(meta: dict) -> str:
+    """The machine of a :func:`provenance` record in one line."""
+    m = meta["machine"]
+    return (
+        f"{m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, torch {m['torch']}, "
+        f"python {m['python']}, device {m['device']}"
+    )
 
 
 def provenance_markdown(meta: dict) -> List[str]:

@@ -26,10 +26,8 @@ shared machine cancels. Each block also counts the process's minor page faults (
 from __future__ import annotations
 
 import json
-import platform
 import resource
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +35,7 @@ from typing import Callable, Dict, List, Tuple
 
 import torch
 import tyro
+from provenance import machine_line, provenance
 from rich.console import Console
 
 HERE = Path(__file__).resolve().parent
@@ -246,11 +245,12 @@ def main(args: Args) -> None:
         if pair not in PAIRS:
             raise SystemExit(f"--pairs: unknown pair {pair!r}; choose from {', '.join(PAIRS)}")
         record["pairs"][pair] = PAIRS[pair](args)
+        meta = provenance({k: str(v) for k, v in vars(args).items()})
         record.update(
-            command="python benchmarks/step_cost.py " + " ".join(sys.argv[1:]),
-            machine=f"{platform.machine()}, {torch.get_num_threads()} torch threads, python "
-            f"{platform.python_version()}, torch {torch.__version__}",
-            date=time.strftime("%Y-%m-%d %H:%M"),
+            provenance=meta,
+            command=meta["command"],
+            machine=machine_line(meta),
+            date=meta["date"],
             settings={
                 "rounds": args.rounds,
                 "steps per block": args.steps,

@@ -12,19 +12,16 @@ import contextlib
 import fcntl
 import json
 import os
-import platform
 import shutil
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-import torch
-
 from nerf_norm.networks import METHODS
+from nerf_norm.provenance import provenance as nerf_provenance
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 RESULTS = HERE / "results"
 SCRATCH = HERE / "scratch"
 DATA = Path(os.environ.get("NERF_NORM_DATA", HERE.parent.parent / "shared" / "data"))
@@ -41,19 +38,24 @@ class Case:
 
 
 def machine(threads: int) -> str:
+    """The machine as the runtime reports it (CPU model, cores, the cells' torch threads, versions)."""
+    m = nerf_provenance({})["machine"]
     return (
-        f"{platform.machine()}, {os.cpu_count()} cores, {threads} torch threads, python "
-        f"{platform.python_version()}, torch {torch.__version__}"
+        f"{m['cpu']}, {m['cores']} cores, {threads} torch threads, python {m['python']}, torch {m['torch']}, "
+        f"device {m['device']}"
     )
 
 
 def provenance(script: str, threads: int, setting: str) -> dict:
-    """What every result file records: the command that made it, the machine, the settings and the date."""
+    """What every result file records (:func:`nerf_norm.provenance.provenance`, the one helper): the command as
+    actually run, the date and time, the commit, the machine and the settings."""
+    record = nerf_provenance({"threads": threads}, program=f"python benchmarks/{script}.py", root=ROOT)
     return {
-        "command": f"python benchmarks/{script}.py " + " ".join(sys.argv[1:]),
+        "command": record["command"],
         "machine": machine(threads),
         "setting": setting,
-        "date": time.strftime("%Y-%m-%d"),
+        "date": record["date"],
+        "commit": record["commit"],
     }
 
 

@@ -23,6 +23,7 @@ from rich.table import Table
 
 from .errors import UserError
 from .outputs import prepare_output_dir, write_text
+from .provenance import provenance
 
 console = Console()
 
@@ -154,6 +155,7 @@ def _compare(cmd: DemoCommand, out: Path, data: Path) -> Path:
     results = compare(COMPARED, settings)
     figure = write_figure(results, out / "demo_comparison.png", settings)
     record = {
+        "provenance": provenance(settings.describe(), program="nerf-norm"),
         "settings": settings.describe(),
         "wall_seconds": time.perf_counter() - start,
         "methods": {name: r.summary() for name, r in results.items()},
