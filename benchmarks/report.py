@@ -246,7 +246,7 @@ def demo(root: Path) -> str:
     made = (
         f"`{p['command']}`, {p['date']}, commit {p['commit']}, {p['machine']['cpu']}, {p['machine']['cores']} cores"
         if p
-        else "provenance not recorded (a run made before demo.json recorded it)"
+        else "Provenance not recorded (the run predates its recording in demo.json)"
     )
     note = (
         f"\n{s['seconds']:g} s of training each, {s['rays']} rays of {s['samples']} + {s['samples']} samples, test "

@@ -4,7 +4,7 @@
 # builds the nerf_norm CPU kernels so that no later run compiles anything. Idempotent: a second run
 # only checks that the environment matches pyproject.toml, the constraints and this script. Needs python3.11 (or
 # python3 >= 3.10) and, for open3d (pulled in by nerfstudio), Debian's libusb-1.0-0; as root it also installs
-# Debian's chromium for the viewer-in-a-browser test.
+# Debian's chromium for the viewer-in-a-browser test and ffmpeg, which ns-render writes its videos with.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -15,6 +15,16 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then
         apt-get install -y -q libusb-1.0-0 >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q libusb-1.0-0 >/dev/null; }
     else
         echo "[install] warning: libusb-1.0 not found; open3d (nerfstudio) may fail to import. Install libusb-1.0-0." >&2
+    fi
+fi
+
+# Debian's ffmpeg: nerfstudio's ns-render writes its videos (and image sequences) through it
+if ! command -v ffmpeg >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "[install] installing Debian package ffmpeg (ns-render needs it)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q ffmpeg >/dev/null 2>&1 || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q ffmpeg >/dev/null; } || echo "[install] warning: ffmpeg could not be installed; ns-render will say so" >&2
+    else
+        echo "[install] note: no ffmpeg; ns-render needs it (apt-get install ffmpeg)" >&2
     fi
 fi
 
