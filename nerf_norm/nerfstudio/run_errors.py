@@ -65,19 +65,20 @@ def check_run_checkpoints(config) -> Path:
 def explain(exc: BaseException, tb: Optional[TracebackType]) -> Optional[str]:
     """A one-line message for ``exc`` when it was raised in nerfstudio's ``eval_load_checkpoint`` for a cause on
     the user's side; ``None`` for anything else (the traceback is then shown as usual)."""
-    frame = None
+    frame, reading = None, False
     while tb is not None:
         code = tb.tb_frame.f_code
-        if code.co_name == "eval_load_checkpoint" and code.co_filename.replace("\\", "/").endswith(
-            "nerfstudio/utils/eval_utils.py"
-        ):
+        filename = code.co_filename.replace("\\", "/")
+        if code.co_name == "eval_load_checkpoint" and filename.endswith("nerfstudio/utils/eval_utils.py"):
             frame = tb.tb_frame
+        elif frame is not None and filename.endswith("torch/serialization.py"):
+            reading = True  # raised while torch read the file (not while the pipeline loaded its weights)
         tb = tb.tb_next
     if frame is None:
         return None
     config = frame.f_locals.get("config")
     load_path = frame.f_locals.get("load_path")
-    if load_path is not None and not isinstance(exc, AssertionError):
+    if load_path is not None and reading:
         return _unreadable(Path(load_path), exc)
     folder = getattr(config, "load_dir", None)
     if folder is None:
