@@ -582,3 +582,20 @@ def test_both_demo_runs_open_with_eval_setup_and_help_names_only_registered_meth
         assert normalized == (name != "mipnerf")  # the baseline keeps nerfstudio's MLPs as they are
     named = set(re.findall(r"\b(mipnerf[\w-]*-lite)\b", inspect.getsource(DemoCommand)))
     assert named and named <= set(all_methods), named
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a CUDA machine nerfstudio's marching cubes runs")
+def test_ns_export_marching_cubes_on_the_cpu_points_to_extract_mesh(neus_run, tmp_path):
+    from nerfstudio.scripts.exporter import ExportMarchingCubesMesh
+
+    from nerf_norm.nerfstudio.run_errors import explain
+
+    _, config = neus_run
+    path = config.get_base_dir() / "config.yml"
+    for resolution in (64, 512):  # nerfstudio's own assertion first, then its .cuda()
+        with pytest.raises(Exception) as info:
+            ExportMarchingCubesMesh(load_config=path, output_dir=tmp_path / "mc", resolution=resolution).main()
+        message = explain(info.value, info.tb)
+        assert message is not None and "\n" not in message, message
+        assert message.startswith("ns-export marching-cubes needs a CUDA device")
+        assert f"nerf-norm extract-mesh --load-config {path}" in message

@@ -62,13 +62,34 @@ def check_run_checkpoints(config) -> Path:
     return path
 
 
+def _marching_cubes_on_cpu(exporter, exc: BaseException) -> Optional[str]:
+    """``ns-export marching-cubes`` fails on the CPU: it asserts a resolution divisible by 512 and then moves the
+    SDF grid to CUDA unconditionally."""
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    config = getattr(exporter, "load_config", "RUN/config.yml")
+    reason = " ".join(str(exc).split())
+    return (
+        f"ns-export marching-cubes needs a CUDA device (nerfstudio moves the SDF grid to CUDA; {reason}); on the CPU "
+        f"(or any device) use: nerf-norm extract-mesh --load-config {config} --out mesh.ply"
+    )
+
+
 def explain(exc: BaseException, tb: Optional[TracebackType]) -> Optional[str]:
     """A one-line message for ``exc`` when it was raised in nerfstudio's ``eval_load_checkpoint`` for a cause on
-    the user's side; ``None`` for anything else (the traceback is then shown as usual)."""
+    the user's side, or by ``ns-export marching-cubes`` on a machine without CUDA; ``None`` for anything else
+    (the traceback is then shown as usual)."""
     frame, reading = None, False
     while tb is not None:
         code = tb.tb_frame.f_code
         filename = code.co_filename.replace("\\", "/")
+        exporter = tb.tb_frame.f_locals.get("self") if code.co_name == "main" else None
+        if type(exporter).__name__ == "ExportMarchingCubesMesh" and filename.endswith("nerfstudio/scripts/exporter.py"):
+            message = _marching_cubes_on_cpu(exporter, exc)
+            if message is not None:
+                return message
         if code.co_name == "eval_load_checkpoint" and filename.endswith("nerfstudio/utils/eval_utils.py"):
             frame = tb.tb_frame
         elif frame is not None and filename.endswith("torch/serialization.py"):
