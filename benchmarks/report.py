@@ -22,6 +22,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 GENERATED = ROOT / "docs" / "generated"
 README = ROOT / "README.md"
 ANALYSIS = ROOT / "docs" / "analysis"
+DEMO = ROOT / "docs" / "demo.json"
 MARKERS = ("<!-- report:summary -->", "<!-- /report:summary -->")
 
 
@@ -236,7 +237,7 @@ def occupancy_meshes(root: Path) -> str:
 
 def demo(root: Path) -> str:
     """The main job's committed run (``docs/demo.json``): steps and test PSNR / SSIM of both methods."""
-    data = json.loads((ROOT / "docs" / "demo.json").read_text())
+    data = json.loads(DEMO.read_text())
     rows = [
         [name, r["steps"], f"{r['psnr']:.2f}", f"{r['ssim']:.3f}", " / ".join(f"{v:.2f}" for v in r["view_psnr"])]
         for name, r in data["methods"].items()

@@ -20,6 +20,7 @@ from ..errors import UserError, require_memory
 from ..networks import CoordinateMLP, get_method, parse_arch
 from ..norms import NORM_NAMES
 from ..outputs import atomic_write, check_output_dir, prepare_output_dir, write_text
+from ..provenance import provenance
 from .figures import NORM_LABELS, plot_ntk_histograms, plot_spectral_dynamics, stats_table
 from .ntk import empirical_ntk, ntk_eigenvalues, ntk_statistics
 from .spectral import SignalTask, band_edges, default_bands, periodic_grid, spectral_dynamics, tones_signal
@@ -138,6 +139,7 @@ def run_ntk(cmd: NTKCommand) -> Dict[str, object]:
     titles = {enc: _encoding_title(enc, f) for enc, f in encodings}
     figure = plot_ntk_histograms(eigen, titles, cmd.out / "ntk_eigenvalues.png")
     record = {
+        "provenance": provenance(_settings(cmd), program="nerf-norm"),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cmd).items()},
         "machine": _machine(),
         "seconds": seconds,
@@ -296,6 +298,7 @@ def run_spectral_dynamics(cmd: SpectralDynamicsCommand) -> Dict[str, object]:
         runs, cmd.out / "spectral_dynamics.png", f"{task.description}; {cmd.arch}, lr {cmd.lr or 'paper default'}"
     )
     record = {
+        "provenance": provenance(_settings(cmd), program="nerf-norm"),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cmd).items()},
         "signal": task.description,
         "machine": _machine(),
