@@ -26,6 +26,7 @@ from nerfstudio.models.vanilla_nerf import VanillaModelConfig
 from torch import Tensor, nn
 
 from .checkpoints import prepare_checkpoints
+from .exports import rgba_with_accumulation
 from .metrics import drop_missing, offline_lpips
 from .norm_options import NormOptions
 from .normalize import normalize_mlps, stat_set_view
@@ -100,6 +101,10 @@ class MipNerfNormModel(MipNerfModel):
         # only (the viewer's render thread died with KeyError 'depth'). The fine pass is the model's answer, and
         # "rgb" comes first: the viewer shows the first output until the user picks another
         return {**fine, **{f"{k}_coarse": v for k, v in coarse.items()}, **{f"{k}_fine": v for k, v in fine.items()}}
+
+    def get_rgba_image(self, outputs: Dict[str, Tensor], output_name: str = "rgb") -> Tensor:
+        """Colour and accumulated opacity (what nerfstudio's exporters mask by; :mod:`.exports`)."""
+        return rgba_with_accumulation(outputs, output_name)
 
     def get_image_metrics_and_images(self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]):
         metrics, images = super().get_image_metrics_and_images(outputs, batch)

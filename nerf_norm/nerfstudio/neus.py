@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from ..norms import make_norm
 from .checkpoints import prepare_checkpoints
 from .chunked import forward_in_chunks
+from .exports import rgba_with_accumulation, with_exporter_normals
 from .metrics import drop_missing, offline_lpips
 from .norm_options import NormOptions
 from .softplus import BoundedSoftplus
@@ -252,6 +253,14 @@ class NeuSNormModel(NeuSModel):
         """nerfstudio's forward; a large batch outside training (``ns-export``) in chunks, in bounded memory
         (:func:`~nerf_norm.nerfstudio.chunked.forward_in_chunks`)."""
         return forward_in_chunks(super().forward, ray_bundle, self.config.eval_num_rays_per_chunk, self.training)
+
+    def get_outputs(self, ray_bundle):
+        """nerfstudio's NeuS outputs and ``normals`` in [0, 1], which nerfstudio's exporters read (:mod:`.exports`)."""
+        return with_exporter_normals(super().get_outputs(ray_bundle))
+
+    def get_rgba_image(self, outputs: Dict[str, Tensor], output_name: str = "rgb") -> Tensor:
+        """Colour and accumulated opacity (what nerfstudio's exporters mask by; :mod:`.exports`)."""
+        return rgba_with_accumulation(outputs, output_name)
 
     def sdf(self, points: Tensor) -> Tensor:
         """SDF at ``[N, 3]`` points of the normalized scene frame, ``[N]`` (eval-mode statistics when the

@@ -1,0 +1,82 @@
+"""nerfstudio's exporters on our methods: ``ns-export pointcloud`` at its default normal method on neus-cn-lite
+(our NeuS renders ``normals`` in [0, 1]) and with open3d normals on mipnerf-cn-lite, the accumulated opacity as
+the alpha the exporter masks by, and ``ns-render dataset`` writing every output of a test view."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_neus_data import make_scene
+
+from nerf_norm.nerfstudio.experiment import RunSettings, configure, method_config, train
+from nerf_norm.scenes.blender import BlenderSceneConfig, write_blender_scene
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A 2-step mipnerf-cn-lite run on a 16x16 Blender scene and a 2-step neus-cn-lite run on a NeuS-layout scene."""
+    root = tmp_path_factory.mktemp("ns_export")
+    scene = write_blender_scene(root / "blender", BlenderSceneConfig(resolution=16, train_views=4, test_views=2))
+    mip = configure(method_config("mipnerf-cn-lite"), RunSettings(scene, root / "mip", steps=2))
+    mip.pipeline.datamanager.train_num_rays_per_batch = 64
+    mip_trainer, _ = train(mip)
+    make_scene(root / "neus_scene", views=4, masks=4)
+    neus = configure(method_config("neus-cn-lite"), RunSettings(root / "neus_scene", root / "neus", steps=2))
+    neus.pipeline.datamanager.dataparser.eval_every = 2
+    neus.pipeline.datamanager.train_num_rays_per_batch = 32
+    neus_trainer, _ = train(neus)
+    return {"mipnerf": (mip_trainer, mip), "neus": (neus_trainer, neus)}
+
+
+def test_pointcloud_at_the_default_normal_method_on_neus(runs):
+    from nerfstudio.exporter.exporter_utils import generate_point_cloud
+
+    trainer, _ = runs["neus"]
+    pipeline = trainer.pipeline
+    pipeline.eval()
+    pipeline.datamanager.train_pixel_sampler.num_rays_per_batch = 256
+    cloud = generate_point_cloud(pipeline, num_points=64, remove_outliers=False, normal_output_name="normals")
+    points, normals = np.asarray(cloud.points), np.asarray(cloud.normals)
+    assert len(points) >= 64 and normals.shape == points.shape and np.isfinite(normals).all()
+    # the rendered normals (ray-weighted sums of the SDF's unit gradients), mapped back to [-1, 1] by the exporter
+    assert (np.abs(normals) <= 1 + 1e-5).all() and np.linalg.norm(normals, axis=1).max() > 0.1
+
+
+def test_rgba_alpha_is_the_accumulated_opacity(runs):
+    for name in ("mipnerf", "neus"):
+        trainer, _ = runs[name]
+        model = trainer.pipeline.model
+        model.eval()
+        bundle = trainer.pipeline.datamanager.eval_dataset.cameras[0:1].generate_rays(0).flatten()[:64]
+        with torch.no_grad():
+            outputs = model(bundle)
+        rgba = model.get_rgba_image(outputs)
+        assert rgba.shape == (64, 4)
+        torch.testing.assert_close(rgba[:, 3], outputs["accumulation"].squeeze(-1).clamp(0, 1))
+        torch.testing.assert_close(rgba[:, :3], outputs["rgb"])
+
+
+def test_ns_export_pointcloud_and_ns_render_dataset_on_mipnerf_cn(runs, tmp_path):
+    _, config = runs["mipnerf"]
+    bindir = Path(sys.executable).parent
+    config_path = str(config.get_base_dir() / "config.yml")
+    export = [str(bindir / "ns-export"), "pointcloud", "--load-config", config_path, "--output-dir", str(tmp_path)]
+    export += ["--normal-method", "open3d", "--num-points", "64", "--num-rays-per-batch", "256"]
+    export += ["--remove-outliers", "False"]
+    done = subprocess.run(export, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    import open3d as o3d
+
+    cloud = o3d.io.read_point_cloud(str(tmp_path / "point_cloud.ply"))
+    assert len(cloud.points) > 0 and cloud.has_normals() and cloud.has_colors()
+
+    render = [str(bindir / "ns-render"), "dataset", "--load-config", config_path, "--output-path", str(tmp_path / "r")]
+    done = subprocess.run([*render, "--split", "test"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    written = {p.parent.name for p in (tmp_path / "r" / "test").rglob("*.jpg")}
+    assert {"rgb", "depth", "accumulation", "gt-rgb"} <= written, written
