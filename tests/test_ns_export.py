@@ -4,6 +4,8 @@ the alpha the exporter masks by, and ``ns-render dataset`` writing every output 
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +82,47 @@ def test_ns_export_pointcloud_and_ns_render_dataset_on_mipnerf_cn(runs, tmp_path
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
     written = {p.parent.name for p in (tmp_path / "r" / "test").rglob("*.jpg")}
     assert {"rgb", "depth", "accumulation", "gt-rgb"} <= written, written
+
+
+def _frames(video: Path) -> tuple:
+    """(width, height, frames) of a video, counted by ffprobe."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+         "stream=width,height,nb_read_frames", "-of", "csv=p=0", str(video)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return tuple(int(v) for v in out.strip().split(","))
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ns-render needs ffmpeg (scripts/install.sh installs it)")
+def test_ns_render_spiral_and_camera_path_write_videos(runs, tmp_path):
+    """``ns-render spiral`` (float32 intrinsics from our Blender parser: nerfstudio's own are float64 and its spiral
+    fails on them) and ``ns-render camera-path`` with a path in the viewer's JSON format."""
+    _, config = runs["mipnerf"]
+    render = [str(Path(sys.executable).parent / "ns-render")]
+    common = ["--load-config", str(config.get_base_dir() / "config.yml")]
+    spiral = tmp_path / "spiral.mp4"
+    args = [*render, "spiral", *common, "--output-path", str(spiral), "--seconds", "1", "--frame-rate", "4"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert _frames(spiral) == (16, 16, 4)
+
+    test_frames = json.loads((Path(config.data) / "transforms_test.json").read_text())["frames"]
+    path = {
+        "camera_type": "perspective",
+        "render_height": 12,
+        "render_width": 12,
+        "fps": 2,
+        "seconds": 1,
+        "camera_path": [
+            {"camera_to_world": sum(frame["transform_matrix"], []), "fov": 50.0, "aspect": 1.0}
+            for frame in test_frames[:2]
+        ],
+    }
+    path_file = tmp_path / "camera_path.json"
+    path_file.write_text(json.dumps(path))
+    video = tmp_path / "path.mp4"
+    args = [*render, "camera-path", *common, "--camera-path-filename", str(path_file), "--output-path", str(video)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert _frames(video) == (12, 12, 2)

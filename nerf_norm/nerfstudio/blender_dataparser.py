@@ -101,4 +101,11 @@ class CheckedBlender(Blender):
 
     def _generate_dataparser_outputs(self, split: str = "train"):
         check_blender_split(Path(self.data), split)
-        return super()._generate_dataparser_outputs(split)
+        outputs = super()._generate_dataparser_outputs(split)
+        # nerfstudio's parser passes its focal length as a numpy float64, so fx and fy become float64 tensors beside
+        # float32 poses, and `ns-render spiral` then fails ("expected scalar type Float but found Double" in
+        # camera_utils.viewmatrix): the intrinsics in float32, like everything else
+        cameras = outputs.cameras
+        for name in ("fx", "fy", "cx", "cy"):
+            setattr(cameras, name, getattr(cameras, name).float())
+        return outputs
