@@ -52,6 +52,9 @@ class ExtractMeshCommand:
     extracting (loads the run's training data); 0 uses the checkpoint's running statistics"""
     chunk: int = 65536
     """points per network evaluation"""
+    vertex_colors: bool = False
+    """also write vertex colours from the colour network, seen along each vertex's normal (the view direction is
+    the negative SDF gradient, as sdfstudio's texturing does)"""
 
 
 def load_pipeline(config_path: Path, test_mode: str = "inference"):
@@ -88,6 +91,26 @@ def _check_run_config(config_path: Path):
             "TrainerConfig; expected the config.yml that ns-train writes into its run folder"
         )
     return config
+
+
+def vertex_colors(field, vertices: np.ndarray, chunk: int, device) -> np.ndarray:
+    """``[V, 4]`` uint8 RGBA of the colour network at ``vertices`` ``[V, 3]`` (the model's normalized frame), each
+    seen along its normal: direction ``-n`` with ``n`` the normalized SDF gradient, the gradient itself as the
+    network's normal input (as nerfstudio's SDF field feeds it), eval-mode statistics."""
+    colors = []
+    for part in torch.from_numpy(np.asarray(vertices, dtype=np.float32)).split(chunk):
+        points = part.to(device).requires_grad_(True)
+        with torch.enable_grad():
+            sdf, geo = torch.split(field.forward_geonetwork(points), [1, field.config.geo_feat_dim], dim=-1)
+            (gradients,) = torch.autograd.grad(sdf, points, torch.ones_like(sdf))
+        with torch.no_grad():
+            directions = -torch.nn.functional.normalize(gradients, dim=-1)
+            cameras = torch.zeros(len(points), dtype=torch.long, device=points.device)
+            rgb = field.get_colors(points, directions, gradients, geo, cameras)
+        colors.append(rgb.detach().clamp(0.0, 1.0).cpu())
+    rgb = torch.cat(colors).numpy() if colors else np.zeros((0, 3), np.float32)
+    rgba = np.concatenate([rgb, np.ones((len(rgb), 1), np.float32)], axis=1)
+    return (rgba * 255.0 + 0.5).astype(np.uint8)
 
 
 def _scale_matrix(pipeline) -> Optional[np.ndarray]:
@@ -142,13 +165,14 @@ def run_extract_mesh(cmd: ExtractMeshCommand, progress=None) -> Path:
     )
     if cmd.largest_component:
         vertices, faces = keep_largest_component(vertices, faces)
+    colors = vertex_colors(field, vertices, cmd.chunk, device) if cmd.vertex_colors else None
     scale = _scale_matrix(pipeline) if cmd.world else None
     if scale is not None:
         vertices = transform_vertices(vertices, scale)
     import trimesh
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    mesh = trimesh.Trimesh(vertices, faces, vertex_colors=colors, process=False)
     with atomic_write(out) as tmp:
         mesh.export(str(tmp))
     return out
