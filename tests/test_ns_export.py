@@ -147,3 +147,24 @@ def test_extract_mesh_writes_vertex_colours_from_the_colour_network(runs, tmp_pa
     trainer.pipeline.model.eval()
     expected = vertex_colors(field, np.asarray(mesh.vertices[:5]), chunk=5, device="cpu")
     assert np.abs(expected.astype(int) - colours[:5].astype(int)).max() <= 1
+
+
+def test_spectral_metrics_reach_the_tensorboard_event_file(tmp_path):
+    """``--pipeline.model.spectral-metrics True``: every eval image's band errors are logged with nerfstudio's eval
+    metrics (here read back from the run's tensorboard event file)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    scene = write_blender_scene(tmp_path / "scene", BlenderSceneConfig(resolution=16, train_views=4, test_views=2))
+    config = configure(method_config("mipnerf-cn-lite"), RunSettings(scene, tmp_path / "run", steps=3))
+    config.pipeline.datamanager.train_num_rays_per_batch = 64
+    config.pipeline.model.spectral_metrics = True
+    config.pipeline.model.spectral_bands = 4
+    config.steps_per_eval_image = 1
+    train(config)
+    (events,) = list(config.get_base_dir().glob("events.out.tfevents.*"))
+    accumulator = EventAccumulator(str(events))
+    accumulator.Reload()
+    tags = [t for t in accumulator.Tags()["scalars"] if "spectral_band_" in t]
+    assert sorted(t.rsplit("/", 1)[-1] for t in tags) == [f"spectral_band_{b}" for b in range(4)], tags
+    values = [e.value for t in tags for e in accumulator.Scalars(t)]
+    assert values and all(0.0 <= v < 10.0 for v in values)

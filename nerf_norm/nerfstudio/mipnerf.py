@@ -30,13 +30,14 @@ from .exports import rgba_with_accumulation
 from .metrics import drop_missing, offline_lpips
 from .norm_options import NormOptions
 from .normalize import normalize_mlps, stat_set_view
+from .spectral_metrics import SpectralMetricsOptions, spectral_band_metrics
 
 PASSES: Tuple[str, ...] = ("coarse", "fine")
 """The statistics sets of the Mip-NeRF field, in set order."""
 
 
 @dataclass
-class MipNerfNormModelConfig(VanillaModelConfig, NormOptions):
+class MipNerfNormModelConfig(VanillaModelConfig, NormOptions, SpectralMetricsOptions):
     """Mip-NeRF (nerfstudio's ``mipnerf``) with normalized field MLPs: ``norm`` before every ReLU of the base MLP
     (options shared with NeuS: :class:`~nerf_norm.nerfstudio.norm_options.NormOptions`)."""
 
@@ -108,4 +109,7 @@ class MipNerfNormModel(MipNerfModel):
 
     def get_image_metrics_and_images(self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]):
         metrics, images = super().get_image_metrics_and_images(outputs, batch)
+        if self.config.spectral_metrics:
+            target = self.renderer_rgb.blend_background(batch["image"].to(outputs["rgb"].device))
+            metrics.update(spectral_band_metrics(outputs["rgb"], target, self.config.spectral_bands))
         return drop_missing(metrics, self.lpips), images

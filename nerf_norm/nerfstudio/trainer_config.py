@@ -32,6 +32,7 @@ _POSITIVE_COUNTS = (
     "geo_feat_dim",
     "num_layers_color",
     "hidden_dim_color",
+    "spectral_bands",
 )
 # numbers that must be finite and positive
 _POSITIVE_NUMBERS = ("camera_res_scale_factor", "norm_eps", "eps")
