@@ -360,24 +360,26 @@ def write_table(path: Path, cmd: SweepCommand, records: Sequence[dict], cells: S
     inputs = list(dict.fromkeys(c.input for c in cells))
     incomplete = False
 
-    def mean(rs: Sequence[dict], planned: int) -> str:
-        nonlocal incomplete
+    def mean(rs: Sequence[dict], planned: int) -> Tuple[Optional[float], int, int]:
+        """(mean or None, runs done, runs planned) of the metric over ``rs``."""
         vals = [r["metrics"][metric] for r in rs if metric in r["metrics"]]
-        if not vals:
+        return (sum(vals) / len(vals) if vals else None), len(vals), planned
+
+    def shown(value: Optional[float], done: int, planned: int, best: Optional[float]) -> str:
+        nonlocal incomplete
+        if value is None:
             incomplete |= planned > 0
             return "-"
-        text = f"{sum(vals) / len(vals):.3f}"
-        if len(vals) < planned:
+        text = f"{value:.3f}"
+        if done < planned:
             incomplete = True
-            text += f"* ({len(vals)}/{planned})"
-        return text
+            text += f"* ({done}/{planned})"
+        return f"**{text}**" if value == best else text
 
     def row(label: str, rs: Sequence[dict], cs: Sequence[Cell]) -> str:
-        shown = [mean([r for r in rs if r["method"] == m], sum(c.method == m for c in cs)) for m in methods]
-        values = [float(v.split("*")[0]) if v != "-" else None for v in shown]
-        best = max((v for v in values if v is not None), default=None)
-        shown = [f"**{s}**" if v is not None and v == best else s for s, v in zip(shown, values)]
-        return f"| {label} | " + " | ".join(shown) + " |"
+        means = [mean([r for r in rs if r["method"] == m], sum(c.method == m for c in cs)) for m in methods]
+        best = max((v for v, _, _ in means if v is not None), default=None)
+        return f"| {label} | " + " | ".join(shown(*m, best) for m in means) + " |"
 
     head = ["| case | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
     lines = [f"# nerf-norm sweep: {cmd.task}, {metric} (mean over inputs and seeds)", "", *head]

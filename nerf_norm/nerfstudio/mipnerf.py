@@ -30,7 +30,7 @@ from .exports import rgba_with_accumulation
 from .metrics import drop_missing, offline_lpips
 from .norm_options import NormOptions
 from .normalize import normalize_mlps, stat_set_view
-from .spectral_metrics import SpectralMetricsOptions, spectral_band_metrics
+from .spectral_metrics import SpectralMetricsOptions, eval_band_metrics
 
 PASSES: Tuple[str, ...] = ("coarse", "fine")
 """The statistics sets of the Mip-NeRF field, in set order."""
@@ -109,7 +109,5 @@ class MipNerfNormModel(MipNerfModel):
 
     def get_image_metrics_and_images(self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]):
         metrics, images = super().get_image_metrics_and_images(outputs, batch)
-        if self.config.spectral_metrics:
-            target = self.renderer_rgb.blend_background(batch["image"].to(outputs["rgb"].device))
-            metrics.update(spectral_band_metrics(outputs["rgb"], target, self.config.spectral_bands))
+        metrics.update(eval_band_metrics(self, outputs, batch))
         return drop_missing(metrics, self.lpips), images

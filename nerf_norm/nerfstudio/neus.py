@@ -33,7 +33,7 @@ from .exports import rgba_with_accumulation, with_exporter_normals
 from .metrics import drop_missing, offline_lpips
 from .norm_options import NormOptions
 from .softplus import BoundedSoftplus
-from .spectral_metrics import SpectralMetricsOptions, spectral_band_metrics
+from .spectral_metrics import SpectralMetricsOptions, eval_band_metrics
 
 __all__ = ["NormalizedSDFFieldConfig", "NormalizedSDFField", "NeuSNormModelConfig", "NeuSNormModel"]
 
@@ -248,9 +248,7 @@ class NeuSNormModel(NeuSModel):
 
     def get_image_metrics_and_images(self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]):
         metrics, images = super().get_image_metrics_and_images(outputs, batch)
-        if self.config.spectral_metrics:
-            target = self.renderer_rgb.blend_background(batch["image"].to(outputs["rgb"].device))
-            metrics.update(spectral_band_metrics(outputs["rgb"], target, self.config.spectral_bands))
+        metrics.update(eval_band_metrics(self, outputs, batch))
         return drop_missing(metrics, self.lpips), images
 
     def forward(self, ray_bundle):

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..analysis.spectral import band_edges, band_errors
 
-__all__ = ["SpectralMetricsOptions", "spectral_band_metrics"]
+__all__ = ["SpectralMetricsOptions", "spectral_band_metrics", "eval_band_metrics"]
 
 
 @dataclass
@@ -37,3 +37,12 @@ def spectral_band_metrics(pred: Tensor, target: Tensor, bands: int) -> Dict[str,
     pred, target = pred.detach().float().cpu(), target.detach().float().cpu()[..., : pred.shape[-1]]
     errors = band_errors(pred, target, band_edges(tuple(target.shape[:2]), bands))
     return {f"spectral_band_{b}": float(e) for b, e in enumerate(errors.tolist()) if math.isfinite(e)}
+
+
+def eval_band_metrics(model, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]) -> Dict[str, float]:
+    """The band metrics of one eval image of ``model`` (a model whose config is a :class:`SpectralMetricsOptions`),
+    against the ground truth composited on its background as its other image metrics; ``{}`` when the option is off."""
+    if not model.config.spectral_metrics:
+        return {}
+    target = model.renderer_rgb.blend_background(batch["image"].to(outputs["rgb"].device))
+    return spectral_band_metrics(outputs["rgb"], target, model.config.spectral_bands)

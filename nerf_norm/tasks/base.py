@@ -326,13 +326,14 @@ class Trainer:
         index = task.sample(state.generator)
         pred = state.model(coords if index is None else coords[index])
         loss = task.loss(pred, index)
-        self._check_divergence(state, loss.item())  # the step's one host sync (the bar and curve need it too)
+        value = loss.item()  # the step's one host sync: the divergence check and the curve both use it
+        self._check_divergence(state, value)
         loss.backward()
         state.optimizer.step()
         state.scheduler.step()
         state.step += 1
         state.keep_statistics()
-        return pred, loss, index
+        return pred, value, index
 
     def _check_divergence(self, state: TrainingState, loss: float) -> None:
         """Stops a fit whose loss is not finite, or has stayed above :data:`DIVERGENCE_FACTOR` times its first value
@@ -351,7 +352,7 @@ class Trainer:
                 f"{state.step} ({rate}); try a smaller --lr"
             )
 
-    def _log_step(self, task: Task, state: TrainingState, pred: Tensor, loss: Tensor, index, t_start: float):
+    def _log_step(self, task: Task, state: TrainingState, pred: Tensor, loss: float, index, t_start: float):
         """Updates the best value and, every ``log_every`` iterations, the curve; returns the value to show."""
         step = state.step
         logged = step % self.config.log_every == 0 or step == self.config.iters or step == 1
@@ -366,7 +367,7 @@ class Trainer:
         history = state.history
         history["iteration"].append(step)
         history["seconds"].append(time.perf_counter() - t_start)
-        history["loss"].append(loss.item())
+        history["loss"].append(loss)
         history[task.progress_metric].append(value)
         for key, extra in task.record(pred.detach()).items():
             history.setdefault(key, []).append(extra)
