@@ -46,8 +46,10 @@ class StatSetNorm(nn.Module):
 
 class NormalizedMLP(MLP):
     """nerfstudio ``MLP`` (same layers, skips and initialisation) with ``norm`` applied to the pre-activation of
-    every layer that is followed by an activation: all hidden layers, and the last layer too when the MLP has an
-    ``out_activation`` (as NeRF's base MLP, whose output feeds the density and colour heads).
+    every hidden layer, and of the last layer too when its ``out_activation`` is of the hidden activation's kind (a
+    feature layer, as NeRF's base MLP, whose ReLU output feeds the density and colour heads). An output squashed by
+    another function (nerfacto's colour head: three channels into a sigmoid) is left as it is: normalizing three
+    colour channels together would tie them to each other.
 
     Shapes: input ``[..., in_dim]``, output ``[..., out_dim]``; the norms see ``[T, C]`` with T the product of the
     leading dimensions (all samples of all rays in the call). Always the torch implementation: tinycudann's fused
@@ -106,7 +108,8 @@ class NormalizedMLP(MLP):
     def build_nn_modules(self) -> None:
         super().build_nn_modules()
         widths = [layer.out_features for layer in self.layers]
-        normed = len(widths) - 1 + (self.out_activation is not None)
+        feature_output = self.out_activation is not None and type(self.out_activation) is type(self.activation)
+        normed = len(widths) - 1 + feature_output
         # CrossNorm and GlobalNorm apply a following ReLU in their own passes (one read/write of [T, C] less each
         # way)
         self._fused = [

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 from typing import Iterable, List, Optional
 
-from nerfstudio.field_components.mlp import MLP
+from nerfstudio.field_components.mlp import MLP, MLPWithHashEncoding
 from torch import Tensor, nn
 
 from ..norms import NormName
@@ -33,6 +33,11 @@ def normalize_mlps(
     wanted = None if names is None else set(names)
     replaced = []
     for name, child in list(module.named_modules()):
+        if isinstance(child, MLPWithHashEncoding) and not isinstance(child.model, nn.Sequential):
+            raise ValueError(
+                f"normalize_mlps: {name or type(module).__name__} is a tinycudann hash grid fused with its MLP, "
+                "which has no place for a norm; build the field with implementation='torch'"
+            )
         if not isinstance(child, MLP) or isinstance(child, NormalizedMLP) or (wanted and name not in wanted):
             continue
         if child.tcnn_encoding is not None:

@@ -1,17 +1,23 @@
-"""Mip-NeRF on Blender lego at 200x200 for thousands of steps: nerfstudio's ``mipnerf`` against ``mipnerf-cn``.
+"""A radiance field on a Blender-format scene for thousands of steps, a baseline against its normalized version:
+nerfstudio's ``mipnerf`` against ``mipnerf-cn`` (the default), or ``nerfacto`` against ``nerfacto-cn``.
 
-Both use the ``mipnerf-cn-lite`` settings (128 rays per step, 32 + 32 samples, RAdam 5e-4, our checked Blender
-parser), the real lego scene at ``--scale`` 0.5 (400x400 -> 200x200), seed 0. Every ``--eval-every`` steps the
-test views ``--views`` are rendered and scored (nerfstudio's fine-pass PSNR/SSIM); the last renders are written
-as PNGs. Each method runs in its own process (``--method``), so the two can train side by side; a nerfstudio
+Each method runs at its family's registered lite settings (``mipnerf-cn-lite``: 128 rays per step, 32 + 32 samples,
+RAdam 5e-4; ``nerfacto-cn-lite``: 512 rays, 64 + 32 proposal and 24 field samples, Adam 1e-2; the baselines
+``mipnerf-lite`` / ``nerfacto-lite`` the same with the MLPs untouched), our checked Blender parser, the scene (real
+lego by default) at ``--scale`` 0.5 (400x400 -> 200x200), seed 0. Every ``--eval-every`` steps the test views
+``--views`` are rendered and scored (nerfstudio's PSNR/SSIM of the model's final render); the last renders are
+written as PNGs. Each method runs in its own process (``--method``), so the two can train side by side; a nerfstudio
 checkpoint is written at every evaluation and a rerun resumes from it (the ray sampler's random state is not
 restored, so a resumed run draws other rays than an uninterrupted one would). ``--report`` combines the two JSON
 files into a table and a figure (test PSNR/SSIM over steps and over training seconds, and ground truth | mipnerf
 | mipnerf-cn for two views).
 
-    .venv/bin/python benchmarks/mipnerf_lego_long.py --method mipnerf &
-    .venv/bin/python benchmarks/mipnerf_lego_long.py --method mipnerf-cn &
-    wait; .venv/bin/python benchmarks/mipnerf_lego_long.py --report
+    .venv/bin/python benchmarks/blender_long.py --method mipnerf &
+    .venv/bin/python benchmarks/blender_long.py --method mipnerf-cn &
+    wait; .venv/bin/python benchmarks/blender_long.py --report
+
+    # nerfacto: the same with --methods nerfacto nerfacto-cn --out benchmarks/results/nerfacto_lego
+    # (and --data / --scale / --out for another scene)
 """
 
 from __future__ import annotations
@@ -37,13 +43,14 @@ console = Console()
 @dataclass
 class Args:
     method: Optional[str] = None
-    """train this method (mipnerf or mipnerf-cn; any mipnerf-* works); omit with --report"""
+    """train this method (one of --methods; any registered mipnerf-* or nerfacto-*); omit with --report"""
     report: bool = False
     """combine the results of --methods into OUT.md and OUT.png"""
     per_view: bool = False
     """score each of --final-views separately from --method's last checkpoint (stored as the last evaluation's
     per_view), so equal-time comparisons can use the views scored every --eval-every steps"""
     methods: tuple[str, ...] = ("mipnerf", "mipnerf-cn")
+    """the baseline first, then the methods compared with it"""
     data: Path = DATA
     scale: float = 0.5
     """camera_res_scale_factor (400x400 -> 200x200)"""
@@ -59,6 +66,17 @@ class Args:
     scratch: Path = HERE / "scratch" / "mipnerf_lego_long"
 
 
+def _ssim(scores: dict) -> float:
+    """SSIM of the model's final render: Mip-NeRF's fine pass (``fine_ssim``) or nerfacto's ``ssim``."""
+    return scores["fine_ssim"] if "fine_ssim" in scores else scores["ssim"]
+
+
+def _lite_settings(method: str) -> dict:
+    from nerf_norm.method_configs import mipnerf, nerfacto
+
+    return {"mipnerf": mipnerf.LITE, "nerfacto": nerfacto.LITE}[method.split("-")[0]]
+
+
 def _json(args: Args, method: str) -> Path:
     return args.out.parent / f"{args.out.name}_{method}.json"
 
@@ -71,14 +89,17 @@ def _config(args: Args):
     """--method's nerfstudio configuration: lite settings, the scene at --scale, output under --scratch."""
     from nerf_norm.nerfstudio.experiment import RunSettings, configure, lite_config
 
-    return configure(
+    config = configure(
         lite_config(args.method),
         RunSettings(args.data, args.scratch / args.method, args.steps, args.seed, image_scale=args.scale),
     )
+    for group in config.optimizers.values():  # a decaying learning rate (nerfacto's) decays over the whole run
+        if hasattr(group["scheduler"], "max_steps"):
+            group["scheduler"].max_steps = args.steps
+    return config
 
 
 def train(args: Args) -> None:
-    from nerf_norm.method_configs.mipnerf import LITE
     from nerf_norm.nerfstudio.experiment import evaluate, setup_trainer, train_step
 
     torch.set_num_threads(args.threads)
@@ -91,12 +112,13 @@ def train(args: Args) -> None:
     record = json.loads(path.read_text()) if path.exists() and config.load_dir is not None else {"evals": []}
     record["evals"] = [e for e in record["evals"] if e["step"] <= args.steps]
     record["meta"] = provenance(
-        "mipnerf_lego_long",
+        "blender_long",
         args.threads,
-        f"lego at scale {args.scale}, lite settings {LITE} except steps = {args.steps}, seed {args.seed}, "
+        f"{args.data.name} at scale {args.scale}, lite settings {_lite_settings(method)} except steps = {args.steps}, seed {args.seed}, "
         f"test views {list(args.views)} every {args.eval_every} steps, {list(args.final_views)} at the end",
     )
     trainer = setup_trainer(config)
+    record["view_width"] = int(trainer.pipeline.datamanager.eval_dataset.cameras.width[0])
     start = trainer._start_step  # 0, or the step after the loaded checkpoint
     elapsed = record["evals"][-1]["seconds"] if record["evals"] else 0.0
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,8 +140,7 @@ def train(args: Args) -> None:
                 _save_png(_png(args, method, view), img)
             path.write_text(json.dumps(record, indent=1))
             console.print(
-                f"{method} step {done} ({elapsed:.0f} s training): PSNR {scores['psnr']:.2f} "
-                f"SSIM {scores['fine_ssim']:.3f}"
+                f"{method} step {done} ({elapsed:.0f} s training): PSNR {scores['psnr']:.2f} SSIM {_ssim(scores):.3f}"
             )
 
 
@@ -139,7 +160,7 @@ def score_per_view(args: Args) -> None:
     path.write_text(json.dumps(record, indent=1))
     console.print(
         f"{args.method} step {args.steps}: "
-        + ", ".join(f"view {v}: {s['psnr']:.2f} dB / {s['fine_ssim']:.3f}" for v, s in last["per_view"].items())
+        + ", ".join(f"view {v}: {s['psnr']:.2f} dB / {_ssim(s):.3f}" for v, s in last["per_view"].items())
     )
 
 
@@ -169,14 +190,14 @@ def report(args: Args) -> None:
             for e in r["evals"]
         ]
     ref = args.methods[0]
-    lines = [f"# Mip-NeRF on lego at 200x200, {args.steps} steps: {' vs '.join(records)}", ""]
+    lines = [f"# {args.data.name} at scale {args.scale}, {args.steps} steps: {' vs '.join(records)}", ""]
     for m, r in records.items():
         lines += [f"- {m}: `{r['meta']['command']}`; {r['meta']['machine']}; {r['meta']['date']}"]
     lines += [
         f"- setting: {next(iter(records.values()))['meta']['setting']}",
         "- both processes trained side by side (one torch thread each) on a 2-core machine that was also "
         "running other work, so the seconds are comparable between the two methods but not absolute",
-        f"- PSNR / SSIM: nerfstudio's Mip-NeRF fine-pass metrics of test view(s) {key} (the curve); the last "
+        f"- PSNR / SSIM: nerfstudio's metrics of the final render (Mip-NeRF: fine pass) of test view(s) {key} (the curve); the last "
         f"step also over views {', '.join(map(str, args.final_views))}, below the table",
         "",
     ]
@@ -187,15 +208,13 @@ def report(args: Args) -> None:
         row = [str(s)]
         for r in records.values():
             e = next((e for e in r["evals"] if e["step"] == s), None)
-            row += [f"{e['psnr']:.2f}", f"{e['fine_ssim']:.3f}", f"{e['seconds']:.0f}"] if e else ["-"] * 3
+            row += [f"{e['psnr']:.2f}", f"{_ssim(e):.3f}", f"{e['seconds']:.0f}"] if e else ["-"] * 3
         lines.append("| " + " | ".join(row) + " |")
     lines += [""] + [
         f"Step {e['step']}, mean over test views {', '.join(map(str, args.final_views))}: {m} "
-        f"{e['psnr']:.2f} dB / SSIM {e['fine_ssim']:.3f}"
+        f"{e['psnr']:.2f} dB / SSIM {_ssim(e):.3f}"
         + (
-            " ("
-            + "; ".join(f"view {v}: {p['psnr']:.2f} / {p['fine_ssim']:.3f}" for v, p in e["per_view"].items())
-            + ")"
+            " (" + "; ".join(f"view {v}: {p['psnr']:.2f} / {_ssim(p):.3f}" for v, p in e["per_view"].items()) + ")"
             if "per_view" in e
             else ""
         )
@@ -213,10 +232,10 @@ def report(args: Args) -> None:
             within = [e for e in r["evals"] if e["seconds"] <= base["seconds"]]
             eq = within[-1] if within else r["evals"][0]
             lines.append(
-                f"Test view(s) {key}, at step {last['step']}: {m} {last['psnr']:.2f} dB / SSIM {last['fine_ssim']:.3f} against "
-                f"{ref} {base['psnr']:.2f} dB / {base['fine_ssim']:.3f} (difference "
+                f"Test view(s) {key}, at step {last['step']}: {m} {last['psnr']:.2f} dB / SSIM {_ssim(last):.3f} against "
+                f"{ref} {base['psnr']:.2f} dB / {_ssim(base):.3f} (difference "
                 f"{last['psnr'] - base['psnr']:+.2f} dB). Within {ref}'s {base['seconds']:.0f} s of training, "
-                f"{m} reached step {eq['step']}: {eq['psnr']:.2f} dB / {eq['fine_ssim']:.3f}."
+                f"{m} reached step {eq['step']}: {eq['psnr']:.2f} dB / {_ssim(eq):.3f}."
             )
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
@@ -229,12 +248,13 @@ def report(args: Args) -> None:
         curves,
         (
             ("step", "psnr", "training step", "test PSNR (dB)"),
-            ("step", "fine_ssim", "training step", "test SSIM"),
+            ("step", "ssim", "training step", "test SSIM"),
             ("seconds", "psnr", "training seconds", "test PSNR (dB)"),
         ),
     ):
         for m, r in records.items():
-            ax.plot([e[key] for e in r["evals"]], [e[metric] for e in r["evals"]], marker="o", ms=3, label=m)
+            value = _ssim if metric == "ssim" else (lambda e, metric=metric: e[metric])
+            ax.plot([e[key] for e in r["evals"]], [value(e) for e in r["evals"]], marker="o", ms=3, label=m)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
@@ -243,11 +263,13 @@ def report(args: Args) -> None:
         panels = []
         for m in records:
             img = iio.imread(_png(args, m, v))
-            third = img.shape[1] // 3
+            width = records[m].get(
+                "view_width", img.shape[1] // 3
+            )  # mipnerf: gt | coarse | fine; nerfacto: gt | render
             if not panels:
-                panels.append(("ground truth", img[:, :third]))
+                panels.append(("ground truth", img[:, :width]))
             e = records[m]["evals"][-1]
-            panels.append((f"{m}, step {e['step']}", img[:, -third:]))
+            panels.append((f"{m}, step {e['step']}", img[:, -width:]))
         for ax, (title, img) in zip(sub.subplots(1, len(panels)), panels):
             ax.imshow(img)
             ax.set_title(f"test view {v}: {title}", fontsize=9)
