@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from ns_commands import assert_dataset_render_matches_eval
 from test_neus_data import make_scene
 
 from nerf_norm.nerfstudio.experiment import RunSettings, configure, method_config, train
@@ -77,11 +78,12 @@ def test_ns_export_pointcloud_and_ns_render_dataset_on_mipnerf_cn(runs, tmp_path
     cloud = o3d.io.read_point_cloud(str(tmp_path / "point_cloud.ply"))
     assert len(cloud.points) > 0 and cloud.has_normals() and cloud.has_colors()
 
-    render = [str(bindir / "ns-render"), "dataset", "--load-config", config_path, "--output-path", str(tmp_path / "r")]
-    done = subprocess.run([*render, "--split", "test"], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
-    written = {p.parent.name for p in (tmp_path / "r" / "test").rglob("*.jpg")}
-    assert {"rgb", "depth", "accumulation", "gt-rgb"} <= written, written
+    assert_dataset_render_matches_eval(Path(config_path), tmp_path)
+
+
+def test_ns_render_dataset_matches_ns_eval_on_neus_cn(runs, tmp_path):
+    _, config = runs["neus"]
+    assert_dataset_render_matches_eval(config.get_base_dir() / "config.yml", tmp_path)
 
 
 def _frames(video: Path) -> tuple:
