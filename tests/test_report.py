@@ -37,3 +37,39 @@ def test_check_mode_fails_on_a_stale_table(tmp_path, monkeypatch, capsys):
     assert report.main(["--check"]) == 1 and "stale: generated/step_cost.md" in capsys.readouterr().out
     assert "1.61" in table.read_text()  # --check wrote nothing
     assert report.main([]) == 0 and "1.61" not in table.read_text() and report.main(["--check"]) == 0
+
+
+def _provenance_of(record) -> dict:
+    """Where a result file keeps its provenance: ``meta``, ``provenance``, the record itself, or (JSON lines) the
+    first row's ``provenance``."""
+    if isinstance(record, list):
+        record = record[0]
+    for key in ("meta", "provenance"):
+        if isinstance(record.get(key), dict):
+            return record[key]
+    return record
+
+
+def test_every_result_file_records_its_provenance():
+    """Command, date, commit, machine and torch threads in every committed result (for runs older than the rule,
+    added afterwards from git history and saying so, or marked "not recorded": never invented)."""
+    import json
+
+    files = sorted([*ROOT.glob("benchmarks/results/*.json*"), *ROOT.glob("experiments/*/*.json")])
+    assert len(files) > 30
+    missing = {}
+    for path in files:
+        text = path.read_text()
+        record = (
+            [json.loads(line) for line in text.splitlines() if line.strip()]
+            if path.suffix == ".jsonl"
+            else json.loads(text)
+        )
+        meta = _provenance_of(record)
+        machine = meta.get("machine")
+        threads = "torch_threads" in meta or "thread" in str(machine)
+        lacking = [key for key in ("command", "date", "commit", "machine") if not meta.get(key)]
+        lacking += [] if threads else ["threads"]
+        if lacking:
+            missing[str(path.relative_to(ROOT))] = lacking
+    assert not missing, missing
