@@ -96,25 +96,43 @@ def mipnerf_lego(root: Path) -> str:
     return _table(header, rows, "lrrrrrr") + note
 
 
-def mipnerf_lego_long(root: Path) -> str:
-    """mipnerf vs mipnerf-cn on lego at 200x200: view 0 every 1000 steps, then the mean of views 0 and 100."""
-    runs = {m: _load(f"mipnerf_lego_long_{m}.json", root) for m in ("mipnerf", "mipnerf-cn")}
-    steps = [e["step"] for e in runs["mipnerf"]["evals"] if e["step"] % 1000 == 0]
+def _ssim(scores: dict) -> float:
+    """SSIM of a radiance field's final render: Mip-NeRF's fine pass or nerfacto's."""
+    return scores["fine_ssim"] if "fine_ssim" in scores else scores["ssim"]
+
+
+def _long_runs(prefix: str, methods: Sequence[str], every: int, root: Path) -> str:
+    """A baseline and its normalized twin from ``benchmarks/blender_long.py``: test view 0 every ``every`` steps, then
+    the mean of the final views; with an equal-time line when the runs recorded their training seconds."""
+    runs = {m: _load(f"{prefix}_{m}.json", root) for m in methods}
+    steps = [e["step"] for e in runs[methods[0]]["evals"] if e["step"] % every == 0]
     rows = []
     for step in steps:
         cells = []
         for m in runs:
-            e = next(e for e in runs[m]["evals"] if e["step"] == step)
-            view = e.get("per_view", {}).get("0", e)
-            cells.append(f"{view['psnr']:.2f} / {view['fine_ssim']:.3f}")
+            e = next((e for e in runs[m]["evals"] if e["step"] == step), None)
+            view = e.get("per_view", {}).get("0", e) if e else None
+            cells.append(f"{view['psnr']:.2f} / {_ssim(view):.3f}" if view else "-")
         rows.append([step, *cells])
     last = {m: runs[m]["evals"][-1] for m in runs}
+    final_views = " and ".join(str(v) for v in runs[methods[0]]["meta"].get("final_views", [0, 100]))
     rows.append(
-        [f"{steps[-1]}, mean of views 0 and 100", *[f"{e['psnr']:.2f} / {e['fine_ssim']:.3f}" for e in last.values()]]
+        [f"{steps[-1]}, mean of views {final_views}", *[f"{e['psnr']:.2f} / {_ssim(e):.3f}" for e in last.values()]]
     )
-    meta = runs["mipnerf"]["meta"]
-    note = f"\n{meta['setting']}; {meta['date']}. {_source(*(f'mipnerf_lego_long_{m}.json' for m in runs))}\n"
-    return _table(["step", "mipnerf PSNR / SSIM (view 0)", "mipnerf-cn PSNR / SSIM (view 0)"], rows, "rll") + note
+    meta = runs[methods[0]]["meta"]
+    note = f"\n{meta['setting']}; {meta['date']}. {_source(*(f'{prefix}_{m}.json' for m in runs))}\n"
+    header = ["step", *[f"{m} PSNR / SSIM (view 0)" for m in runs]]
+    return _table(header, rows, "r" + "l" * len(runs)) + note
+
+
+def mipnerf_lego_long(root: Path) -> str:
+    """mipnerf vs mipnerf-cn on lego at 200x200: view 0 every 1000 steps, then the mean of views 0 and 100."""
+    return _long_runs("mipnerf_lego_long", ("mipnerf", "mipnerf-cn"), 1000, root)
+
+
+def nerfacto_lego(root: Path) -> str:
+    """nerfacto vs nerfacto-cn on lego at 200x200: view 0 every 500 steps, then the mean of views 0 and 100."""
+    return _long_runs("nerfacto_lego", ("nerfacto", "nerfacto-cn"), 500, root)
 
 
 def neus_bunny(root: Path) -> str:
@@ -310,6 +328,7 @@ TABLES: Dict[str, Callable[[Path], str]] = {
     "kodak_best": kodak_best,
     "mipnerf_lego": mipnerf_lego,
     "mipnerf_lego_long": mipnerf_lego_long,
+    "nerfacto_lego": nerfacto_lego,
     "neus_bunny": neus_bunny,
     "step_cost": step_cost,
     "ntk_statistics": ntk_statistics,

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Open nerfstudio's viewer in a real (headless) Chromium on a finished ``mipnerf-cn-lite`` run of the bundled scene,
-wait until the scene is drawn, and save a screenshot.
+"""Open nerfstudio's viewer in a real (headless) Chromium on a finished ``mipnerf-cn-lite`` run of the bundled scene
+(or ``--method nerfacto-cn-lite``), wait until the scene is drawn, and save a screenshot.
 
 ``ns-train`` first trains ``--pretrain-steps`` steps (an untrained field renders a grey haze); then
 ``ns-viewer --load-config`` serves that run, as a user opens a finished run. Nothing races: the viewer stays up
@@ -32,7 +32,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import numpy as np
 
@@ -51,11 +51,13 @@ CHROMIUM_ARGS = [
 
 @dataclass
 class ViewerCheck:
-    """Train mipnerf-cn-lite, open the finished run with ns-viewer in headless Chromium, check the render is
-    drawn and keep a screenshot."""
+    """Train a lite method, open the finished run with ns-viewer in headless Chromium, check the render is drawn
+    and keep a screenshot."""
 
     out: Path = Path("docs/viewer.png")
     """where the screenshot goes"""
+    method: Literal["mipnerf-cn-lite", "nerfacto-cn-lite"] = "mipnerf-cn-lite"
+    """the method trained (both render the Blender-format scene on a white background)"""
     scene: Optional[Path] = None
     """Blender-format scene; default: the bundled scene, generated into a temporary folder"""
     pretrain_steps: int = 250
@@ -70,6 +72,20 @@ class ViewerCheck:
     """Chromium executable; default: chromium or chromium-browser on PATH"""
     load_config: Optional[Path] = None
     """open this finished run (its config.yml, e.g. one of nerf-norm demo's runs) instead of training one"""
+
+
+METHOD_ARGS = {
+    # the demo's faster-learning sizes (nerf-norm demo): 256 rays of 16 + 16 samples per step
+    "mipnerf-cn-lite": [
+        "--pipeline.datamanager.train-num-rays-per-batch",
+        "256",
+        "--pipeline.model.num-coarse-samples",
+        "16",
+        "--pipeline.model.num-importance-samples",
+        "16",
+    ],
+    "nerfacto-cn-lite": [],  # its lite preset as registered
+}
 
 
 def find_chromium(explicit: Optional[str] = None) -> Optional[str]:
@@ -121,20 +137,14 @@ def check(config: ViewerCheck) -> dict:
     ns_train = Path(sys.executable).parent / "ns-train"
     common = [
         str(ns_train),
-        "mipnerf-cn-lite",
+        config.method,
         "--data",
         str(scene),
         "--output-dir",
         str(work / "runs"),
         "--experiment-name",
         "viewer",
-        # the demo's faster-learning sizes (nerf-norm demo): 256 rays of 16 + 16 samples per step
-        "--pipeline.datamanager.train-num-rays-per-batch",
-        "256",
-        "--pipeline.model.num-coarse-samples",
-        "16",
-        "--pipeline.model.num-importance-samples",
-        "16",
+        *METHOD_ARGS[config.method],
     ]
     pretrain = common + [
         "--timestamp",
@@ -146,7 +156,7 @@ def check(config: ViewerCheck) -> dict:
         "--steps-per-save",
         str(config.pretrain_steps),
     ]
-    run_config = config.load_config or work / "runs" / "viewer" / "mipnerf-cn-lite" / "pretrain" / "config.yml"
+    run_config = config.load_config or work / "runs" / "viewer" / config.method / "pretrain" / "config.yml"
     ns_viewer = Path(sys.executable).parent / "ns-viewer"
     cmd = [
         str(ns_viewer),

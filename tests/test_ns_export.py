@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ns_commands import assert_dataset_render_matches_eval
+from ns_commands import assert_dataset_render_matches_eval, run_ns
 from test_neus_data import make_scene
 
 from nerf_norm.nerfstudio.experiment import RunSettings, configure, method_config, train
@@ -79,6 +79,45 @@ def test_ns_export_pointcloud_and_ns_render_dataset_on_mipnerf_cn(runs, tmp_path
     assert len(cloud.points) > 0 and cloud.has_normals() and cloud.has_colors()
 
     assert_dataset_render_matches_eval(Path(config_path), tmp_path)
+
+
+@pytest.fixture(scope="module")
+def nerfacto_run(tmp_path_factory):
+    """A nerfacto-cn-lite run long enough to hold a surface: 150 steps of 256 rays on a 32x32 scene of 8 views."""
+    root = tmp_path_factory.mktemp("nerfacto_export")
+    scene = write_blender_scene(root / "scene", BlenderSceneConfig(resolution=32, train_views=8, test_views=1))
+    config = configure(method_config("nerfacto-cn-lite"), RunSettings(scene, root / "run", steps=150))
+    config.pipeline.datamanager.train_num_rays_per_batch = 256
+    train(config)
+    return config.get_base_dir() / "config.yml"
+
+
+def test_ns_export_tsdf_and_pointcloud_on_nerfacto_cn(nerfacto_run, tmp_path):
+    """``ns-export tsdf`` (the training views' depth and colour fused into a volume; nerfstudio's TSDF runs on the
+    CPU) writes a mesh with faces and a colour per vertex; ``ns-export pointcloud`` a cloud with colours."""
+    import open3d as o3d
+    import trimesh
+
+    box = ["--bounding-box-min", "-1.5", "-1.5", "-1.5", "--bounding-box-max", "1.5", "1.5", "1.5"]
+    tsdf = ["tsdf", "--load-config", nerfacto_run, "--output-dir", tmp_path, "--resolution", "32", "--batch-size", "2"]
+    run_ns("export", *tsdf, "--texture-method", "tsdf", *box)
+    mesh = trimesh.load(tmp_path / "tsdf_mesh.ply", process=False)
+    assert len(mesh.faces) > 0 and mesh.visual.vertex_colors.shape[0] == len(mesh.vertices)
+    cloud = ["pointcloud", "--load-config", nerfacto_run, "--output-dir", tmp_path, "--normal-method", "open3d"]
+    run_ns("export", *cloud, "--num-points", "64", "--num-rays-per-batch", "256", "--remove-outliers", "False")
+    points = o3d.io.read_point_cloud(str(tmp_path / "point_cloud.ply"))
+    assert len(points.points) > 0 and points.has_colors() and points.has_normals()
+
+
+def test_ns_export_tsdf_without_a_surface_says_so_in_one_line(runs, tmp_path):
+    """A 2-step run's depth never crosses the volume's zero level: one line (exit 1, as our hook ends nerfstudio's
+    commands), not scikit-image's traceback."""
+    _, config = runs["mipnerf"]
+    export = [str(Path(sys.executable).parent / "ns-export"), "tsdf", "--load-config"]
+    export += [str(config.get_base_dir() / "config.yml"), "--output-dir", str(tmp_path), "--resolution", "16"]
+    done = subprocess.run([*export, "--texture-method", "tsdf"], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "ns-export tsdf found no surface" in done.stderr
 
 
 def test_ns_render_dataset_matches_ns_eval_on_neus_cn(runs, tmp_path):

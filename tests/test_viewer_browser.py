@@ -1,7 +1,7 @@
 """nerfstudio's viewer seen in a real browser: headless Chromium (Debian's package, software WebGL) opens
-``ns-viewer --load-config`` on a finished ``mipnerf-cn-lite`` run of the bundled scene and waits, without a time
-race, until the streamed render shows the scene's object against the render's background. The same check is
-``scripts/viewer_screenshot.py``."""
+``ns-viewer --load-config`` on a finished ``mipnerf-cn-lite`` and ``nerfacto-cn-lite`` run of the bundled scene and
+waits, without a time race, until the streamed render shows the scene's object against the render's background.
+The same check is ``scripts/viewer_screenshot.py``."""
 
 import importlib.util
 import sys
@@ -36,14 +36,15 @@ def test_drawn_fraction_needs_a_render_with_an_object_in_it():
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_viewer_draws_the_scene_in_chromium(tmp_path):
+@pytest.mark.parametrize("method", ["mipnerf-cn-lite", "nerfacto-cn-lite"])
+def test_viewer_draws_the_scene_in_chromium(tmp_path, method):
     script = _script()
     if script.find_chromium() is None:
         pytest.skip("Chromium is not installed (apt-get install chromium; scripts/install.sh does it as root)")
     pytest.importorskip("playwright", reason="playwright (test extra) drives Chromium")
     shot = tmp_path / "viewer.png"
     # a shorter run than the script's defaults (docs/viewer.png): the test needs a drawn frame, not a sharp one
-    result = script.check(script.ViewerCheck(out=shot, pretrain_steps=150, sharp_wait=0.0))
+    result = script.check(script.ViewerCheck(out=shot, method=method, pretrain_steps=150, sharp_wait=0.0))
     image = np.asarray(imageio.imread(shot))
     assert image.shape[0] >= 600 and image.shape[1] >= 960
     # the saved frame's canvas: mostly the render's white background, the object's pixels clearly darker

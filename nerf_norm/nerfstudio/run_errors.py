@@ -77,17 +77,33 @@ def _marching_cubes_on_cpu(exporter, exc: BaseException) -> Optional[str]:
     )
 
 
+def _tsdf_without_surface(exporter, exc: BaseException) -> Optional[str]:
+    """``ns-export tsdf`` on a run whose depth renders never cross the volume's zero level (an untrained or empty
+    field, or a bounding box around nothing): scikit-image's marching cubes finds no surface."""
+    if not (isinstance(exc, ValueError) and "Surface level must be within volume data range" in str(exc)):
+        return None
+    return (
+        "ns-export tsdf found no surface: the depth of the training views fused into the volume never crosses its "
+        "zero level (train longer, or check --bounding-box-min/--bounding-box-max surround the scene)"
+    )
+
+
+#: exporter class name -> what explains its failure on the user's side
+_EXPORTER_FAILURES = {"ExportMarchingCubesMesh": _marching_cubes_on_cpu, "ExportTSDFMesh": _tsdf_without_surface}
+
+
 def explain(exc: BaseException, tb: Optional[TracebackType]) -> Optional[str]:
     """A one-line message for ``exc`` when it was raised in nerfstudio's ``eval_load_checkpoint`` for a cause on
-    the user's side, or by ``ns-export marching-cubes`` on a machine without CUDA; ``None`` for anything else
-    (the traceback is then shown as usual)."""
+    the user's side, by ``ns-export marching-cubes`` on a machine without CUDA, or by ``ns-export tsdf`` finding no
+    surface; ``None`` for anything else (the traceback is then shown as usual)."""
     frame, reading = None, False
     while tb is not None:
         code = tb.tb_frame.f_code
         filename = code.co_filename.replace("\\", "/")
         exporter = tb.tb_frame.f_locals.get("self") if code.co_name == "main" else None
-        if type(exporter).__name__ == "ExportMarchingCubesMesh" and filename.endswith("nerfstudio/scripts/exporter.py"):
-            message = _marching_cubes_on_cpu(exporter, exc)
+        known = _EXPORTER_FAILURES.get(type(exporter).__name__)
+        if known is not None and filename.endswith("nerfstudio/scripts/exporter.py"):
+            message = known(exporter, exc)
             if message is not None:
                 return message
         if code.co_name == "eval_load_checkpoint" and filename.endswith("nerfstudio/utils/eval_utils.py"):
