@@ -48,8 +48,10 @@ def machine(threads: int) -> str:
 
 def provenance(script: str, threads: int, setting: str) -> dict:
     """What every result file records (:func:`nerf_norm.provenance.provenance`, the one helper): the command as
-    actually run, the date and time, the commit, the machine and the settings."""
-    record = nerf_provenance({"threads": threads}, program=f"python benchmarks/{script}.py", root=ROOT)
+    actually run, the date and time, the commit, the machine and the settings. ``script``: a benchmark's name, or
+    a path from the repository root without ``.py`` (an experiment's)."""
+    path = script if "/" in script else f"benchmarks/{script}"  # a bare name is a benchmark's
+    record = nerf_provenance({"threads": threads}, program=f"python {path}.py", root=ROOT)
     return {
         "command": record["command"],
         "machine": machine(threads),

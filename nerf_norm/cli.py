@@ -136,6 +136,33 @@ def _make_blender_scene(cmd: MakeBlenderScene) -> None:
 
 
 @dataclass
+class MakeNerfstudioScene:
+    """Render the procedural default scene in nerfstudio's data format, as ns-process-data leaves a capture:
+    transforms.json (OPENCV pinhole intrinsics, OpenGL camera-to-world matrices, train/val/test file lists) and RGB
+    images on a white background. Train on it with the nerfstudio-data dataparser (docs: methods pages)."""
+
+    out: Path = Path("data/nerf_norm_nerfstudio_scene")
+    """output directory"""
+    overwrite: bool = False
+    """replace a scene already in --out (its files are removed first; nothing else in --out is touched)"""
+    scene: BlenderSceneConfig = field(default_factory=BlenderSceneConfig)
+
+
+def _make_nerfstudio_scene(cmd: MakeNerfstudioScene) -> None:
+    from .scenes.nerfstudio import write_nerfstudio_scene
+
+    with _progress() as progress:
+        task = progress.add_task("rendering views", total=None)
+        write_nerfstudio_scene(
+            cmd.out,
+            cmd.scene,
+            lambda done, total: progress.update(task, completed=done, total=total),
+            overwrite=cmd.overwrite,
+        )
+    console.print(f"nerfstudio-format scene written to [bold]{cmd.out.resolve()}[/bold]")
+
+
+@dataclass
 class MakeDTUScene:
     """Render a mesh into the NeuS / IDR layout (image/, mask/, cameras_sphere.npz) with a known world scale, plus
     mesh_world.ply as the ground truth: the whole train -> extract-mesh -> eval-dtu loop with a known answer."""
@@ -260,7 +287,7 @@ def _extract_mesh(cmd) -> None:
 
 @dataclass
 class MakeSceneGroup:
-    """Generate a dataset with known ground truth: `nerf-norm make-scene {blender,dtu} --out DIR`."""
+    """Generate a dataset with known ground truth: `nerf-norm make-scene {blender,nerfstudio,dtu} --out DIR`."""
 
 
 # Every command: its config class (its docstring is its help) and how it parses its arguments into
@@ -274,7 +301,7 @@ def _single(cls, handler) -> Parser:
 
 
 def _group(commands: Dict[str, tuple], doc: str) -> Parser:
-    """A command with sub-commands (``nerf-norm make-scene {blender,dtu}``)."""
+    """A command with sub-commands (``nerf-norm make-scene {blender,nerfstudio,dtu}``)."""
 
     def parse(argv, prog):
         config = tyro.extras.subcommand_cli_from_dict(
@@ -303,7 +330,11 @@ COMMANDS: Dict[str, tuple] = {
     "make-scene": (
         MakeSceneGroup,
         _group(
-            {"blender": (MakeBlenderScene, _make_blender_scene), "dtu": (MakeDTUScene, _make_dtu_scene)},
+            {
+                "blender": (MakeBlenderScene, _make_blender_scene),
+                "nerfstudio": (MakeNerfstudioScene, _make_nerfstudio_scene),
+                "dtu": (MakeDTUScene, _make_dtu_scene),
+            },
             MakeSceneGroup.__doc__,
         ),
     ),

@@ -10,10 +10,12 @@ loss covers every pixel, and NeuS' masked setting does not ask the model to expl
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Dict
 
 import numpy as np
 import torch
+from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
 from nerfstudio.data.datasets.sdf_dataset import SDFDataset
 from PIL import Image
 
@@ -22,7 +24,22 @@ __all__ = ["NeuSMaskDataset"]
 
 class NeuSMaskDataset(SDFDataset):
     """``SDFDataset`` whose items also hold ``fg_mask`` ``[H, W, 1]`` when the parser listed masks, with the
-    image blacked out where the mask is 0."""
+    image blacked out where the mask is 0. A parser that knows nothing of SDF priors (``nerfstudio-data``: a
+    capture as ``ns-process-data`` leaves it) is read as one without them (no monocular depth or normals), where
+    nerfstudio's ``SDFDataset`` stops with ``KeyError: 'normal_filenames'``."""
+
+    def __init__(self, dataparser_outputs: DataparserOutputs, scale_factor: float = 1.0) -> None:
+        if "include_mono_prior" not in dataparser_outputs.metadata:
+            without_priors = {
+                "include_mono_prior": False,
+                "depth_filenames": None,
+                "normal_filenames": None,
+                "camera_to_worlds": dataparser_outputs.cameras.camera_to_worlds,
+                "transform": None,
+            }
+            metadata = {**dataparser_outputs.metadata, **without_priors}
+            dataparser_outputs = dataclasses.replace(dataparser_outputs, metadata=metadata)
+        super().__init__(dataparser_outputs, scale_factor)
 
     def get_data(self, image_idx: int, image_type="float32") -> Dict:
         data = super().get_data(image_idx, image_type)

@@ -53,7 +53,8 @@ class BlenderSceneConfig:
         )
 
 
-def _positions(config: BlenderSceneConfig) -> Dict[str, np.ndarray]:
+def camera_positions(config: BlenderSceneConfig) -> Dict[str, np.ndarray]:
+    """Camera centres ``[N, 3]`` per split: train random on the upper hemisphere, val and test on rings."""
     rng = np.random.default_rng(config.seed)
     r = config.radius
 
@@ -85,7 +86,7 @@ def write_blender_scene(
     scene = default_scene()
     w = h = config.resolution
     focal = 0.5 * w / math.tan(0.5 * config.camera_angle_x)
-    positions = _positions(config)
+    positions = camera_positions(config)
     total = sum(len(p) for p in positions.values())
     done = 0
     for split, pos in positions.items():
