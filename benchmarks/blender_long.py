@@ -190,7 +190,10 @@ def report(args: Args) -> None:
             for e in r["evals"]
         ]
     ref = args.methods[0]
-    lines = [f"# {args.data.name} at scale {args.scale}, {args.steps} steps: {' vs '.join(records)}", ""]
+    # the title from what the runs recorded (the report's own --data/--scale/--steps need not be repeated)
+    setting = next(iter(records.values()))["meta"]["setting"]
+    last_step = max(r["evals"][-1]["step"] for r in records.values())
+    lines = [f"# {setting.split(',')[0]}, {last_step} steps: {' vs '.join(records)}", ""]
     for m, r in records.items():
         lines += [f"- {m}: `{r['meta']['command']}`; {r['meta']['machine']}; {r['meta']['date']}"]
     lines += [
