@@ -1,7 +1,8 @@
 """NeuS without and with cross normalization at equal training time, chamfer distance (mm) over time.
 
 Each run is ``neus-cn-lite`` (6x128 SDF network, 128 rays, 32 + 32 samples, masks with loss weight 0.1) with the
-SDF field's norm ``none`` (nerfstudio's SDF field unchanged: the ``neus`` baseline) or ``cn``, on a scene that
+SDF field's norm ``none`` (nerfstudio's SDF field unchanged: the ``neus`` baseline) or ``cn``, or likewise
+``neus-facto-cn-lite`` (``neus-facto`` / ``neus-facto-cn``), on a scene that
 ``nerf-norm make-scene dtu`` generates from a mesh (the bundled bunny, or a Stanford mesh of
 ``../shared/data/meshes``). A run trains until it has both ``--seconds`` of training time and ``--min-steps`` steps;
 every ``--eval-seconds`` of training it extracts the mesh (eval mode, ``--resolution``^3) and scores it against the
@@ -18,6 +19,9 @@ chamfer-over-time figure.
     .venv/bin/python benchmarks/neus_equal_time.py --scene bunny --method neus &
     .venv/bin/python benchmarks/neus_equal_time.py --scene bunny --method neus-cn &
     wait; .venv/bin/python benchmarks/neus_equal_time.py --report
+
+    # NeuS-facto (a hash grid feeding a 2x128 SDF network, proposal sampling): the same with --method neus-facto /
+    # neus-facto-cn, and --methods neus-facto neus-facto-cn --out benchmarks/results/neus_facto_equal_time
 """
 
 from __future__ import annotations
@@ -39,7 +43,13 @@ from task_tables import provenance
 
 HERE = Path(__file__).resolve().parent
 MESHES = Path(os.environ.get("NERF_NORM_DATA", HERE.parent.parent / "shared" / "data")) / "meshes"
-NORM = {"neus": "none", "neus-cn": "cn"}
+#: method -> (the registered lite preset it runs, the SDF field's norm)
+METHODS = {
+    "neus": ("neus-cn-lite", "none"),
+    "neus-cn": ("neus-cn-lite", "cn"),
+    "neus-facto": ("neus-facto-cn-lite", "none"),
+    "neus-facto-cn": ("neus-facto-cn-lite", "cn"),
+}
 console = Console()
 
 
@@ -48,7 +58,9 @@ class Args:
     scene: str = "bunny"
     """bunny (the bundled default) or the stem of a mesh in ../shared/data/meshes (e.g. dragon, armadillo)"""
     method: Optional[str] = None
-    """neus or neus-cn; omit with --report"""
+    """neus, neus-cn, neus-facto or neus-facto-cn; omit with --report"""
+    methods: Tuple[str, ...] = ("neus", "neus-cn")
+    """the pair --report compares (the baseline first)"""
     report: bool = False
     """combine the runs of --scenes into OUT.md and OUT.png"""
     scenes: Tuple[str, ...] = ("bunny", "dragon")
@@ -96,8 +108,8 @@ def _scene(args: Args) -> Path:
     return folder
 
 
-def equal_time_config(scene: Path, out: Path, norm: str, seed: int):
-    """The runs' nerfstudio config: neus-cn-lite with the SDF field's ``norm`` on ``scene``. The runs stop on time,
+def equal_time_config(scene: Path, out: Path, method: str, seed: int):
+    """The runs' nerfstudio config: ``method``'s lite preset with its SDF field's norm (:data:`METHODS`) on ``scene``. The runs stop on time,
     not on a step count, so no schedule can be sized to them: the lite warm-up, then an effectively constant rate
     (a cosine over a step cap no run comes near); without this the lite cosine (2000 steps, nerfstudio does not
     clamp it) would raise the rate again after step 2000."""
@@ -107,7 +119,8 @@ def equal_time_config(scene: Path, out: Path, norm: str, seed: int):
     from nerf_norm.nerfstudio.experiment import RunSettings, configure, method_config
 
     cap = 100_000
-    config = configure(method_config("neus-cn-lite"), RunSettings(scene, out, steps=cap, seed=seed))
+    preset, norm = METHODS[method]
+    config = configure(method_config(preset), RunSettings(scene, out, steps=cap, seed=seed))
     for group in config.optimizers.values():
         group["scheduler"] = CosineDecaySchedulerConfig(
             warm_up_end=LITE["warm_up"], learning_rate_alpha=0.05, max_steps=cap
@@ -121,15 +134,16 @@ def train(args: Args) -> None:
     from nerf_norm.dtu_eval import downsample_greedy, sample_mesh
     from nerf_norm.nerfstudio.experiment import setup_trainer, train_step
 
-    if args.method not in NORM:
-        raise SystemExit(f"--method must be one of {sorted(NORM)}, got {args.method!r}")
+    if args.method not in METHODS:
+        raise SystemExit(f"--method must be one of {sorted(METHODS)}, got {args.method!r}")
     torch.set_num_threads(args.threads)
     scene = _scene(args)
     gt = trimesh.load(scene / "mesh_world.ply", process=False)
     gt_points = downsample_greedy(sample_mesh(gt.vertices, gt.faces, 1.0), 1.0)
     from nerf_norm.method_configs.neus import LITE
 
-    config = equal_time_config(scene, args.scratch / args.scene / args.method, NORM[args.method], args.seed)
+    config = equal_time_config(scene, args.scratch / args.scene / args.method, args.method, args.seed)
+    preset, norm = METHODS[args.method]
     ckpt_dir = config.get_base_dir() / config.relative_model_dir
     path = _json(args, args.scene, args.method)
     resuming = ckpt_dir.exists() and any(ckpt_dir.glob("step-*.ckpt")) and path.exists()
@@ -139,8 +153,8 @@ def train(args: Args) -> None:
     record["meta"] = provenance(
         "neus_equal_time",
         args.threads,
-        f"scene {args.scene} (make-scene dtu, {args.width}x{args.height}, {args.views} views), neus-cn-lite settings "
-        f"with sdf_field.norm={NORM[args.method]} and the rate constant after the {LITE['warm_up']}-step warm-up, seed {args.seed}, until {args.seconds:.0f} training seconds and "
+        f"scene {args.scene} (make-scene dtu, {args.width}x{args.height}, {args.views} views), {preset} settings "
+        f"with sdf_field.norm={norm} and the rate constant after the {LITE['warm_up']}-step warm-up, seed {args.seed}, until {args.seconds:.0f} training seconds and "
         f">= {args.min_steps} steps, chamfer every {args.eval_seconds:.0f} training seconds at {args.resolution}^3",
     )
     trainer = setup_trainer(config)
@@ -184,17 +198,17 @@ def report(args: Args) -> None:
         return "vanished" if e["chamfer_mm"] is None else f"{e['chamfer_mm']:.2f}"
 
     lines = [
-        "# NeuS vs NeuS + CrossNorm at equal training time (CPU seconds, one torch thread each; chamfer in mm)",
+        f"# {' vs '.join(args.methods)} at equal training time (CPU seconds, one torch thread each; chamfer in mm)",
         "",
     ]
     plt = pyplot()
-    scenes = [s for s in args.scenes if all(_json(args, s, m).exists() for m in NORM)]
+    scenes = [s for s in args.scenes if all(_json(args, s, m).exists() for m in args.methods)]
     if not scenes:
         raise SystemExit(f"no scene with both runs under {args.out.parent}")
     fig, axes = plt.subplots(1, len(scenes), figsize=(5.5 * len(scenes), 4), squeeze=False)
     rows = []
     for ax, scene in zip(axes[0], scenes):
-        recs = {m: json.loads(_json(args, scene, m).read_text()) for m in NORM}
+        recs = {m: json.loads(_json(args, scene, m).read_text()) for m in args.methods}
         for m, r in recs.items():
             lines.append(
                 f"- {scene} / {m}: `{r['meta']['command']}`; {r['meta']['machine']}; {r['meta']['date']}; "
@@ -222,13 +236,13 @@ def report(args: Args) -> None:
             if all(at.values()):
                 rows.append(
                     f"| {scene} | {mark:.0f} | "
-                    + " | ".join(f"{cd(at[m])} (step {at[m]['step']})" for m in NORM)
+                    + " | ".join(f"{cd(at[m])} (step {at[m]['step']})" for m in args.methods)
                     + " |"
                 )
         ax.set_xlabel("training seconds")
         ax.set_ylabel("chamfer (mm)")
         ax.set_yscale("log")
-        ax.set_title(f"{scene}: NeuS, chamfer over time")
+        ax.set_title(f"{scene}: chamfer over time")
         ax.grid(alpha=0.3)
         ax.legend()
     lines += [
@@ -238,8 +252,8 @@ def report(args: Args) -> None:
         "- every evaluation is shown (eval mode, running statistics): single evaluations are noisy, "
         "`vanished` means the extracted SDF had no zero crossing at that moment",
         "",
-        "| scene | training seconds | " + " | ".join(f"{m}: chamfer (step)" for m in NORM) + " |",
-        "|---|---:|" + "---|" * len(NORM),
+        "| scene | training seconds | " + " | ".join(f"{m}: chamfer (step)" for m in args.methods) + " |",
+        "|---|---:|" + "---|" * len(args.methods),
         *rows,
         "",
         f"Figure: `{args.out.name}.png`.",
@@ -257,7 +271,7 @@ def main(args: Args) -> None:
     elif args.method:
         train(args)
     else:
-        raise SystemExit("give --method neus|neus-cn to train, or --report")
+        raise SystemExit(f"give --method {'|'.join(METHODS)} to train, or --report")
 
 
 if __name__ == "__main__":

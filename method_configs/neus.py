@@ -1,4 +1,5 @@
-"""Method specifications ``neus-{cn,bn,ln,gn}`` and the CPU preset ``neus-cn-lite``.
+"""Method specifications ``neus-{cn,bn,ln,gn}``, the CPU preset ``neus-cn-lite``, ``neus-facto-cn`` and its CPU
+preset ``neus-facto-cn-lite`` with the baseline ``neus-facto-lite`` (the SDF network without a norm).
 
 Each full method is nerfstudio's ``neus`` configuration (1024 rays, 64 + 64 samples, 32 background samples, Adam
 5e-4 with cosine decay, eikonal loss, NeRF++ background MLP) with the SDF field replaced by
@@ -6,6 +7,9 @@ Each full method is nerfstudio's ``neus`` configuration (1024 rays, 64 + 64 samp
 in the NeuS layout: our ``neus-data`` parser (``cameras_sphere.npz``), ``inside_outside=False`` (negative SDF
 inside the object, as NeuS uses for DTU; nerfstudio's default inverts it for indoor scenes), and a dataset that
 passes the parser's masks to the model's mask loss when ``--pipeline.datamanager.dataparser.use-masks True``.
+
+``neus-facto-cn`` is nerfstudio's ``neus-facto`` (proposal sampling 256 + 96 -> 48, a hash grid feeding a 2x256
+SDF network, Adam with nerfstudio's schedules) with the same field and the same three changes.
 """
 
 from __future__ import annotations
@@ -14,12 +18,12 @@ import copy
 
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
-from nerfstudio.engine.schedulers import CosineDecaySchedulerConfig
+from nerfstudio.engine.schedulers import CosineDecaySchedulerConfig, MultiStepSchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
-from nerf_norm.nerfstudio.neus import NeuSNormModelConfig, NormalizedSDFFieldConfig
+from nerf_norm.nerfstudio.neus import NeuSFactoNormModelConfig, NeuSNormModelConfig, NormalizedSDFFieldConfig
 from nerf_norm.nerfstudio.neus_dataparser import NeuSDataParserConfig
 from nerf_norm.nerfstudio.neus_dataset import NeuSMaskDataset
 from nerf_norm.nerfstudio.trainer_config import CheckedTrainerConfig
@@ -110,6 +114,94 @@ def lite(config: TrainerConfig, name: str) -> TrainerConfig:
     return config
 
 
+def neus_facto_norm(norm: str) -> TrainerConfig:
+    """nerfstudio's ``neus-facto`` with ``norm`` in the SDF field, read as :func:`neus_norm` reads objects."""
+
+    def fields():
+        return {
+            "optimizer": AdamOptimizerConfig(lr=5e-4, eps=1e-15),
+            "scheduler": CosineDecaySchedulerConfig(warm_up_end=500, learning_rate_alpha=0.05, max_steps=20001),
+        }
+
+    return CheckedTrainerConfig(
+        method_name=f"neus-facto-{norm}",
+        steps_per_eval_image=5000,
+        steps_per_eval_batch=5000,
+        steps_per_save=2000,
+        steps_per_eval_all_images=1000000,
+        max_num_iterations=20001,
+        mixed_precision=False,
+        pipeline=VanillaPipelineConfig(
+            datamanager=VanillaDataManagerConfig(
+                _target=VanillaDataManager[NeuSMaskDataset],
+                dataparser=NeuSDataParserConfig(),
+                train_num_rays_per_batch=2048,
+                eval_num_rays_per_batch=2048,
+            ),
+            model=NeuSFactoNormModelConfig(
+                sdf_field=NormalizedSDFFieldConfig(
+                    norm=norm,
+                    inside_outside=False,
+                    use_grid_feature=True,
+                    num_layers=2,
+                    num_layers_color=2,
+                    hidden_dim=256,
+                    bias=0.5,
+                    beta_init=0.8,
+                    use_appearance_embedding=False,
+                ),
+                background_model="none",
+                eval_num_rays_per_chunk=2048,
+            ),
+        ),
+        optimizers={
+            "proposal_networks": {
+                "optimizer": AdamOptimizerConfig(lr=1e-2, eps=1e-15),
+                "scheduler": MultiStepSchedulerConfig(max_steps=20001, milestones=(10000, 1500, 18000)),
+            },
+            "fields": fields(),
+            "field_background": fields(),
+        },
+        vis="viewer",
+    )
+
+
+# CPU preset of neus-facto: 128 rays of 64 + 32 proposal and 24 SDF samples, a hash grid of 2^15 entries per level
+# feeding a 2x128 SDF network, masks on and no background model (as neus-cn-lite), 2000 steps
+FACTO_LITE = {"rays": 128, "proposal_samples": (64, 32), "sdf_samples": 24, "log2_hashmap_size": 15, "width": 128}
+
+
+def facto_lite(config: TrainerConfig, name: str) -> TrainerConfig:
+    """The CPU-sized version of a neus-facto(-norm) configuration; the field's norm settings are kept."""
+    config = copy.deepcopy(config)
+    model = config.pipeline.model
+    model.num_proposal_samples_per_ray = FACTO_LITE["proposal_samples"]
+    model.num_neus_samples_per_ray = FACTO_LITE["sdf_samples"]
+    model.eval_num_rays_per_chunk = 1024
+    f = model.sdf_field
+    f.log2_hashmap_size = FACTO_LITE["log2_hashmap_size"]
+    f.hidden_dim = f.geo_feat_dim = f.hidden_dim_color = FACTO_LITE["width"]
+    dm = config.pipeline.datamanager
+    dm.train_num_rays_per_batch = dm.eval_num_rays_per_batch = FACTO_LITE["rays"]
+    config.method_name = name
+    config.max_num_iterations = LITE["steps"]
+    config.steps_per_eval_batch = config.steps_per_eval_image = 500
+    config.steps_per_save = 500
+    config.save_only_latest_checkpoint = True
+    config.vis = "tensorboard"
+    config.machine.device_type = "cpu"
+    dm.dataparser.use_masks = True
+    model.fg_mask_loss_mult = 0.1
+    for key in ("fields", "field_background"):
+        config.optimizers[key]["scheduler"] = CosineDecaySchedulerConfig(
+            warm_up_end=LITE["warm_up"], learning_rate_alpha=0.05, max_steps=LITE["steps"]
+        )
+    config.optimizers["proposal_networks"]["scheduler"] = MultiStepSchedulerConfig(
+        max_steps=LITE["steps"], milestones=(LITE["steps"] // 2, LITE["steps"] * 3 // 4, LITE["steps"] * 9 // 10)
+    )
+    return config
+
+
 def _spec(config: TrainerConfig, description: str) -> MethodSpecification:
     return MethodSpecification(config=config, description=description)
 
@@ -121,4 +213,15 @@ neus_gn = _spec(neus_norm("gn"), "NeuS with global normalization (nerf_norm; no 
 neus_cn_lite = _spec(
     lite(neus_norm("cn"), "neus-cn-lite"),
     "neus-cn sized for a 2-core CPU: 128 rays, 32+32 samples, 6x128 SDF net, 2000 steps (nerf_norm).",
+)
+neus_facto_cn = _spec(
+    neus_facto_norm("cn"), "NeuS-facto with cross normalization in the SDF network (nerf_norm; no tinycudann needed)."
+)
+neus_facto_cn_lite = _spec(
+    facto_lite(neus_facto_norm("cn"), "neus-facto-cn-lite"),
+    "neus-facto-cn sized for a 2-core CPU: 128 rays, 64+32 proposal and 24 SDF samples, 2000 steps (nerf_norm).",
+)
+neus_facto_lite = _spec(
+    facto_lite(neus_facto_norm("none"), "neus-facto-lite"),
+    "nerfstudio's neus-facto at neus-facto-cn-lite's CPU settings, its baseline (nerf_norm).",
 )

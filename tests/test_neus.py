@@ -1,5 +1,5 @@
-"""neus-{cn,bn,ln,gn} and neus-cn-lite: registered, built and trained without tinycudann, the SDF at step 0,
-chunk-invariant eval."""
+"""neus-{cn,bn,ln,gn}, neus-cn-lite and neus-facto-cn(-lite): registered, built and trained without tinycudann,
+the SDF at step 0, chunk-invariant eval."""
 
 from __future__ import annotations
 
@@ -32,7 +32,39 @@ def neus_scene(tmp_path_factory):
 
 
 def test_registered():
-    assert NEUS_METHODS == ["neus-bn", "neus-cn", "neus-cn-lite", "neus-gn", "neus-ln"]
+    assert NEUS_METHODS == [
+        "neus-bn",
+        "neus-cn",
+        "neus-cn-lite",
+        "neus-facto-cn",
+        "neus-facto-cn-lite",
+        "neus-facto-lite",
+        "neus-gn",
+        "neus-ln",
+    ]
+
+
+def test_neus_facto_cn_is_neus_facto_with_the_normalized_field():
+    """Every setting of nerfstudio's neus-facto, except: the normalized SDF field (its options are neus-facto's),
+    objects read as neus-cn reads them (our parser and mask dataset, negative SDF inside)."""
+    from dataclasses import fields
+
+    base, ours = method_config("neus-facto"), method_config("neus-facto-cn")
+    model, base_model = ours.pipeline.model, base.pipeline.model
+    for f in fields(base_model):
+        if f.name not in ("_target", "sdf_field"):
+            assert getattr(model, f.name) == getattr(base_model, f.name), f.name
+    field, base_field = model.sdf_field, base_model.sdf_field
+    for f in fields(base_field):
+        if f.name not in ("_target", "inside_outside"):
+            assert getattr(field, f.name) == getattr(base_field, f.name), f.name
+    assert field.norm == "cn" and field.inside_outside is False
+    for key in ("max_num_iterations", "mixed_precision", "steps_per_save"):
+        assert getattr(ours, key) == getattr(base, key), key
+    assert ours.pipeline.datamanager.train_num_rays_per_batch == base.pipeline.datamanager.train_num_rays_per_batch
+    for group, settings in base.optimizers.items():
+        for part in ("optimizer", "scheduler"):
+            assert vars(ours.optimizers[group][part]) == vars(settings[part]), (group, part)
 
 
 def _grid_config():
@@ -75,6 +107,9 @@ def test_train_two_iterations(name, neus_scene, tmp_path):
     assert all(torch.isfinite(p).all() for p in field.parameters())
     norm = field.config.norm
     normalized = field.norm_layers()
+    if norm == "none":  # neus-facto-lite: the baseline
+        assert not normalized
+        return
     assert normalized and all(
         type(m).__name__.lower().startswith({"cn": "cross", "bn": "batch", "ln": "layer", "gn": "global"}[norm])
         for m in normalized

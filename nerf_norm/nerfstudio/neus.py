@@ -24,6 +24,7 @@ import torch
 from nerfstudio.field_components.encodings import HashEncoding
 from nerfstudio.fields.sdf_field import SDFField, SDFFieldConfig
 from nerfstudio.models.neus import NeuSModel, NeuSModelConfig
+from nerfstudio.models.neus_facto import NeuSFactoModel, NeuSFactoModelConfig
 from torch import Tensor, nn
 
 from ..norms import make_norm
@@ -35,7 +36,14 @@ from .norm_options import NormOptions
 from .softplus import BoundedSoftplus
 from .spectral_metrics import SpectralMetricsOptions, eval_band_metrics
 
-__all__ = ["NormalizedSDFFieldConfig", "NormalizedSDFField", "NeuSNormModelConfig", "NeuSNormModel"]
+__all__ = [
+    "NormalizedSDFFieldConfig",
+    "NormalizedSDFField",
+    "NeuSNormModelConfig",
+    "NeuSNormModel",
+    "NeuSFactoNormModelConfig",
+    "NeuSFactoNormModel",
+]
 
 NormPlace = Literal["sdf", "color", "both"]
 
@@ -236,10 +244,10 @@ class NeuSNormModelConfig(NeuSModelConfig, SpectralMetricsOptions):
     sdf_field: NormalizedSDFFieldConfig = field(default_factory=NormalizedSDFFieldConfig)
 
 
-class NeuSNormModel(NeuSModel):
-    """``NeuSModel`` whose field is a :class:`NormalizedSDFField`; LPIPS only when its weights are local."""
-
-    config: NeuSNormModelConfig
+class NormalizedSurfaceModel:
+    """What our NeuS models add to nerfstudio's (a base placed before ``NeuSModel`` or ``NeuSFactoModel``): LPIPS
+    only when its weights are local, the spectral band metrics, bounded-memory rendering of large batches, the
+    ``normals`` output and RGBA that nerfstudio's exporters read, and the SDF at points (``sdf``)."""
 
     def populate_modules(self) -> None:
         with offline_lpips():
@@ -268,3 +276,24 @@ class NeuSNormModel(NeuSModel):
         """SDF at ``[N, 3]`` points of the normalized scene frame, ``[N]`` (eval-mode statistics when the
         model is in eval mode)."""
         return self.field.forward_geonetwork(points)[:, 0]
+
+
+class NeuSNormModel(NormalizedSurfaceModel, NeuSModel):
+    """``NeuSModel`` whose field is a :class:`NormalizedSDFField`."""
+
+    config: NeuSNormModelConfig
+
+
+@dataclass
+class NeuSFactoNormModelConfig(NeuSFactoModelConfig, SpectralMetricsOptions):
+    """nerfstudio's NeuS-facto (proposal sampling, a hash grid feeding a small SDF network) with
+    :class:`NormalizedSDFField` (``--pipeline.model.sdf-field.norm`` etc.)."""
+
+    _target: Type = field(default_factory=lambda: NeuSFactoNormModel)
+    sdf_field: NormalizedSDFFieldConfig = field(default_factory=NormalizedSDFFieldConfig)
+
+
+class NeuSFactoNormModel(NormalizedSurfaceModel, NeuSFactoModel):
+    """``NeuSFactoModel`` whose field is a :class:`NormalizedSDFField` (its proposal networks are nerfstudio's)."""
+
+    config: NeuSFactoNormModelConfig
