@@ -120,7 +120,18 @@ def _long_runs(prefix: str, methods: Sequence[str], every: int, root: Path) -> s
         [f"{steps[-1]}, mean of views {final_views}", *[f"{e['psnr']:.2f} / {_ssim(e):.3f}" for e in last.values()]]
     )
     meta = runs[methods[0]]["meta"]
-    note = f"\n{meta['setting']}; {meta['date']}. {_source(*(f'{prefix}_{m}.json' for m in runs))}\n"
+    base = runs[methods[0]]["evals"][-1]
+    equal_time = []
+    for m in methods[1:]:  # the last evaluation (view 0) within the baseline's training seconds
+        within = [e for e in runs[m]["evals"] if e["seconds"] <= base["seconds"]]
+        if within:
+            e = within[-1]
+            view = e.get("per_view", {}).get("0", e)
+            equal_time.append(
+                f"Within {methods[0]}'s {base['seconds']:.0f} training seconds {m} reached step {e['step']} "
+                f"({view['psnr']:.2f} / {_ssim(view):.3f} on view 0; both trained side by side)."
+            )
+    note = f"\n{meta['setting']}; {meta['date']}. {' '.join(equal_time)} {_source(*(f'{prefix}_{m}.json' for m in runs))}\n"
     header = ["step", *[f"{m} PSNR / SSIM (view 0)" for m in runs]]
     return _table(header, rows, "r" + "l" * len(runs)) + note
 
@@ -282,6 +293,7 @@ def summary(root: Path) -> str:
     for r in kodak["runs"]:
         best.setdefault(r["method"], []).append(r["psnr_best"])
     lego = {m: _load(f"mipnerf_lego_long_{m}.json", root)["evals"][-1] for m in ("mipnerf", "mipnerf-cn")}
+    nerfacto = {m: _load(f"nerfacto_lego_{m}.json", root)["evals"][-1] for m in ("nerfacto", "nerfacto-cn")}
     bunny = {r["norm"]: r["chamfer_mm"] for r in _load("neus_bunny.json", root)["comparison"]}
     occ = _load("occupancy.json", root)
     iou = {}
@@ -294,6 +306,13 @@ def summary(root: Path) -> str:
             f"{lego['mipnerf']['psnr']:.2f}",
             f"{lego['mipnerf-cn']['psnr']:.2f}",
             "`mipnerf_lego_long_*.json`",
+        ],
+        [
+            f"nerfacto, lego 200x200, {nerfacto['nerfacto']['step']} steps (PSNR)",
+            "nerfacto",
+            f"{nerfacto['nerfacto']['psnr']:.2f}",
+            f"{nerfacto['nerfacto-cn']['psnr']:.2f}",
+            "`nerfacto_lego_*.json`",
         ],
         [
             "NeuS, generated bunny, 600 steps (chamfer mm, lower is better)",
