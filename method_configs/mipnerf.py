@@ -17,8 +17,8 @@ from nerfstudio.data.datamanagers.parallel_datamanager import ParallelDataManage
 from nerfstudio.engine.optimizers import RAdamOptimizerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
-from nerfstudio.plugins.types import MethodSpecification
 
+from nerf_norm.method_configs.presets import cpu_run, spec
 from nerf_norm.nerfstudio.blender_dataparser import CheckedBlenderDataParserConfig
 from nerf_norm.nerfstudio.mipnerf import MipNerfNormModelConfig
 from nerf_norm.nerfstudio.trainer_config import CheckedTrainerConfig
@@ -61,33 +61,20 @@ def lite(config: TrainerConfig, name: str) -> TrainerConfig:
     config.pipeline.datamanager = VanillaDataManagerConfig(
         dataparser=datamanager.dataparser, train_num_rays_per_batch=LITE["rays"], eval_num_rays_per_batch=LITE["rays"]
     )
-    config.method_name = name
-    config.max_num_iterations = LITE["steps"]
-    config.steps_per_eval_batch = 200
-    config.steps_per_eval_image = 200
-    config.steps_per_eval_all_images = 1_000_000
-    config.steps_per_save = 200
-    config.save_only_latest_checkpoint = True
-    config.mixed_precision = False
-    config.vis = "tensorboard"
-    config.machine.device_type = "cpu"
+    cpu_run(config, name, LITE["steps"], every=200)
     config.optimizers["fields"]["optimizer"].lr = LITE["lr"]
     return config
 
 
-def _spec(config: TrainerConfig, description: str) -> MethodSpecification:
-    return MethodSpecification(config=config, description=description)
-
-
-mipnerf_cn = _spec(mipnerf_norm("cn"), "Mip-NeRF with cross normalization in the field MLP (nerf_norm).")
-mipnerf_bn = _spec(mipnerf_norm("bn"), "Mip-NeRF with batch normalization in the field MLP (nerf_norm).")
-mipnerf_ln = _spec(mipnerf_norm("ln"), "Mip-NeRF with layer normalization in the field MLP (nerf_norm).")
-mipnerf_gn = _spec(mipnerf_norm("gn"), "Mip-NeRF with global normalization in the field MLP (nerf_norm).")
-mipnerf_lite = _spec(
+mipnerf_cn = spec(mipnerf_norm("cn"), "Mip-NeRF with cross normalization in the field MLP (nerf_norm).")
+mipnerf_bn = spec(mipnerf_norm("bn"), "Mip-NeRF with batch normalization in the field MLP (nerf_norm).")
+mipnerf_ln = spec(mipnerf_norm("ln"), "Mip-NeRF with layer normalization in the field MLP (nerf_norm).")
+mipnerf_gn = spec(mipnerf_norm("gn"), "Mip-NeRF with global normalization in the field MLP (nerf_norm).")
+mipnerf_lite = spec(
     lite(mipnerf_norm("none"), "mipnerf-lite"),
     "nerfstudio's mipnerf at mipnerf-cn-lite's CPU settings: the baseline of nerf-norm demo (nerf_norm).",
 )
-mipnerf_cn_lite = _spec(
+mipnerf_cn_lite = spec(
     lite(mipnerf_norm("cn"), "mipnerf-cn-lite"),
     "mipnerf-cn sized for a 2-core CPU: 128 rays, 32+32 samples, 600 steps (nerf_norm).",
 )

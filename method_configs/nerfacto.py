@@ -24,8 +24,8 @@ from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
-from nerfstudio.plugins.types import MethodSpecification
 
+from nerf_norm.method_configs.presets import cpu_run, spec
 from nerf_norm.nerfstudio.blender_dataparser import CheckedBlenderDataParserConfig
 from nerf_norm.nerfstudio.nerfacto import NerfactoNormModelConfig
 from nerf_norm.nerfstudio.trainer_config import CheckedTrainerConfig
@@ -90,32 +90,19 @@ def lite(config: TrainerConfig, name: str) -> TrainerConfig:
     config.optimizers.pop("camera_opt")
     for group in config.optimizers.values():
         group["scheduler"].max_steps = LITE["steps"]
-    config.method_name = name
-    config.max_num_iterations = LITE["steps"]
-    config.steps_per_eval_batch = 250
-    config.steps_per_eval_image = 250
-    config.steps_per_eval_all_images = 1_000_000
-    config.steps_per_save = 250
-    config.save_only_latest_checkpoint = True
-    config.mixed_precision = False
-    config.vis = "tensorboard"
-    config.machine.device_type = "cpu"
+    cpu_run(config, name, LITE["steps"], every=250)
     return config
 
 
-def _spec(config: TrainerConfig, description: str) -> MethodSpecification:
-    return MethodSpecification(config=config, description=description)
-
-
-nerfacto_cn = _spec(nerfacto_norm("cn"), "nerfacto with cross normalization in the field MLPs (nerf_norm).")
-nerfacto_bn = _spec(nerfacto_norm("bn"), "nerfacto with batch normalization in the field MLPs (nerf_norm).")
-nerfacto_ln = _spec(nerfacto_norm("ln"), "nerfacto with layer normalization in the field MLPs (nerf_norm).")
-nerfacto_gn = _spec(nerfacto_norm("gn"), "nerfacto with global normalization in the field MLPs (nerf_norm).")
-nerfacto_lite = _spec(
+nerfacto_cn = spec(nerfacto_norm("cn"), "nerfacto with cross normalization in the field MLPs (nerf_norm).")
+nerfacto_bn = spec(nerfacto_norm("bn"), "nerfacto with batch normalization in the field MLPs (nerf_norm).")
+nerfacto_ln = spec(nerfacto_norm("ln"), "nerfacto with layer normalization in the field MLPs (nerf_norm).")
+nerfacto_gn = spec(nerfacto_norm("gn"), "nerfacto with global normalization in the field MLPs (nerf_norm).")
+nerfacto_lite = spec(
     lite(nerfacto_norm("none"), "nerfacto-lite"),
     "nerfstudio's nerfacto at nerfacto-cn-lite's CPU settings, the baseline of the nerfacto comparison (nerf_norm).",
 )
-nerfacto_cn_lite = _spec(
+nerfacto_cn_lite = spec(
     lite(nerfacto_norm("cn"), "nerfacto-cn-lite"),
     "nerfacto-cn sized for a 2-core CPU on bounded synthetic scenes: 512 rays, 1000 steps (nerf_norm).",
 )

@@ -21,8 +21,8 @@ from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import CosineDecaySchedulerConfig, MultiStepSchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
-from nerfstudio.plugins.types import MethodSpecification
 
+from nerf_norm.method_configs.presets import cpu_run, spec
 from nerf_norm.nerfstudio.neus import NeuSFactoNormModelConfig, NeuSNormModelConfig, NormalizedSDFFieldConfig
 from nerf_norm.nerfstudio.neus_dataparser import NeuSDataParserConfig
 from nerf_norm.nerfstudio.neus_dataset import NeuSMaskDataset
@@ -39,6 +39,16 @@ def _optimizers() -> dict:
     return {"fields": group(), "field_background": group()}
 
 
+def _object_datamanager(rays: int) -> VanillaDataManagerConfig:
+    """Objects in the NeuS layout: our ``neus-data`` parser and the dataset that passes its masks on."""
+    return VanillaDataManagerConfig(
+        _target=VanillaDataManager[NeuSMaskDataset],
+        dataparser=NeuSDataParserConfig(),
+        train_num_rays_per_batch=rays,
+        eval_num_rays_per_batch=rays,
+    )
+
+
 def neus_norm(norm: str) -> TrainerConfig:
     """nerfstudio's ``neus`` with ``norm`` in the field (placement: ``NormalizedSDFFieldConfig.norm_in``)."""
     return CheckedTrainerConfig(
@@ -50,12 +60,7 @@ def neus_norm(norm: str) -> TrainerConfig:
         max_num_iterations=100000,
         mixed_precision=False,
         pipeline=VanillaPipelineConfig(
-            datamanager=VanillaDataManagerConfig(
-                _target=VanillaDataManager[NeuSMaskDataset],
-                dataparser=NeuSDataParserConfig(),
-                train_num_rays_per_batch=1024,
-                eval_num_rays_per_batch=1024,
-            ),
+            datamanager=_object_datamanager(1024),
             model=NeuSNormModelConfig(
                 sdf_field=NormalizedSDFFieldConfig(norm=norm, inside_outside=False), eval_num_rays_per_chunk=1024
             ),
@@ -96,13 +101,7 @@ def lite(config: TrainerConfig, name: str) -> TrainerConfig:
     f.num_layers_color, f.hidden_dim_color = LITE["color_layers"], LITE["color_width"]
     dm = config.pipeline.datamanager
     dm.train_num_rays_per_batch = dm.eval_num_rays_per_batch = LITE["rays"]
-    config.method_name = name
-    config.max_num_iterations = LITE["steps"]
-    config.steps_per_eval_batch = config.steps_per_eval_image = 500
-    config.steps_per_save = 500
-    config.save_only_latest_checkpoint = True
-    config.vis = "tensorboard"
-    config.machine.device_type = "cpu"
+    cpu_run(config, name, LITE["steps"], every=500)
     # the generated scenes (and DTU) come with masks and a black background: train "with mask" as NeuS does
     dm.dataparser.use_masks = True
     model.fg_mask_loss_mult = 0.1
@@ -132,12 +131,7 @@ def neus_facto_norm(norm: str) -> TrainerConfig:
         max_num_iterations=20001,
         mixed_precision=False,
         pipeline=VanillaPipelineConfig(
-            datamanager=VanillaDataManagerConfig(
-                _target=VanillaDataManager[NeuSMaskDataset],
-                dataparser=NeuSDataParserConfig(),
-                train_num_rays_per_batch=2048,
-                eval_num_rays_per_batch=2048,
-            ),
+            datamanager=_object_datamanager(2048),
             model=NeuSFactoNormModelConfig(
                 sdf_field=NormalizedSDFFieldConfig(
                     norm=norm,
@@ -183,13 +177,7 @@ def facto_lite(config: TrainerConfig, name: str) -> TrainerConfig:
     f.hidden_dim = f.geo_feat_dim = f.hidden_dim_color = FACTO_LITE["width"]
     dm = config.pipeline.datamanager
     dm.train_num_rays_per_batch = dm.eval_num_rays_per_batch = FACTO_LITE["rays"]
-    config.method_name = name
-    config.max_num_iterations = LITE["steps"]
-    config.steps_per_eval_batch = config.steps_per_eval_image = 500
-    config.steps_per_save = 500
-    config.save_only_latest_checkpoint = True
-    config.vis = "tensorboard"
-    config.machine.device_type = "cpu"
+    cpu_run(config, name, LITE["steps"], every=500)
     dm.dataparser.use_masks = True
     model.fg_mask_loss_mult = 0.1
     for key in ("fields", "field_background"):
@@ -202,26 +190,22 @@ def facto_lite(config: TrainerConfig, name: str) -> TrainerConfig:
     return config
 
 
-def _spec(config: TrainerConfig, description: str) -> MethodSpecification:
-    return MethodSpecification(config=config, description=description)
-
-
-neus_cn = _spec(neus_norm("cn"), "NeuS with cross normalization (nerf_norm; no tinycudann needed).")
-neus_bn = _spec(neus_norm("bn"), "NeuS with batch normalization (nerf_norm; no tinycudann needed).")
-neus_ln = _spec(neus_norm("ln"), "NeuS with layer normalization (nerf_norm; no tinycudann needed).")
-neus_gn = _spec(neus_norm("gn"), "NeuS with global normalization (nerf_norm; no tinycudann needed).")
-neus_cn_lite = _spec(
+neus_cn = spec(neus_norm("cn"), "NeuS with cross normalization (nerf_norm; no tinycudann needed).")
+neus_bn = spec(neus_norm("bn"), "NeuS with batch normalization (nerf_norm; no tinycudann needed).")
+neus_ln = spec(neus_norm("ln"), "NeuS with layer normalization (nerf_norm; no tinycudann needed).")
+neus_gn = spec(neus_norm("gn"), "NeuS with global normalization (nerf_norm; no tinycudann needed).")
+neus_cn_lite = spec(
     lite(neus_norm("cn"), "neus-cn-lite"),
     "neus-cn sized for a 2-core CPU: 128 rays, 32+32 samples, 6x128 SDF net, 2000 steps (nerf_norm).",
 )
-neus_facto_cn = _spec(
+neus_facto_cn = spec(
     neus_facto_norm("cn"), "NeuS-facto with cross normalization in the SDF network (nerf_norm; no tinycudann needed)."
 )
-neus_facto_cn_lite = _spec(
+neus_facto_cn_lite = spec(
     facto_lite(neus_facto_norm("cn"), "neus-facto-cn-lite"),
     "neus-facto-cn sized for a 2-core CPU: 128 rays, 64+32 proposal and 24 SDF samples, 2000 steps (nerf_norm).",
 )
-neus_facto_lite = _spec(
+neus_facto_lite = spec(
     facto_lite(neus_facto_norm("none"), "neus-facto-lite"),
     "nerfstudio's neus-facto at neus-facto-cn-lite's CPU settings, its baseline (nerf_norm).",
 )

@@ -121,18 +121,23 @@ class MakeBlenderScene:
     scene: BlenderSceneConfig = field(default_factory=BlenderSceneConfig)
 
 
-def _make_blender_scene(cmd: MakeBlenderScene) -> None:
-    from .scenes.blender import write_blender_scene
-
+def _render_scene(writer, cmd, written: str) -> None:
+    """Renders the procedural scene with ``writer`` (one of :mod:`nerf_norm.scenes`' writers) under a progress bar."""
     with _progress() as progress:
         task = progress.add_task("rendering views", total=None)
-        write_blender_scene(
+        writer(
             cmd.out,
             cmd.scene,
             lambda done, total: progress.update(task, completed=done, total=total),
             overwrite=cmd.overwrite,
         )
-    console.print(f"Blender-format scene written to [bold]{cmd.out.resolve()}[/bold]")
+    console.print(f"{written} written to [bold]{cmd.out.resolve()}[/bold]")
+
+
+def _make_blender_scene(cmd: MakeBlenderScene) -> None:
+    from .scenes.blender import write_blender_scene
+
+    _render_scene(write_blender_scene, cmd, "Blender-format scene")
 
 
 @dataclass
@@ -151,15 +156,7 @@ class MakeNerfstudioScene:
 def _make_nerfstudio_scene(cmd: MakeNerfstudioScene) -> None:
     from .scenes.nerfstudio import write_nerfstudio_scene
 
-    with _progress() as progress:
-        task = progress.add_task("rendering views", total=None)
-        write_nerfstudio_scene(
-            cmd.out,
-            cmd.scene,
-            lambda done, total: progress.update(task, completed=done, total=total),
-            overwrite=cmd.overwrite,
-        )
-    console.print(f"nerfstudio-format scene written to [bold]{cmd.out.resolve()}[/bold]")
+    _render_scene(write_nerfstudio_scene, cmd, "nerfstudio-format scene")
 
 
 @dataclass

@@ -9,7 +9,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Iterator, Tuple
 
 import imageio.v2 as imageio
 import numpy as np
@@ -73,6 +73,33 @@ def camera_positions(config: BlenderSceneConfig) -> Dict[str, np.ndarray]:
 OUTPUTS = ("train", "val", "test", "transforms_train.json", "transforms_val.json", "transforms_test.json", "scene.json")
 
 
+def render_views(config: BlenderSceneConfig, progress=None) -> Iterator[Tuple[str, int, np.ndarray, np.ndarray]]:
+    """``(split, index in split, camera-to-world [4, 4], RGBA [H, W, 4] in [0, 1])`` for every view of the scene,
+    in split order; ``progress(done, total)`` after each."""
+    scene = default_scene()
+    focal = focal_length(config)
+    positions = camera_positions(config)
+    total = sum(len(p) for p in positions.values())
+    done = 0
+    for split, pos in positions.items():
+        for i, p in enumerate(pos):
+            c2w = look_at_origin(p)
+            yield (
+                split,
+                i,
+                c2w,
+                render_rgba(scene, c2w, config.resolution, config.resolution, focal, config.supersample),
+            )
+            done += 1
+            if progress is not None:
+                progress(done, total)
+
+
+def focal_length(config: BlenderSceneConfig) -> float:
+    """Focal length in pixels of the scene's square images."""
+    return 0.5 * config.resolution / math.tan(0.5 * config.camera_angle_x)
+
+
 def write_blender_scene(
     out: Path, config: BlenderSceneConfig = BlenderSceneConfig(), progress=None, overwrite: bool = False
 ) -> Path:
@@ -83,24 +110,14 @@ def write_blender_scene(
     """
     config.validate()
     out = prepare_output_dir(Path(out), OUTPUTS, overwrite, command="nerf-norm make-scene blender")
-    scene = default_scene()
-    w = h = config.resolution
-    focal = 0.5 * w / math.tan(0.5 * config.camera_angle_x)
-    positions = camera_positions(config)
-    total = sum(len(p) for p in positions.values())
-    done = 0
-    for split, pos in positions.items():
+    frames: Dict[str, list] = {}
+    for split, i, c2w, rgba in render_views(config, progress):
         (out / split).mkdir(parents=True, exist_ok=True)
-        frames = []
-        for i, p in enumerate(pos):
-            c2w = look_at_origin(p)
-            rgba = render_rgba(scene, c2w, w, h, focal, config.supersample)
-            imageio.imwrite(out / split / f"r_{i}.png", (rgba * 255 + 0.5).astype(np.uint8))
-            frames.append({"file_path": f"./{split}/r_{i}", "rotation": 0.0, "transform_matrix": c2w.tolist()})
-            done += 1
-            if progress is not None:
-                progress(done, total)
-        meta = {"camera_angle_x": config.camera_angle_x, "frames": frames}
+        imageio.imwrite(out / split / f"r_{i}.png", (rgba * 255 + 0.5).astype(np.uint8))
+        frame = {"file_path": f"./{split}/r_{i}", "rotation": 0.0, "transform_matrix": c2w.tolist()}
+        frames.setdefault(split, []).append(frame)
+    for split, split_frames in frames.items():
+        meta = {"camera_angle_x": config.camera_angle_x, "frames": split_frames}
         (out / f"transforms_{split}.json").write_text(json.dumps(meta, indent=2))
     (out / "scene.json").write_text(json.dumps({"generator": "nerf_norm.scenes.blender", **vars(config)}, indent=2))
     return out

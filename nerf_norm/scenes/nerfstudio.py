@@ -11,15 +11,13 @@ formats hold the same images.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import imageio.v2 as imageio
 import numpy as np
 
 from ..outputs import prepare_output_dir
-from .blender import BlenderSceneConfig, camera_positions
-from .procedural import default_scene, look_at_origin, render_rgba
+from .blender import BlenderSceneConfig, focal_length, render_views
 
 #: what a scene consists of (removed first with overwrite)
 OUTPUTS = ("images", "transforms.json", "scene.json")
@@ -32,24 +30,16 @@ def write_nerfstudio_scene(
     callable ``(done, total)``). A scene already in ``out`` is an error unless ``overwrite``."""
     config.validate()
     out = prepare_output_dir(Path(out), OUTPUTS, overwrite, command="nerf-norm make-scene nerfstudio")
-    scene = default_scene()
     w = h = config.resolution
-    focal = 0.5 * w / math.tan(0.5 * config.camera_angle_x)
-    positions = camera_positions(config)
-    total = sum(len(p) for p in positions.values())
+    focal = focal_length(config)
     (out / "images").mkdir(parents=True, exist_ok=True)
     frames, splits = [], {}
-    for split, pos in positions.items():
-        for p in pos:
-            c2w = look_at_origin(p)
-            rgba = render_rgba(scene, c2w, w, h, focal, config.supersample)
-            rgb = rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:])  # composited on white
-            name = f"images/frame_{len(frames) + 1:05d}.png"
-            imageio.imwrite(out / name, (rgb * 255 + 0.5).astype(np.uint8))
-            frames.append({"file_path": name, "transform_matrix": c2w.tolist()})
-            splits.setdefault(f"{split}_filenames", []).append(name)
-            if progress is not None:
-                progress(len(frames), total)
+    for split, _, c2w, rgba in render_views(config, progress):
+        rgb = rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:])  # composited on white
+        name = f"images/frame_{len(frames) + 1:05d}.png"
+        imageio.imwrite(out / name, (rgb * 255 + 0.5).astype(np.uint8))
+        frames.append({"file_path": name, "transform_matrix": c2w.tolist()})
+        splits.setdefault(f"{split}_filenames", []).append(name)
     intrinsics = {"w": w, "h": h, "fl_x": focal, "fl_y": focal, "cx": w / 2, "cy": h / 2}
     distortion = {"k1": 0.0, "k2": 0.0, "p1": 0.0, "p2": 0.0}
     meta = {**intrinsics, **distortion, "camera_model": "OPENCV", "frames": frames, **splits}
