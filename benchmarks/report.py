@@ -115,7 +115,7 @@ def _long_runs(prefix: str, methods: Sequence[str], every: int, root: Path) -> s
             cells.append(f"{view['psnr']:.2f} / {_ssim(view):.3f}" if view else "-")
         rows.append([step, *cells])
     last = {m: runs[m]["evals"][-1] for m in runs}
-    final_views = " and ".join(str(v) for v in runs[methods[0]]["meta"].get("final_views", [0, 100]))
+    final_views = " and ".join(runs[methods[0]]["evals"][-1]["per_view"])  # the views scored at the last step
     rows.append(
         [f"{steps[-1]}, mean of views {final_views}", *[f"{e['psnr']:.2f} / {_ssim(e):.3f}" for e in last.values()]]
     )
@@ -144,6 +144,11 @@ def mipnerf_lego_long(root: Path) -> str:
 def nerfacto_lego(root: Path) -> str:
     """nerfacto vs nerfacto-cn on lego at 200x200: view 0 every 500 steps, then the mean of views 0 and 100."""
     return _long_runs("nerfacto_lego", ("nerfacto", "nerfacto-cn"), 500, root)
+
+
+def nerfacto_scene(root: Path) -> str:
+    """nerfacto vs nerfacto-cn on the generated scene at 128x128: view 0 every 500 steps, then views 0 and 2."""
+    return _long_runs("nerfacto_scene", ("nerfacto", "nerfacto-cn"), 500, root)
 
 
 def neus_bunny(root: Path) -> str:
@@ -348,6 +353,7 @@ TABLES: Dict[str, Callable[[Path], str]] = {
     "mipnerf_lego": mipnerf_lego,
     "mipnerf_lego_long": mipnerf_lego_long,
     "nerfacto_lego": nerfacto_lego,
+    "nerfacto_scene": nerfacto_scene,
     "neus_bunny": neus_bunny,
     "step_cost": step_cost,
     "ntk_statistics": ntk_statistics,
