@@ -4,11 +4,16 @@ real runs' tensorboard event files, for nerfstudio's Mip-NeRF (``mipnerf-lite``)
 Both train on the bundled scene (``nerf-norm make-scene blender`` at its defaults, but one test view so that every
 evaluation scores the same image) with the spectral metrics on, one eval image every ``--eval-every`` steps, in
 this process through nerfstudio's own trainer (``Trainer.train``, which logs the eval metrics). The event files
-are then read with tensorboard's reader; the result is OUT.json (the curves and their provenance) and OUT.png (the
-relative error of each radial frequency band over the steps, one panel per method, and the two methods' highest
-band side by side).
+are then read with tensorboard's reader; the result is OUT_METHOD.json per method (the curves and their
+provenance) and OUT.png (the relative error of each radial frequency band over the steps, one panel per method, and
+the methods' highest band side by side). Eval rays start at the training near plane (``--eval-near-plane
+training``): from nerfstudio's default near plane of 0 the eval image also shows the never-trained space in front
+of the training near plane (docs/methods/mipnerf.md, ``--pipeline.model.eval-near-plane``), which is not what the
+bands are meant to measure.
 
-    .venv/bin/python benchmarks/spectral_metrics.py      # writes benchmarks/results/spectral_metrics.{json,png}
+    .venv/bin/python benchmarks/spectral_metrics.py --methods mipnerf-lite &      # one process per method
+    .venv/bin/python benchmarks/spectral_metrics.py --methods mipnerf-cn-lite &
+    wait; .venv/bin/python benchmarks/spectral_metrics.py --methods                # the figure only
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ class Args:
     steps: int = 600
     eval_every: int = 50
     bands: int = 8
-    threads: int = 2
+    eval_near_plane: str = "training"
+    """where eval rays start (the models' --pipeline.model.eval-near-plane): training or zero"""
+    threads: int = 1
     seed: int = 0
     out: Path = HERE / "results" / "spectral_metrics"
     scratch: Path = HERE / "scratch" / "spectral_metrics"
@@ -60,6 +67,7 @@ def train_with_metrics(args: Args, scene: Path, method: str) -> dict:
     config.pipeline.model.spectral_metrics = True
     config.pipeline.model.spectral_bands = args.bands
     config.steps_per_eval_image = args.eval_every
+    config.pipeline.model.eval_near_plane = args.eval_near_plane
     _, seconds = train(config)
     console.print(f"{method}: {args.steps} steps in {seconds:.0f} s")
     return {"seconds": seconds, "curves": band_curves(config.get_base_dir())}
@@ -98,25 +106,37 @@ def figure(data: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _json(args: Args, method: str) -> Path:
+    return args.out.parent / f"{args.out.name}_{method}.json"
+
+
 def main(args: Args) -> None:
     from nerf_norm.scenes.blender import BlenderSceneConfig, write_blender_scene
 
     torch.set_num_threads(args.threads)
-    path = args.out.with_suffix(".json")
-    data = json.loads(path.read_text()) if path.exists() else {"runs": {}}
-    data.update({"provenance": provenance({k: str(v) for k, v in vars(args).items()}), "bands": args.bands})
     scene_config = BlenderSceneConfig(test_views=1)
-    data["scene"] = {"generator": "nerf-norm make-scene blender", **vars(scene_config)}
-    scene = args.scratch / "scene"
-    if not (scene / "transforms_test.json").exists():
-        write_blender_scene(scene, scene_config, overwrite=True)
     for method in args.methods:
-        if method not in data["runs"]:  # a rerun resumes: finished methods are kept
-            data["runs"][method] = train_with_metrics(args, scene, method)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(data, indent=1))
-    figure(data, args.out.with_suffix(".png"))
-    console.print(f"wrote {path} and {args.out.with_suffix('.png')}")
+        path = _json(args, method)
+        if path.exists():  # a rerun resumes: finished methods are kept
+            continue
+        scene = args.scratch / f"scene_{method}"  # one copy per process: runs of two methods start together
+        if not (scene / "transforms_test.json").exists():
+            write_blender_scene(scene, scene_config, overwrite=True)
+        record = {
+            "provenance": provenance({k: str(v) for k, v in vars(args).items()}),
+            "bands": args.bands,
+            "scene": {"generator": "nerf-norm make-scene blender", **vars(scene_config)},
+            **train_with_metrics(args, scene, method),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=1))
+    runs = {
+        p.stem[len(args.out.name) + 1 :]: json.loads(p.read_text())
+        for p in sorted(args.out.parent.glob(f"{args.out.name}_*.json"))
+    }
+    if runs:
+        figure({"runs": runs, "bands": next(iter(runs.values()))["bands"]}, args.out.with_suffix(".png"))
+        console.print(f"wrote {args.out.with_suffix('.png')} from {', '.join(runs)}")
 
 
 if __name__ == "__main__":

@@ -375,3 +375,23 @@ def test_mask_dataset_reads_rgb_masks_and_blacks_out_background(tmp_path):
     assert item["fg_mask"].shape == (24, 32, 1)
     assert float(item["fg_mask"][:, :16].min()) == 1.0 and float(item["fg_mask"][:, 16:].max()) == 0.0
     assert float(item["image"][:, 16:].abs().max()) == 0.0 and float(item["image"][:, :16].max()) > 0
+
+
+def test_bounded_collider_keeps_hits_and_brings_misses_near_the_box():
+    """Rays through the box keep nerfstudio's bounds; a ray that misses it, nearly parallel to an axis, is not
+    sampled ~1e6 units away (one such sample set a whole batch's statistics in neus-facto-cn)."""
+    from nerfstudio.data.scene_box import SceneBox
+    from nerfstudio.model_components.scene_colliders import AABBBoxCollider
+
+    from nerf_norm.nerfstudio.colliders import BoundedAABBBoxCollider
+
+    box = SceneBox(aabb=AABB.clone())
+    origins = torch.tensor([[-3.0, 0.2, 0.1], [0.5, -4.0, 0.3], [-3.0, -2.5, 0.0]])
+    directions = torch.nn.functional.normalize(torch.tensor([[1.0, 0.05, 0.0], [0.1, 1.0, 0.2], [1.0, 0.0, 0.0]]))
+    theirs = AABBBoxCollider(box, near_plane=0.05)._intersect_with_aabb(origins, directions, box.aabb)
+    ours = BoundedAABBBoxCollider(box, near_plane=0.05)._intersect_with_aabb(origins, directions, box.aabb)
+    torch.testing.assert_close(ours[0][:2], theirs[0][:2])  # the two hits: unchanged
+    torch.testing.assert_close(ours[1][:2], theirs[1][:2])
+    assert theirs[0][2] > 1e5  # the miss, parallel to x beside the box: nerfstudio's near is ~1e6 away
+    limit = torch.linalg.norm(origins[2]) + math.sqrt(3.0)
+    assert ours[0][2] <= limit and ours[1][2] <= limit + 1e-5 and ours[1][2] > ours[0][2]

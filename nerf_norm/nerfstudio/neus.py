@@ -23,6 +23,7 @@ from typing import Dict, Literal, Type
 import torch
 from nerfstudio.field_components.encodings import HashEncoding
 from nerfstudio.fields.sdf_field import SDFField, SDFFieldConfig
+from nerfstudio.model_components.scene_colliders import AABBBoxCollider
 from nerfstudio.models.neus import NeuSModel, NeuSModelConfig
 from nerfstudio.models.neus_facto import NeuSFactoModel, NeuSFactoModelConfig
 from torch import Tensor, nn
@@ -30,6 +31,7 @@ from torch import Tensor, nn
 from ..norms import make_norm
 from .checkpoints import prepare_checkpoints
 from .chunked import forward_in_chunks
+from .colliders import BoundedAABBBoxCollider
 from .exports import rgba_with_accumulation, with_exporter_normals
 from .metrics import drop_missing, offline_lpips
 from .norm_options import NormOptions
@@ -247,11 +249,14 @@ class NeuSNormModelConfig(NeuSModelConfig, SpectralMetricsOptions):
 class NormalizedSurfaceModel:
     """What our NeuS models add to nerfstudio's (a base placed before ``NeuSModel`` or ``NeuSFactoModel``): LPIPS
     only when its weights are local, the spectral band metrics, bounded-memory rendering of large batches, the
-    ``normals`` output and RGBA that nerfstudio's exporters read, and the SDF at points (``sdf``)."""
+    ``normals`` output and RGBA that nerfstudio's exporters read, the SDF at points (``sdf``), and ray bounds
+    that keep every sample near the scene box (:mod:`.colliders`)."""
 
     def populate_modules(self) -> None:
         with offline_lpips():
             super().populate_modules()
+        if type(self.collider) is AABBBoxCollider:  # misses far away would set a batch's statistics (.colliders)
+            self.collider = BoundedAABBBoxCollider(self.collider.scene_box, near_plane=self.collider.near_plane)
         prepare_checkpoints(self, "field.")
 
     def get_image_metrics_and_images(self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]):
