@@ -217,41 +217,48 @@ def ntk_statistics(root: Path) -> str:
     return _table(["input", "norm", "mean m", "v / m^2", "max / m", "median", "max / median"], rows, "llrrrrr") + note
 
 
-def neus_equal_time(root: Path) -> str:
-    """neus vs neus-cn at equal training time: chamfer at the last evaluation and how the evaluations compare."""
+def _equal_time_chamfer(prefix: str, methods: Sequence[str], scenes: Sequence[str], root: Path) -> str:
+    """A NeuS-family pair at equal training time: chamfer at the last evaluation and how the evaluations compare."""
+    base, normed = methods
     rows = []
-    for scene in ("bunny", "dragon"):
-        runs = {m: _load(f"neus_equal_time_{scene}_{m}.json", root)["evals"] for m in ("neus", "neus-cn")}
-        pairs = [(a, b) for a, b in zip(runs["neus"], runs["neus-cn"]) if a["seconds"] > 0]
-        better = sum(
-            1
-            for a, b in pairs
-            if None not in (a["chamfer_mm"], b["chamfer_mm"]) and b["chamfer_mm"] < a["chamfer_mm"] - 0.005
-        )
-        worse = sum(
-            1
-            for a, b in pairs
-            if None not in (a["chamfer_mm"], b["chamfer_mm"]) and b["chamfer_mm"] > a["chamfer_mm"] + 0.005
-        )
-        missing = sum(1 for a, b in pairs if None in (a["chamfer_mm"], b["chamfer_mm"]))
-        tied = len(pairs) - better - worse - missing
+    for scene in scenes:
+        runs = {m: _load(f"{prefix}_{scene}_{m}.json", root)["evals"] for m in methods}
+        pairs = [(a, b) for a, b in zip(runs[base], runs[normed]) if a["seconds"] > 0]
+        scored = [
+            (a["chamfer_mm"], b["chamfer_mm"]) for a, b in pairs if None not in (a["chamfer_mm"], b["chamfer_mm"])
+        ]
+        better = sum(1 for a, b in scored if b < a - 0.005)
+        worse = sum(1 for a, b in scored if b > a + 0.005)
+        missing = len(pairs) - len(scored)
+        tied = len(scored) - better - worse
         last = {m: runs[m][-1] for m in runs}
+        cd = lambda e: "no surface" if e["chamfer_mm"] is None else f"{e['chamfer_mm']:.2f}"  # noqa: E731
         rows.append(
             [
                 scene,
-                f"{last['neus']['seconds']:.0f}",
-                f"{last['neus']['chamfer_mm']:.2f} / {last['neus-cn']['chamfer_mm']:.2f}",
+                f"{last[base]['seconds']:.0f}",
+                f"{cd(last[base])} / {cd(last[normed])}",
                 f"{better} / {worse} / {tied} / {missing}",
             ]
         )
     header = [
         "scene",
         "last evaluation (s)",
-        "chamfer there: neus / neus-cn (mm)",
-        "neus-cn better / worse / tied / no surface",
+        f"chamfer there: {base} / {normed} (mm)",
+        f"{normed} better / worse / tied / no surface",
     ]
-    names = [f"neus_equal_time_{s}_{m}.json" for s in ("bunny", "dragon") for m in ("neus", "neus-cn")]
+    names = [f"{prefix}_{s}_{m}.json" for s in scenes for m in methods]
     return _table(header, rows, "lrll") + "\nTied: within 0.005 mm. " + _source(*names) + "\n"
+
+
+def neus_equal_time(root: Path) -> str:
+    """neus vs neus-cn at equal training time on the generated bunny and dragon."""
+    return _equal_time_chamfer("neus_equal_time", ("neus", "neus-cn"), ("bunny", "dragon"), root)
+
+
+def neus_facto_equal_time(root: Path) -> str:
+    """neus-facto vs neus-facto-cn at equal training time on the generated bunny."""
+    return _equal_time_chamfer("neus_facto_equal_time", ("neus-facto", "neus-facto-cn"), ("bunny",), root)
 
 
 def occupancy_meshes(root: Path) -> str:
