@@ -365,6 +365,7 @@ TABLES: Dict[str, Callable[[Path], str]] = {
     "step_cost": step_cost,
     "ntk_statistics": ntk_statistics,
     "neus_equal_time": neus_equal_time,
+    "neus_facto_equal_time": neus_facto_equal_time,
     "occupancy_meshes": occupancy_meshes,
     "demo": demo,
 }
