@@ -19,21 +19,20 @@ def provenance(settings: dict) -> dict:
 
 
 def machine_line(meta: dict) -> str:
-    """The machine of a :func:`provenance` record in one line."""
+    """The machine of a :func:`provenance` record in one line (with the load average when it was recorded)."""
     m = meta["machine"]
+    load = f", load average {m['load_average_1min']}" if m.get("load_average_1min") is not None else ""
     return (
         f"{m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, torch {m['torch']}, "
-        f"python {m['python']}, device {m['device']}"
+        f"python {m['python']}, device {m['device']}{load}"
     )
 
 
 def provenance_markdown(meta: dict) -> List[str]:
-    m = meta["machine"]
     return [
         f"- command: `{meta['command']}`",
         f"- date: {meta['date']}, commit {meta['commit']}",
-        f"- machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, torch {m['torch']}, "
-        f"python {m['python']}, device {m['device']}",
+        f"- machine: {machine_line(meta)}",
         "- settings: " + ", ".join(f"{k}={v}" for k, v in meta["settings"].items()),
     ]
 

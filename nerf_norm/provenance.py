@@ -47,6 +47,14 @@ def git_commit(root: Path = _CHECKOUT) -> str:
         return "unknown"
 
 
+def _load_average() -> Optional[float]:
+    """The 1-minute load average when the run was recorded (how busy the machine was), where the OS reports it."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def provenance(settings: dict, program: Optional[str] = None, root: Path = _CHECKOUT) -> dict:
     """The command (``program`` and ``sys.argv[1:]``; default: ``sys.argv[0]`` relative to ``root``), date and
     time, commit, machine and ``settings`` of this run."""
@@ -63,6 +71,7 @@ def provenance(settings: dict, program: Optional[str] = None, root: Path = _CHEC
             "torch": torch.__version__,
             "python": platform.python_version(),
             "device": "cuda" if torch.cuda.is_available() else "cpu",
+            "load_average_1min": _load_average(),
         },
         "settings": settings,
     }
