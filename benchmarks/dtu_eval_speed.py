@@ -82,7 +82,7 @@ def main(args: Args) -> None:
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=2))
     md = (
         f"# DTU chamfer tool speed ({record['machine']}, {record['date']})\n\n"
-        f"Command: `.venv/bin/python benchmarks/dtu_eval_speed.py --points {args.points} --subdivisions {args.subdivisions}`.\n\n"
+        f"Command: `{record['provenance']['command']}`.\n\n"
         f"| mesh vertices | mesh faces | GT points | mesh points after 0.2 mm thinning | load (s) | "
         f"evaluate (s) | accuracy | completeness | overall (expected 0.5) |\n|---|---|---|---|---|---|---|---|---|\n"
         f"| {record['mesh_vertices']:,} | {record['mesh_faces']:,} | {record['gt_points']:,} | "

@@ -57,7 +57,7 @@ def main(args: Args) -> None:
     lines = [
         f"# Block-wise mesh extraction ({record['machine']}, {record['date']})",
         "",
-        "Command: `.venv/bin/python benchmarks/mesh_extraction.py`. Analytic sphere SDF, 64^3-cell blocks.",
+        f"Command: `{meta['command']}`. Analytic sphere SDF, 64^3-cell blocks.",
         "",
         "| resolution | samples evaluated (share of grid) | seconds | vertices | peak RSS (GB) |",
         "|---|---|---|---|---|",

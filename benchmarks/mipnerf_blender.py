@@ -114,7 +114,7 @@ def write_markdown(args: Args, data: dict) -> None:
     lines = [
         f"# Mip-NeRF on Blender lego, CPU budget ({data['machine']})",
         "",
-        f"Command: `.venv/bin/python benchmarks/mipnerf_blender.py --methods {' '.join(args.methods)}`. Scene {args.data.name} at scale "
+        f"Command: `{data['provenance']['command']}`. Scene {args.data.name} at scale "
         f"{args.scale} ({data['resolution']}), lite settings: {data['lite']}. Test split: first {args.test_images} "
         f"views. Speed: {args.timing_rounds} interleaved rounds of {args.timing_steps} steps (order reversed every other round); s/iter is the median round, the ratio the median of the per-round ratios. Equal time: "
         f"each method evaluated after {args.steps} / (its ratio) steps.",

@@ -123,7 +123,7 @@ def main(args: Args) -> None:
     lines = [
         f"# NeuS with normalization on the generated bunny ({record['machine']}, {record['date']})",
         "",
-        f"Command: `.venv/bin/python benchmarks/neus_bunny.py`. Scene: `nerf-norm make-scene dtu` with the "
+        f"Command: `{record['provenance']['command']}`. Scene: `nerf-norm make-scene dtu` with the "
         f"default bunny at {args.width}x{args.height}, {args.views} views (object radius 80 mm); neus-cn-lite "
         f"settings, seed {args.seed}; mesh at {args.resolution}^3; symmetric chamfer (mm) to mesh_world.ply.",
         "",

@@ -80,7 +80,7 @@ def main(args: Args) -> None:
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=2))
     md = (
         f"# neus-cn on DTU scan 65, reduced resolution ({record['machine']}, {record['date']})\n\n"
-        f"Command: `.venv/bin/python benchmarks/neus_dtu65.py --downscale {args.downscale} --steps {args.steps}`. "
+        f"Command: `{record['provenance']['command']}`. "
         f"{width}x{height} images, {record['train_views']} training views (every 8th held out), neus-cn-lite "
         f"settings with masks; {args.steps} steps in {seconds:.0f} s ({seconds / args.steps:.2f} s/iter). Mesh at "
         f"{args.resolution}^3, largest component, world millimetres: {len(v):,} vertices, extent "

@@ -10,8 +10,6 @@ PSNR/SSIM (first ``--test-images`` views). Also trains nerfstudio's ``mipnerf`` 
 from __future__ import annotations
 
 import json
-import os
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import torch
 import tyro
 
 from nerf_norm.nerfstudio.experiment import RunSettings, configure, evaluate, lite_config, train
+from nerf_norm.provenance import provenance
 from nerf_norm.scenes.blender import BlenderSceneConfig, write_blender_scene
 
 HERE = Path(__file__).resolve().parent  # this experiment's folder: its results
@@ -56,16 +55,16 @@ def main(args: Args) -> None:
         trainer, seconds = train(configure(config, run))
         results[label] = {"seconds": seconds, **evaluate(trainer, args.test_images)}
         print(label, results[label], flush=True)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {args.threads} torch threads, torch {torch.__version__}"
-    args.out.with_suffix(".json").write_text(
-        json.dumps(
-            {"machine": machine, "args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2
-        )
-    )
+    settings = {k: str(v) for k, v in vars(args).items()}
+    meta = provenance(settings)
+    m = meta["machine"]
+    machine = f"{m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, torch {m['torch']}"
+    record = {"provenance": meta, "machine": machine, "date": meta["date"], "args": settings, "results": results}
+    args.out.with_suffix(".json").write_text(json.dumps(record, indent=2))
     lines = [
         f"# Norms in the head MLP of Mip-NeRF's field? ({machine})",
         "",
-        f"Command: `.venv/bin/python experiments/mipnerf_norm_head/mipnerf_norm_head.py`. Generated scene (80x80, 40 train views), "
+        f"Command: `{meta['command']}`; {meta['date']}, commit {meta['commit']}. Generated scene (80x80, 40 train views), "
         f"mipnerf-cn-lite settings, {args.steps} steps, seed {args.seed}, first {args.test_images} test views.",
         "",
         "| variant | PSNR | SSIM | train seconds |",
