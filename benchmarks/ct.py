@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
-from task_tables import ALL_METHODS, DATA, RESULTS, Case, run_cases, write_report
+from task_tables import DATA, PAPER_METHODS, RESULTS, Case, run_cases, write_report
 
 from nerf_norm.tasks.commands import CTCommand, run_ct
 
@@ -35,7 +35,7 @@ class Args:
     """Reconstruct a CT slice from 100 projections with the 13 methods; write a Table-4-style summary."""
 
     image: Path = DATA / "ct" / "chest.png"
-    methods: tuple[str, ...] = ALL_METHODS
+    methods: tuple[str, ...] = PAPER_METHODS
     archs: tuple[str, ...] = ("2x128", "2x256", "4x128", "4x256")
     size: int = 128
     projections: int = 100

@@ -45,7 +45,8 @@ MEAN = "mean"
 
 @dataclass
 class Args:
-    """Fit Kodak images with the 13 methods at one architecture; write a Table-2-style summary and curves."""
+    """Fit Kodak images with the methods (default: all of the registry) at one architecture; write a Table-2-style
+    summary and curves."""
 
     data: Path = DATA / "kodak"
     """folder with kodim01.png ... kodim24.png"""

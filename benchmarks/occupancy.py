@@ -27,7 +27,8 @@ PAPER = {
 
 @dataclass
 class Args:
-    """Fit the occupancy of Stanford meshes with the 13 methods; write a Table-3-style summary."""
+    """Fit the occupancy of Stanford meshes with the methods (default: all of the registry); write a Table-3-style
+    summary."""
 
     meshes: tuple[Path, ...] = (
         DATA / "meshes" / "armadillo.obj",

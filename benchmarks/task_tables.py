@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from nerf_norm.networks import METHODS
+from nerf_norm.networks import METHODS, PAPER_METHODS  # noqa: F401 - PAPER_METHODS re-exported for the benchmarks
 from nerf_norm.provenance import provenance as nerf_provenance
 
 HERE = Path(__file__).resolve().parent
@@ -25,6 +25,8 @@ ROOT = HERE.parent
 RESULTS = HERE / "results"
 SCRATCH = HERE / "scratch"
 DATA = Path(os.environ.get("NERF_NORM_DATA", HERE.parent.parent / "shared" / "data"))
+#: every method of the registry: the paper's 13 (:data:`PAPER_METHODS`, the order of its tables) and the later
+#: baselines
 ALL_METHODS: Tuple[str, ...] = tuple(METHODS)
 
 
@@ -239,8 +241,9 @@ def table(
             cells = [("**" + fmt.format(v) + "**") if v == best else ("-" if v != v else fmt.format(v)) for v in vals]
             lines.append(f"| {shown} | {label} | ours | " + " | ".join(cells) + " |")
             if (key, label) in paper:
-                ref = dict(zip(ALL_METHODS, paper[(key, label)]))
-                lines.append(f"| {shown} | {label} | paper | " + " | ".join(fmt.format(ref[m]) for m in methods) + " |")
+                ref = dict(zip(PAPER_METHODS, paper[(key, label)]))
+                cells = [fmt.format(ref[m]) if m in ref else "-" for m in methods]
+                lines.append(f"| {shown} | {label} | paper | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -349,16 +352,16 @@ def curves(
 
 
 def _orderings(values: Dict[str, float]) -> Dict[str, bool]:
-    """The paper's orderings on one row of 13 values (higher is better): every norm above no norm, per family,
-    and PE+CN best of all 13."""
+    """The paper's orderings on one row of values (higher is better): every norm above no norm, per family, and
+    PE+CN best of the paper's 13 when all 13 are there."""
     checks = {
         f"{fam}+{n}>{fam}": values[f"{fam}+{n}"] > values[fam]
         for fam in ("relu", "pe")
         for n in ("bn", "ln", "gn", "cn")
         if f"{fam}+{n}" in values and fam in values
     }
-    if len(values) == len(ALL_METHODS):
-        checks["pe+cn best"] = values["pe+cn"] >= max(values.values())
+    if all(m in values for m in PAPER_METHODS):
+        checks["pe+cn best"] = values["pe+cn"] >= max(values[m] for m in PAPER_METHODS)
     return checks
 
 
@@ -370,11 +373,11 @@ def orderings_table(
     by = {(r["case"], r["method"]): r[key] for r in record["runs"] if key in r}
     checks = {}  # case -> (ours, the paper's)
     for label in labels:
-        ours = _orderings({m: by[(label, m)] for m in ALL_METHODS if (label, m) in by})
-        theirs = _orderings(dict(zip(ALL_METHODS, paper[(key, label)]))) if (key, label) in paper else {}
+        ours = _orderings({m: by[(label, m)] for m in PAPER_METHODS if (label, m) in by})
+        theirs = _orderings(dict(zip(PAPER_METHODS, paper[(key, label)]))) if (key, label) in paper else {}
         checks[label] = (ours, theirs)
     found = {c for ours, _ in checks.values() for c in ours}  # every check any case has, in the paper's order
-    header = [c for c in _orderings({m: 0.0 for m in ALL_METHODS}) if c in found]
+    header = [c for c in _orderings({m: 0.0 for m in PAPER_METHODS}) if c in found]
     if not header:
         return []
     yn = lambda v: "yes" if v else "no"  # noqa: E731

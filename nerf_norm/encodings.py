@@ -6,6 +6,8 @@
 * :class:`GaussianFourierFeatures`: Tancik et al. 2020, ``[sin(2 pi B x), cos(2 pi B x)]`` with a fixed random
   ``B ~ N(0, scale^2)``. A different method, available as an explicit option, never what ``pe`` means.
 
+The ``hash`` family's multiresolution hash encoding is :class:`nerf_norm.hash_grid.HashGridEncoding`.
+
 Both compute in float32 even under autocast: ``sin(2^9 pi x)`` in bfloat16 has no correct digit.
 """
 

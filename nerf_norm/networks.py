@@ -1,5 +1,6 @@
-"""Coordinate networks: the normalized ReLU MLP, the SIREN / MFN / WIRE baselines, and the registry of the
-paper's 13 methods (section 5, "Compared methods").
+"""Coordinate networks: the normalized ReLU MLP, the SIREN / MFN / WIRE baselines, FINER and Gauss (optionally
+normalized), and the method registry: the paper's 13 methods (section 5, "Compared methods") and the later
+baselines ``finer``, ``gauss`` and ``hash`` with their normalized variants.
 
 All networks map ``[..., in_dim]`` coordinates to ``[..., out_dim]`` values.
 """
@@ -22,8 +23,14 @@ __all__ = [
     "Siren",
     "MFN",
     "Wire",
+    "Finer",
+    "Gauss",
+    "finer_activation",
+    "gauss_activation",
     "MethodSpec",
     "METHODS",
+    "PAPER_METHODS",
+    "hash_table_size",
     "parse_arch",
     "get_method",
     "build_network",
@@ -213,22 +220,184 @@ class Wire(nn.Module):
         return self.output(self.hidden(coords)).real
 
 
+def finer_activation(z: Tensor, omega: float) -> Tensor:
+    """FINER's variable-periodic activation ``sin(omega (|z| + 1) z)`` (Liu et al. 2024, Eq. 4). The factor
+    ``|z| + 1`` is held constant in the backward pass, as in the authors' release (``scale_req_grad=False``), so
+    ``d/dz = omega (|z| + 1) cos(omega (|z| + 1) z)``."""
+    return torch.sin(omega * (z.detach().abs() + 1.0) * z)
+
+
+def gauss_activation(z: Tensor, s: float) -> Tensor:
+    """The Gaussian activation ``exp(-(s z)^2 / 2)`` of Ramasinghe & Lucey 2022 (``exp(-z^2 / (2 sigma^2))``,
+    ``s = 1 / sigma``)."""
+    return torch.exp(-0.5 * (s * z) ** 2)
+
+
+class _ScaledActivationLayer(nn.Module):
+    """``Linear -> [Norm] -> activation(., scale)``.
+
+    Without a norm the activation gets ``z = W x + b``. With one, the normalized ``z_hat`` (unit variance under the
+    norm's statistics) stands for ``scale * z``, the activation's argument whose spread the unnormalized
+    network's initialisation sets (SIREN's analysis: ``omega W x`` of about unit variance): the activation gets
+    ``z_hat / scale``. ``[..., in] -> [..., out]``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, activation, scale: float, norm: str, norm_kwargs) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features)
+        self.norm = make_norm(norm, out_features, **(norm_kwargs or {}))
+        self.activation = activation
+        self.scale = scale
+        self.normalized = norm != "none"
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = self.linear(x)
+        if self.normalized:
+            z = self.norm(z) / self.scale
+        return self.activation(z, self.scale)
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation.__name__}, scale={self.scale:g}"
+
+
+class Finer(nn.Module):
+    """FINER (Liu et al., CVPR 2024): ``hidden_layers`` layers ``sin(omega (|z| + 1) z)``, linear out.
+
+    Initialisation as the authors' release: SIREN's weights (first layer ``U(-1/in, 1/in)``, the others and the
+    output ``U(-sqrt(6/in)/omega, sqrt(6/in)/omega)``), torch's default biases, and the first layer's bias
+    ``U(-k, k)`` when ``first_bias_scale`` ``k`` is given (FINER's bias initialisation; the release's image script
+    leaves it unset). ``norm`` goes before the activation of every hidden layer after the first (the first sets
+    the frequencies, as the encoding does for ``pe+cn``), with the normalized value standing for ``omega z``.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        hidden_layers: int,
+        hidden_features: int,
+        omega: float = 30.0,
+        first_bias_scale: Optional[float] = None,
+        norm: str = "none",
+        norm_kwargs: Optional[dict] = None,
+    ) -> None:
+        super().__init__()
+        layers = [_ScaledActivationLayer(in_dim, hidden_features, finer_activation, omega, "none", None)]
+        layers += [
+            _ScaledActivationLayer(hidden_features, hidden_features, finer_activation, omega, norm, norm_kwargs)
+            for _ in range(hidden_layers - 1)
+        ]
+        self.hidden = nn.Sequential(*layers)
+        self.output = nn.Linear(hidden_features, out_dim)
+        with torch.no_grad():
+            for i, layer in enumerate(layers):
+                fan_in = layer.linear.in_features
+                bound = 1.0 / fan_in if i == 0 else math.sqrt(6.0 / fan_in) / omega
+                layer.linear.weight.uniform_(-bound, bound)
+            if first_bias_scale is not None:
+                layers[0].linear.bias.uniform_(-first_bias_scale, first_bias_scale)
+            bound = math.sqrt(6.0 / hidden_features) / omega
+            self.output.weight.uniform_(-bound, bound)
+        self.norm = norm
+
+    def forward(self, coords: Tensor) -> Tensor:
+        return self.output(self.hidden(coords))
+
+
+class Gauss(nn.Module):
+    """Gaussian-activated MLP (Ramasinghe & Lucey, ECCV 2022): ``hidden_layers`` layers ``exp(-(s z)^2 / 2)``,
+    linear out, torch's default initialisation (as the released baselines of WIRE and FINER).
+
+    ``s = 10 sqrt(2)`` is WIRE's and FINER's released Gauss baseline (``exp(-(10 z)^2)``). ``norm`` as in
+    :class:`Finer`: before the activation of every hidden layer after the first, the normalized value standing for
+    ``s z`` (so the activation is ``exp(-z_hat^2 / 2)``).
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        hidden_layers: int,
+        hidden_features: int,
+        s: float = 10.0 * math.sqrt(2.0),
+        norm: str = "none",
+        norm_kwargs: Optional[dict] = None,
+    ) -> None:
+        super().__init__()
+        layers = [_ScaledActivationLayer(in_dim, hidden_features, gauss_activation, s, "none", None)]
+        layers += [
+            _ScaledActivationLayer(hidden_features, hidden_features, gauss_activation, s, norm, norm_kwargs)
+            for _ in range(hidden_layers - 1)
+        ]
+        self.hidden = nn.Sequential(*layers)
+        self.output = nn.Linear(hidden_features, out_dim)
+        self.norm = norm
+
+    def forward(self, coords: Tensor) -> Tensor:
+        return self.output(self.hidden(coords))
+
+
+#: the hash family's grid (Instant-NGP's defaults: L = 16 levels of F = 2 features, coarsest resolution 16) and
+#: its MLP (Instant-NGP's two hidden ReLU layers, here of the architecture's width)
+HASH_LEVELS, HASH_FEATURES, HASH_MIN_RES, HASH_MAX_RES, HASH_MLP_LAYERS = 16, 2, 16, 512, 2
+
+
+def hash_table_size(in_dim: int, out_dim: int, arch: str, norm: str = "none") -> int:
+    """The hash table size (entries per level) that gives ``hash[+norm]`` at ``arch`` the parameter count of the
+    plain ReLU MLP ``relu`` at ``arch``: ``(P_relu - P_mlp) // (L F)``, where the MLP behind the grid has
+    :data:`HASH_MLP_LAYERS` hidden layers of the architecture's width (with the norm's affine parameters)."""
+    layers, features = parse_arch(arch)
+    with torch.device("meta"):
+        budget = count_parameters(CoordinateMLP(in_dim, out_dim, layers, features))
+        mlp = count_parameters(CoordinateMLP(HASH_LEVELS * HASH_FEATURES, out_dim, HASH_MLP_LAYERS, features, norm))
+    table = (budget - mlp) // (HASH_LEVELS * HASH_FEATURES)
+    if table < 1:
+        raise ValueError(
+            f"the hash grid does not fit the budget of {arch}: relu at {arch} has {budget:,} parameters and the "
+            f"grid's own {HASH_MLP_LAYERS}x{features} MLP already {mlp:,}; give a larger --arch"
+        )
+    return table
+
+
 # ----------------------------------------------------------------------------------------------------------
-# the 13-method registry
+# the method registry
 
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """One of the paper's methods: a network family, its norm, and the paper's learning rate for it."""
+    """One method: a network family, its norm, and its learning rate."""
 
     name: str
-    family: str  # relu | pe | siren | mfn | wire
+    family: str  # relu | pe | siren | mfn | wire | finer | gauss | hash
     norm: str = "none"
+    lr: Optional[float] = None
+    """the method's own learning rate (the later baselines: their authors'), else the paper's rule"""
 
     @property
     def default_lr(self) -> float:
-        """Paper section 5.1: 1e-2 for normalized networks, 2e-4 for the rest."""
+        """``lr`` when the method has its own; else paper section 5.1: 1e-2 for normalized networks, 2e-4 for the
+        rest."""
+        if self.lr is not None:
+            return self.lr
         return 1e-2 if self.norm != "none" else 2e-4
+
+
+#: the paper's 13 methods, in its tables' order
+PAPER_METHODS: Tuple[str, ...] = (
+    "siren",
+    "mfn",
+    "wire",
+    "relu",
+    "relu+bn",
+    "relu+ln",
+    "relu+gn",
+    "relu+cn",
+    "pe",
+    "pe+bn",
+    "pe+ln",
+    "pe+gn",
+    "pe+cn",
+)
 
 
 def _registry() -> Dict[str, MethodSpec]:
@@ -237,22 +406,12 @@ def _registry() -> Dict[str, MethodSpec]:
         for norm in NORM_NAMES[1:]:
             name = f"{family}+{norm}"
             methods[name] = MethodSpec(name, family, norm)
-    order = [
-        "siren",
-        "mfn",
-        "wire",
-        "relu",
-        "relu+bn",
-        "relu+ln",
-        "relu+gn",
-        "relu+cn",
-        "pe",
-        "pe+bn",
-        "pe+ln",
-        "pe+gn",
-        "pe+cn",
-    ]
-    return {k: methods[k] for k in order}
+    # the later baselines at their authors' learning rates (FINER's release: 5e-4 for FINER, 5e-3 for Gauss;
+    # Instant-NGP: 1e-2), their normalized variants at the paper's 1e-2
+    later = [MethodSpec("finer", "finer", lr=5e-4), MethodSpec("finer+cn", "finer", "cn")]
+    later += [MethodSpec("gauss", "gauss", lr=5e-3), MethodSpec("gauss+cn", "gauss", "cn")]
+    later += [MethodSpec("hash", "hash", lr=1e-2)] + [MethodSpec(f"hash+{n}", "hash", n) for n in NORM_NAMES[1:]]
+    return {**{k: methods[k] for k in PAPER_METHODS}, **{m.name: m for m in later}}
 
 
 METHODS: Dict[str, MethodSpec] = _registry()
@@ -337,7 +496,9 @@ def build_network(
     """Builds ``method`` (a registry name such as ``pe+cn``) with architecture ``arch`` (``"13x49"``).
 
     The ``pe`` family's input encoding is ``encoding`` (default: the paper's NeRF positional encoding with 10
-    frequencies, so ``pe+cn`` at 10x28 in 2D has 42 inputs and 9159 parameters).
+    frequencies, so ``pe+cn`` at 10x28 in 2D has 42 inputs and 9159 parameters). The ``hash`` family does not
+    take ``arch``'s depth: it is a hash grid of :func:`hash_table_size` entries per level and a
+    :data:`HASH_MLP_LAYERS` x width ReLU MLP, together of ``relu``'s parameter count at ``arch``.
     """
     spec = get_method(method)
     layers, features = parse_arch(arch)
@@ -347,6 +508,22 @@ def build_network(
         return MFN(in_dim, out_dim, layers, features)
     if spec.family == "wire":
         return Wire(in_dim, out_dim, layers, features)
+    if spec.family == "finer":
+        return Finer(in_dim, out_dim, layers, features, norm=spec.norm, norm_kwargs=norm_kwargs)
+    if spec.family == "gauss":
+        return Gauss(in_dim, out_dim, layers, features, norm=spec.norm, norm_kwargs=norm_kwargs)
+    if spec.family == "hash":
+        from .hash_grid import HashGridEncoding  # imports nerfstudio
+
+        grid = HashGridEncoding(
+            in_dim,
+            hash_table_size(in_dim, out_dim, arch, spec.norm),
+            levels=HASH_LEVELS,
+            features_per_level=HASH_FEATURES,
+            min_res=HASH_MIN_RES,
+            max_res=HASH_MAX_RES,
+        )
+        return CoordinateMLP(in_dim, out_dim, HASH_MLP_LAYERS, features, spec.norm, grid, norm_kwargs)
     enc = (encoding or EncodingSpec()).build(in_dim, features, seed) if spec.family == "pe" else None
     return CoordinateMLP(in_dim, out_dim, layers, features, spec.norm, enc, norm_kwargs)
 

@@ -267,7 +267,7 @@ def test_spectral_dynamics_command_1d_and_2d(tmp_path):
     "argv, message",
     [
         (["ntk", "--norms", "none,xn"], "unknown norm 'xn'"),
-        (["ntk", "--encodings", "fourier"], "unknown encoding 'fourier'"),
+        (["ntk", "--encodings", "fourier"], "unknown network 'fourier'"),
         (["ntk", "--samples", "1"], "--samples must be at least 2"),
         (["ntk", "--samples", "1000000"], "the empirical NTK of --samples 1000000 points needs about"),
         (["spectral-dynamics", "--methods", "relu,foo"], "unknown method 'foo'"),

@@ -14,10 +14,11 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
+from torch import nn
 
 from ..encodings import PositionalEncoding
 from ..errors import UserError, require_memory
-from ..networks import CoordinateMLP, get_method, parse_arch
+from ..networks import CoordinateMLP, Finer, Gauss, get_method, parse_arch
 from ..norms import NORM_NAMES
 from ..outputs import atomic_write, check_output_dir, prepare_output_dir, write_text
 from ..provenance import provenance
@@ -27,7 +28,7 @@ from .spectral import SignalTask, band_edges, default_bands, periodic_grid, spec
 
 console = Console()
 
-_ENCODING = re.compile(r"^(relu|pe(\d+))$")
+_ENCODING = re.compile(r"^(relu|finer|gauss|pe(\d+))$")
 
 
 def _split(value: str, option: str) -> List[str]:
@@ -52,7 +53,9 @@ class NTKCommand:
     norms: str = "none,bn,ln,gn,cn"
     """comma-separated norms: none, bn, ln, gn, cn"""
     encodings: str = "relu,pe1,pe5"
-    """comma-separated: relu (raw coordinate) or peL (NeRF positional encoding with L frequencies)"""
+    """comma-separated networks: relu (ReLU MLP on the raw coordinate), peL (on NeRF's positional encoding with L
+    frequencies), finer or gauss (FINER's or the Gaussian activation in place of ReLU, norms before every
+    activation after the first; docs: Later baselines)"""
     arch: str = "4x128"
     """hidden layers x hidden features of the MLP"""
     samples: int = 256
@@ -75,7 +78,9 @@ class NTKCommand:
         for e in _split(self.encodings, "--encodings"):
             m = _ENCODING.match(e)
             if not m:
-                raise UserError(f"--encodings: unknown encoding {e!r}; expected relu or peL (e.g. pe1, pe5)")
+                raise UserError(
+                    f"--encodings: unknown network {e!r}; expected relu, finer, gauss or peL (e.g. pe1, pe5)"
+                )
             encodings.append((e, int(m.group(2) or 0)))
         try:
             parse_arch(self.arch)
@@ -91,15 +96,22 @@ class NTKCommand:
 
 
 def _encoding_title(name: str, frequencies: int) -> str:
+    if name in ("finer", "gauss"):
+        return {"finer": "FINER", "gauss": "Gaussian activation"}[name] + " on the raw coordinate"
     if frequencies == 0:
         return "ReLU MLP on the raw coordinate"
     return f"positional encoding, {frequencies} frequenc{'y' if frequencies == 1 else 'ies'}"
 
 
-def build_ntk_network(norm: str, frequencies: int, arch: str, seed: int) -> CoordinateMLP:
-    """The MLP of ``nerf-norm ntk``: 1D input, optional NeRF positional encoding, one output."""
+def build_ntk_network(norm: str, frequencies: int, arch: str, seed: int, network: str = "relu") -> nn.Module:
+    """The MLP of ``nerf-norm ntk``: 1D input, one output; a ReLU MLP with an optional NeRF positional encoding
+    (``network`` ``relu`` / ``peL``), or FINER / Gauss (``finer`` / ``gauss``) with ``norm``."""
     layers, features = parse_arch(arch)
     torch.manual_seed(seed)
+    if network == "finer":
+        return Finer(1, 1, layers, features, norm=norm)
+    if network == "gauss":
+        return Gauss(1, 1, layers, features, norm=norm)
     encoding = PositionalEncoding(1, frequencies) if frequencies else None
     return CoordinateMLP(1, 1, layers, features, norm, encoding)
 
@@ -129,7 +141,7 @@ def run_ntk(cmd: NTKCommand) -> Dict[str, object]:
             eigen[enc], stats[enc] = {}, {}
             for norm in norms:
                 progress.update(bar, description=f"NTK {enc} {norm}")
-                model = build_ntk_network(norm, freqs, cmd.arch, cmd.seed)
+                model = build_ntk_network(norm, freqs, cmd.arch, cmd.seed, network=enc)
                 kernel = empirical_ntk(model, coords, chunk_size=cmd.chunk_size)
                 lam = ntk_eigenvalues(kernel)
                 eigen[enc][norm] = lam.numpy()
@@ -197,7 +209,7 @@ class SpectralDynamicsCommand:
     """
 
     methods: str = "relu,relu+cn,pe,pe+cn"
-    """comma-separated registry methods (relu, relu+bn, ..., pe+cn, siren, mfn, wire)"""
+    """comma-separated registry methods (relu, relu+bn, ..., pe+cn, siren, mfn, wire, finer, gauss, hash, ...)"""
     signal: Literal["tones", "image"] = "tones"
     """tones: 1D sum of unit sines, one at the centre of each band; image: a grayscale image (2D, radial bands)"""
     image: Optional[Path] = None

@@ -2,7 +2,7 @@
 
 Each command is a :class:`FitCommand` (the trainer's settings plus method, architecture and output folder) with
 its task's data options, defined beside its task (``tasks/image.py``: ``ImageCommand`` and ``run_image``, ...);
-:func:`run_fit` builds the task, the network from the 13-method registry and the
+:func:`run_fit` builds the task, the network from the method registry and the
 :class:`~nerf_norm.tasks.base.Trainer`, and returns the fit and the task.
 """
 
@@ -29,7 +29,8 @@ class FitCommand(TrainConfig):
     """Settings every fitting command shares."""
 
     method: str = "pe+cn"
-    """one of: siren, mfn, wire, relu, relu+bn, relu+ln, relu+gn, relu+cn, pe, pe+bn, pe+ln, pe+gn, pe+cn"""
+    """one of the paper's siren, mfn, wire, relu, relu+bn, relu+ln, relu+gn, relu+cn, pe, pe+bn, pe+ln, pe+gn, pe+cn,
+    or the later finer, finer+cn, gauss, gauss+cn, hash, hash+bn, hash+ln, hash+gn, hash+cn"""
     arch: str = "10x28"
     """hidden layers x hidden features, e.g. 2x256"""
     out: Path = Path("outputs/fit")
