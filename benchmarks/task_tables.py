@@ -131,8 +131,8 @@ def run_cases(
     meta = provenance(script or name, threads, setting)
     jobs = {
         (case.label, method): (_fresh_run, (case.run, method, SCRATCH / name / case.label / method.replace("+", "_")))
+        for method in methods  # method by method: each method's row completes first, for an interrupted run
         for case in cases
-        for method in methods
         if (case.label, method) not in done
     }
 
