@@ -191,6 +191,20 @@ def step_cost(root: Path) -> str:
     return _table(["pair", "method", "s / step", "x plain"], rows, "llrr") + note
 
 
+def norm_speed(root: Path) -> str:
+    """One Adam iteration of a 10x28 ReLU MLP with each norm implementation (``benchmarks/norm_speed.py``)."""
+    data = _load("norm_speed.json", root)
+    rows = [
+        [r["name"], f"{r['ms_median']:.1f}", f"{r['ratio_to_none']:.2f}", f"{r['peak_rss_mb']:.0f}", r["description"]]
+        for r in data["rows"]
+    ]
+    meta = data["meta"]
+    note = (
+        f"\n{meta['setting']}. `{meta['command']}`; {meta['date']}, {meta['machine']}. {_source('norm_speed.json')}\n"
+    )
+    return _table(["config", "ms / iter", "x plain MLP", "peak RSS (MB)", "what"], rows, "lrrrl") + note
+
+
 def ntk_statistics(root: Path) -> str:
     """NTK eigenvalue statistics per encoding and norm (``nerf-norm ntk``, docs/analysis/ntk)."""
     data = json.loads((ANALYSIS / "ntk" / "ntk.json").read_text())
@@ -363,6 +377,7 @@ TABLES: Dict[str, Callable[[Path], str]] = {
     "nerfacto_scene": nerfacto_scene,
     "neus_bunny": neus_bunny,
     "step_cost": step_cost,
+    "norm_speed": norm_speed,
     "ntk_statistics": ntk_statistics,
     "neus_equal_time": neus_equal_time,
     "neus_facto_equal_time": neus_facto_equal_time,
