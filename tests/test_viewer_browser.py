@@ -1,5 +1,6 @@
 """nerfstudio's viewer seen in a real browser: headless Chromium (Debian's package, software WebGL) opens
-``ns-viewer --load-config`` on a finished ``mipnerf-cn-lite`` and ``nerfacto-cn-lite`` run of the bundled scene and
+``ns-viewer --load-config`` on a finished ``mipnerf-cn-lite``, ``nerfacto-cn-lite`` and ``neus-cn-lite`` run of the
+bundled scene (NeuS: in nerfstudio's format, rendered on white) and
 waits, without a time race, until the streamed render shows the scene's object against the render's background.
 The same check is ``scripts/viewer_screenshot.py``."""
 
@@ -36,7 +37,7 @@ def test_drawn_fraction_needs_a_render_with_an_object_in_it():
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-@pytest.mark.parametrize("method", ["mipnerf-cn-lite", "nerfacto-cn-lite"])
+@pytest.mark.parametrize("method", ["mipnerf-cn-lite", "nerfacto-cn-lite", "neus-cn-lite"])
 def test_viewer_draws_the_scene_in_chromium(tmp_path, method):
     script = _script()
     if script.find_chromium() is None:
