@@ -3,7 +3,6 @@ offline LPIPS, the viewer, and a learning test (mipnerf-cn vs nerfstudio's mipne
 
 import math
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -354,28 +353,3 @@ def test_normalized_nerf_field_fits_high_frequencies_faster():
     asserted at seed 0: 10 dB ahead."""
     psnr = {norm: _fit_nerf_field(norm, seed=0) for norm in ("none", "cn")}
     assert psnr["cn"] > psnr["none"] + 10.0, psnr
-
-
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ns-render needs ffmpeg (scripts/install.sh installs it)")
-def test_ns_render_interpolate_writes_a_video_of_the_run(tiny_scene, tmp_path):
-    """``ns-render interpolate`` on a finished mipnerf-cn-lite run: a video whose frames ffprobe counts."""
-    config = configure(method_config("mipnerf-cn-lite"), RunSettings(tiny_scene, tmp_path / "run", steps=2))
-    config.pipeline.datamanager.train_num_rays_per_batch = 64
-    train(config)
-    video = tmp_path / "interpolate.mp4"
-    ns_render = Path(sys.executable).parent / "ns-render"
-    args = ["interpolate", "--load-config", str(config.get_base_dir() / "config.yml"), "--output-path", str(video)]
-    done = subprocess.run(
-        [str(ns_render), *args, "--pose-source", "train", "--interpolation-steps", "2", "--frame-rate", "4"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
-    frames = subprocess.run(
-        ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
-         "stream=nb_read_frames,width,height", "-of", "csv=p=0", str(video)],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip().split(",")  # fmt: skip
-    width, height, count = (int(v) for v in frames)
-    assert (width, height) == (16, 16) and count >= 2, frames

@@ -135,37 +135,44 @@ def _frames(video: Path) -> tuple:
     return tuple(int(v) for v in out.strip().split(","))
 
 
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ns-render needs ffmpeg (scripts/install.sh installs it)")
-def test_ns_render_spiral_and_camera_path_write_videos(runs, tmp_path):
-    """``ns-render spiral`` (float32 intrinsics from our Blender parser: nerfstudio's own are float64 and its spiral
-    fails on them) and ``ns-render camera-path`` with a path in the viewer's JSON format."""
-    _, config = runs["mipnerf"]
-    render = [str(Path(sys.executable).parent / "ns-render")]
-    common = ["--load-config", str(config.get_base_dir() / "config.yml")]
-    spiral = tmp_path / "spiral.mp4"
-    args = [*render, "spiral", *common, "--output-path", str(spiral), "--seconds", "1", "--frame-rate", "4"]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
-    assert _frames(spiral) == (16, 16, 4)
-
-    test_frames = json.loads((Path(config.data) / "transforms_test.json").read_text())["frames"]
-    path = {
+def _camera_path(poses: list, size: int) -> dict:
+    """A camera path as the viewer writes it (``camera_path.json``): two keyframes at ``poses`` (4x4)."""
+    return {
         "camera_type": "perspective",
-        "render_height": 12,
-        "render_width": 12,
+        "render_height": size,
+        "render_width": size,
         "fps": 2,
         "seconds": 1,
-        "camera_path": [
-            {"camera_to_world": sum(frame["transform_matrix"], []), "fov": 50.0, "aspect": 1.0}
-            for frame in test_frames[:2]
-        ],
+        "camera_path": [{"camera_to_world": sum(pose, []), "fov": 50.0, "aspect": 1.0} for pose in poses],
     }
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ns-render needs ffmpeg (scripts/install.sh installs it)")
+@pytest.mark.parametrize("family", ["mipnerf", "neus", "nerfacto"])
+def test_ns_render_interpolate_spiral_and_camera_path_write_videos(family, runs, nerfacto_run, tmp_path):
+    """``ns-render interpolate``, ``spiral`` and ``camera-path`` (a path in the viewer's JSON format) on a finished
+    run of each family: videos of the cameras' size and the frame count asked for (spiral on mipnerf needs float32
+    intrinsics from our Blender parser: nerfstudio's own are float64 and its spiral fails on them)."""
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    config_file = nerfacto_run if family == "nerfacto" else runs[family][1].get_base_dir() / "config.yml"
+    _, pipeline, _, _ = eval_setup(Path(config_file), test_mode="inference")
+    cameras = pipeline.datamanager.train_dataset.cameras
+    size = (int(cameras.width[0]), int(cameras.height[0]))
+    common = ["--load-config", str(config_file)]
+    interpolate = tmp_path / "interpolate.mp4"
+    run_ns("render", "interpolate", *common, "--output-path", interpolate, "--pose-source", "train",
+           "--interpolation-steps", "2", "--frame-rate", "4")  # fmt: skip
+    assert _frames(interpolate)[:2] == size and _frames(interpolate)[2] >= 2
+    spiral = tmp_path / "spiral.mp4"
+    run_ns("render", "spiral", *common, "--output-path", spiral, "--seconds", "1", "--frame-rate", "4")
+    assert _frames(spiral) == (*size, 4)
+    # two keyframes: the first two training cameras, in the frame the viewer shows them in
+    poses = [pose.tolist() + [[0.0, 0.0, 0.0, 1.0]] for pose in cameras.camera_to_worlds[:2]]
     path_file = tmp_path / "camera_path.json"
-    path_file.write_text(json.dumps(path))
+    path_file.write_text(json.dumps(_camera_path(poses, 12)))
     video = tmp_path / "path.mp4"
-    args = [*render, "camera-path", *common, "--camera-path-filename", str(path_file), "--output-path", str(video)]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    run_ns("render", "camera-path", *common, "--camera-path-filename", path_file, "--output-path", video)
     assert _frames(video) == (12, 12, 2)
 
 
