@@ -22,7 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
-from task_tables import ALL_METHODS, DATA, RESULTS, Case, orderings_table, run_cases, seconds_table, table
+from task_tables import (
+    ALL_METHODS,
+    DATA,
+    RESULTS,
+    Case,
+    best_within,
+    orderings_table,
+    run_cases,
+    seconds_axis,
+    seconds_table,
+    table,
+)
 
 from nerf_norm.tasks.commands import ImageCommand, run_image
 
@@ -70,22 +81,6 @@ class Args:
     report; equal-time comparisons then use iteration x measured cost instead of the runs' own clocks"""
     retime_iters: int = 60
     """iterations of each timing run (the cost is the slope between its first and last logged point)"""
-
-
-def _psnr_at(history: dict, seconds: float) -> float:
-    """Best logged training PSNR at or before ``seconds`` of training (the authors' best-PSNR metric, cut at a
-    time budget)."""
-    return max([p for t, p in zip(history["seconds"], history["psnr"]) if t <= seconds] or [history["psnr"][0]])
-
-
-def _seconds_axis(record: dict, run: dict) -> list:
-    """Training seconds of each logged point of ``run``: iteration x the method's measured cost when OUT.json has
-    a ``timing`` entry (measured on its own, interleaved), else the run's own clock."""
-    timing = record.get("timing", {}).get("seconds_per_iter", {})
-    h = run["history"]
-    if run["method"] in timing:
-        return [i * timing[run["method"]] for i in h["iteration"]]
-    return list(h["seconds"])
 
 
 def retime(args: Args) -> dict:
@@ -214,10 +209,10 @@ def report(record: dict, args: Args) -> None:
     per_image = []
     for image in images:
         rs = [by[(image, m)] for m in args.methods if (image, m) in by]
-        budget = min(_seconds_axis(record, r)[-1] for r in rs)
+        budget = min(seconds_axis(record, r)[-1] for r in rs)
         vals = [
-            _psnr_at(
-                {"seconds": _seconds_axis(record, by[(image, m)]), "psnr": by[(image, m)]["history"]["psnr"]}, budget
+            best_within(
+                {"seconds": seconds_axis(record, by[(image, m)]), "psnr": by[(image, m)]["history"]["psnr"]}, budget
             )
             if (image, m) in by
             else float("nan")
@@ -311,7 +306,7 @@ def plot(record: dict, args: Args, images) -> None:
                 continue
             h = rs[0]["history"]
             style = "-" if "+" in m else ":"
-            for row, xs in enumerate((h["iteration"], _seconds_axis(record, rs[0]))):
+            for row, xs in enumerate((h["iteration"], seconds_axis(record, rs[0]))):
                 axes[row, col].plot(xs, h["psnr"], style, color=cmap(i), lw=1.3, label=m)
         seconds = "training seconds (iteration x measured s/iter)" if "timing" in record else "training seconds"
         for row, xl in enumerate(("iteration", seconds)):

@@ -219,6 +219,22 @@ def _append(json_path: Path, meta: dict, entry: dict) -> dict:
     return record
 
 
+def best_within(history: dict, seconds: float) -> float:
+    """Best logged training PSNR at or before ``seconds`` of training (the authors' best-PSNR metric, cut at a
+    time budget); ``history`` holds ``seconds`` and ``psnr`` lists."""
+    return max([p for t, p in zip(history["seconds"], history["psnr"]) if t <= seconds] or [history["psnr"][0]])
+
+
+def seconds_axis(record: dict, run: dict) -> list:
+    """Training seconds of each logged point of ``run``: iteration x the method's measured cost when the record has
+    a ``timing`` entry for it (measured on its own, interleaved), else the run's own clock."""
+    timing = record.get("timing", {}).get("seconds_per_iter", {})
+    h = run["history"]
+    if run["method"] in timing:
+        return [i * timing[run["method"]] for i in h["iteration"]]
+    return list(h["seconds"])
+
+
 def table(
     record: dict,
     methods: Sequence[str],
