@@ -35,6 +35,8 @@ import tyro
 from rich.console import Console
 from task_tables import provenance
 
+from nerf_norm.nerfstudio.experiment import final_ssim
+
 HERE = Path(__file__).resolve().parent
 DATA = Path(os.environ.get("NERF_NORM_DATA", HERE.parent.parent / "shared" / "data")) / "blender" / "lego"
 console = Console()
@@ -64,11 +66,6 @@ class Args:
     seed: int = 0
     out: Path = HERE / "results" / "mipnerf_lego_long"
     scratch: Path = HERE / "scratch" / "mipnerf_lego_long"
-
-
-def _ssim(scores: dict) -> float:
-    """SSIM of the model's final render: Mip-NeRF's fine pass (``fine_ssim``) or nerfacto's ``ssim``."""
-    return scores["fine_ssim"] if "fine_ssim" in scores else scores["ssim"]
 
 
 def _lite_settings(method: str) -> dict:
@@ -140,7 +137,7 @@ def train(args: Args) -> None:
                 _save_png(_png(args, method, view), img)
             path.write_text(json.dumps(record, indent=1))
             console.print(
-                f"{method} step {done} ({elapsed:.0f} s training): PSNR {scores['psnr']:.2f} SSIM {_ssim(scores):.3f}"
+                f"{method} step {done} ({elapsed:.0f} s training): PSNR {scores['psnr']:.2f} SSIM {final_ssim(scores):.3f}"
             )
 
 
@@ -160,7 +157,7 @@ def score_per_view(args: Args) -> None:
     path.write_text(json.dumps(record, indent=1))
     console.print(
         f"{args.method} step {args.steps}: "
-        + ", ".join(f"view {v}: {s['psnr']:.2f} dB / {_ssim(s):.3f}" for v, s in last["per_view"].items())
+        + ", ".join(f"view {v}: {s['psnr']:.2f} dB / {final_ssim(s):.3f}" for v, s in last["per_view"].items())
     )
 
 
@@ -211,13 +208,13 @@ def report(args: Args) -> None:
         row = [str(s)]
         for r in records.values():
             e = next((e for e in r["evals"] if e["step"] == s), None)
-            row += [f"{e['psnr']:.2f}", f"{_ssim(e):.3f}", f"{e['seconds']:.0f}"] if e else ["-"] * 3
+            row += [f"{e['psnr']:.2f}", f"{final_ssim(e):.3f}", f"{e['seconds']:.0f}"] if e else ["-"] * 3
         lines.append("| " + " | ".join(row) + " |")
     lines += [""] + [
         f"Step {e['step']}, mean over test views {', '.join(map(str, args.final_views))}: {m} "
-        f"{e['psnr']:.2f} dB / SSIM {_ssim(e):.3f}"
+        f"{e['psnr']:.2f} dB / SSIM {final_ssim(e):.3f}"
         + (
-            " (" + "; ".join(f"view {v}: {p['psnr']:.2f} / {_ssim(p):.3f}" for v, p in e["per_view"].items()) + ")"
+            " (" + "; ".join(f"view {v}: {p['psnr']:.2f} / {final_ssim(p):.3f}" for v, p in e["per_view"].items()) + ")"
             if "per_view" in e
             else ""
         )
@@ -235,10 +232,10 @@ def report(args: Args) -> None:
             within = [e for e in r["evals"] if e["seconds"] <= base["seconds"]]
             eq = within[-1] if within else r["evals"][0]
             lines.append(
-                f"Test view(s) {key}, at step {last['step']}: {m} {last['psnr']:.2f} dB / SSIM {_ssim(last):.3f} against "
-                f"{ref} {base['psnr']:.2f} dB / {_ssim(base):.3f} (difference "
+                f"Test view(s) {key}, at step {last['step']}: {m} {last['psnr']:.2f} dB / SSIM {final_ssim(last):.3f} against "
+                f"{ref} {base['psnr']:.2f} dB / {final_ssim(base):.3f} (difference "
                 f"{last['psnr'] - base['psnr']:+.2f} dB). Within {ref}'s {base['seconds']:.0f} s of training, "
-                f"{m} reached step {eq['step']}: {eq['psnr']:.2f} dB / {_ssim(eq):.3f}."
+                f"{m} reached step {eq['step']}: {eq['psnr']:.2f} dB / {final_ssim(eq):.3f}."
             )
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
@@ -256,7 +253,7 @@ def report(args: Args) -> None:
         ),
     ):
         for m, r in records.items():
-            value = _ssim if metric == "ssim" else (lambda e, metric=metric: e[metric])
+            value = final_ssim if metric == "ssim" else (lambda e, metric=metric: e[metric])
             ax.plot([e[key] for e in r["evals"]], [value(e) for e in r["evals"]], marker="o", ms=3, label=m)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)

@@ -150,14 +150,11 @@ def mipnerf_lego(root: Path) -> str:
     return _table(header, rows, "lrrrrrr") + note
 
 
-def _ssim(scores: dict) -> float:
-    """SSIM of a radiance field's final render: Mip-NeRF's fine pass or nerfacto's."""
-    return scores["fine_ssim"] if "fine_ssim" in scores else scores["ssim"]
-
-
 def _long_runs(prefix: str, methods: Sequence[str], every: int, root: Path) -> str:
     """A baseline and its normalized twin from ``benchmarks/blender_long.py``: test view 0 every ``every`` steps, then
     the mean of the final views; with an equal-time line when the runs recorded their training seconds."""
+    from nerf_norm.nerfstudio.experiment import final_ssim  # the one reading of the scores
+
     runs = {m: _load(f"{prefix}_{m}.json", root) for m in methods}
     steps = [e["step"] for e in runs[methods[0]]["evals"] if e["step"] % every == 0]
     rows = []
@@ -166,12 +163,15 @@ def _long_runs(prefix: str, methods: Sequence[str], every: int, root: Path) -> s
         for m in runs:
             e = next((e for e in runs[m]["evals"] if e["step"] == step), None)
             view = e.get("per_view", {}).get("0", e) if e else None
-            cells.append(f"{view['psnr']:.2f} / {_ssim(view):.3f}" if view else "-")
+            cells.append(f"{view['psnr']:.2f} / {final_ssim(view):.3f}" if view else "-")
         rows.append([step, *cells])
     last = {m: runs[m]["evals"][-1] for m in runs}
     final_views = " and ".join(runs[methods[0]]["evals"][-1]["per_view"])  # the views scored at the last step
     rows.append(
-        [f"{steps[-1]}, mean of views {final_views}", *[f"{e['psnr']:.2f} / {_ssim(e):.3f}" for e in last.values()]]
+        [
+            f"{steps[-1]}, mean of views {final_views}",
+            *[f"{e['psnr']:.2f} / {final_ssim(e):.3f}" for e in last.values()],
+        ]
     )
     meta = runs[methods[0]]["meta"]
     base = runs[methods[0]]["evals"][-1]
@@ -183,7 +183,7 @@ def _long_runs(prefix: str, methods: Sequence[str], every: int, root: Path) -> s
             view = e.get("per_view", {}).get("0", e)
             equal_time.append(
                 f"Within {methods[0]}'s {base['seconds']:.0f} training seconds {m} reached step {e['step']} "
-                f"({view['psnr']:.2f} / {_ssim(view):.3f} on view 0; both trained side by side)."
+                f"({view['psnr']:.2f} / {final_ssim(view):.3f} on view 0; both trained side by side)."
             )
     note = f"\n{meta['setting']}; {meta['date']}. {' '.join(equal_time)} {_source(*(f'{prefix}_{m}.json' for m in runs))}\n"
     header = ["step", *[f"{m} PSNR / SSIM (view 0)" for m in runs]]

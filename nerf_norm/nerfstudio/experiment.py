@@ -134,6 +134,12 @@ def evaluate(
     return {key: value / len(indices) for key, value in sums.items()} | {"images": len(indices)}
 
 
+def final_ssim(scores: Dict[str, float]) -> float:
+    """SSIM of a model's final render in :func:`evaluate`'s scores: Mip-NeRF's fine pass (``fine_ssim``), else
+    ``ssim`` (nerfacto, NeuS)."""
+    return scores["fine_ssim"] if "fine_ssim" in scores else scores["ssim"]
+
+
 def train_step(trainer: Trainer, step: int, losses: Optional[dict] = None) -> float:
     """One training step as ``Trainer.train`` takes it (callbacks, forward/backward, optimizer); returns the loss
     and, when ``losses`` is given, fills it with the step's named loss terms (floats)."""
