@@ -260,7 +260,26 @@ class _ScaledActivationLayer(nn.Module):
         return f"activation={self.activation.__name__}, scale={self.scale:g}"
 
 
-class Finer(nn.Module):
+class _ScaledActivationMLP(nn.Module):
+    """``hidden_layers`` :class:`_ScaledActivationLayer` s (the first without a norm: it sets the frequencies, as the
+    encoding does for ``pe+cn``), then a linear output. ``[..., in_dim] -> [..., out_dim]``."""
+
+    def __init__(self, in_dim, out_dim, hidden_layers, hidden_features, activation, scale, norm, norm_kwargs) -> None:
+        super().__init__()
+        layers = [_ScaledActivationLayer(in_dim, hidden_features, activation, scale, "none", None)]
+        layers += [
+            _ScaledActivationLayer(hidden_features, hidden_features, activation, scale, norm, norm_kwargs)
+            for _ in range(hidden_layers - 1)
+        ]
+        self.hidden = nn.Sequential(*layers)
+        self.output = nn.Linear(hidden_features, out_dim)
+        self.norm = norm
+
+    def forward(self, coords: Tensor) -> Tensor:
+        return self.output(self.hidden(coords))
+
+
+class Finer(_ScaledActivationMLP):
     """FINER (Liu et al., CVPR 2024): ``hidden_layers`` layers ``sin(omega (|z| + 1) z)``, linear out.
 
     Initialisation as the authors' release: SIREN's weights (first layer ``U(-1/in, 1/in)``, the others and the
@@ -281,14 +300,8 @@ class Finer(nn.Module):
         norm: str = "none",
         norm_kwargs: Optional[dict] = None,
     ) -> None:
-        super().__init__()
-        layers = [_ScaledActivationLayer(in_dim, hidden_features, finer_activation, omega, "none", None)]
-        layers += [
-            _ScaledActivationLayer(hidden_features, hidden_features, finer_activation, omega, norm, norm_kwargs)
-            for _ in range(hidden_layers - 1)
-        ]
-        self.hidden = nn.Sequential(*layers)
-        self.output = nn.Linear(hidden_features, out_dim)
+        super().__init__(in_dim, out_dim, hidden_layers, hidden_features, finer_activation, omega, norm, norm_kwargs)
+        layers = list(self.hidden)
         with torch.no_grad():
             for i, layer in enumerate(layers):
                 fan_in = layer.linear.in_features
@@ -298,13 +311,9 @@ class Finer(nn.Module):
                 layers[0].linear.bias.uniform_(-first_bias_scale, first_bias_scale)
             bound = math.sqrt(6.0 / hidden_features) / omega
             self.output.weight.uniform_(-bound, bound)
-        self.norm = norm
-
-    def forward(self, coords: Tensor) -> Tensor:
-        return self.output(self.hidden(coords))
 
 
-class Gauss(nn.Module):
+class Gauss(_ScaledActivationMLP):
     """Gaussian-activated MLP (Ramasinghe & Lucey, ECCV 2022): ``hidden_layers`` layers ``exp(-(s z)^2 / 2)``,
     linear out, torch's default initialisation (as the released baselines of WIRE and FINER).
 
@@ -323,18 +332,7 @@ class Gauss(nn.Module):
         norm: str = "none",
         norm_kwargs: Optional[dict] = None,
     ) -> None:
-        super().__init__()
-        layers = [_ScaledActivationLayer(in_dim, hidden_features, gauss_activation, s, "none", None)]
-        layers += [
-            _ScaledActivationLayer(hidden_features, hidden_features, gauss_activation, s, norm, norm_kwargs)
-            for _ in range(hidden_layers - 1)
-        ]
-        self.hidden = nn.Sequential(*layers)
-        self.output = nn.Linear(hidden_features, out_dim)
-        self.norm = norm
-
-    def forward(self, coords: Tensor) -> Tensor:
-        return self.output(self.hidden(coords))
+        super().__init__(in_dim, out_dim, hidden_layers, hidden_features, gauss_activation, s, norm, norm_kwargs)
 
 
 #: the hash family's grid (Instant-NGP's defaults: L = 16 levels of F = 2 features, coarsest resolution 16) and
