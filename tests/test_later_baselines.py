@@ -168,3 +168,13 @@ def test_each_later_baseline_beats_plain_relu_on_an_image(tmp_path):
     for method, value in psnr.items():
         if method != "relu":
             assert value > psnr["relu"] + 4.0, method
+
+
+def test_a_hash_grid_too_big_for_the_budget_is_one_clear_error(tmp_path, capsys):
+    from nerf_norm.cli import main
+
+    argv = ["image", "--method", "hash", "--arch", "2x8", "--iters", "1", "--downscale", "8", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    out = capsys.readouterr().out.replace("\n", "")
+    assert "error: --method hash --arch 2x8: the hash grid does not fit the budget of 2x8" in out
+    assert "Traceback" not in out

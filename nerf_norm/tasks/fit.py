@@ -81,7 +81,10 @@ def run_fit(cmd: FitCommand, make_task: Callable[[], Task]) -> Tuple[FitResult, 
         info.update(encoding.describe())
         if encoding.kind == "gaussian":  # a different method from the paper's PE: never labelled pe
             info["method"] = "gff" + spec.name[len("pe") :]
-    params, need = training_memory(cmd, task)
+    try:
+        params, need = training_memory(cmd, task)
+    except ValueError as exc:  # a method that cannot be built at this size: the hash grid's parameter budget
+        raise UserError(f"--method {spec.name} --arch {cmd.arch}: {exc}") from exc
     console.log(f"{spec.name} {cmd.arch}: {params:,} parameters, about {need / 2**30:,.1f} GiB of memory to train")
     require_memory(
         f"training {spec.name} {cmd.arch} ({params:,} parameters) on {task.train_batch():,} coordinates at once",
