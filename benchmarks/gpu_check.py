@@ -110,7 +110,8 @@ def part_environment(args: Args) -> dict:
 
 
 def part_pytest_cuda(args: Args) -> dict:
-    cmd = [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-rs", str(HERE.parent / "tests")]
+    # the tests marked cuda all live in test_gpu_check.py: collecting only that file saves importing the whole suite
+    cmd = [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-rs", str(HERE.parent / "tests" / "test_gpu_check.py")]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent)
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     return {

@@ -83,13 +83,14 @@ def test_ns_export_pointcloud_and_ns_render_dataset_on_mipnerf_cn(runs, tmp_path
 
 @pytest.fixture(scope="module")
 def nerfacto_run(tmp_path_factory):
-    """A nerfacto-cn-lite run long enough to hold a surface: 150 steps of 256 rays on a 32x32 scene of 8 views."""
+    """A nerfacto-cn-lite run long enough to hold a surface: 150 steps of 256 rays on a 32x32 scene of 8 views;
+    ``(its config.yml, the scene)``."""
     root = tmp_path_factory.mktemp("nerfacto_export")
     scene = write_blender_scene(root / "scene", BlenderSceneConfig(resolution=32, train_views=8, test_views=1))
     config = configure(method_config("nerfacto-cn-lite"), RunSettings(scene, root / "run", steps=150))
     config.pipeline.datamanager.train_num_rays_per_batch = 256
     train(config)
-    return config.get_base_dir() / "config.yml"
+    return config.get_base_dir() / "config.yml", scene
 
 
 def test_ns_export_tsdf_and_pointcloud_on_nerfacto_cn(nerfacto_run, tmp_path):
@@ -98,12 +99,13 @@ def test_ns_export_tsdf_and_pointcloud_on_nerfacto_cn(nerfacto_run, tmp_path):
     import open3d as o3d
     import trimesh
 
+    config_file = nerfacto_run[0]
     box = ["--bounding-box-min", "-1.5", "-1.5", "-1.5", "--bounding-box-max", "1.5", "1.5", "1.5"]
-    tsdf = ["tsdf", "--load-config", nerfacto_run, "--output-dir", tmp_path, "--resolution", "32", "--batch-size", "2"]
+    tsdf = ["tsdf", "--load-config", config_file, "--output-dir", tmp_path, "--resolution", "32", "--batch-size", "2"]
     run_ns("export", *tsdf, "--texture-method", "tsdf", *box)
     mesh = trimesh.load(tmp_path / "tsdf_mesh.ply", process=False)
     assert len(mesh.faces) > 0 and mesh.visual.vertex_colors.shape[0] == len(mesh.vertices)
-    cloud = ["pointcloud", "--load-config", nerfacto_run, "--output-dir", tmp_path, "--normal-method", "open3d"]
+    cloud = ["pointcloud", "--load-config", config_file, "--output-dir", tmp_path, "--normal-method", "open3d"]
     run_ns("export", *cloud, "--num-points", "64", "--num-rays-per-batch", "256", "--remove-outliers", "False")
     points = o3d.io.read_point_cloud(str(tmp_path / "point_cloud.ply"))
     assert len(points.points) > 0 and points.has_colors() and points.has_normals()
@@ -153,12 +155,16 @@ def test_ns_render_interpolate_spiral_and_camera_path_write_videos(family, runs,
     """``ns-render interpolate``, ``spiral`` and ``camera-path`` (a path in the viewer's JSON format) on a finished
     run of each family: videos of the cameras' size and the frame count asked for (spiral on mipnerf needs float32
     intrinsics from our Blender parser: nerfstudio's own are float64 and its spiral fails on them)."""
-    from nerfstudio.utils.eval_utils import eval_setup
-
-    config_file = nerfacto_run if family == "nerfacto" else runs[family][1].get_base_dir() / "config.yml"
-    _, pipeline, _, _ = eval_setup(Path(config_file), test_mode="inference")
-    cameras = pipeline.datamanager.train_dataset.cameras
-    size = (int(cameras.width[0]), int(cameras.height[0]))
+    if family == "nerfacto":  # the Blender-format scene as nerfstudio's parser reads it: poses as written
+        (config_file, scene), size = nerfacto_run, (32, 32)
+        frames = json.loads((scene / "transforms_train.json").read_text())["frames"]
+        poses = [frame["transform_matrix"] for frame in frames[:2]]
+    else:
+        trainer, config = runs[family]
+        config_file = config.get_base_dir() / "config.yml"
+        cameras = trainer.pipeline.datamanager.train_dataset.cameras
+        size = (int(cameras.width[0]), int(cameras.height[0]))
+        poses = [pose.tolist() + [[0.0, 0.0, 0.0, 1.0]] for pose in cameras.camera_to_worlds[:2]]
     common = ["--load-config", str(config_file)]
     interpolate = tmp_path / "interpolate.mp4"
     run_ns("render", "interpolate", *common, "--output-path", interpolate, "--pose-source", "train",
@@ -168,7 +174,6 @@ def test_ns_render_interpolate_spiral_and_camera_path_write_videos(family, runs,
     run_ns("render", "spiral", *common, "--output-path", spiral, "--seconds", "1", "--frame-rate", "4")
     assert _frames(spiral) == (*size, 4)
     # two keyframes: the first two training cameras, in the frame the viewer shows them in
-    poses = [pose.tolist() + [[0.0, 0.0, 0.0, 1.0]] for pose in cameras.camera_to_worlds[:2]]
     path_file = tmp_path / "camera_path.json"
     path_file.write_text(json.dumps(_camera_path(poses, 12)))
     video = tmp_path / "path.mp4"

@@ -1,6 +1,7 @@
 """Seed study behind a learning test (see results.txt and experiments/learning_test_seeds/README.md)."""
 
 import math
+import sys
 
 import torch
 from nerfstudio.cameras.rays import Frustums, RaySamples
@@ -34,6 +35,7 @@ def samples(n, g):
     return RaySamples(frustums=fr)
 
 
+steps = int(sys.argv[1]) if len(sys.argv) > 1 else 200  # RAdam steps per fit
 g = torch.Generator().manual_seed(123)
 S = samples(4096, g)
 p = S.frustums.origins.reshape(-1, 3)
@@ -46,7 +48,7 @@ for seed in (0, 1, 2):
         f = field(norm, seed)
         f.train()
         opt = torch.optim.RAdam(f.parameters(), lr=5e-4)
-        for it in range(200):
+        for it in range(steps):
             out = f(S)
             rgb = out[FieldHeadNames.RGB].reshape(-1, 3)
             loss = ((rgb - target) ** 2).mean()
@@ -54,4 +56,4 @@ for seed in (0, 1, 2):
             loss.backward()
             opt.step()
         res[norm] = -10 * math.log10(loss.item())
-    print("RESULT", seed, {k: round(v, 2) for k, v in res.items()}, flush=True)
+    print("RESULT", steps, seed, {k: round(v, 2) for k, v in res.items()}, flush=True)
