@@ -21,7 +21,12 @@ class SizedHashEncoding(HashEncoding):
     def __init__(self, table_size: int, **kwargs) -> None:
         super().__init__(log2_hashmap_size=max(0, math.ceil(math.log2(table_size))), implementation="torch", **kwargs)
         self.hash_table_size = table_size
-        self.hash_offset = torch.arange(self.num_levels) * table_size
+        # the level offsets and resolutions as buffers, so they move with the module (the parent keeps them as plain
+        # CPU tensors and copies them to the input's device on every call)
+        scalings = self.scalings
+        del self.hash_offset, self.scalings
+        self.register_buffer("hash_offset", torch.arange(self.num_levels) * table_size, persistent=False)
+        self.register_buffer("scalings", scalings, persistent=False)
         del self.hash_table  # the parent's table of 2^ceil(log2 T) rows; build_nn_modules makes the one of T
         self.build_nn_modules()
 
