@@ -237,9 +237,9 @@ class _ScaledActivationLayer(nn.Module):
     """``Linear -> [Norm] -> activation(., scale)``.
 
     Without a norm the activation gets ``z = W x + b``. With one, the normalized ``z_hat`` (unit variance under the
-    norm's statistics) stands for ``scale * z``, the activation's argument whose spread the unnormalized
-    network's initialisation sets (SIREN's analysis: ``omega W x`` of about unit variance): the activation gets
-    ``z_hat / scale``. ``[..., in] -> [..., out]``.
+    norm's statistics) stands for ``scale * z``, the activation's argument (for FINER, whose SIREN initialisation
+    gives ``omega W x`` about unit variance, the spread the design expects): the activation gets ``z_hat / scale``.
+    ``[..., in] -> [..., out]``.
     """
 
     def __init__(self, in_features: int, out_features: int, activation, scale: float, norm: str, norm_kwargs) -> None:
