@@ -8,7 +8,7 @@ benchmark resumes where it stopped. The table gives the mean over the images nex
 Kodak images at 768x512, 100k iterations), whether the paper's orderings hold, and PSNR at equal wall-clock
 time (the training time of the fastest method on the same image).
 
-    .venv/bin/python benchmarks/image_kodak.py                      # 3 images at 192x128, 13 methods, 2000 it
+    .venv/bin/python benchmarks/image_kodak.py                      # 3 images at 192x128, every registry method, 2000 it
     # the runs are Ray tasks of --threads CPUs each, as many at once as the machine has CPUs
     .venv/bin/python benchmarks/image_kodak.py --images kodim05 --downscale 2 --iters 1000 \
         --methods relu relu+cn pe pe+cn --out benchmarks/results/image_kodak_384

@@ -1,4 +1,4 @@
-"""3D occupancy benchmark (paper Table 3) at a CPU budget: the 13 methods on the Stanford meshes.
+"""3D occupancy benchmark (paper Table 3) at a CPU budget: every registry method (default) on the Stanford meshes.
 
 Every run goes through ``nerf-norm occupancy``'s code path (voxelization, BCE on random grid points, Adam
 5e-3 -> 5e-4, IoU of the 0.5 level on the grid). Results are appended to the JSON after every run, so an
