@@ -21,18 +21,20 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+import task_tables
 import tyro
 from task_tables import (
     ALL_METHODS,
     DATA,
     RESULTS,
     Case,
-    best_within,
+    equal_time_rows,
     orderings_table,
     run_cases,
     seconds_axis,
     seconds_table,
     table,
+    timing_notes,
 )
 
 from nerf_norm.tasks.commands import ImageCommand, run_image
@@ -85,58 +87,27 @@ class Args:
 
 def retime(args: Args) -> dict:
     """Interleaved per-method timing (see ``Args.retime``); returns the updated record."""
-    import shutil
-    import tempfile
-    import time
 
-    import torch
-    from task_tables import provenance
+    def short_run(method: str, out: Path) -> dict:
+        cmd = ImageCommand(
+            image=args.data / f"{args.images[0]}.png",
+            method=method,
+            arch=args.arch,
+            downscale=args.downscale,
+            iters=args.retime_iters,
+            seed=args.seed,
+            quiet=True,
+            resume=False,
+            log_every=args.retime_iters // 3,
+            out=out,
+            threads=args.threads,
+        )
+        return run_image(cmd)[0].history
 
-    from nerf_norm import kernels as cn_kernel
-
-    torch.set_num_threads(args.threads)
-    cn_kernel.load()
-    json_path = args.out.with_suffix(".json")
-    record = json.loads(json_path.read_text())
-    image = args.data / f"{args.images[0]}.png"
-    work = Path(tempfile.mkdtemp(prefix="kodak_retime_"))
-    slopes: dict = {m: [] for m in args.methods}
-    for r in range(args.retime):
-        order = list(args.methods) if r % 2 == 0 else list(reversed(args.methods))
-        for m in order:
-            cmd = ImageCommand(
-                image=image,
-                method=m,
-                arch=args.arch,
-                downscale=args.downscale,
-                iters=args.retime_iters,
-                seed=args.seed,
-                quiet=True,
-                resume=False,
-                log_every=args.retime_iters // 3,
-                out=work / m,
-                threads=args.threads,
-            )
-            result, _ = run_image(cmd)
-            h = result.history
-            slopes[m].append((h["seconds"][-1] - h["seconds"][0]) / (h["iteration"][-1] - h["iteration"][0]))
-            shutil.rmtree(work / m, ignore_errors=True)
-        print(f"timing round {r + 1}/{args.retime} done ({time.strftime('%H:%M:%S')})")
-    meta = provenance(
-        "image_kodak",
-        args.threads,
-        f"{args.retime} interleaved rounds (order reversed every other round) of {args.retime_iters}-"
-        f"iteration runs per method on {args.images[0]} at the grid's size and settings; the cost is "
-        f"the median over rounds of the slope of training seconds between the first and last logged "
-        f"point",
+    what = f"{args.retime_iters}-iteration runs per method on {args.images[0]} at the grid's size and settings"
+    return task_tables.retime(
+        args.out.with_suffix(".json"), "image_kodak", args.methods, args.retime, short_run, args.threads, what
     )
-    record["timing"] = {
-        "meta": meta,
-        "seconds_per_iter": {m: statistics.median(v) for m, v in slopes.items()},
-        "rounds": slopes,
-    }
-    json_path.write_text(json.dumps(record, indent=1))
-    return record
 
 
 def with_mean(record: dict, images, methods) -> dict:
@@ -176,7 +147,7 @@ def report(record: dict, args: Args) -> None:
         f"- images in this file: {', '.join(images)}; `mean` is over them (a method missing on one of them has no "
         "mean yet)",
         f"- `paper` rows: Table 2, {args.arch}, mean over the 24 Kodak images at 768x512 after 100k iterations",
-        *_timing_notes(record),
+        *[f"- {n}" for n in timing_notes(record)],
         "",
     ]
     lines += table(
@@ -203,36 +174,8 @@ def report(record: dict, args: Args) -> None:
         )
         + ".",
         "",
-        "| case | " + " | ".join(args.methods) + " |",
-        "|---|" + "---:|" * len(args.methods),
     ]
-    per_image = []
-    for image in images:
-        rs = [by[(image, m)] for m in args.methods if (image, m) in by]
-        budget = min(seconds_axis(record, r)[-1] for r in rs)
-        vals = [
-            best_within(
-                {"seconds": seconds_axis(record, by[(image, m)]), "psnr": by[(image, m)]["history"]["psnr"]}, budget
-            )
-            if (image, m) in by
-            else float("nan")
-            for m in args.methods
-        ]
-        best = max(v for v in vals if v == v)
-        lines.append(
-            f"| {image} ({budget:.0f} s) | "
-            + " | ".join(("**{:.2f}**" if v == best else "{:.2f}").format(v) if v == v else "-" for v in vals)
-            + " |"
-        )
-        per_image.append(vals)
-    if len(per_image) > 1:
-        means = [statistics.fmean(col) for col in zip(*per_image)]
-        best = max(v for v in means if v == v)
-        lines.append(
-            "| mean | "
-            + " | ".join(("**{:.2f}**" if v == best else "{:.2f}").format(v) if v == v else "-" for v in means)
-            + " |"
-        )
+    lines += equal_time_rows(record, args.methods, images, "psnr", "{:.2f}")
     lines += ["", "## Seconds per iteration", ""]
     if timed:
         cost = record["timing"]["seconds_per_iter"]
@@ -270,27 +213,6 @@ def report(record: dict, args: Args) -> None:
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     plot(record, args, images)
     print(f"wrote {args.out.with_suffix('.md')}")
-
-
-def _timing_notes(record: dict) -> list:
-    notes = [
-        "- "
-        + record.get(
-            "clock_note",
-            "the runs' own clocks (`train_seconds`, the curves' `seconds`) are wall "
-            "time on a 2-core machine that other runs shared, so they compare runs "
-            "only roughly",
-        )
-    ]
-    if "timing" in record:
-        t = record["timing"]["meta"]
-        notes.append(
-            f"- equal-time comparisons use each method's **measured** seconds per iteration instead: "
-            f"`{t['command']}`, {t['machine']}, {t['date']}: {t['setting']}"
-        )
-    else:
-        notes.append("- equal-time comparisons wait for measured per-method costs (`--retime`)")
-    return notes
 
 
 def plot(record: dict, args: Args, images) -> None:

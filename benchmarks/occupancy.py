@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import task_tables
 import tyro
 from task_tables import ALL_METHODS, DATA, RESULTS, Case, run_cases, write_report
 
@@ -47,6 +48,14 @@ class Args:
     """output stem: OUT.json, OUT.md"""
     curve_at: tuple[int, ...] = ()
     """also report the training-batch IoU at these iterations and plot the training curves (OUT.png)"""
+    report_only: bool = False
+    """write OUT.md from the runs OUT.json holds, train nothing"""
+    retime: int = 0
+    """> 0: measure every method's seconds per iteration in this many interleaved rounds (short runs on the first
+    mesh at the benchmark's settings), store them in OUT.json under ``timing`` and rewrite the report; the
+    equal-time table then uses iteration x measured cost instead of the runs' own clocks"""
+    retime_iters: int = 30
+    """training steps of each timing run (the cost is the slope between its first and last logged point)"""
 
 
 def main(args: Args) -> None:
@@ -54,24 +63,38 @@ def main(args: Args) -> None:
         if not mesh.is_file():
             raise SystemExit(f"mesh not found: {mesh} (set NERF_NORM_DATA or --meshes)")
 
+    def command(mesh: Path, method: str, out: Path, iters: int, **options) -> OccupancyCommand:
+        return OccupancyCommand(
+            mesh=mesh,
+            method=method,
+            arch=args.arch,
+            resolution=args.resolution,
+            batch=args.batch,
+            iters=iters,
+            seed=args.seed,
+            quiet=True,
+            resume=False,
+            out=out,
+            threads=args.threads,
+            **options,
+        )
+
     def case(mesh: Path) -> Case:
         def run(method: str, out: Path):
-            cmd = OccupancyCommand(
-                mesh=mesh,
-                method=method,
-                arch=args.arch,
-                resolution=args.resolution,
-                batch=args.batch,
-                iters=args.iters,
-                seed=args.seed,
-                quiet=True,
-                resume=False,
-                out=out,
-            )
-            result, _ = run_occupancy(cmd)
+            result, _ = run_occupancy(command(mesh, method, out, args.iters))
             return result.metrics, {k: result.history[k] for k in ("iteration", "seconds", "iou")}
 
         return Case(mesh.stem, run)
+
+    record_path = args.out.with_suffix(".json")
+    if args.retime > 0:
+
+        def short_run(method: str, out: Path) -> dict:
+            cmd = command(args.meshes[0], method, out, args.retime_iters, log_every=args.retime_iters // 3)
+            return run_occupancy(cmd)[0].history
+
+        what = f"{args.retime_iters}-step runs per method on {args.meshes[0].stem} at the benchmark's settings"
+        task_tables.retime(record_path, "occupancy", args.methods, args.retime, short_run, args.threads, what)
 
     setting = (
         f"{args.arch}, {args.resolution}^3 grid (paper 512^3), {args.batch:,} random grid points per step "
@@ -79,7 +102,14 @@ def main(args: Args) -> None:
         f"seed {args.seed}; IoU of sigmoid > 0.5 on the grid"
     )
     record = run_cases(
-        "occupancy", [case(m) for m in args.meshes], args.methods, ("iou", "bce"), setting, args.threads, args.out
+        "occupancy",
+        [case(m) for m in args.meshes],
+        args.methods,
+        ("iou", "bce"),
+        setting,
+        args.threads,
+        args.out,
+        report_only=args.report_only or args.retime > 0,
     )
     write_report(
         args.out,
@@ -98,6 +128,7 @@ def main(args: Args) -> None:
         [m.stem for m in args.meshes],
         PAPER,
         curve_at=args.curve_at,
+        equal_time=True,
     )
 
 

@@ -219,10 +219,116 @@ def _append(json_path: Path, meta: dict, entry: dict) -> dict:
     return record
 
 
-def best_within(history: dict, seconds: float) -> float:
-    """Best logged training PSNR at or before ``seconds`` of training (the authors' best-PSNR metric, cut at a
-    time budget); ``history`` holds ``seconds`` and ``psnr`` lists."""
-    return max([p for t, p in zip(history["seconds"], history["psnr"]) if t <= seconds] or [history["psnr"][0]])
+def retime(
+    json_path: Path,
+    script: str,
+    methods: Sequence[str],
+    rounds: int,
+    short_run: Callable[[str, Path], Dict[str, List[float]]],
+    threads: int,
+    what: str,
+) -> dict:
+    """Measures every method's seconds per iteration on its own, in ``rounds`` interleaved rounds (the order reversed
+    every other round, so drift in the machine's load spreads evenly), and stores them in ``json_path``'s record
+    under ``timing`` (:func:`seconds_axis` then puts equal-time comparisons on them instead of the runs' own clocks,
+    which shared the machine). ``short_run(method, out) -> history`` trains a short run (``iteration`` and
+    ``seconds`` logged at least twice); the cost is the median over rounds of the slope of seconds between its first
+    and last logged point, so set-up time is left out. ``what`` says what the short runs are. Returns the record."""
+    import statistics
+    import tempfile
+    import time
+
+    import torch
+
+    from nerf_norm import kernels as cn_kernel
+
+    torch.set_num_threads(threads)
+    cn_kernel.load()
+    record = json.loads(json_path.read_text())
+    work = Path(tempfile.mkdtemp(prefix=f"{script}_retime_"))
+    slopes: Dict[str, List[float]] = {m: [] for m in methods}
+    for r in range(rounds):
+        for m in list(methods) if r % 2 == 0 else list(reversed(methods)):
+            h = short_run(m, work / "run")
+            slopes[m].append((h["seconds"][-1] - h["seconds"][0]) / (h["iteration"][-1] - h["iteration"][0]))
+            shutil.rmtree(work / "run", ignore_errors=True)
+        print(f"timing round {r + 1}/{rounds} done ({time.strftime('%H:%M:%S')})")
+    shutil.rmtree(work, ignore_errors=True)
+    meta = provenance(
+        script,
+        threads,
+        f"{rounds} interleaved rounds (order reversed every other round) of {what}; the cost is the median over "
+        f"rounds of the slope of training seconds between the first and last logged point",
+    )
+    record["timing"] = {
+        "meta": meta,
+        "seconds_per_iter": {m: statistics.median(v) for m, v in slopes.items()},
+        "rounds": slopes,
+    }
+    with _lock(json_path):
+        fresh = json.loads(json_path.read_text())  # runs appended meanwhile are kept
+        fresh["timing"] = record["timing"]
+        json_path.write_text(json.dumps(fresh, indent=1))
+    return fresh
+
+
+def timing_notes(record: dict) -> List[str]:
+    """Notes on the clocks behind a record's equal-time comparisons: the runs' own (shared machine) or the measured
+    per-method costs of :func:`retime`."""
+    notes = [
+        record.get(
+            "clock_note",
+            "the runs' own clocks (`train_seconds`, the curves' `seconds`) are wall time on a 2-core machine that other "
+            "runs shared, so they compare runs only roughly",
+        )
+    ]
+    if "timing" in record:
+        t = record["timing"]["meta"]
+        notes.append(
+            f"equal-time comparisons use each method's **measured** seconds per iteration instead: `{t['command']}`, "
+            f"{t['machine']}, {t['date']}: {t['setting']}"
+        )
+    else:
+        notes.append("equal-time comparisons wait for measured per-method costs (`--retime`)")
+    return notes
+
+
+def equal_time_rows(record: dict, methods: Sequence[str], labels: Sequence[str], key: str, fmt: str) -> List[str]:
+    """Markdown rows ``case (budget) | methods...``: the best logged training ``key`` each method reached within
+    the training time of the fastest method on the same case (time from :func:`seconds_axis`), best in bold, and
+    the mean over the cases when there are several; ``-`` where a run is missing."""
+    by = {(r["case"], r["method"]): r for r in record["runs"]}
+    lines = ["| case | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
+
+    def row(name: str, vals: List[float]) -> str:
+        finite = [v for v in vals if v == v]
+        best = max(finite) if finite else None
+        cells = [("**" + fmt.format(v) + "**" if v == best else fmt.format(v)) if v == v else "-" for v in vals]
+        return f"| {name} | " + " | ".join(cells) + " |"
+
+    per_case = []
+    for label in labels:
+        runs = {m: by[(label, m)] for m in methods if (label, m) in by}
+        if not runs:
+            continue
+        budget = min(seconds_axis(record, r)[-1] for r in runs.values())
+        vals = [
+            best_within({"seconds": seconds_axis(record, runs[m]), key: runs[m]["history"][key]}, budget, key)
+            if m in runs
+            else float("nan")
+            for m in methods
+        ]
+        lines.append(row(f"{label} ({budget:.0f} s)", vals))
+        per_case.append(vals)
+    if len(per_case) > 1:
+        lines.append(row("mean", [sum(col) / len(col) for col in zip(*per_case)]))
+    return lines
+
+
+def best_within(history: dict, seconds: float, key: str = "psnr") -> float:
+    """Best logged training ``key`` (default PSNR: the authors' best-PSNR metric) at or before ``seconds`` of
+    training, i.e. cut at a time budget; ``history`` holds ``seconds`` and ``key`` lists."""
+    return max([p for t, p in zip(history["seconds"], history[key]) if t <= seconds] or [history[key][0]])
 
 
 def seconds_axis(record: dict, run: dict) -> list:
@@ -285,17 +391,36 @@ def write_report(
     labels: Sequence[str],
     paper: Dict[Tuple[str, str], Sequence[float]],
     curve_at: Sequence[int] = (),
+    equal_time: bool = False,
 ) -> Path:
     """``out.md``: title, provenance (command, machine, setting, date), notes, the paper-layout table and the
-    seconds per iteration; with ``curve_at``, also the training curves (:func:`curves`)."""
+    seconds per iteration; with ``curve_at``, also the training curves (:func:`curves`); with ``equal_time``, the
+    first metric's training value within the fastest method's time (:func:`equal_time_rows`, its history key)."""
     meta = record["meta"]
-    lines = [*provenance_lines(title, meta), *[f"- {n}" for n in notes], ""]
+    clocks = timing_notes(record) if equal_time else []
+    lines = [*provenance_lines(title, meta), *[f"- {n}" for n in [*notes, *clocks]], ""]
     lines += table(record, methods, metrics, labels, paper)
     key = metrics[0][0]
     ordering = orderings_table(record, key, labels, paper)
     if ordering:
         lines += ["", f"## Do the paper's orderings hold? ({metrics[0][1]}; cells: ours / paper)", ""] + ordering
-    lines += ["", "## Seconds per iteration", ""] + seconds_table(record, methods, labels)
+    if equal_time:
+        lines += [
+            "",
+            "## Equal wall-clock time",
+            "",
+            f"Best logged training `{key}` (on the training batches) reached within the training time of the fastest "
+            "method on the same case, time = iteration x "
+            + ("the method's measured seconds per iteration." if "timing" in record else "the runs' own clocks."),
+            "",
+        ] + equal_time_rows(record, methods, labels, key, metrics[0][2])
+    lines += ["", "## Seconds per iteration", ""]
+    if "timing" in record:
+        cost = record["timing"]["seconds_per_iter"]
+        cells = [f"{cost[m]:.4f}" if m in cost else "-" for m in methods]
+        lines += ["measured:", "", "| | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
+        lines += ["| s/iter | " + " | ".join(cells) + " |", "", "the runs' own clocks:", ""]
+    lines += seconds_table(record, methods, labels)
     if curve_at:
         rows = curves(out, record, key, methods, labels, curve_at, metrics[0][2])
         if rows:

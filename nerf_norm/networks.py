@@ -30,6 +30,7 @@ __all__ = [
     "MethodSpec",
     "METHODS",
     "PAPER_METHODS",
+    "hash_mlp_width",
     "hash_table_size",
     "parse_arch",
     "get_method",
@@ -336,23 +337,29 @@ class Gauss(_ScaledActivationMLP):
 
 
 #: the hash family's grid (Instant-NGP's defaults: L = 16 levels of F = 2 features, coarsest resolution 16) and
-#: its MLP (Instant-NGP's two hidden ReLU layers, here of the architecture's width)
-HASH_LEVELS, HASH_FEATURES, HASH_MIN_RES, HASH_MAX_RES, HASH_MLP_LAYERS = 16, 2, 16, 512, 2
+#: its MLP (Instant-NGP's two hidden ReLU layers of 64 neurons; of the architecture's width where that is narrower)
+HASH_LEVELS, HASH_FEATURES, HASH_MIN_RES, HASH_MAX_RES, HASH_MLP_LAYERS, HASH_MLP_WIDTH = 16, 2, 16, 512, 2, 64
+
+
+def hash_mlp_width(arch: str) -> int:
+    """Width of the MLP behind the hash grid at ``arch``: ``min(C, HASH_MLP_WIDTH)`` for ``arch = LxC``."""
+    return min(parse_arch(arch)[1], HASH_MLP_WIDTH)
 
 
 def hash_table_size(in_dim: int, out_dim: int, arch: str, norm: str = "none") -> int:
     """The hash table size (entries per level) that gives ``hash[+norm]`` at ``arch`` the parameter count of the
     plain ReLU MLP ``relu`` at ``arch``: ``(P_relu - P_mlp) // (L F)``, where the MLP behind the grid has
-    :data:`HASH_MLP_LAYERS` hidden layers of the architecture's width (with the norm's affine parameters)."""
+    :data:`HASH_MLP_LAYERS` hidden layers of :func:`hash_mlp_width` (with the norm's affine parameters)."""
     layers, features = parse_arch(arch)
+    width = hash_mlp_width(arch)
     with torch.device("meta"):
         budget = count_parameters(CoordinateMLP(in_dim, out_dim, layers, features))
-        mlp = count_parameters(CoordinateMLP(HASH_LEVELS * HASH_FEATURES, out_dim, HASH_MLP_LAYERS, features, norm))
+        mlp = count_parameters(CoordinateMLP(HASH_LEVELS * HASH_FEATURES, out_dim, HASH_MLP_LAYERS, width, norm))
     table = (budget - mlp) // (HASH_LEVELS * HASH_FEATURES)
     if table < 1:
         raise ValueError(
             f"the hash grid does not fit the budget of {arch}: relu at {arch} has {budget:,} parameters and the "
-            f"grid's own {HASH_MLP_LAYERS}x{features} MLP already {mlp:,}; give a larger --arch"
+            f"grid's own {HASH_MLP_LAYERS}x{width} MLP already {mlp:,}; give a larger --arch"
         )
     return table
 
@@ -496,7 +503,7 @@ def build_network(
     The ``pe`` family's input encoding is ``encoding`` (default: the paper's NeRF positional encoding with 10
     frequencies, so ``pe+cn`` at 10x28 in 2D has 42 inputs and 9159 parameters). The ``hash`` family does not
     take ``arch``'s depth: it is a hash grid of :func:`hash_table_size` entries per level and a
-    :data:`HASH_MLP_LAYERS` x width ReLU MLP, together of ``relu``'s parameter count at ``arch``.
+    :data:`HASH_MLP_LAYERS` x :func:`hash_mlp_width` ReLU MLP, together of ``relu``'s parameter count at ``arch``.
     """
     spec = get_method(method)
     layers, features = parse_arch(arch)
@@ -521,7 +528,7 @@ def build_network(
             min_res=HASH_MIN_RES,
             max_res=HASH_MAX_RES,
         )
-        return CoordinateMLP(in_dim, out_dim, HASH_MLP_LAYERS, features, spec.norm, grid, norm_kwargs)
+        return CoordinateMLP(in_dim, out_dim, HASH_MLP_LAYERS, hash_mlp_width(arch), spec.norm, grid, norm_kwargs)
     enc = (encoding or EncodingSpec()).build(in_dim, features, seed) if spec.family == "pe" else None
     return CoordinateMLP(in_dim, out_dim, layers, features, spec.norm, enc, norm_kwargs)
 

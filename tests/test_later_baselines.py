@@ -20,6 +20,7 @@ from nerf_norm.networks import (
     finer_activation,
     gauss_activation,
     get_method,
+    hash_mlp_width,
     hash_table_size,
 )
 from nerf_norm.norms import CrossNorm
@@ -125,6 +126,15 @@ def test_hash_budget_matches_relu_at_the_architecture():
     assert count_parameters(build_network("hash+cn", 2, 3, "10x28")) <= 7479
     with pytest.raises(ValueError, match="does not fit the budget of 2x8"):
         hash_table_size(2, 3, "2x8")
+
+
+def test_hash_mlp_is_instant_ngp_s_64_wide_where_the_architecture_is_wider():
+    # occupancy's 2x256 in 3D: relu (3*256 + 256) + (256*256 + 256) + (256 + 1) = 67073; a 2x256 MLP on the grid's
+    # 32 features alone would take (32*256 + 256) + 67073 - 1024 = 74497, so the grid gets Instant-NGP's 2x64:
+    # (32*64 + 64) + (64*64 + 64) + (64 + 1) = 6337, and (67073 - 6337) // 32 = 1898 entries per level
+    assert hash_mlp_width("2x256") == 64 and hash_mlp_width("10x28") == 28
+    assert hash_table_size(3, 1, "2x256") == 1898
+    assert count_parameters(build_network("hash", 3, 1, "2x256")) == 6337 + 1898 * 32 == 67073
 
 
 def test_registry_keeps_the_paper_s_13_first_and_adds_the_later_baselines():
