@@ -55,6 +55,7 @@ def test_users_image_is_fitted_as_given_and_best_psnr_recorded(tmp_path):
     assert m["psnr_best"] >= max(result.history["psnr"]) - 1e-9 and 0 <= m["psnr_best_iteration"] < 12
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert record["run"]["encoding"] == "positional" and record["run"]["pe_frequencies"] == 10
+    assert record["torch_threads"] == torch.get_num_threads()  # what a result file's provenance quotes
     assert record["metrics"]["params"] == 42 * 16 + 16 + 16 * 16 + 16 + 16 * 3 + 3 + 2 * 2 * 16
 
 

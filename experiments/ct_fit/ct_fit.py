@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import tyro
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))  # the benchmarks' helpers
-from task_tables import ALL_METHODS, SCRATCH, provenance_lines  # noqa: E402
+from task_tables import ALL_METHODS, SCRATCH, provenance, provenance_lines  # noqa: E402
 
 
 @dataclass
@@ -49,11 +48,12 @@ def high_frequency_share(folder: Path) -> float:
 
 
 def main(args: Args) -> None:
-    runs = []
+    runs, threads = [], set()
     found = [(folder, path) for folder in args.scratch for path in sorted(folder.glob("*/*/metrics.json"))]
     for folder, path in found:
         record = json.loads(path.read_text())
         metrics, run = record["metrics"], record["run"]
+        threads.add(record.get("torch_threads", "not recorded by the run"))
         if "sinogram_mse" not in metrics:
             raise SystemExit(f"{path}: no 'sinogram_mse' in its metrics (not a finished `nerf-norm ct` run?)")
         runs.append(
@@ -71,11 +71,12 @@ def main(args: Args) -> None:
         )
     if not runs:
         raise SystemExit(f"no finished CT runs under {args.scratch} (run benchmarks/ct.py first)")
+    recorded = ", ".join(sorted(map(str, threads)))
     meta = {
-        "command": "python experiments/ct_fit/ct_fit.py --scratch " + " ".join(map(str, args.scratch)),
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": "the runs' (benchmarks/results/ct.md)",
-        "setting": "final metrics of the ct.py runs found under the scratch folders",
+        **provenance("experiments/ct_fit/ct_fit", 0, "final metrics of the ct.py runs found under the scratch folders"),
+        # this analysis runs no torch: the machine and threads that count are those of the runs it reads
+        "machine": f"the runs' (benchmarks/results/ct.md); torch threads as the runs recorded: {recorded}",
+        "torch_threads": recorded,
     }
     args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
     order = {m: i for i, m in enumerate(ALL_METHODS)}

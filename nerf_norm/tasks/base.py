@@ -422,6 +422,7 @@ class Trainer:
         outputs["metrics"] = self.out_dir / "metrics.json"
         record = {
             "run": identity,
+            "torch_threads": torch.get_num_threads(),
             "metrics": metrics,
             "history": state.history,
             "outputs": {k: str(v) for k, v in outputs.items()},
