@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -62,57 +62,74 @@ def kodak_best(root: Path) -> str:
 
 
 #: the later baselines' table: the reference methods of the paper, then the later ones with their normalized variants
-LATER = ["relu", "relu+cn", "pe", "pe+cn", "siren", "wire"]
+LATER = ["relu", "relu+cn", "pe", "pe+cn", "siren", "mfn", "wire"]
 LATER += ["finer", "finer+cn", "gauss", "gauss+cn", "hash", "hash+bn", "hash+ln", "hash+gn", "hash+cn"]
 
 
-def kodak_later(root: Path) -> str:
-    """The later baselines on the Kodak setting (``image_kodak.json``): mean over the images of parameters, best
-    and final PSNR, SSIM, and best PSNR within the fastest method's training time (measured seconds per iteration,
-    the record's ``timing``); methods missing an image are left out, untimed ones get no equal-time value."""
+def _later_table(data: dict, metrics: Sequence[Tuple[str, str, str]], key: str, fmt: str) -> Tuple[str, str]:
+    """The later baselines' table of one task record: per method (:data:`LATER` order, those with every case), its
+    parameters, the mean over the cases of each of ``metrics`` (``(key, name, format)``), the mean of the best
+    logged training ``key`` within the fastest timed method's time on each case (time = iteration x the method's
+    measured seconds per iteration, the record's ``timing``; ``-`` untimed) and that cost. Returns the table and
+    the budgets as text."""
     from benchmarks.task_tables import best_within, seconds_axis
 
-    data = _load("image_kodak.json", root)
-    images = sorted({r["case"] for r in data["runs"]})
+    cases = sorted({r["case"] for r in data["runs"]})
     by = {(r["case"], r["method"]): r for r in data["runs"]}
-    methods = [m for m in LATER if all((i, m) in by for i in images)]
-    timed = [m for m in methods if m in data.get("timing", {}).get("seconds_per_iter", {})]
-    budgets = {i: min(seconds_axis(data, by[(i, m)])[-1] for m in timed) for i in images} if timed else {}
+    methods = [m for m in LATER if all((c, m) in by for c in cases)]
+    cost = data.get("timing", {}).get("seconds_per_iter", {})
+    timed = [m for m in methods if m in cost]
+    budgets = {c: min(seconds_axis(data, by[(c, m)])[-1] for m in timed) for c in cases} if timed else {}
 
     def at_budget(m: str) -> str:
         if m not in timed:
             return "-"
-        values = []
-        for i in images:
-            run = by[(i, m)]
-            values.append(best_within({"seconds": seconds_axis(data, run), "psnr": run["history"]["psnr"]}, budgets[i]))
-        return f"{_mean(values):.2f}"
+        values = [
+            best_within({"seconds": seconds_axis(data, by[(c, m)]), key: by[(c, m)]["history"][key]}, budgets[c], key)
+            for c in cases
+        ]
+        return fmt.format(_mean(values))
 
-    cost = data.get("timing", {}).get("seconds_per_iter", {})
     rows = []
     for m in methods:
-        runs = [by[(i, m)] for i in images]
-        rows.append(
-            [
-                m,
-                f"{runs[0]['params']:,}",
-                f"{_mean([r['psnr_best'] for r in runs]):.2f}",
-                f"{_mean([r['psnr'] for r in runs]):.2f}",
-                f"{_mean([r['ssim'] for r in runs]):.3f}",
-                at_budget(m),
-                f"{cost[m]:.3f}" if m in cost else "-",
-            ]
-        )
-    budget = ", ".join(f"{i} {budgets[i]:.0f} s" for i in images) if budgets else "-"
-    meta = data["meta"]
+        runs = [by[(c, m)] for c in cases]
+        means = [f.format(_mean([r[k] for r in runs])) for k, _, f in metrics]
+        rows.append([m, f"{runs[0]['params']:,}", *means, at_budget(m), f"{cost[m]:.3f}" if m in cost else "-"])
+    header = ["method", "parameters", *[name for _, name, _ in metrics], f"{metrics[0][1]}, equal time", "s / iter"]
+    budget = ", ".join(f"{c} {budgets[c]:.0f} s" for c in cases) if budgets else "-"
+    return _table(header, rows, "l" + "r" * (len(header) - 1)), budget
+
+
+def kodak_later(root: Path) -> str:
+    """The later baselines on the Kodak setting (``image_kodak.json``), :func:`_later_table`: mean over the images
+    of parameters, best and final PSNR, SSIM, best PSNR at equal time and seconds per iteration."""
+    data = _load("image_kodak.json", root)
+    metrics = [("psnr_best", "PSNR best", "{:.2f}"), ("psnr", "PSNR final", "{:.2f}"), ("ssim", "SSIM", "{:.3f}")]
+    table, budget = _later_table(data, metrics, "psnr", "{:.2f}")
+    images = sorted({r["case"] for r in data["runs"]})
     note = (
-        f"\nMean over {', '.join(images)}; {meta['setting']}. Equal time: the best PSNR each method reached within the "
-        f"training time of the fastest timed method on the same image ({budget}), time = iteration x the method's "
-        f"seconds per iteration measured on its own (`image_kodak.py --retime`); `-`: not timed yet. Every later "
-        f"method at its authors' learning rate, the normalized ones at the paper's 1e-2. {_source('image_kodak.json')}\n"
+        f"\nMean over {', '.join(images)}; {data['meta']['setting']}. Equal time: the best PSNR each method reached "
+        f"within the training time of the fastest timed method on the same image ({budget}), time = iteration x the "
+        f"method's seconds per iteration measured on its own (`image_kodak.py --retime`); `-`: not timed yet. Every "
+        f"later method at its authors' learning rate, the normalized ones at the paper's 1e-2. "
+        f"{_source('image_kodak.json')}\n"
     )
-    header = ["method", "parameters", "PSNR best", "PSNR final", "SSIM", "PSNR best, equal time", "s / iter"]
-    return _table(header, rows, "lrrrrrr") + note
+    return table + note
+
+
+def occupancy_later(root: Path) -> str:
+    """The later baselines on the occupancy setting (``occupancy.json``), :func:`_later_table`: mean IoU over the
+    meshes on the grid, and the best training-batch IoU at equal time."""
+    data = _load("occupancy.json", root)
+    table, budget = _later_table(data, [("iou", "IoU", "{:.3f}")], "iou", "{:.3f}")
+    meshes = sorted({r["case"] for r in data["runs"]})
+    note = (
+        f"\nMean over {', '.join(meshes)}; {data['meta']['setting']}; every method at the task's learning rate. "
+        f"Equal time: the best IoU on the training batches each method reached within the training time of the "
+        f"fastest timed method on the same mesh ({budget}), time = iteration x the method's seconds per iteration "
+        f"measured on its own (`occupancy.py --retime`); `-`: not timed yet. {_source('occupancy.json')}\n"
+    )
+    return table + note
 
 
 def mipnerf_lego(root: Path) -> str:
@@ -426,6 +443,7 @@ TABLES: Dict[str, Callable[[Path], str]] = {
     "summary": summary,
     "kodak_best": kodak_best,
     "kodak_later": kodak_later,
+    "occupancy_later": occupancy_later,
     "mipnerf_lego": mipnerf_lego,
     "mipnerf_lego_long": mipnerf_lego_long,
     "nerfacto_lego": nerfacto_lego,
