@@ -16,6 +16,26 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def astronaut_psnr(tmp_path_factory):
+    """``fit(method) -> PSNR``: the image learning tests' setting (the bundled astronaut at 64x64, 5x30, 150
+    full-batch iterations, seed 0, the method's own learning rate), each method fitted once per session."""
+    from nerf_norm.tasks.commands import ImageCommand, run_image
+
+    root, psnr = tmp_path_factory.mktemp("astronaut"), {}
+
+    def fit(method: str) -> float:
+        if method not in psnr:
+            out = root / method.replace("+", "_")
+            cmd = ImageCommand(
+                method=method, arch="5x30", downscale=8, iters=150, seed=0, quiet=True, out=out, log_every=50
+            )
+            psnr[method] = run_image(cmd)[0].metrics["psnr"]
+        return psnr[method]
+
+    return fit
+
+
 def squash(text: str) -> str:
     """``text`` without whitespace: CLI messages are wrapped by rich at the terminal width."""
     return "".join(text.split())

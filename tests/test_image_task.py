@@ -134,23 +134,10 @@ def test_unreadable_and_wrong_dimensionality_images(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_normalization_beats_plain_networks_on_an_image(tmp_path):
+def test_normalization_beats_plain_networks_on_an_image(astronaut_psnr):
     """Paper setting (lr 1e-2 with a norm, 2e-4 without) at a fixed seed and a 150-iteration budget on the
     bundled astronaut image at 64x64: relu+cn must beat relu and pe+cn must beat pe."""
-    psnr = {}
-    for method in ("relu", "relu+cn", "pe", "pe+cn"):
-        cmd = ImageCommand(
-            method=method,
-            arch="5x30",
-            downscale=8,
-            iters=150,
-            seed=0,
-            quiet=True,
-            out=tmp_path / method.replace("+", "_"),
-            log_every=50,
-        )
-        result, _ = run_image(cmd)
-        psnr[method] = result.metrics["psnr"]
+    psnr = {method: astronaut_psnr(method) for method in ("relu", "relu+cn", "pe", "pe+cn")}
     print("PSNR at 150 iterations:", psnr)
     assert psnr["relu+cn"] > psnr["relu"] + 3.0
     assert psnr["pe+cn"] > psnr["pe"] + 3.0

@@ -155,25 +155,11 @@ def test_every_new_method_trains_in_2d_and_3d(method, in_dim):
 
 
 @pytest.mark.slow
-def test_each_later_baseline_beats_plain_relu_on_an_image(tmp_path):
+def test_each_later_baseline_beats_plain_relu_on_an_image(astronaut_psnr):
     """The image task's learning-test setting (bundled astronaut at 64x64, 5x30, 150 iterations, seed 0, each
     method at its own learning rate). Measured at seeds 0, 1, 2 (experiments/learning_test_seeds/results.txt):
     relu 6.9-8.2 dB; the smallest gain of any new method at any seed 6.8 dB (hash, seed 0); asserted 4 dB."""
-    from nerf_norm.tasks.commands import ImageCommand, run_image
-
-    psnr = {}
-    for method in ("relu", "finer", "gauss", "hash", "finer+cn", "gauss+cn", "hash+cn"):
-        cmd = ImageCommand(
-            method=method,
-            arch="5x30",
-            downscale=8,
-            iters=150,
-            seed=0,
-            quiet=True,
-            out=tmp_path / method.replace("+", "_"),
-            log_every=50,
-        )
-        psnr[method] = run_image(cmd)[0].metrics["psnr"]
+    psnr = {m: astronaut_psnr(m) for m in ("relu", "finer", "gauss", "hash", "finer+cn", "gauss+cn", "hash+cn")}
     print("PSNR at 150 iterations:", psnr)
     for method, value in psnr.items():
         if method != "relu":
