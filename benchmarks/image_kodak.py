@@ -26,10 +26,12 @@ import tyro
 from task_tables import (
     ALL_METHODS,
     DATA,
+    PAPER_METHODS,
     RESULTS,
     Case,
     equal_time_rows,
     orderings_table,
+    provenance_lines,
     run_cases,
     seconds_axis,
     seconds_table,
@@ -37,6 +39,7 @@ from task_tables import (
     timing_notes,
 )
 
+from nerf_norm.networks import get_method
 from nerf_norm.tasks.commands import ImageCommand, run_image
 
 # paper Table 2, methods in registry order (mean over the 24 Kodak images; the authors' code reports the best
@@ -135,13 +138,17 @@ def report(record: dict, args: Args) -> None:
     labels = images + ([MEAN] if any(r["case"] == MEAN for r in full["runs"]) else [])
     paper = {(k, MEAN): v for (k, arch), v in PAPER.items() if arch == args.arch}
     meta = record["meta"]
+    later = [m for m in args.methods if m not in PAPER_METHODS]
     lines = [
-        "# Kodak image fitting (Table 2 layout)",
-        "",
-        f"- command: `{meta['command']}`",
-        f"- machine: {meta['machine']}",
-        f"- setting: {meta['setting']}",
-        f"- date: {meta['date']}",
+        *provenance_lines("Kodak image fitting (Table 2 layout)", meta),
+        *(
+            [
+                "- the later baselines at their own learning rates: "
+                + ", ".join(f"{m} {get_method(m).default_lr:g}" for m in later)
+            ]
+            if later
+            else []
+        ),
         "- `PSNR final`: eval-mode output after the last iteration; `PSNR best`: best training-mode output "
         "over the run (the authors' metric, the one their Table 2 reports); both on the 8-bit rounded output",
         f"- images in this file: {', '.join(images)}; `mean` is over them (a method missing on one of them has no "
