@@ -88,24 +88,29 @@ class Args:
     """iterations of each timing run (the cost is the slope between its first and last logged point)"""
 
 
+def fit(args: Args, image: str, method: str, out: Path, iters: int, log_every: int):
+    """One ``nerf-norm image`` run of ``method`` on ``image`` at the benchmark's settings: ``(result, task)``."""
+    cmd = ImageCommand(
+        image=args.data / f"{image}.png",
+        method=method,
+        arch=args.arch,
+        downscale=args.downscale,
+        iters=iters,
+        seed=args.seed,
+        quiet=True,
+        resume=False,
+        log_every=log_every,
+        out=out,
+        threads=args.threads,
+    )
+    return run_image(cmd)
+
+
 def retime(args: Args) -> dict:
     """Interleaved per-method timing (see ``Args.retime``); returns the updated record."""
 
     def short_run(method: str, out: Path) -> dict:
-        cmd = ImageCommand(
-            image=args.data / f"{args.images[0]}.png",
-            method=method,
-            arch=args.arch,
-            downscale=args.downscale,
-            iters=args.retime_iters,
-            seed=args.seed,
-            quiet=True,
-            resume=False,
-            log_every=args.retime_iters // 3,
-            out=out,
-            threads=args.threads,
-        )
-        return run_image(cmd)[0].history
+        return fit(args, args.images[0], method, out, args.retime_iters, args.retime_iters // 3)[0].history
 
     what = f"{args.retime_iters}-iteration runs per method on {args.images[0]} at the grid's size and settings"
     return task_tables.retime(
@@ -262,21 +267,8 @@ def main(args: Args) -> None:
         if not path.exists():
             raise SystemExit(f"Kodak image not found: {path} (set --data or NERF_NORM_DATA)")
 
-        def run(method: str, out: Path, path: Path = path):
-            cmd = ImageCommand(
-                image=path,
-                method=method,
-                arch=args.arch,
-                downscale=args.downscale,
-                iters=args.iters,
-                seed=args.seed,
-                quiet=True,
-                resume=False,
-                log_every=args.log_every,
-                out=out,
-                threads=args.threads,
-            )
-            result, task = run_image(cmd)
+        def run(method: str, out: Path, image: str = image):
+            result, _ = fit(args, image, method, out, args.iters, args.log_every)
             return result.metrics, {k: result.history[k] for k in ("iteration", "seconds", "psnr")}
 
         cases.append(Case(image, run))

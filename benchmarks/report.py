@@ -66,12 +66,15 @@ LATER = ["relu", "relu+cn", "pe", "pe+cn", "siren", "mfn", "wire"]
 LATER += ["finer", "finer+cn", "gauss", "gauss+cn", "hash", "hash+bn", "hash+ln", "hash+gn", "hash+cn"]
 
 
-def _later_table(data: dict, metrics: Sequence[Tuple[str, str, str]], key: str, fmt: str) -> Tuple[str, str]:
+def _later_table(
+    data: dict, metrics: Sequence[Tuple[str, str, str]], key: str, fmt: str, reached: str, case: str, script: str
+) -> Tuple[str, str]:
     """The later baselines' table of one task record: per method (:data:`LATER` order, those with every case), its
     parameters, the mean over the cases of each of ``metrics`` (``(key, name, format)``), the mean of the best
     logged training ``key`` within the fastest timed method's time on each case (time = iteration x the method's
     measured seconds per iteration, the record's ``timing``; ``-`` untimed) and that cost. Returns the table and
-    the budgets as text."""
+    the sentence saying so (``reached``: what was cut at the budget, ``case``: the cases' noun, ``script``: the
+    benchmark that measures the costs)."""
     from benchmarks.task_tables import best_within, seconds_axis
 
     cases = sorted({r["case"] for r in data["runs"]})
@@ -96,8 +99,13 @@ def _later_table(data: dict, metrics: Sequence[Tuple[str, str, str]], key: str, 
         means = [f.format(_mean([r[k] for r in runs])) for k, _, f in metrics]
         rows.append([m, f"{runs[0]['params']:,}", *means, at_budget(m), f"{cost[m]:.3f}" if m in cost else "-"])
     header = ["method", "parameters", *[name for _, name, _ in metrics], f"{metrics[0][1]}, equal time", "s / iter"]
-    budget = ", ".join(f"{c} {budgets[c]:.0f} s" for c in cases) if budgets else "-"
-    return _table(header, rows, "l" + "r" * (len(header) - 1)), budget
+    budget = ", ".join(f"{c} {budgets[c]:.0f} s" for c in cases) if budgets else "none timed yet"
+    sentence = (
+        f"Equal time: the best {reached} each method reached within the training time of the fastest timed method on "
+        f"the same {case} ({budget}), time = iteration x the method's seconds per iteration measured on its own "
+        f"(`{script} --retime`); `-`: not timed yet."
+    )
+    return _table(header, rows, "l" + "r" * (len(header) - 1)), sentence
 
 
 def kodak_later(root: Path) -> str:
@@ -105,14 +113,11 @@ def kodak_later(root: Path) -> str:
     of parameters, best and final PSNR, SSIM, best PSNR at equal time and seconds per iteration."""
     data = _load("image_kodak.json", root)
     metrics = [("psnr_best", "PSNR best", "{:.2f}"), ("psnr", "PSNR final", "{:.2f}"), ("ssim", "SSIM", "{:.3f}")]
-    table, budget = _later_table(data, metrics, "psnr", "{:.2f}")
+    table, equal_time = _later_table(data, metrics, "psnr", "{:.2f}", "PSNR", "image", "image_kodak.py")
     images = sorted({r["case"] for r in data["runs"]})
     note = (
-        f"\nMean over {', '.join(images)}; {data['meta']['setting']}. Equal time: the best PSNR each method reached "
-        f"within the training time of the fastest timed method on the same image ({budget}), time = iteration x the "
-        f"method's seconds per iteration measured on its own (`image_kodak.py --retime`); `-`: not timed yet. Every "
-        f"later method at its authors' learning rate, the normalized ones at the paper's 1e-2. "
-        f"{_source('image_kodak.json')}\n"
+        f"\nMean over {', '.join(images)}; {data['meta']['setting']}. {equal_time} Every later method at its authors' "
+        f"learning rate, the normalized ones at the paper's 1e-2. {_source('image_kodak.json')}\n"
     )
     return table + note
 
@@ -121,13 +126,14 @@ def occupancy_later(root: Path) -> str:
     """The later baselines on the occupancy setting (``occupancy.json``), :func:`_later_table`: mean IoU over the
     meshes on the grid, and the best training-batch IoU at equal time."""
     data = _load("occupancy.json", root)
-    table, budget = _later_table(data, [("iou", "IoU", "{:.3f}")], "iou", "{:.3f}")
+    metrics = [("iou", "IoU", "{:.3f}")]
+    table, equal_time = _later_table(
+        data, metrics, "iou", "{:.3f}", "IoU on the training batches", "mesh", "occupancy.py"
+    )
     meshes = sorted({r["case"] for r in data["runs"]})
     note = (
         f"\nMean over {', '.join(meshes)}; {data['meta']['setting']}; every method at the task's learning rate. "
-        f"Equal time: the best IoU on the training batches each method reached within the training time of the "
-        f"fastest timed method on the same mesh ({budget}), time = iteration x the method's seconds per iteration "
-        f"measured on its own (`occupancy.py --retime`); `-`: not timed yet. {_source('occupancy.json')}\n"
+        f"{equal_time} {_source('occupancy.json')}\n"
     )
     return table + note
 
