@@ -21,6 +21,16 @@ def run_ns(command: str, *args, timeout: int = 900) -> subprocess.CompletedProce
     return done
 
 
+def render_in_process(*args) -> None:
+    """``ns-render args`` in this process: the command's own argument parsing (tyro on nerfstudio's ``Commands``)
+    and ``main``, what the ``ns-render`` entry point calls, without a new interpreter's imports and method discovery
+    (several seconds each). The console script itself is run by :func:`run_ns` in the same tests."""
+    import tyro
+    from nerfstudio.scripts.render import Commands
+
+    tyro.cli(Commands, args=[str(a) for a in args]).main()
+
+
 def assert_dataset_render_matches_eval(config: Path, tmp_path: Path) -> None:
     """``ns-render dataset`` (every output of the test view) and ``ns-eval --render-output-path`` (ground truth |
     render) on the run of ``config``: the two renders of the view agree up to JPEG rounding, and differ from the

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ns_commands import assert_dataset_render_matches_eval, run_ns
+from ns_commands import assert_dataset_render_matches_eval, render_in_process, run_ns
 from test_neus_data import make_scene
 
 from nerf_norm.nerfstudio.experiment import RunSettings, configure, method_config, train
@@ -153,7 +153,8 @@ def _camera_path(poses: list, size: int) -> dict:
 @pytest.mark.parametrize("family", ["mipnerf", "neus", "nerfacto"])
 def test_ns_render_interpolate_spiral_and_camera_path_write_videos(family, runs, nerfacto_run, tmp_path):
     """``ns-render interpolate``, ``spiral`` and ``camera-path`` (a path in the viewer's JSON format) on a finished
-    run of each family: videos of the cameras' size and the frame count asked for (spiral on mipnerf needs float32
+    run of each family (the first as the console script, the others through its parser in this process): videos of
+    the cameras' size and the frame count asked for (spiral on mipnerf needs float32
     intrinsics from our Blender parser: nerfstudio's own are float64 and its spiral fails on them)."""
     if family == "nerfacto":  # the Blender-format scene as nerfstudio's parser reads it: poses as written
         (config_file, scene), size = nerfacto_run, (32, 32)
@@ -171,13 +172,13 @@ def test_ns_render_interpolate_spiral_and_camera_path_write_videos(family, runs,
            "--interpolation-steps", "2", "--frame-rate", "4")  # fmt: skip
     assert _frames(interpolate)[:2] == size and _frames(interpolate)[2] >= 2
     spiral = tmp_path / "spiral.mp4"
-    run_ns("render", "spiral", *common, "--output-path", spiral, "--seconds", "1", "--frame-rate", "4")
+    render_in_process("spiral", *common, "--output-path", spiral, "--seconds", "1", "--frame-rate", "4")
     assert _frames(spiral) == (*size, 4)
     # two keyframes: the first two training cameras, in the frame the viewer shows them in
     path_file = tmp_path / "camera_path.json"
     path_file.write_text(json.dumps(_camera_path(poses, 12)))
     video = tmp_path / "path.mp4"
-    run_ns("render", "camera-path", *common, "--camera-path-filename", path_file, "--output-path", video)
+    render_in_process("camera-path", *common, "--camera-path-filename", path_file, "--output-path", video)
     assert _frames(video) == (12, 12, 2)
 
 
