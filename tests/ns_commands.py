@@ -21,23 +21,31 @@ def run_ns(command: str, *args, timeout: int = 900) -> subprocess.CompletedProce
     return done
 
 
-def render_in_process(*args) -> None:
-    """``ns-render args`` in this process: the command's own argument parsing (tyro on nerfstudio's ``Commands``)
-    and ``main``, what the ``ns-render`` entry point calls, without a new interpreter's imports and method discovery
-    (several seconds each). The console script itself is run by :func:`run_ns` in the same tests."""
-    import tyro
-    from nerfstudio.scripts.render import Commands
+def ns_in_process(command: str, *args) -> None:
+    """``ns-COMMAND args`` (``render`` or ``export``) in this process: the command's own argument parsing (tyro on
+    nerfstudio's ``Commands``) and ``main``, what the console script calls, without a new interpreter's imports and
+    method discovery (several seconds each). The console scripts themselves run through :func:`run_ns` in the same
+    tests."""
+    import importlib
 
-    tyro.cli(Commands, args=[str(a) for a in args]).main()
+    import tyro
+
+    module = importlib.import_module(
+        {"render": "nerfstudio.scripts.render", "export": "nerfstudio.scripts.exporter"}[command]
+    )
+    tyro.cli(module.Commands, args=[str(a) for a in args]).main()
 
 
 def assert_dataset_render_matches_eval(config: Path, tmp_path: Path) -> None:
-    """``ns-render dataset`` (every output of the test view) and ``ns-eval --render-output-path`` (ground truth |
+    """``ns-render dataset`` (every output of the test view; its parser in this process, the ``ns-render`` script
+    itself runs in the video tests) and ``ns-eval --render-output-path`` (ground truth |
     render) on the run of ``config``: the two renders of the view agree up to JPEG rounding, and differ from the
     ground truth (the control: a comparison that could not fail would also pass against it)."""
     run_ns("eval", "--load-config", config, "--output-path", tmp_path / "eval.json", "--render-output-path",
            tmp_path / "eval")  # fmt: skip
-    run_ns("render", "dataset", "--load-config", config, "--output-path", tmp_path / "renders", "--split", "test")
+    ns_in_process(
+        "render", "dataset", "--load-config", config, "--output-path", tmp_path / "renders", "--split", "test"
+    )
     frames = tmp_path / "renders" / "test"
     # nerfstudio writes test/NAME/VIEW.jpg, or test/NAME.jpg when the split has one view
     written = {p.stem if p.parent == frames else p.parent.name for p in frames.rglob("*.jpg")}

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ns_commands import assert_dataset_render_matches_eval, render_in_process, run_ns
+from ns_commands import assert_dataset_render_matches_eval, ns_in_process, run_ns
 from test_neus_data import make_scene
 
 from nerf_norm.nerfstudio.experiment import RunSettings, configure, method_config, train
@@ -95,7 +95,8 @@ def nerfacto_run(tmp_path_factory):
 
 def test_ns_export_tsdf_and_pointcloud_on_nerfacto_cn(nerfacto_run, tmp_path):
     """``ns-export tsdf`` (the training views' depth and colour fused into a volume; nerfstudio's TSDF runs on the
-    CPU) writes a mesh with faces and a colour per vertex; ``ns-export pointcloud`` a cloud with colours."""
+    CPU) writes a mesh with faces and a colour per vertex; ``ns-export pointcloud`` (its parser, in this process) a
+    cloud with colours."""
     import open3d as o3d
     import trimesh
 
@@ -106,7 +107,7 @@ def test_ns_export_tsdf_and_pointcloud_on_nerfacto_cn(nerfacto_run, tmp_path):
     mesh = trimesh.load(tmp_path / "tsdf_mesh.ply", process=False)
     assert len(mesh.faces) > 0 and mesh.visual.vertex_colors.shape[0] == len(mesh.vertices)
     cloud = ["pointcloud", "--load-config", config_file, "--output-dir", tmp_path, "--normal-method", "open3d"]
-    run_ns("export", *cloud, "--num-points", "64", "--num-rays-per-batch", "256", "--remove-outliers", "False")
+    ns_in_process("export", *cloud, "--num-points", "64", "--num-rays-per-batch", "256", "--remove-outliers", "False")
     points = o3d.io.read_point_cloud(str(tmp_path / "point_cloud.ply"))
     assert len(points.points) > 0 and points.has_colors() and points.has_normals()
 
@@ -172,13 +173,13 @@ def test_ns_render_interpolate_spiral_and_camera_path_write_videos(family, runs,
            "--interpolation-steps", "2", "--frame-rate", "4")  # fmt: skip
     assert _frames(interpolate)[:2] == size and _frames(interpolate)[2] >= 2
     spiral = tmp_path / "spiral.mp4"
-    render_in_process("spiral", *common, "--output-path", spiral, "--seconds", "1", "--frame-rate", "4")
+    ns_in_process("render", "spiral", *common, "--output-path", spiral, "--seconds", "1", "--frame-rate", "4")
     assert _frames(spiral) == (*size, 4)
     # two keyframes: the first two training cameras, in the frame the viewer shows them in
     path_file = tmp_path / "camera_path.json"
     path_file.write_text(json.dumps(_camera_path(poses, 12)))
     video = tmp_path / "path.mp4"
-    render_in_process("camera-path", *common, "--camera-path-filename", path_file, "--output-path", video)
+    ns_in_process("render", "camera-path", *common, "--camera-path-filename", path_file, "--output-path", video)
     assert _frames(video) == (12, 12, 2)
 
 
