@@ -140,15 +140,27 @@ def drawn_fraction(image: np.ndarray) -> float:
     """How much of ``image`` (``[H, W, 3]`` uint8, the viewer's canvas) is the scene's object, or 0 when the canvas
     does not show a render.
 
-    The empty viewer is near-black (#121212) with a small axes gizmo; nerfstudio's render of the Blender-format
-    scene covers the canvas with its white background; an untrained field renders a uniform grey haze. So the
-    canvas counts as drawn when at least half of it is bright (the render's background), and the returned value
-    is the fraction of clearly darker pixels inside it (the object: sphere, slab, small spheres).
+    The viewer's control panel lies over the canvas' right side (dark, with bright buttons and a scrollbar): the
+    render is the part left of it, the columns left of the dark column block at the right edge. The empty viewer is near-black
+    (#121212) with a small axes gizmo; nerfstudio's render of the scene covers the canvas with its white
+    background; an untrained field renders a uniform grey haze. So the render counts as drawn when at least half of
+    it is bright (the render's background), and the returned value is the fraction of its pixels clearly darker
+    than that background (20 of 255 levels below its median: the object, sphere, slab and small spheres, even in
+    the viewer's first coarse, blurred frames; a field that has learned only the background draws none).
     """
     luminance = image[..., :3].astype(np.float32).mean(axis=-1)
-    if (luminance > 200).mean() < 0.5:
+    dark = np.median(luminance, axis=0) < 100  # the panel's columns (or the whole empty viewer)
+    right, x, gap = len(dark), len(dark) - 1, 0
+    while x >= 0 and gap <= 12:  # leftwards through the dark block at the right edge, over a scrollbar or a margin
+        if dark[x]:
+            right, gap = x, 0
+        else:
+            gap += 1
+        x -= 1
+    render = luminance[:, :right]
+    if render.size == 0 or (render > 200).mean() < 0.5:
         return 0.0
-    return float((luminance < 170).mean())
+    return float((render < np.median(render) - 20).mean())
 
 
 def check(config: ViewerCheck) -> dict:
