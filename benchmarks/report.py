@@ -138,6 +138,74 @@ def occupancy_later(root: Path) -> str:
     return table + note
 
 
+#: the comparisons of the "does CN still help?" table: (method, reference), read as method minus reference
+NORM_GAINS = [
+    ("finer+cn", "finer"),
+    ("gauss+cn", "gauss"),
+    ("hash+cn", "hash"),
+    ("hash+bn", "hash"),
+    ("hash+ln", "hash"),
+    ("hash+gn", "hash"),
+    ("pe+cn", "finer"),
+    ("pe+cn", "gauss"),
+    ("pe+cn", "hash"),
+    ("pe+cn", "siren"),
+]
+
+
+def _gain(data: dict, method: str, reference: str, metric: str, key: str, equal_time: bool) -> Tuple[float, int]:
+    """Mean over the cases both methods ran of ``method``'s value minus ``reference``'s, and the number of cases;
+    ``equal_time``: the best logged training ``key`` within the faster of the two methods' time on each case
+    (iteration x measured cost; both must be timed), else the final ``metric``."""
+    from benchmarks.task_tables import best_within, seconds_axis
+
+    by = {(r["case"], r["method"]): r for r in data["runs"]}
+    cost = data.get("timing", {}).get("seconds_per_iter", {})
+    cases = sorted(c for c in {r["case"] for r in data["runs"]} if (c, method) in by and (c, reference) in by)
+    if not cases or (equal_time and not (method in cost and reference in cost)):
+        return float("nan"), 0
+    diffs = []
+    for c in cases:
+        a, b = by[(c, method)], by[(c, reference)]
+        if equal_time:
+            budget = min(seconds_axis(data, a)[-1], seconds_axis(data, b)[-1])
+            at = lambda r: best_within({"seconds": seconds_axis(data, r), key: r["history"][key]}, budget, key)  # noqa: E731
+            diffs.append(at(a) - at(b))
+        else:
+            diffs.append(a[metric] - b[metric])
+    return _mean(diffs), len(cases)
+
+
+def norm_gains(root: Path) -> str:
+    """Does CN still help? For each pair of :data:`NORM_GAINS`, the difference in the Kodak (best PSNR) and the
+    occupancy (IoU) benchmarks, at equal iterations and at equal time, averaged over the cases both ran."""
+    kodak, occupancy = _load("image_kodak.json", root), _load("occupancy.json", root)
+
+    def cell(data: dict, method: str, reference: str, metric: str, key: str, equal_time: bool, fmt: str) -> str:
+        value, n = _gain(data, method, reference, metric, key, equal_time)
+        return "-" if n == 0 else f"{fmt.format(value)} ({n})"
+
+    rows = [
+        [
+            f"{m} - {ref}",
+            cell(kodak, m, ref, "psnr_best", "psnr", False, "{:+.2f}"),
+            cell(kodak, m, ref, "psnr_best", "psnr", True, "{:+.2f}"),
+            cell(occupancy, m, ref, "iou", "iou", False, "{:+.3f}"),
+            cell(occupancy, m, ref, "iou", "iou", True, "{:+.3f}"),
+        ]
+        for m, ref in NORM_GAINS
+    ]
+    header = ["difference", "Kodak PSNR best (dB)", "Kodak, equal time", "occupancy IoU", "occupancy, equal time"]
+    note = (
+        "\nPositive: the first method is ahead. In brackets: the number of images / meshes both methods ran (the "
+        "mean is over those); `-`: no case yet, or (equal time) a method not yet timed. Equal time: the best logged "
+        "training PSNR / training-batch IoU within the faster method's training time on each case, time = iteration "
+        "x the method's measured seconds per iteration. Settings: the two tables above. "
+        f"{_source('image_kodak.json', 'occupancy.json')}\n"
+    )
+    return _table(header, rows, "lrrrr") + note
+
+
 def mipnerf_lego(root: Path) -> str:
     """The 600-step lego comparison of the five Mip-NeRF methods."""
     data = _load("mipnerf_lego.json", root)
@@ -450,6 +518,7 @@ TABLES: Dict[str, Callable[[Path], str]] = {
     "kodak_best": kodak_best,
     "kodak_later": kodak_later,
     "occupancy_later": occupancy_later,
+    "norm_gains": norm_gains,
     "mipnerf_lego": mipnerf_lego,
     "mipnerf_lego_long": mipnerf_lego_long,
     "nerfacto_lego": nerfacto_lego,
