@@ -230,8 +230,14 @@ def finer_activation(z: Tensor, omega: float) -> Tensor:
 
 def gauss_activation(z: Tensor, s: float) -> Tensor:
     """The Gaussian activation ``exp(-(s z)^2 / 2)`` of Ramasinghe & Lucey 2022 (``exp(-z^2 / (2 sigma^2))``,
-    ``s = 1 / sigma``)."""
-    return torch.exp(-0.5 * (s * z) ** 2)
+    ``s = 1 / sigma``).
+
+    Values below the dtype's smallest normal number are returned as exact zeros (they differ from the formula by
+    less than that number, about 1e-38 in float32): subnormal floats, which a wide Gaussian of ``s z`` makes in
+    large numbers, slow every CPU operation that touches them (measured: a Gauss 2x256 training step on 25,000
+    points took 5.4x as long as with them flushed)."""
+    exponent = 0.5 * (s * z) ** 2
+    return torch.exp(-exponent).masked_fill(exponent > -math.log(torch.finfo(z.dtype).tiny), 0.0)
 
 
 class _ScaledActivationLayer(nn.Module):

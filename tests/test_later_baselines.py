@@ -49,6 +49,23 @@ def test_gauss_activation_by_hand_and_as_the_released_baselines_write_it():
     torch.testing.assert_close(gauss_activation(z, s), torch.exp(-((10 * z) ** 2)))  # WIRE's / FINER's exp(-(10 z)^2)
 
 
+def test_gauss_activation_makes_no_subnormal_floats():
+    """Far from zero the formula underflows through float32's subnormal range (exp(-87.3) is its smallest normal
+    number; exp(-95) = 5.6e-42 is subnormal), which slows CPU arithmetic several-fold: those values are exact zeros,
+    the others the formula's."""
+    s = 10 * math.sqrt(2)
+    z = torch.linspace(-1.5, 1.5, 3001)  # s z up to 21: exponents up to 225
+    y = gauss_activation(z, s)
+    tiny = torch.finfo(torch.float32).tiny
+    assert not ((y > 0) & (y < tiny)).any() and (y == 0).any()
+    reference = torch.exp(-0.5 * (s * z.double()) ** 2)
+    # float32's exponent a carries a relative error of a few eps (1.2e-7), so exp(-a) one of about a * 2.4e-7:
+    # 2e-5 at a = 87
+    torch.testing.assert_close(y.double(), reference, rtol=1e-4, atol=tiny)
+    z = torch.tensor([95.0**0.5 * 2**0.5 / s])  # exponent 95: subnormal by the formula, zero here
+    assert torch.exp(-0.5 * (s * z) ** 2).item() > 0 and gauss_activation(z, s).item() == 0.0
+
+
 def test_finer_network_is_its_paper_s_formula_with_the_released_initialisation():
     torch.manual_seed(0)
     net = Finer(2, 1, 3, 64, first_bias_scale=20.0)
