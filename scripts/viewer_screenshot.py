@@ -141,9 +141,9 @@ def drawn_fraction(image: np.ndarray) -> float:
     does not show a render.
 
     The viewer's control panel lies over the canvas' right side (dark, with bright buttons and a scrollbar): the
-    render is the part left of it, the columns left of the dark column block at the right edge. The empty viewer is near-black
-    (#121212) with a small axes gizmo; nerfstudio's render of the scene covers the canvas with its white
-    background; an untrained field renders a uniform grey haze. So the render counts as drawn when at least half of
+    render is the part left of it, the columns left of the dark column block at the right edge. The empty viewer
+    is near-black (#121212) with a small axes gizmo; nerfstudio's render of the scene covers the canvas with its
+    white background; an untrained field renders a uniform grey haze. So the render counts as drawn when at least half of
     it is bright (the render's background), and the returned value is the fraction of its pixels clearly darker
     than that background (20 of 255 levels below its median: the object, sphere, slab and small spheres, even in
     the viewer's first coarse, blurred frames; a field that has learned only the background draws none).
