@@ -87,10 +87,7 @@ def _later_table(
     def at_budget(m: str) -> str:
         if m not in timed:
             return "-"
-        values = [
-            best_within({"seconds": seconds_axis(data, by[(c, m)]), key: by[(c, m)]["history"][key]}, budgets[c], key)
-            for c in cases
-        ]
+        values = [best_within(data, by[(c, m)], budgets[c], key) for c in cases]
         return fmt.format(_mean(values))
 
     rows = []
@@ -169,8 +166,7 @@ def _gain(data: dict, method: str, reference: str, metric: str, key: str, equal_
         a, b = by[(c, method)], by[(c, reference)]
         if equal_time:
             budget = min(seconds_axis(data, a)[-1], seconds_axis(data, b)[-1])
-            at = lambda r: best_within({"seconds": seconds_axis(data, r), key: r["history"][key]}, budget, key)  # noqa: E731
-            diffs.append(at(a) - at(b))
+            diffs.append(best_within(data, a, budget, key) - best_within(data, b, budget, key))
         else:
             diffs.append(a[metric] - b[metric])
     return _mean(diffs), len(cases)

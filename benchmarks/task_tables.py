@@ -242,9 +242,10 @@ def retime(
 
     from nerf_norm import kernels as cn_kernel
 
+    if not json_path.exists():
+        raise SystemExit(f"--retime: {json_path} holds no runs yet (the costs are stored beside them)")
     torch.set_num_threads(threads)
     cn_kernel.load()
-    record = json.loads(json_path.read_text())
     work = Path(tempfile.mkdtemp(prefix=f"{script}_retime_"))
     slopes: Dict[str, List[float]] = {m: [] for m in methods}
     for r in range(rounds):
@@ -260,16 +261,12 @@ def retime(
         f"{rounds} interleaved rounds (order reversed every other round) of {what}; the cost is the median over "
         f"rounds of the slope of training seconds between the first and last logged point",
     )
-    record["timing"] = {
-        "meta": meta,
-        "seconds_per_iter": {m: statistics.median(v) for m, v in slopes.items()},
-        "rounds": slopes,
-    }
+    timing = {"meta": meta, "seconds_per_iter": {m: statistics.median(v) for m, v in slopes.items()}, "rounds": slopes}
     with _lock(json_path):
-        fresh = json.loads(json_path.read_text())  # runs appended meanwhile are kept
-        fresh["timing"] = record["timing"]
-        json_path.write_text(json.dumps(fresh, indent=1))
-    return fresh
+        record = json.loads(json_path.read_text())  # read now: runs appended meanwhile are kept
+        record["timing"] = timing
+        json_path.write_text(json.dumps(record, indent=1))
+    return record
 
 
 def timing_notes(record: dict) -> List[str]:
@@ -312,12 +309,7 @@ def equal_time_rows(record: dict, methods: Sequence[str], labels: Sequence[str],
         if not runs:
             continue
         budget = min(seconds_axis(record, r)[-1] for r in runs.values())
-        vals = [
-            best_within({"seconds": seconds_axis(record, runs[m]), key: runs[m]["history"][key]}, budget, key)
-            if m in runs
-            else float("nan")
-            for m in methods
-        ]
+        vals = [best_within(record, runs[m], budget, key) if m in runs else float("nan") for m in methods]
         lines.append(row(f"{label} ({budget:.0f} s)", vals))
         per_case.append(vals)
     if len(per_case) > 1:
@@ -325,10 +317,11 @@ def equal_time_rows(record: dict, methods: Sequence[str], labels: Sequence[str],
     return lines
 
 
-def best_within(history: dict, seconds: float, key: str = "psnr") -> float:
-    """Best logged training ``key`` (default PSNR: the authors' best-PSNR metric) at or before ``seconds`` of
-    training, i.e. cut at a time budget; ``history`` holds ``seconds`` and ``key`` lists."""
-    return max([p for t, p in zip(history["seconds"], history[key]) if t <= seconds] or [history[key][0]])
+def best_within(record: dict, run: dict, seconds: float, key: str = "psnr") -> float:
+    """Best logged training ``key`` of ``run`` (default PSNR: the authors' best-PSNR metric) at or before ``seconds``
+    of training on :func:`seconds_axis`'s clock, i.e. cut at a time budget."""
+    values = run["history"][key]
+    return max([v for t, v in zip(seconds_axis(record, run), values) if t <= seconds] or [values[0]])
 
 
 def seconds_axis(record: dict, run: dict) -> list:
