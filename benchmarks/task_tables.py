@@ -219,6 +219,36 @@ def _append(json_path: Path, meta: dict, entry: dict) -> dict:
     return record
 
 
+def measure_costs(
+    labels: Sequence[str], rounds: int, short_run: Callable[[str, Path], Dict[str, List[float]]], threads: int
+) -> Dict[str, List[float]]:
+    """Seconds per iteration of every label's short run, once per round, in ``rounds`` interleaved rounds (the order
+    reversed every other round, so drift in the machine's load spreads evenly). ``short_run(label, out) -> history``
+    trains a short run (``iteration`` and ``seconds`` logged at least twice); a round's cost is the slope of seconds
+    between its first and last logged point, so set-up time is left out. Returns ``{label: [cost per round]}``."""
+    import tempfile
+    import time
+
+    import torch
+
+    from nerf_norm import kernels as cn_kernel
+
+    torch.set_num_threads(threads)
+    cn_kernel.load()
+    work = Path(tempfile.mkdtemp(prefix="retime_"))
+    slopes: Dict[str, List[float]] = {m: [] for m in labels}
+    try:
+        for r in range(rounds):
+            for m in list(labels) if r % 2 == 0 else list(reversed(labels)):
+                h = short_run(m, work / "run")
+                slopes[m].append((h["seconds"][-1] - h["seconds"][0]) / (h["iteration"][-1] - h["iteration"][0]))
+                shutil.rmtree(work / "run", ignore_errors=True)
+            print(f"timing round {r + 1}/{rounds} done ({time.strftime('%H:%M:%S')})")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return slopes
+
+
 def retime(
     json_path: Path,
     script: str,
@@ -228,33 +258,15 @@ def retime(
     threads: int,
     what: str,
 ) -> dict:
-    """Measures every method's seconds per iteration on its own, in ``rounds`` interleaved rounds (the order reversed
-    every other round, so drift in the machine's load spreads evenly), and stores them in ``json_path``'s record
-    under ``timing`` (:func:`seconds_axis` then puts equal-time comparisons on them instead of the runs' own clocks,
-    which shared the machine). ``short_run(method, out) -> history`` trains a short run (``iteration`` and
-    ``seconds`` logged at least twice); the cost is the median over rounds of the slope of seconds between its first
-    and last logged point, so set-up time is left out. ``what`` says what the short runs are. Returns the record."""
+    """Measures every method's seconds per iteration on its own (:func:`measure_costs`) and stores them in
+    ``json_path``'s record under ``timing`` (:func:`seconds_axis` then puts equal-time comparisons on them instead
+    of the runs' own clocks, which shared the machine); a method's cost is the median over rounds. ``what`` says
+    what the short runs are. Returns the record."""
     import statistics
-    import tempfile
-    import time
-
-    import torch
-
-    from nerf_norm import kernels as cn_kernel
 
     if not json_path.exists():
         raise SystemExit(f"--retime: {json_path} holds no runs yet (the costs are stored beside them)")
-    torch.set_num_threads(threads)
-    cn_kernel.load()
-    work = Path(tempfile.mkdtemp(prefix=f"{script}_retime_"))
-    slopes: Dict[str, List[float]] = {m: [] for m in methods}
-    for r in range(rounds):
-        for m in list(methods) if r % 2 == 0 else list(reversed(methods)):
-            h = short_run(m, work / "run")
-            slopes[m].append((h["seconds"][-1] - h["seconds"][0]) / (h["iteration"][-1] - h["iteration"][0]))
-            shutil.rmtree(work / "run", ignore_errors=True)
-        print(f"timing round {r + 1}/{rounds} done ({time.strftime('%H:%M:%S')})")
-    shutil.rmtree(work, ignore_errors=True)
+    slopes = measure_costs(methods, rounds, short_run, threads)
     meta = provenance(
         script,
         threads,

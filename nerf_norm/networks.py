@@ -14,6 +14,7 @@ from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from .encodings import ENCODINGS, GaussianFourierFeatures, PositionalEncoding
 from .norms import FUSED_RELU_NORMS, NORM_NAMES, make_norm
@@ -228,16 +229,39 @@ def finer_activation(z: Tensor, omega: float) -> Tensor:
     return torch.sin(omega * (z.detach().abs() + 1.0) * z)
 
 
+class _GaussActivationFunction(torch.autograd.Function):
+    """``y = exp(-(s z)^2 / 2)`` and ``dz = -s^2 z y dy`` in closed form (four elementwise passes each way), with
+    results below the dtype's smallest normal number set to zero in both directions (see :func:`gauss_activation`)."""
+
+    generate_vmap_rule = True  # torch.func (the NTK analysis) maps it over samples
+
+    @staticmethod
+    def forward(z: Tensor, s: float) -> Tensor:
+        y = torch.exp(z.square().mul(-0.5 * s * s))
+        return F.threshold(y, torch.finfo(y.dtype).tiny, 0.0)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        z, s = inputs
+        ctx.save_for_backward(z, output)
+        ctx.s = s
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        z, y = ctx.saved_tensors
+        grad_z = (grad * y).mul(z).mul(-ctx.s * ctx.s)
+        return F.hardshrink(grad_z, torch.finfo(grad_z.dtype).tiny), None
+
+
 def gauss_activation(z: Tensor, s: float) -> Tensor:
     """The Gaussian activation ``exp(-(s z)^2 / 2)`` of Ramasinghe & Lucey 2022 (``exp(-z^2 / (2 sigma^2))``,
-    ``s = 1 / sigma``).
+    ``s = 1 / sigma``), with its derivative ``-s^2 z exp(-(s z)^2 / 2)``.
 
-    Values below the dtype's smallest normal number are returned as exact zeros (they differ from the formula by
+    Values and gradients below the dtype's smallest normal number are exact zeros (they differ from the formula by
     less than that number, about 1e-38 in float32): subnormal floats, which a wide Gaussian of ``s z`` makes in
     large numbers, slow every CPU operation that touches them (measured: a Gauss 2x256 training step on 25,000
-    points took 5.4x as long as with them flushed)."""
-    exponent = 0.5 * (s * z) ** 2
-    return torch.exp(-exponent).masked_fill(exponent > -math.log(torch.finfo(z.dtype).tiny), 0.0)
+    points took 5.4x as long with them; ``experiments/gauss_cpu_cost/``)."""
+    return _GaussActivationFunction.apply(z, s)
 
 
 class _ScaledActivationLayer(nn.Module):

@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from nerf_norm.analysis.ntk import empirical_ntk
 from nerf_norm.hash_grid import HashGridEncoding
 from nerf_norm.networks import (
     METHODS,
@@ -40,30 +41,59 @@ def test_finer_activation_and_its_gradient_by_hand():
     torch.testing.assert_close(z.grad, torch.tensor([-39.298708804208204, 21.900647323161163], dtype=torch.float64))
 
 
-def test_gauss_activation_by_hand_and_as_the_released_baselines_write_it():
+def test_gauss_activation_and_its_gradient_by_hand_and_as_the_released_baselines_write_it():
     s = 10 * math.sqrt(2)
-    z = torch.tensor([0.1, 0.05, 0.0], dtype=torch.float64)
+    z = torch.tensor([0.1, 0.05, 0.0], dtype=torch.float64, requires_grad=True)
     # exp(-(s z)^2 / 2): s z = sqrt(2) -> exp(-1); s z = sqrt(2) / 2 -> exp(-1/4); 0 -> 1
     expected = torch.tensor([0.36787944117144233, 0.7788007830714049, 1.0], dtype=torch.float64)
-    torch.testing.assert_close(gauss_activation(z, s), expected)
-    torch.testing.assert_close(gauss_activation(z, s), torch.exp(-((10 * z) ** 2)))  # WIRE's / FINER's exp(-(10 z)^2)
-
-
-def test_gauss_activation_makes_no_subnormal_floats():
-    """Far from zero the formula underflows through float32's subnormal range (exp(-87.3) is its smallest normal
-    number; exp(-95) = 5.6e-42 is subnormal), which slows CPU arithmetic several-fold: those values are exact zeros,
-    the others the formula's."""
-    s = 10 * math.sqrt(2)
-    z = torch.linspace(-1.5, 1.5, 3001)  # s z up to 21: exponents up to 225
     y = gauss_activation(z, s)
+    torch.testing.assert_close(y.detach(), expected)
+    torch.testing.assert_close(y.detach(), torch.exp(-((10 * z.detach()) ** 2)))  # WIRE's / FINER's exp(-(10 z)^2)
+    y.sum().backward()
+    # d/dz = -s^2 z exp(-(s z)^2 / 2) = -200 z y: -20 exp(-1), -10 exp(-1/4), 0
+    torch.testing.assert_close(z.grad, torch.tensor([-7.357588823428847, -7.788007830714049, 0.0], dtype=torch.float64))
+
+
+def test_gauss_activation_makes_no_subnormal_floats_forward_or_backward():
+    """Far from zero the formula and its derivative underflow through float32's subnormal range (exp(-87.3) is its
+    smallest normal number; exp(-95) = 5.6e-42 is subnormal), which slows CPU arithmetic several-fold: those
+    values are exact zeros, the others the formula's, in the value and in the gradient."""
+    s = 10 * math.sqrt(2)
+    z = torch.linspace(-1.5, 1.5, 3001, requires_grad=True)  # s z up to 21: exponents up to 225
+    y = gauss_activation(z, s)
+    upstream = torch.full_like(z, 1e-3)  # a small incoming gradient: the product -s^2 z y g reaches subnormals
+    y.backward(upstream)
     tiny = torch.finfo(torch.float32).tiny
-    assert not ((y > 0) & (y < tiny)).any() and (y == 0).any()
-    reference = torch.exp(-0.5 * (s * z.double()) ** 2)
+    for t in (y.detach(), z.grad):
+        assert not ((t != 0) & (t.abs() < tiny)).any() and (t == 0).any()
+    z64 = z.detach().double().requires_grad_()
+    reference = torch.exp(-0.5 * (s * z64) ** 2)
+    reference.backward(upstream.double())
     # float32's exponent a carries a relative error of a few eps (1.2e-7), so exp(-a) one of about a * 2.4e-7:
     # 2e-5 at a = 87
-    torch.testing.assert_close(y.double(), reference, rtol=1e-4, atol=tiny)
+    torch.testing.assert_close(y.detach().double(), reference.detach(), rtol=1e-4, atol=tiny)
+    torch.testing.assert_close(z.grad.double(), z64.grad, rtol=1e-4, atol=tiny)
     z = torch.tensor([95.0**0.5 * 2**0.5 / s])  # exponent 95: subnormal by the formula, zero here
     assert torch.exp(-0.5 * (s * z) ** 2).item() > 0 and gauss_activation(z, s).item() == 0.0
+
+
+def test_gauss_network_ntk_through_torch_func_is_j_j_transposed():
+    """The activation's closed-form backward under ``torch.func`` (the NTK analysis): the kernel of a small Gauss
+    network equals ``J J^T`` with ``J`` taken row by row with plain autograd on the paper's formula."""
+    torch.manual_seed(0)
+    net = Gauss(2, 1, 2, 8, s=2.0).double()
+    x = torch.rand(6, 2, dtype=torch.float64) * 2 - 1
+    params = list(net.parameters())
+
+    def formula(p: torch.Tensor) -> torch.Tensor:
+        (w0, b0, w1, b1, wo, bo) = params
+        h = torch.exp(-((2.0 * (p @ w0.T + b0)) ** 2) / 2)
+        h = torch.exp(-((2.0 * (h @ w1.T + b1)) ** 2) / 2)
+        return (h @ wo.T + bo).squeeze()
+
+    rows = [torch.cat([g.reshape(-1) for g in torch.autograd.grad(formula(xi), params)]) for xi in x]
+    jacobian = torch.stack(rows)
+    torch.testing.assert_close(empirical_ntk(net, x), jacobian @ jacobian.T)
 
 
 def test_finer_network_is_its_paper_s_formula_with_the_released_initialisation():
