@@ -32,6 +32,7 @@ from task_tables import (
     equal_time_rows,
     orderings_table,
     provenance_lines,
+    recorded_methods,
     run_cases,
     seconds_axis,
     seconds_table,
@@ -139,11 +140,12 @@ def with_mean(record: dict, images, methods) -> dict:
 
 def report(record: dict, args: Args) -> None:
     images = sorted({r["case"] for r in record["runs"]})
-    full = with_mean(record, images, args.methods)
+    methods = recorded_methods(record)
+    full = with_mean(record, images, methods)
     labels = images + ([MEAN] if any(r["case"] == MEAN for r in full["runs"]) else [])
     paper = {(k, MEAN): v for (k, arch), v in PAPER.items() if arch == args.arch}
     meta = record["meta"]
-    later = [m for m in args.methods if m not in PAPER_METHODS]
+    later = [m for m in methods if m not in PAPER_METHODS]
     lines = [
         *provenance_lines("Kodak image fitting (Table 2 layout)", meta),
         *(
@@ -164,7 +166,7 @@ def report(record: dict, args: Args) -> None:
     ]
     lines += table(
         full,
-        args.methods,
+        methods,
         [("psnr_best", "PSNR best", "{:.2f}"), ("psnr", "PSNR final", "{:.2f}"), ("ssim", "SSIM final", "{:.3f}")],
         labels,
         paper,
@@ -187,39 +189,29 @@ def report(record: dict, args: Args) -> None:
         + ".",
         "",
     ]
-    lines += equal_time_rows(record, args.methods, images, "psnr", "{:.2f}")
+    lines += equal_time_rows(record, methods, images, "psnr", "{:.2f}")
     lines += ["", "## Seconds per iteration", ""]
     if timed:
         cost = record["timing"]["seconds_per_iter"]
         lines += [
             "measured (timing note above):",
             "",
-            "| | " + " | ".join(args.methods) + " |",
-            "|---|" + "---:|" * len(args.methods),
-            "| s/iter | " + " | ".join(f"{cost[m]:.4f}" if m in cost else "-" for m in args.methods) + " |",
+            "| | " + " | ".join(methods) + " |",
+            "|---|" + "---:|" * len(methods),
+            "| s/iter | " + " | ".join(f"{cost[m]:.4f}" if m in cost else "-" for m in methods) + " |",
             "| relative to relu | "
-            + " | ".join(f"{cost[m] / cost['relu']:.2f}" if m in cost and "relu" in cost else "-" for m in args.methods)
+            + " | ".join(f"{cost[m] / cost['relu']:.2f}" if m in cost and "relu" in cost else "-" for m in methods)
             + " |",
             "",
             "the runs' own clocks (not valid, see above):",
             "",
         ]
-    lines += seconds_table(record, args.methods, images)
-    lines += [
-        "",
-        "## Parameters and rate",
-        "",
-        "| | " + " | ".join(args.methods) + " |",
-        "|---|" + "---:|" * len(args.methods),
-    ]
-    first = {m: by[(images[0], m)] for m in args.methods if (images[0], m) in by}
+    lines += seconds_table(record, methods, images)
+    lines += ["", "## Parameters and rate", "", "| | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
+    first = {m: by[(images[0], m)] for m in methods if (images[0], m) in by}
+    lines.append("| params | " + " | ".join(str(first[m]["params"]) if m in first else "-" for m in methods) + " |")
     lines.append(
-        "| params | " + " | ".join(str(first[m]["params"]) if m in first else "-" for m in args.methods) + " |"
-    )
-    lines.append(
-        "| bpp (fp16) | "
-        + " | ".join(f"{first[m]['bpp_half']:.3f}" if m in first else "-" for m in args.methods)
-        + " |"
+        "| bpp (fp16) | " + " | ".join(f"{first[m]['bpp_half']:.3f}" if m in first else "-" for m in methods) + " |"
     )
     lines += ["", f"Figure: `{args.out.name}_curves.png` (training PSNR over iterations and over seconds, per image)."]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
@@ -234,7 +226,7 @@ def plot(record: dict, args: Args, images) -> None:
     cmap = plt.get_cmap("tab20")
     fig, axes = plt.subplots(2, len(images), figsize=(5.5 * len(images), 8), squeeze=False)
     for col, image in enumerate(images):
-        for i, m in enumerate(args.methods):
+        for i, m in enumerate(recorded_methods(record)):
             rs = [r for r in record["runs"] if r["method"] == m and r["case"] == image]
             if not rs:
                 continue

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import task_tables
 import tyro
-from task_tables import ALL_METHODS, DATA, RESULTS, Case, run_cases, write_report
+from task_tables import ALL_METHODS, DATA, RESULTS, Case, recorded_methods, run_cases, write_report
 
 from nerf_norm.tasks.commands import OccupancyCommand, run_occupancy
 
@@ -123,7 +123,7 @@ def main(args: Args) -> None:
             "own statistics, a bug: `experiments/occupancy_eval_gap/occupancy_eval_gap.md`)",
             "runs as Ray tasks of --threads CPUs each, as many at once as the machine has CPUs (seconds per iteration are under that load); `paper` rows: the paper's Table 3 (512^3, 200 epochs)",
         ],
-        args.methods,
+        recorded_methods(record),
         [("iou", "IoU", "{:.3f}")],
         [m.stem for m in args.meshes],
         PAPER,

@@ -219,6 +219,13 @@ def _append(json_path: Path, meta: dict, entry: dict) -> dict:
     return record
 
 
+def recorded_methods(record: dict) -> List[str]:
+    """The methods ``record``'s runs hold, in registry order (others after, as first met): a report covers what its
+    file holds, whichever ``--methods`` the last resumed run named."""
+    held = list(dict.fromkeys(r["method"] for r in record["runs"]))
+    return [m for m in ALL_METHODS if m in held] + [m for m in held if m not in ALL_METHODS]
+
+
 def measure_costs(
     labels: Sequence[str], rounds: int, short_run: Callable[[str, Path], Dict[str, List[float]]], threads: int
 ) -> Dict[str, List[float]]:
