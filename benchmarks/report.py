@@ -72,13 +72,13 @@ def kodak_best(root: Path) -> str:
 def kodak_equal_time(root: Path) -> str:
     """:func:`kodak_best`'s methods at equal training time: the best PSNR each reached within the fastest one's
     training time on each image, time = iteration x the method's measured seconds per iteration."""
-    from benchmarks.task_tables import best_within, seconds_axis
+    from benchmarks.task_tables import best_within, time_budget
 
     data = _load("image_kodak.json", root)
     cases = sorted({r["case"] for r in data["runs"]})
     by = {(r["case"], r["method"]): r for r in data["runs"]}
     cost = data["timing"]["seconds_per_iter"]
-    budget = {c: min(seconds_axis(data, by[(c, m)])[-1] for m in KODAK_SHOWN) for c in cases}
+    budget = {c: time_budget(data, [by[(c, m)] for m in KODAK_SHOWN]) for c in cases}
     fastest = min(KODAK_SHOWN, key=cost.__getitem__)
     rows = _per_image_rows(cases, KODAK_SHOWN, lambda c, m: best_within(data, by[(c, m)], budget[c], "psnr"))
     timing = data["timing"]["meta"]
@@ -107,14 +107,14 @@ def _later_table(
     measured seconds per iteration, the record's ``timing``; ``-`` untimed) and that cost. Returns the table and
     the sentence saying so (``reached``: what was cut at the budget, ``case``: the cases' noun, ``script``: the
     benchmark that measures the costs)."""
-    from benchmarks.task_tables import best_within, seconds_axis
+    from benchmarks.task_tables import best_within, time_budget
 
     cases = sorted({r["case"] for r in data["runs"]})
     by = {(r["case"], r["method"]): r for r in data["runs"]}
     methods = [m for m in LATER if all((c, m) in by for c in cases)]
     cost = data.get("timing", {}).get("seconds_per_iter", {})
     timed = [m for m in methods if m in cost]
-    budgets = {c: min(seconds_axis(data, by[(c, m)])[-1] for m in timed) for c in cases} if timed else {}
+    budgets = {c: time_budget(data, [by[(c, m)] for m in timed]) for c in cases} if timed else {}
 
     def at_budget(m: str) -> str:
         if m not in timed:
@@ -186,7 +186,7 @@ def _gain(data: dict, method: str, reference: str, metric: str, key: str, equal_
     """Mean over the cases both methods ran of ``method``'s value minus ``reference``'s, and the number of cases;
     ``equal_time``: the best logged training ``key`` within the faster of the two methods' time on each case
     (iteration x measured cost; both must be timed), else the final ``metric``."""
-    from benchmarks.task_tables import best_within, seconds_axis
+    from benchmarks.task_tables import best_within, time_budget
 
     by = {(r["case"], r["method"]): r for r in data["runs"]}
     cost = data.get("timing", {}).get("seconds_per_iter", {})
@@ -197,7 +197,7 @@ def _gain(data: dict, method: str, reference: str, metric: str, key: str, equal_
     for c in cases:
         a, b = by[(c, method)], by[(c, reference)]
         if equal_time:
-            budget = min(seconds_axis(data, a)[-1], seconds_axis(data, b)[-1])
+            budget = time_budget(data, (a, b))
             diffs.append(best_within(data, a, budget, key) - best_within(data, b, budget, key))
         else:
             diffs.append(a[metric] - b[metric])

@@ -15,7 +15,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from nerf_norm.networks import METHODS, PAPER_METHODS  # noqa: F401 - PAPER_METHODS re-exported for the benchmarks
 from nerf_norm.provenance import provenance as nerf_provenance
@@ -327,7 +327,7 @@ def equal_time_rows(record: dict, methods: Sequence[str], labels: Sequence[str],
         runs = {m: by[(label, m)] for m in methods if (label, m) in by}
         if not runs:
             continue
-        budget = min(seconds_axis(record, r)[-1] for r in runs.values())
+        budget = time_budget(record, runs.values())
         vals = [best_within(record, runs[m], budget, key) if m in runs else float("nan") for m in methods]
         lines.append(row(f"{label} ({budget:.0f} s)", vals))
         per_case.append(vals)
@@ -341,6 +341,12 @@ def best_within(record: dict, run: dict, seconds: float, key: str = "psnr") -> f
     of training on :func:`seconds_axis`'s clock, i.e. cut at a time budget."""
     values = run["history"][key]
     return max([v for t, v in zip(seconds_axis(record, run), values) if t <= seconds] or [values[0]])
+
+
+def time_budget(record: dict, runs: Iterable[dict]) -> float:
+    """The training time of the fastest of ``runs`` (its last logged point on :func:`seconds_axis`'s clock): the
+    budget at which an equal-time comparison cuts them all (:func:`best_within`)."""
+    return min(seconds_axis(record, r)[-1] for r in runs)
 
 
 def seconds_axis(record: dict, run: dict) -> list:
