@@ -17,6 +17,16 @@ def _grads(module, x):
     return y.detach(), x.grad, [p.grad.clone() for p in module.parameters()]
 
 
+def _eager_and_compiled(method: str, out_dim: int, dtype: torch.dtype):
+    """A 3x32 network of ``method`` on 2D coordinates (seed 0) and a twin with the same weights compiled with
+    fullgraph=True."""
+    torch.manual_seed(0)
+    net = build_network(method, 2, out_dim, "3x32", seed=0).to(dtype)
+    twin = build_network(method, 2, out_dim, "3x32", seed=0).to(dtype)
+    twin.load_state_dict(net.state_dict())
+    return net, torch.compile(twin, fullgraph=True)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["paper", "reference"])
 def test_compiled_cross_norm_equals_eager(variant):
@@ -53,11 +63,7 @@ def test_compiled_normalized_coordinate_mlp_equals_eager(method, dtype, tol):
     input and parameter gradients within ``tol`` of each tensor's largest magnitude (input gradients through
     2^9 pi reach ~600). float64 checks the formulas; in float32 the two sum in different orders and differ by
     up to 3e-5 relative in a parameter gradient."""
-    torch.manual_seed(0)
-    net = build_network(method, 2, 3, "3x32", seed=0).to(dtype)
-    twin = build_network(method, 2, 3, "3x32", seed=0).to(dtype)
-    twin.load_state_dict(net.state_dict())
-    compiled = torch.compile(twin, fullgraph=True)
+    net, compiled = _eager_and_compiled(method, 3, dtype)
     x = (torch.rand(400, 2) * 2 - 1).to(dtype)
     (ye, gxe, gpe), (yc, gxc, gpc) = _grads(net, x), _grads(compiled, x)
     for a, b in [(ye, yc), (gxe, gxc), *zip(gpe, gpc)]:
@@ -68,11 +74,7 @@ def test_compiled_normalized_coordinate_mlp_equals_eager(method, dtype, tol):
 def test_compiled_gauss_network_equals_eager():
     """The Gauss activation is an autograd Function with a closed-form backward: a gauss+cn network compiled with
     fullgraph=True equals eager in float64, outputs, input and parameter gradients."""
-    torch.manual_seed(0)
-    net = build_network("gauss+cn", 2, 1, "3x32", seed=0).double()
-    twin = build_network("gauss+cn", 2, 1, "3x32", seed=0).double()
-    twin.load_state_dict(net.state_dict())
-    compiled = torch.compile(twin, fullgraph=True)
+    net, compiled = _eager_and_compiled("gauss+cn", 1, torch.float64)
     x = (torch.rand(400, 2) * 2 - 1).double()
     (ye, gxe, gpe), (yc, gxc, gpc) = _grads(net, x), _grads(compiled, x)
     for a, b in [(ye, yc), (gxe, gxc), *zip(gpe, gpc)]:
