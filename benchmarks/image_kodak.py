@@ -30,6 +30,7 @@ from task_tables import (
     RESULTS,
     Case,
     equal_time_rows,
+    method_color,
     orderings_table,
     provenance_lines,
     recorded_methods,
@@ -223,7 +224,6 @@ def plot(record: dict, args: Args, images) -> None:
     from nerf_norm.plotting import pyplot
 
     plt = pyplot()
-    cmap = plt.get_cmap("tab20")
     fig, axes = plt.subplots(2, len(images), figsize=(5.5 * len(images), 8), squeeze=False)
     for col, image in enumerate(images):
         for i, m in enumerate(recorded_methods(record)):
@@ -233,7 +233,7 @@ def plot(record: dict, args: Args, images) -> None:
             h = rs[0]["history"]
             style = "-" if "+" in m else ":"
             for row, xs in enumerate((h["iteration"], seconds_axis(record, rs[0]))):
-                axes[row, col].plot(xs, h["psnr"], style, color=cmap(i), lw=1.3, label=m)
+                axes[row, col].plot(xs, h["psnr"], style, color=method_color(plt, i), lw=1.3, label=m)
         seconds = "training seconds (iteration x measured s/iter)" if "timing" in record else "training seconds"
         for row, xl in enumerate(("iteration", seconds)):
             axes[row, col].set_xlabel(xl)

@@ -219,6 +219,13 @@ def _append(json_path: Path, meta: dict, entry: dict) -> dict:
     return record
 
 
+def method_color(plt, index: int):
+    """The colour of the ``index``-th method of a figure: 40 distinct ones (tab20, then tab20b), so the 22 methods of
+    the registry never share one (tab20 alone clips index 20 and above to its last colour)."""
+    palette = [*plt.get_cmap("tab20").colors, *plt.get_cmap("tab20b").colors]
+    return palette[index % len(palette)]
+
+
 def recorded_methods(record: dict) -> List[str]:
     """The methods ``record``'s runs hold, in registry order (others after, as first met): a report covers what its
     file holds, whichever ``--methods`` the last resumed run named."""
@@ -484,7 +491,7 @@ def curves(
                     by[(label, method)][key],
                     lw=1.4,
                     label=method,
-                    color=plt.get_cmap("tab20")(index % 20),
+                    color=method_color(plt, index),
                     ls="--" if "+" not in method else "-",
                 )
         ax.set_title(label)
