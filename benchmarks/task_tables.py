@@ -498,9 +498,10 @@ def curves(
         ax.set_xlabel("iteration")
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    # one legend, right of the last panel: with many methods a legend inside each panel covers the curves
+    axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), ncol=1 + len(methods) // 12)
     fig.tight_layout()
-    fig.savefig(out.with_suffix(".png"), dpi=110)
+    fig.savefig(out.with_suffix(".png"), dpi=110, bbox_inches="tight")
     plt.close(fig)
 
     def value(history: Dict[str, List[float]], iteration: int) -> str:
